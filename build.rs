@@ -1,0 +1,36 @@
+//! Generates Rust code for etcd's API (`proto/*.proto`) and Cairn's internal Raft payload.
+//! The served API also gets a file descriptor set, so gRPC reflection works without .proto files.
+
+use std::{env, path::PathBuf};
+
+const API_PROTOS: &[&str] = &[
+    "proto/kv.proto",
+    "proto/auth.proto",
+    "proto/rpc.proto",
+    "proto/v3lock.proto",
+    "proto/v3election.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // A vendored protoc keeps the build free of a system protoc.
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    env::set_var("PROTOC", protoc);
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out_dir.join("etcd_api_descriptor.bin"))
+        .compile_protos(API_PROTOS, &["proto"])?;
+
+    // A directory of its own: this run also regenerates the imported etcd packages, without
+    // services, and must not overwrite the files above.
+    let internal_dir = out_dir.join("internal");
+    std::fs::create_dir_all(&internal_dir)?;
+    tonic_prost_build::configure()
+        .build_server(false)
+        .build_client(false)
+        .out_dir(&internal_dir)
+        .compile_protos(&["proto/raft_internal.proto"], &["proto"])?;
+
+    println!("cargo:rerun-if-changed=proto");
+    Ok(())
+}

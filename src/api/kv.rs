@@ -1,0 +1,125 @@
+//! `etcdserverpb.KV`: validates, then reads the store or proposes through Raft.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::validate;
+use crate::apply;
+use crate::error::EtcdError;
+use crate::node::Node;
+use crate::proto::cairnraftpb::{
+    apply_result::Result as Applied, internal_request, InternalRequest,
+};
+use crate::proto::etcdserverpb::kv_server::Kv;
+use crate::proto::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+};
+
+pub struct KvService {
+    node: Arc<Node>,
+}
+
+impl KvService {
+    pub fn new(node: Arc<Node>) -> KvService {
+        KvService { node }
+    }
+
+    /// Completes a header from `apply` (which only knows the revision).
+    fn header(&self, partial: Option<ResponseHeader>) -> Option<ResponseHeader> {
+        Some(self.node.header(partial.map_or(0, |h| h.revision)))
+    }
+
+    async fn propose(&self, request: internal_request::Request) -> Result<Applied, Status> {
+        let request = InternalRequest {
+            request: Some(request),
+        };
+        Ok(self.node.propose(request).await?)
+    }
+}
+
+/// The apply result did not match the request: only a damaged log could cause it.
+fn mismatch() -> Status {
+    EtcdError::Corrupt.into()
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(
+        &self,
+        request: Request<RangeRequest>,
+    ) -> Result<Response<RangeResponse>, Status> {
+        let r = request.into_inner();
+        validate::range(&r)?;
+        if !r.serializable {
+            self.node.read_barrier().await?;
+        }
+        let mut response = apply::range(&*self.node.mvcc, &r)?;
+        response.header = self.header(response.header);
+        Ok(Response::new(response))
+    }
+
+    async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let r = request.into_inner();
+        validate::put(&r)?;
+        match self.propose(internal_request::Request::Put(r)).await? {
+            Applied::Put(mut response) => {
+                response.header = self.header(response.header);
+                Ok(Response::new(response))
+            }
+            _ => Err(mismatch()),
+        }
+    }
+
+    async fn delete_range(
+        &self,
+        request: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let r = request.into_inner();
+        validate::delete_range(&r)?;
+        match self
+            .propose(internal_request::Request::DeleteRange(r))
+            .await?
+        {
+            Applied::DeleteRange(mut response) => {
+                response.header = self.header(response.header);
+                Ok(Response::new(response))
+            }
+            _ => Err(mismatch()),
+        }
+    }
+
+    async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let r = request.into_inner();
+        validate::txn(&r, self.node.limits.max_txn_ops)?;
+        match self.propose(internal_request::Request::Txn(r)).await? {
+            Applied::Txn(mut response) => {
+                response.header = self.header(response.header);
+                Ok(Response::new(response))
+            }
+            _ => Err(mismatch()),
+        }
+    }
+
+    async fn compact(
+        &self,
+        request: Request<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
+        let r = request.into_inner();
+        let (revision, physical) = (r.revision, r.physical);
+        match self
+            .propose(internal_request::Request::Compaction(r))
+            .await?
+        {
+            Applied::Compaction(mut response) => {
+                if physical {
+                    self.node.mvcc.wait_physically_compacted(revision).await;
+                }
+                response.header = self.header(response.header);
+                Ok(Response::new(response))
+            }
+            _ => Err(mismatch()),
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! `etcdserverpb.Maintenance`: status, alarms and defragmentation; the rest not yet.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::{not_yet, BoxStream};
+use crate::config::ETCD_API_VERSION;
+use crate::node::Node;
+use crate::proto::etcdserverpb::alarm_request::AlarmAction;
+use crate::proto::etcdserverpb::maintenance_server::Maintenance;
+use crate::proto::etcdserverpb::*;
+
+pub struct MaintenanceService {
+    node: Arc<Node>,
+}
+
+impl MaintenanceService {
+    pub fn new(node: Arc<Node>) -> MaintenanceService {
+        MaintenanceService { node }
+    }
+}
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn alarm(
+        &self,
+        request: Request<AlarmRequest>,
+    ) -> Result<Response<AlarmResponse>, Status> {
+        // Cairn raises no alarms yet, so the list is truly empty; changing alarms is not built.
+        match AlarmAction::try_from(request.get_ref().action) {
+            Ok(AlarmAction::Get) => Ok(Response::new(AlarmResponse {
+                header: Some(self.node.header(0)),
+                alarms: Vec::new(),
+            })),
+            _ => Err(not_yet("Maintenance.Alarm activate/deactivate")),
+        }
+    }
+
+    async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        let metrics = self.node.raft.metrics().borrow().clone();
+        let db_size = self.node.storage.size_bytes() as i64;
+        Ok(Response::new(StatusResponse {
+            header: Some(self.node.header(0)),
+            version: ETCD_API_VERSION.to_string(),
+            db_size,
+            leader: metrics.current_leader.unwrap_or(0),
+            raft_index: metrics.last_log_index.unwrap_or(0),
+            raft_term: metrics.current_term,
+            raft_applied_index: metrics.last_applied.map_or(0, |l| l.index),
+            errors: Vec::new(),
+            db_size_in_use: db_size,
+            is_learner: false,
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        // RocksDB's equivalent of defragmentation: a full compaction of the key-value data.
+        let storage = self.node.storage.clone();
+        tokio::task::spawn_blocking(move || {
+            let cf = storage.cf(crate::storage::CF_KV);
+            storage
+                .db()
+                .compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(DefragmentResponse {
+            header: Some(self.node.header(0)),
+        }))
+    }
+
+    async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        Err(not_yet("Maintenance.Hash"))
+    }
+
+    async fn hash_kv(&self, _: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        Err(not_yet("Maintenance.HashKV"))
+    }
+
+    type SnapshotStream = BoxStream<SnapshotResponse>;
+
+    async fn snapshot(
+        &self,
+        _: Request<SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        Err(not_yet("Maintenance.Snapshot"))
+    }
+
+    async fn move_leader(
+        &self,
+        _: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        Err(not_yet("Maintenance.MoveLeader"))
+    }
+
+    async fn downgrade(
+        &self,
+        _: Request<DowngradeRequest>,
+    ) -> Result<Response<DowngradeResponse>, Status> {
+        Err(not_yet("Maintenance.Downgrade"))
+    }
+}

@@ -1,0 +1,134 @@
+//! The client API: etcd's gRPC services, gRPC health and reflection on the client URLs.
+//!
+//! Translates and validates only: reads go to `apply` over the MVCC store after the node's
+//! read barrier, writes go to the node's proposer. May call `node`, `apply` and `mvcc`.
+
+mod cluster;
+mod kv;
+mod maintenance;
+mod not_yet;
+mod validate;
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic::Status;
+use tonic_health::ServingStatus;
+
+use crate::node::Node;
+use crate::proto::etcdserverpb::{
+    auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
+    lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
+};
+use crate::proto::v3electionpb::election_server::ElectionServer;
+use crate::proto::v3lockpb::lock_server::LockServer;
+use crate::proto::API_FILE_DESCRIPTOR_SET;
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// etcd lets gRPC messages exceed `--max-request-bytes` by this much, so the request-size
+/// check answers with etcd's own error rather than a transport one.
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// Services reported by gRPC health, besides the server as a whole ("").
+const HEALTH_SERVICES: [&str; 5] = [
+    "etcdserverpb.KV",
+    "etcdserverpb.Watch",
+    "etcdserverpb.Lease",
+    "etcdserverpb.Cluster",
+    "etcdserverpb.Maintenance",
+];
+
+fn not_yet(what: &str) -> Status {
+    Status::unimplemented(format!("cairn: {what} is not implemented yet"))
+}
+
+/// Health as probes see it: NOT_SERVING until ready, SERVING after, NOT_SERVING when stopping.
+pub struct Health {
+    reporter: tonic_health::server::HealthReporter,
+}
+
+impl Health {
+    pub async fn set(&self, serving: bool) {
+        let status = if serving {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        self.reporter.set_service_status("", status).await;
+        for service in HEALTH_SERVICES {
+            self.reporter.set_service_status(service, status).await;
+        }
+    }
+}
+
+/// Binds every client URL; fails before anything is served if one cannot be bound.
+pub async fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<TcpListener>> {
+    let mut listeners = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        listeners.push(TcpListener::bind(addr).await?);
+    }
+    Ok(listeners)
+}
+
+/// Serves the client API on `listeners` until `shutdown` resolves; the returned task ends
+/// when in-flight requests are done.
+pub async fn serve(
+    node: Arc<Node>,
+    listeners: Vec<TcpListener>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<(Health, tokio::task::JoinHandle<()>)> {
+    let max_message_bytes = node.limits.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let health = Health { reporter };
+    health.set(false).await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(API_FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(API_FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let router = Server::builder()
+        .add_service(
+            KvServer::new(kv::KvService::new(node.clone()))
+                .max_decoding_message_size(max_message_bytes)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(WatchServer::new(not_yet::NotYet).max_decoding_message_size(max_message_bytes))
+        .add_service(LeaseServer::new(not_yet::NotYet).max_decoding_message_size(max_message_bytes))
+        .add_service(
+            ClusterServer::new(cluster::ClusterService::new(node.clone()))
+                .max_decoding_message_size(max_message_bytes),
+        )
+        .add_service(
+            MaintenanceServer::new(maintenance::MaintenanceService::new(node.clone()))
+                .max_decoding_message_size(max_message_bytes)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(AuthServer::new(not_yet::NotYet).max_decoding_message_size(max_message_bytes))
+        .add_service(LockServer::new(not_yet::NotYet).max_decoding_message_size(max_message_bytes))
+        .add_service(
+            ElectionServer::new(not_yet::NotYet).max_decoding_message_size(max_message_bytes),
+        )
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+
+    let incoming = futures::stream::select_all(listeners.into_iter().map(TcpListenerStream::new));
+    let task = tokio::spawn(async move {
+        if let Err(e) = router
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "client API server failed");
+        }
+    });
+    Ok((health, task))
+}

@@ -1,0 +1,119 @@
+//! Services whose features are not built yet. Every RPC answers `Unimplemented` with a
+//! message naming it, never a fake success; the README's compatibility table lists them.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{not_yet, BoxStream};
+use crate::proto::etcdserverpb::auth_server::Auth;
+use crate::proto::etcdserverpb::lease_server::Lease;
+use crate::proto::etcdserverpb::watch_server::Watch;
+use crate::proto::etcdserverpb::*;
+use crate::proto::v3electionpb::election_server::Election;
+use crate::proto::v3electionpb::*;
+use crate::proto::v3lockpb::lock_server::Lock;
+use crate::proto::v3lockpb::*;
+
+pub struct NotYet;
+
+/// Implements unary RPCs as `Unimplemented`, named `Service.Method` in the message. Written
+/// in the shape `async_trait` gives methods, since it cannot see inside a macro call.
+macro_rules! unary_not_yet {
+    ($service:literal: $($method:ident($req:ty) -> $resp:ty = $name:literal;)*) => {
+        $(
+            fn $method<'life0, 'async_trait>(
+                &'life0 self,
+                _: Request<$req>,
+            ) -> Pin<Box<dyn Future<Output = Result<Response<$resp>, Status>> + Send + 'async_trait>>
+            where
+                'life0: 'async_trait,
+                Self: 'async_trait,
+            {
+                Box::pin(async move { Err(not_yet(concat!($service, ".", $name))) })
+            }
+        )*
+    };
+}
+
+#[tonic::async_trait]
+impl Watch for NotYet {
+    type WatchStream = BoxStream<WatchResponse>;
+
+    async fn watch(
+        &self,
+        _: Request<Streaming<WatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        Err(not_yet("Watch.Watch"))
+    }
+}
+
+#[tonic::async_trait]
+impl Lease for NotYet {
+    unary_not_yet! { "Lease":
+        lease_grant(LeaseGrantRequest) -> LeaseGrantResponse = "LeaseGrant";
+        lease_revoke(LeaseRevokeRequest) -> LeaseRevokeResponse = "LeaseRevoke";
+        lease_time_to_live(LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse = "LeaseTimeToLive";
+        lease_leases(LeaseLeasesRequest) -> LeaseLeasesResponse = "LeaseLeases";
+    }
+
+    type LeaseKeepAliveStream = BoxStream<LeaseKeepAliveResponse>;
+
+    async fn lease_keep_alive(
+        &self,
+        _: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        Err(not_yet("Lease.LeaseKeepAlive"))
+    }
+}
+
+#[tonic::async_trait]
+impl Auth for NotYet {
+    unary_not_yet! { "Auth":
+        auth_enable(AuthEnableRequest) -> AuthEnableResponse = "AuthEnable";
+        auth_disable(AuthDisableRequest) -> AuthDisableResponse = "AuthDisable";
+        auth_status(AuthStatusRequest) -> AuthStatusResponse = "AuthStatus";
+        authenticate(AuthenticateRequest) -> AuthenticateResponse = "Authenticate";
+        user_add(AuthUserAddRequest) -> AuthUserAddResponse = "UserAdd";
+        user_get(AuthUserGetRequest) -> AuthUserGetResponse = "UserGet";
+        user_list(AuthUserListRequest) -> AuthUserListResponse = "UserList";
+        user_delete(AuthUserDeleteRequest) -> AuthUserDeleteResponse = "UserDelete";
+        user_change_password(AuthUserChangePasswordRequest) -> AuthUserChangePasswordResponse = "UserChangePassword";
+        user_grant_role(AuthUserGrantRoleRequest) -> AuthUserGrantRoleResponse = "UserGrantRole";
+        user_revoke_role(AuthUserRevokeRoleRequest) -> AuthUserRevokeRoleResponse = "UserRevokeRole";
+        role_add(AuthRoleAddRequest) -> AuthRoleAddResponse = "RoleAdd";
+        role_get(AuthRoleGetRequest) -> AuthRoleGetResponse = "RoleGet";
+        role_list(AuthRoleListRequest) -> AuthRoleListResponse = "RoleList";
+        role_delete(AuthRoleDeleteRequest) -> AuthRoleDeleteResponse = "RoleDelete";
+        role_grant_permission(AuthRoleGrantPermissionRequest) -> AuthRoleGrantPermissionResponse = "RoleGrantPermission";
+        role_revoke_permission(AuthRoleRevokePermissionRequest) -> AuthRoleRevokePermissionResponse = "RoleRevokePermission";
+    }
+}
+
+#[tonic::async_trait]
+impl Lock for NotYet {
+    unary_not_yet! { "Lock":
+        lock(LockRequest) -> LockResponse = "Lock";
+        unlock(UnlockRequest) -> UnlockResponse = "Unlock";
+    }
+}
+
+#[tonic::async_trait]
+impl Election for NotYet {
+    unary_not_yet! { "Election":
+        campaign(CampaignRequest) -> CampaignResponse = "Campaign";
+        proclaim(ProclaimRequest) -> ProclaimResponse = "Proclaim";
+        leader(LeaderRequest) -> LeaderResponse = "Leader";
+        resign(ResignRequest) -> ResignResponse = "Resign";
+    }
+
+    type ObserveStream = BoxStream<LeaderResponse>;
+
+    async fn observe(
+        &self,
+        _: Request<LeaderRequest>,
+    ) -> Result<Response<Self::ObserveStream>, Status> {
+        Err(not_yet("Election.Observe"))
+    }
+}

@@ -1,0 +1,47 @@
+//! Put: write a key, optionally keeping its value or lease, optionally returning the old pair.
+
+use crate::error::EtcdError;
+use crate::mvcc::{KvRead, RangeEnd, RangeOptions, WriteTxn};
+use crate::proto::etcdserverpb::{PutRequest, PutResponse};
+use crate::proto::mvccpb::KeyValue;
+
+/// What must hold before the put writes anything (so a transaction fails whole or not at all).
+pub fn check(view: &impl KvRead, p: &PutRequest) -> Result<(), EtcdError> {
+    if !super::lease_exists(p.lease) {
+        return Err(EtcdError::LeaseNotFound);
+    }
+    if (p.ignore_value || p.ignore_lease) && previous(view, &p.key)?.is_none() {
+        return Err(EtcdError::KeyNotFound);
+    }
+    Ok(())
+}
+
+/// Applies a checked put.
+pub fn put(txn: &mut WriteTxn<'_, '_>, p: &PutRequest) -> PutResponse {
+    let prev = if p.ignore_value || p.ignore_lease || p.prev_kv {
+        // `check` ran in this same transaction, so this read cannot fail.
+        previous(txn, &p.key).unwrap_or(None)
+    } else {
+        None
+    };
+    let value = match (&prev, p.ignore_value) {
+        (Some(old), true) => old.value.clone(),
+        _ => p.value.clone(),
+    };
+    let lease = match (&prev, p.ignore_lease) {
+        (Some(old), true) => old.lease,
+        _ => p.lease,
+    };
+    let revision = txn.put(&p.key, value, lease);
+    PutResponse {
+        header: Some(super::header(revision)),
+        prev_kv: if p.prev_kv { prev } else { None },
+    }
+}
+
+fn previous(view: &impl KvRead, key: &[u8]) -> Result<Option<KeyValue>, EtcdError> {
+    Ok(view
+        .range(key, RangeEnd::Single, RangeOptions::default())?
+        .kvs
+        .pop())
+}

@@ -1,0 +1,412 @@
+//! Start-up configuration: etcd's flag names, `ETCD_*` environment variables and the
+//! `--config-file` YAML, resolved into one `Config`.
+//!
+//! Owns parsing and validation only; it calls nothing else in Cairn.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use serde::Deserialize;
+use url::Url;
+
+/// The etcd release whose API Cairn serves; reported by `Status` and `--version`.
+pub const ETCD_API_VERSION: &str = "3.4.0";
+/// Cairn's own version.
+pub const CAIRN_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// etcd's defaults, by name, so flags and the YAML file share them.
+mod default {
+    pub const NAME: &str = "default";
+    pub const CLIENT_URLS: &str = "http://localhost:2379";
+    pub const PEER_URLS: &str = "http://localhost:2380";
+    pub const CLUSTER_TOKEN: &str = "etcd-cluster";
+    pub const HEARTBEAT_INTERVAL_MS: u64 = 100;
+    pub const ELECTION_TIMEOUT_MS: u64 = 1000;
+    pub const SNAPSHOT_COUNT: u64 = 100_000;
+    /// etcd: 1.5 MiB.
+    pub const MAX_REQUEST_BYTES: u64 = 1_572_864;
+    pub const MAX_TXN_OPS: u64 = 128;
+    /// etcd: 0 means its default quota of 2 GiB.
+    pub const QUOTA_BACKEND_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+}
+
+/// Command-line flags, named as etcd names them. Each also reads `ETCD_<NAME>`.
+#[derive(Parser, Debug, Default)]
+#[command(
+    name = "cairn",
+    about = "Cairn: an etcd-v3-compatible, Raft-replicated key-value store",
+    disable_version_flag = true
+)]
+pub struct Flags {
+    /// Print the version and exit.
+    #[arg(long)]
+    pub version: bool,
+    /// Path to a YAML configuration file; when given, other flags and variables are ignored.
+    #[arg(long, env = "ETCD_CONFIG_FILE")]
+    pub config_file: Option<PathBuf>,
+    /// Human-readable name for this member.
+    #[arg(long, env = "ETCD_NAME")]
+    pub name: Option<String>,
+    /// Path to the data directory (default: `<name>.etcd`).
+    #[arg(long, env = "ETCD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// URLs to listen on for client traffic.
+    #[arg(long, env = "ETCD_LISTEN_CLIENT_URLS")]
+    pub listen_client_urls: Option<String>,
+    /// Client URLs advertised to the cluster and to clients.
+    #[arg(long, env = "ETCD_ADVERTISE_CLIENT_URLS")]
+    pub advertise_client_urls: Option<String>,
+    /// URLs to listen on for peer traffic.
+    #[arg(long, env = "ETCD_LISTEN_PEER_URLS")]
+    pub listen_peer_urls: Option<String>,
+    /// This member's peer URLs, advertised to the rest of the cluster.
+    #[arg(long, env = "ETCD_INITIAL_ADVERTISE_PEER_URLS")]
+    pub initial_advertise_peer_urls: Option<String>,
+    /// Initial cluster configuration: `name=peer-url,...`.
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER")]
+    pub initial_cluster: Option<String>,
+    /// `new` or `existing`.
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER_STATE")]
+    pub initial_cluster_state: Option<String>,
+    /// Initial cluster token; member and cluster IDs derive from it.
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER_TOKEN")]
+    pub initial_cluster_token: Option<String>,
+    /// Time (in milliseconds) of a heartbeat interval.
+    #[arg(long, env = "ETCD_HEARTBEAT_INTERVAL")]
+    pub heartbeat_interval: Option<u64>,
+    /// Time (in milliseconds) for an election to time out.
+    #[arg(long, env = "ETCD_ELECTION_TIMEOUT")]
+    pub election_timeout: Option<u64>,
+    /// Number of committed Raft entries that triggers a snapshot.
+    #[arg(long, env = "ETCD_SNAPSHOT_COUNT")]
+    pub snapshot_count: Option<u64>,
+    /// Storage quota in bytes; 0 means the default (2 GiB).
+    #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES")]
+    pub quota_backend_bytes: Option<u64>,
+    /// Maximum client request size in bytes.
+    #[arg(long, env = "ETCD_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<u64>,
+    /// Maximum number of operations in one transaction.
+    #[arg(long, env = "ETCD_MAX_TXN_OPS")]
+    pub max_txn_ops: Option<u64>,
+    /// `periodic` or `revision`.
+    #[arg(long, env = "ETCD_AUTO_COMPACTION_MODE")]
+    pub auto_compaction_mode: Option<String>,
+    /// Retention for auto compaction; 0 disables it.
+    #[arg(long, env = "ETCD_AUTO_COMPACTION_RETENTION")]
+    pub auto_compaction_retention: Option<String>,
+    /// debug, info, warn, error, panic or fatal.
+    #[arg(long, env = "ETCD_LOG_LEVEL")]
+    pub log_level: Option<String>,
+}
+
+/// The `--config-file` YAML: etcd's keys, all optional.
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "kebab-case")]
+struct FileConfig {
+    name: Option<String>,
+    data_dir: Option<PathBuf>,
+    listen_client_urls: Option<String>,
+    advertise_client_urls: Option<String>,
+    listen_peer_urls: Option<String>,
+    initial_advertise_peer_urls: Option<String>,
+    initial_cluster: Option<String>,
+    initial_cluster_state: Option<String>,
+    initial_cluster_token: Option<String>,
+    heartbeat_interval: Option<u64>,
+    election_timeout: Option<u64>,
+    snapshot_count: Option<u64>,
+    quota_backend_bytes: Option<u64>,
+    max_request_bytes: Option<u64>,
+    max_txn_ops: Option<u64>,
+    auto_compaction_mode: Option<String>,
+    auto_compaction_retention: Option<serde_yaml::Value>,
+    log_level: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterState {
+    New,
+    Existing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoCompactionMode {
+    Periodic,
+    Revision,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub listen_client_urls: Vec<Url>,
+    pub advertise_client_urls: Vec<Url>,
+    pub listen_peer_urls: Vec<Url>,
+    pub initial_advertise_peer_urls: Vec<Url>,
+    /// `(name, peer URLs)` in the order given.
+    pub initial_cluster: Vec<(String, Vec<Url>)>,
+    pub initial_cluster_state: ClusterState,
+    pub initial_cluster_token: String,
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_ms: u64,
+    pub snapshot_count: u64,
+    pub quota_backend_bytes: u64,
+    pub max_request_bytes: u64,
+    pub max_txn_ops: u64,
+    pub auto_compaction_mode: AutoCompactionMode,
+    pub auto_compaction_retention: String,
+    pub log_level: String,
+}
+
+impl Config {
+    /// Resolves flags (or the config file they name) into a validated configuration.
+    pub fn from_flags(flags: Flags) -> Result<Config, String> {
+        let file = match &flags.config_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+                let file: FileConfig = serde_yaml::from_str(&text)
+                    .map_err(|e| format!("invalid config file {}: {e}", path.display()))?;
+                Some(file)
+            }
+            None => None,
+        };
+        // etcd: a config file replaces flags and environment variables entirely.
+        let f = match file {
+            Some(file) => Flags {
+                name: file.name,
+                data_dir: file.data_dir,
+                listen_client_urls: file.listen_client_urls,
+                advertise_client_urls: file.advertise_client_urls,
+                listen_peer_urls: file.listen_peer_urls,
+                initial_advertise_peer_urls: file.initial_advertise_peer_urls,
+                initial_cluster: file.initial_cluster,
+                initial_cluster_state: file.initial_cluster_state,
+                initial_cluster_token: file.initial_cluster_token,
+                heartbeat_interval: file.heartbeat_interval,
+                election_timeout: file.election_timeout,
+                snapshot_count: file.snapshot_count,
+                quota_backend_bytes: file.quota_backend_bytes,
+                max_request_bytes: file.max_request_bytes,
+                max_txn_ops: file.max_txn_ops,
+                auto_compaction_mode: file.auto_compaction_mode,
+                auto_compaction_retention: file.auto_compaction_retention.map(|v| match v {
+                    serde_yaml::Value::String(s) => s,
+                    other => serde_yaml::to_string(&other)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
+                }),
+                log_level: file.log_level,
+                ..Flags::default()
+            },
+            None => flags,
+        };
+
+        let name = f.name.unwrap_or_else(|| default::NAME.to_string());
+        let data_dir = f
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(format!("{name}.etcd")));
+        let listen_client_urls = parse_urls(
+            "listen-client-urls",
+            f.listen_client_urls
+                .as_deref()
+                .unwrap_or(default::CLIENT_URLS),
+        )?;
+        let advertise_client_urls = parse_urls(
+            "advertise-client-urls",
+            f.advertise_client_urls
+                .as_deref()
+                .unwrap_or(default::CLIENT_URLS),
+        )?;
+        let listen_peer_urls = parse_urls(
+            "listen-peer-urls",
+            f.listen_peer_urls.as_deref().unwrap_or(default::PEER_URLS),
+        )?;
+        let initial_advertise_peer_urls = parse_urls(
+            "initial-advertise-peer-urls",
+            f.initial_advertise_peer_urls
+                .as_deref()
+                .unwrap_or(default::PEER_URLS),
+        )?;
+        // etcd: without --initial-cluster, the cluster is this member alone.
+        let initial_cluster = match f.initial_cluster.as_deref() {
+            Some(spec) if !spec.is_empty() => parse_initial_cluster(spec)?,
+            _ => vec![(name.clone(), initial_advertise_peer_urls.clone())],
+        };
+        if !initial_cluster.iter().any(|(n, _)| *n == name) {
+            return Err(format!(
+                "couldn't find local name {name:?} in the initial cluster configuration"
+            ));
+        }
+        let initial_cluster_state = match f.initial_cluster_state.as_deref().unwrap_or("new") {
+            "new" => ClusterState::New,
+            "existing" => ClusterState::Existing,
+            other => {
+                return Err(format!(
+                    "invalid value {other:?} for flag -initial-cluster-state: valid values are \"new\", \"existing\""
+                ))
+            }
+        };
+        let heartbeat_interval_ms = f
+            .heartbeat_interval
+            .unwrap_or(default::HEARTBEAT_INTERVAL_MS);
+        let election_timeout_ms = f.election_timeout.unwrap_or(default::ELECTION_TIMEOUT_MS);
+        if heartbeat_interval_ms == 0 || 5 * heartbeat_interval_ms > election_timeout_ms {
+            return Err(format!(
+                "--election-timeout[{election_timeout_ms}ms] should be at least as 5 times as --heartbeat-interval[{heartbeat_interval_ms}ms]"
+            ));
+        }
+        let auto_compaction_mode = match f.auto_compaction_mode.as_deref().unwrap_or("periodic") {
+            "periodic" => AutoCompactionMode::Periodic,
+            "revision" => AutoCompactionMode::Revision,
+            other => {
+                return Err(format!(
+                    "unknown auto-compaction-mode {other:?}: valid values are \"periodic\", \"revision\""
+                ))
+            }
+        };
+        let log_level = f.log_level.unwrap_or_else(|| "info".to_string());
+        if !["debug", "info", "warn", "error", "panic", "fatal"].contains(&log_level.as_str()) {
+            return Err(format!("unknown log level {log_level:?}"));
+        }
+        Ok(Config {
+            name,
+            data_dir,
+            listen_client_urls,
+            advertise_client_urls,
+            listen_peer_urls,
+            initial_advertise_peer_urls,
+            initial_cluster,
+            initial_cluster_state,
+            initial_cluster_token: f
+                .initial_cluster_token
+                .unwrap_or_else(|| default::CLUSTER_TOKEN.to_string()),
+            heartbeat_interval_ms,
+            election_timeout_ms,
+            snapshot_count: f.snapshot_count.unwrap_or(default::SNAPSHOT_COUNT).max(1),
+            quota_backend_bytes: match f.quota_backend_bytes {
+                None | Some(0) => default::QUOTA_BACKEND_BYTES,
+                Some(n) => n,
+            },
+            max_request_bytes: f.max_request_bytes.unwrap_or(default::MAX_REQUEST_BYTES),
+            max_txn_ops: f.max_txn_ops.unwrap_or(default::MAX_TXN_OPS),
+            auto_compaction_mode,
+            auto_compaction_retention: f
+                .auto_compaction_retention
+                .unwrap_or_else(|| "0".to_string()),
+            log_level,
+        })
+    }
+}
+
+/// Parses a comma-separated URL list as etcd does: http(s) scheme, host and port required.
+pub fn parse_urls(flag: &str, list: &str) -> Result<Vec<Url>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let url = Url::parse(s).map_err(|e| format!("--{flag}: invalid URL {s:?}: {e}"))?;
+            if url.scheme() != "http" && url.scheme() != "https" {
+                return Err(format!("--{flag}: URL scheme must be http or https: {s}"));
+            }
+            if url.host_str().is_none() || url.port().is_none() {
+                return Err(format!(
+                    "--{flag}: URL address does not have the form \"host:port\": {s}"
+                ));
+            }
+            Ok(url)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|urls| {
+            if urls.is_empty() {
+                Err(format!("--{flag}: no URLs given"))
+            } else {
+                Ok(urls)
+            }
+        })
+}
+
+/// Parses `name=url,name=url2,other=url3`; a name may appear more than once.
+fn parse_initial_cluster(spec: &str) -> Result<Vec<(String, Vec<Url>)>, String> {
+    let mut members: Vec<(String, Vec<Url>)> = Vec::new();
+    for part in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, url) = part
+            .split_once('=')
+            .ok_or_else(|| format!("--initial-cluster: expected name=url, got {part:?}"))?;
+        let url = parse_urls("initial-cluster", url)?.remove(0);
+        match members.iter_mut().find(|(n, _)| n == name) {
+            Some((_, urls)) => urls.push(url),
+            None => members.push((name.to_string(), vec![url])),
+        }
+    }
+    Ok(members)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let mut argv = vec!["cairn"];
+        argv.extend_from_slice(args);
+        Config::from_flags(Flags::try_parse_from(argv).map_err(|e| e.to_string())?)
+    }
+
+    #[test]
+    fn defaults_follow_etcd() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.name, "default");
+        assert_eq!(c.data_dir, PathBuf::from("default.etcd"));
+        assert_eq!(c.listen_client_urls[0].as_str(), "http://localhost:2379/");
+        assert_eq!(c.initial_cluster[0].0, "default");
+        assert_eq!(c.max_request_bytes, 1_572_864);
+        assert_eq!(c.max_txn_ops, 128);
+    }
+
+    #[test]
+    fn name_sets_data_dir_and_single_member_cluster() {
+        let c = parse(&["--name", "infra0"]).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("infra0.etcd"));
+        assert_eq!(c.initial_cluster.len(), 1);
+        assert_eq!(c.initial_cluster[0].0, "infra0");
+    }
+
+    #[test]
+    fn initial_cluster_must_name_this_member() {
+        let err = parse(&[
+            "--name",
+            "a",
+            "--initial-cluster",
+            "b=http://127.0.0.1:2380",
+        ])
+        .unwrap_err();
+        assert!(err.contains("couldn't find local name"), "{err}");
+    }
+
+    #[test]
+    fn unknown_flag_is_refused() {
+        assert!(parse(&["--no-such-flag", "1"]).is_err());
+    }
+
+    #[test]
+    fn election_timeout_must_cover_five_heartbeats() {
+        assert!(parse(&["--heartbeat-interval", "100", "--election-timeout", "300"]).is_err());
+    }
+
+    #[test]
+    fn config_file_replaces_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            "name: yamlnode\nmax-txn-ops: 7\nauto-compaction-retention: 1\n",
+        )
+        .unwrap();
+        let c = parse(&["--config-file", path.to_str().unwrap(), "--name", "ignored"]).unwrap();
+        assert_eq!(c.name, "yamlnode");
+        assert_eq!(c.max_txn_ops, 7);
+        assert_eq!(c.auto_compaction_retention, "1");
+    }
+}

@@ -1,0 +1,123 @@
+//! etcd's errors: the gRPC code and exact message text clients match on.
+//!
+//! Owns the mapping from Cairn's failures to `tonic::Status`. Each variant has a stable
+//! number because results of applied Raft entries carry errors as numbers.
+
+use tonic::{Code, Status};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[repr(u32)]
+pub enum EtcdError {
+    #[error("etcdserver: key is not provided")]
+    EmptyKey = 1,
+    #[error("etcdserver: key not found")]
+    KeyNotFound = 2,
+    #[error("etcdserver: value is provided")]
+    ValueProvided = 3,
+    #[error("etcdserver: lease is provided")]
+    LeaseProvided = 4,
+    #[error("etcdserver: too many operations in txn request")]
+    TooManyOps = 5,
+    #[error("etcdserver: duplicate key given in txn request")]
+    DuplicateKey = 6,
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted = 7,
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRev = 8,
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace = 9,
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound = 10,
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge = 11,
+    #[error("etcdserver: too many requests")]
+    TooManyRequests = 12,
+    #[error("etcdserver: no leader")]
+    NoLeader = 13,
+    #[error("etcdserver: not leader")]
+    NotLeader = 14,
+    #[error("etcdserver: server stopped")]
+    Stopped = 15,
+    #[error("etcdserver: request timed out")]
+    Timeout = 16,
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt = 17,
+}
+
+impl EtcdError {
+    const ALL: [EtcdError; 17] = [
+        EtcdError::EmptyKey,
+        EtcdError::KeyNotFound,
+        EtcdError::ValueProvided,
+        EtcdError::LeaseProvided,
+        EtcdError::TooManyOps,
+        EtcdError::DuplicateKey,
+        EtcdError::Compacted,
+        EtcdError::FutureRev,
+        EtcdError::NoSpace,
+        EtcdError::LeaseNotFound,
+        EtcdError::RequestTooLarge,
+        EtcdError::TooManyRequests,
+        EtcdError::NoLeader,
+        EtcdError::NotLeader,
+        EtcdError::Stopped,
+        EtcdError::Timeout,
+        EtcdError::Corrupt,
+    ];
+
+    pub fn code(self) -> Code {
+        use EtcdError::*;
+        match self {
+            EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
+            | RequestTooLarge => Code::InvalidArgument,
+            Compacted | FutureRev => Code::OutOfRange,
+            NoSpace | TooManyRequests => Code::ResourceExhausted,
+            LeaseNotFound => Code::NotFound,
+            NotLeader => Code::FailedPrecondition,
+            NoLeader | Stopped | Timeout => Code::Unavailable,
+            Corrupt => Code::DataLoss,
+        }
+    }
+
+    pub fn number(self) -> u32 {
+        self as u32
+    }
+
+    /// The error a number stands for; `Corrupt` for a number no variant has, since only a
+    /// damaged log could hold one.
+    pub fn from_number(number: u32) -> EtcdError {
+        Self::ALL
+            .into_iter()
+            .find(|e| e.number() == number)
+            .unwrap_or(EtcdError::Corrupt)
+    }
+}
+
+impl From<EtcdError> for Status {
+    fn from(e: EtcdError) -> Status {
+        Status::new(e.code(), e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_round_trip() {
+        for e in EtcdError::ALL {
+            assert_eq!(EtcdError::from_number(e.number()), e);
+        }
+        assert_eq!(EtcdError::from_number(0), EtcdError::Corrupt);
+    }
+
+    #[test]
+    fn status_carries_etcd_text() {
+        let s: Status = EtcdError::Compacted.into();
+        assert_eq!(s.code(), Code::OutOfRange);
+        assert_eq!(
+            s.message(),
+            "etcdserver: mvcc: required revision has been compacted"
+        );
+    }
+}

@@ -1,0 +1,32 @@
+//! Cairn: an etcd-v3-compatible, Raft-replicated key-value store.
+//!
+//! A request flows one way through the modules:
+//!
+//! ```text
+//! client ─▶ api ─(write)─▶ node::proposer ─▶ raft (log in storage) ─▶ raft::state_machine
+//!            │                                                          │
+//!            └─(read, after node::read_barrier)──▶ apply ◀──────────────┘
+//!                                                   │
+//!                                                  mvcc ─▶ storage (RocksDB)
+//! ```
+//!
+//! - [`config`]: etcd's flags, `ETCD_*` variables and YAML config file.
+//! - [`cluster`]: member and cluster IDs, derived as etcd derives them.
+//! - [`api`]: the gRPC services; validates and translates, nothing more.
+//! - [`node`]: a running member; batches writes into Raft proposals, serves read barriers.
+//! - [`raft`]: openraft's log store, state machine and networking on RocksDB.
+//! - [`apply`]: etcd's request semantics (Range, Put, DeleteRange, Txn, Compact).
+//! - [`mvcc`]: revisions, the key index, history and compaction.
+//! - [`storage`]: the RocksDB instance and its column families.
+//! - [`error`]: etcd's error codes and messages.
+
+pub mod api;
+pub mod apply;
+pub mod cluster;
+pub mod config;
+pub mod error;
+pub mod mvcc;
+pub mod node;
+pub mod proto;
+pub mod raft;
+pub mod storage;

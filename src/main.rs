@@ -1,0 +1,136 @@
+//! The `cairn` server binary: parse etcd's flags, start a member, serve clients until
+//! SIGINT or SIGTERM, then stop cleanly.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing_subscriber::EnvFilter;
+use url::Url;
+
+use cairn::config::{Config, Flags, CAIRN_VERSION, ETCD_API_VERSION};
+use cairn::{api, node::Node};
+
+fn main() -> ExitCode {
+    let flags = Flags::parse();
+    if flags.version {
+        println!("etcd Version: {ETCD_API_VERSION}");
+        println!("Cairn Version: {CAIRN_VERSION}");
+        println!("Git SHA: not provided");
+        println!("Go Version: not applicable (Rust)");
+        println!("Go OS/Arch: {}/{}", std::env::consts::OS, go_arch());
+        return ExitCode::SUCCESS;
+    }
+    let config = match Config::from_flags(flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cairn: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    init_logging(&config.log_level);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+
+    let mut addrs = Vec::new();
+    for url in &config.listen_client_urls {
+        addrs.push(resolve(url).await?);
+    }
+    let listeners = api::bind(&addrs)
+        .await
+        .with_context(|| format!("cannot listen on client URLs {addrs:?}"))?;
+    let node = Node::start(&config).await?;
+    tracing::info!(
+        name = %config.name,
+        member_id = %format!("{:x}", node.identity.member_id),
+        cluster_id = %format!("{:x}", node.identity.cluster_id),
+        data_dir = %config.data_dir.display(),
+        "starting member"
+    );
+
+    let (stop_serving, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (health, server) = api::serve(node.clone(), listeners, async {
+        let _ = stopped.await;
+    })
+    .await?;
+
+    let signalled = tokio::select! {
+        ready = node.wait_ready() => { ready?; false }
+        _ = terminate.recv() => true,
+        _ = interrupt.recv() => true,
+    };
+    if !signalled {
+        health.set(true).await;
+        tracing::info!("ready to serve client requests");
+        for addr in &addrs {
+            tracing::info!("serving insecure client requests on {addr}");
+        }
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("received terminated signal, shutting down"),
+            _ = interrupt.recv() => tracing::info!("received interrupt signal, shutting down"),
+        }
+    }
+
+    // Stop taking requests, let in-flight ones finish, then stop Raft and sync storage.
+    health.set(false).await;
+    let _ = stop_serving.send(());
+    let _ = server.await;
+    node.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The socket address a listen URL names; `localhost` is the IPv4 loopback, as for etcd.
+async fn resolve(url: &Url) -> anyhow::Result<SocketAddr> {
+    let port = url.port().context("listen URL without port")?;
+    let host = url.host_str().context("listen URL without host")?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host == "localhost" {
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+    }
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    tokio::net::lookup_host((host, port))
+        .await?
+        .next()
+        .with_context(|| format!("cannot resolve {host}"))
+}
+
+fn init_logging(level: &str) {
+    let level = match level {
+        "panic" | "fatal" => "error",
+        other => other,
+    };
+    let filter = EnvFilter::try_from_env("CAIRN_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},openraft=warn")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}

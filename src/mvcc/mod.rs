@@ -1,0 +1,473 @@
+//! The multi-version key-value store, with etcd's revision model.
+//!
+//! Owns the `kv` column family, the in-memory key index, the current and compacted
+//! revisions, and physical compaction. Every committed write transaction gets the next
+//! main revision; its changes get sub revisions 0, 1, ...; deletes leave tombstones; history
+//! stays readable until compacted. Knows nothing of requests or Raft: `apply` drives it.
+//! May call `storage` only.
+
+mod index;
+mod revision;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, RwLockWriteGuard};
+
+use prost::Message;
+use rocksdb::WriteBatch;
+use tokio::sync::{mpsc, watch};
+
+pub use index::RangeEnd;
+use index::{IndexEntry, KeyIndex};
+pub use revision::Revision;
+
+use crate::error::EtcdError;
+use crate::proto::mvccpb::KeyValue;
+use crate::storage::{Storage, StorageError, StorageResult, CF_KV, CF_META};
+
+const META_CURRENT_REV: &[u8] = b"current_rev";
+const META_COMPACT_REV: &[u8] = b"compact_rev";
+/// Revisions deleted per write during physical compaction: bounds the batch in memory and
+/// the time other writers wait behind it.
+const COMPACTION_DELETES_PER_BATCH: usize = 10_000;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RangeOptions {
+    /// At most this many keys; 0 is no limit.
+    pub limit: usize,
+    /// Read at this revision; 0 or less is the current revision.
+    pub rev: i64,
+    /// Count keys without fetching them.
+    pub count_only: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct RangeResult {
+    pub kvs: Vec<KeyValue>,
+    /// Keys in the range at the revision read, whatever the limit.
+    pub count: usize,
+    /// The store's revision when the read happened.
+    pub rev: i64,
+}
+
+/// Reading the store: a committed state, or a write transaction that sees its own changes.
+pub trait KvRead {
+    /// The revision reads see by default.
+    fn rev(&self) -> i64;
+    fn compact_rev(&self) -> i64;
+    fn range(
+        &self,
+        key: &[u8],
+        end: RangeEnd<'_>,
+        opts: RangeOptions,
+    ) -> Result<RangeResult, EtcdError>;
+}
+
+struct State {
+    index: KeyIndex,
+    current_rev: i64,
+    /// Reads below this revision fail with `Compacted`; 0 before the first compaction.
+    compact_rev: i64,
+}
+
+/// Revisions that compaction made unreachable, still on disk.
+struct CompactionJob {
+    compact_rev: i64,
+    revisions: Vec<(Revision, bool)>,
+}
+
+pub struct Mvcc {
+    storage: Arc<Storage>,
+    state: RwLock<State>,
+    compactor: mpsc::UnboundedSender<CompactionJob>,
+    /// Highest compaction revision whose unreachable revisions are gone from disk.
+    physically_compacted: watch::Receiver<i64>,
+}
+
+impl Mvcc {
+    /// Loads the store: rebuilds the key index from the `kv` column family and resumes any
+    /// physical compaction a stop interrupted. Must run inside a tokio runtime.
+    pub fn open(storage: Arc<Storage>) -> StorageResult<Arc<Mvcc>> {
+        let mut state = load_state(&storage)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (done_tx, done_rx) = watch::channel(0);
+        if state.compact_rev > 0 {
+            let revisions = state.index.compact(state.compact_rev);
+            tx.send(CompactionJob {
+                compact_rev: state.compact_rev,
+                revisions,
+            })
+            .expect("receiver is alive");
+        }
+        let mvcc = Arc::new(Mvcc {
+            storage: storage.clone(),
+            state: RwLock::new(state),
+            compactor: tx,
+            physically_compacted: done_rx,
+        });
+        tokio::task::spawn_blocking(move || run_compactor(storage, rx, done_tx));
+        Ok(mvcc)
+    }
+
+    pub fn current_rev(&self) -> i64 {
+        self.state.read().expect("mvcc lock").current_rev
+    }
+
+    pub fn compact_rev(&self) -> i64 {
+        self.state.read().expect("mvcc lock").compact_rev
+    }
+
+    pub fn key_count(&self) -> usize {
+        self.state.read().expect("mvcc lock").index.len()
+    }
+
+    /// A range over committed state. The index is read under the lock; values are fetched
+    /// afterwards from a storage snapshot, so long reads never hold up writers.
+    pub fn read_range(
+        &self,
+        key: &[u8],
+        end: RangeEnd<'_>,
+        opts: RangeOptions,
+    ) -> Result<RangeResult, EtcdError> {
+        let (found, count, rev, snapshot) = {
+            let state = self.state.read().expect("mvcc lock");
+            let (found, count) = collect_range(
+                &state.index,
+                state.current_rev,
+                state.compact_rev,
+                key,
+                end,
+                opts,
+            )?;
+            (
+                found,
+                count,
+                state.current_rev,
+                self.storage.db().snapshot(),
+            )
+        };
+        let cf = self.storage.cf(CF_KV);
+        let keys = found.iter().map(|r| (cf, r.to_key(false)));
+        let mut kvs = Vec::with_capacity(found.len());
+        for value in snapshot.multi_get_cf(keys) {
+            let value = value.map_err(|_| EtcdError::Corrupt)?;
+            let value = value.ok_or(EtcdError::Corrupt)?;
+            kvs.push(KeyValue::decode(&*value).map_err(|_| EtcdError::Corrupt)?);
+        }
+        Ok(RangeResult { kvs, count, rev })
+    }
+
+    /// Starts applying writes. Holds the store exclusively until `commit`.
+    pub fn write(&self) -> WriteBatchGuard<'_> {
+        WriteBatchGuard {
+            mvcc: self,
+            state: self.state.write().expect("mvcc lock"),
+            batch: WriteBatch::default(),
+            overlay: HashMap::new(),
+            compactions: Vec::new(),
+        }
+    }
+
+    /// Waits until compaction at `rev` is physically done (unreachable data deleted).
+    pub async fn wait_physically_compacted(&self, rev: i64) {
+        let mut rx = self.physically_compacted.clone();
+        // The compactor only stops with the process; an error here means shutdown.
+        let _ = rx.wait_for(|done| *done >= rev).await;
+    }
+
+    /// A consistent copy of every `kv` record, for a Raft snapshot.
+    pub fn storage(&self) -> &Arc<Storage> {
+        &self.storage
+    }
+
+    /// Replaces the whole state after a snapshot was installed underneath: reloads from disk.
+    pub fn reload(&self) -> StorageResult<()> {
+        let fresh = load_state(&self.storage)?;
+        *self.state.write().expect("mvcc lock") = fresh;
+        Ok(())
+    }
+}
+
+impl KvRead for Mvcc {
+    fn rev(&self) -> i64 {
+        self.current_rev()
+    }
+
+    fn compact_rev(&self) -> i64 {
+        Mvcc::compact_rev(self)
+    }
+
+    fn range(
+        &self,
+        key: &[u8],
+        end: RangeEnd<'_>,
+        opts: RangeOptions,
+    ) -> Result<RangeResult, EtcdError> {
+        self.read_range(key, end, opts)
+    }
+}
+
+/// Rebuilds the key index and revisions from the `kv` and `meta` column families.
+fn load_state(storage: &Storage) -> StorageResult<State> {
+    let db = storage.db();
+    let mut index = KeyIndex::default();
+    let mut last_rev = 1;
+    for item in db.iterator_cf(storage.cf(CF_KV), rocksdb::IteratorMode::Start) {
+        let (key, value) = item?;
+        let (rev, tombstone) =
+            Revision::from_key(&key).ok_or(StorageError::Corrupt("kv revision key"))?;
+        let kv = KeyValue::decode(&*value).map_err(|_| StorageError::Corrupt("kv value"))?;
+        let entry = IndexEntry {
+            rev,
+            create_rev: if tombstone { 0 } else { kv.create_revision },
+            version: if tombstone { 0 } else { kv.version },
+        };
+        index.restore(&kv.key, entry);
+        last_rev = rev.main;
+    }
+    let meta = |key: &[u8]| -> StorageResult<Option<i64>> {
+        Ok(db
+            .get_cf(storage.cf(CF_META), key)?
+            .and_then(|v| v.try_into().ok().map(i64::from_be_bytes)))
+    };
+    Ok(State {
+        current_rev: meta(META_CURRENT_REV)?.unwrap_or(1).max(last_rev),
+        compact_rev: meta(META_COMPACT_REV)?.unwrap_or(0),
+        index,
+    })
+}
+
+/// Checks the read revision and collects the revisions of the keys in range.
+/// `current_rev` is the revision the reader sees as latest.
+fn collect_range(
+    index: &KeyIndex,
+    current_rev: i64,
+    compact_rev: i64,
+    key: &[u8],
+    end: RangeEnd<'_>,
+    opts: RangeOptions,
+) -> Result<(Vec<Revision>, usize), EtcdError> {
+    let rev = if opts.rev <= 0 { current_rev } else { opts.rev };
+    if rev > current_rev {
+        return Err(EtcdError::FutureRev);
+    }
+    if rev < compact_rev {
+        return Err(EtcdError::Compacted);
+    }
+    let mut found = Vec::new();
+    let mut count = 0;
+    index.range(key, end, rev, |_, entry| {
+        count += 1;
+        if !opts.count_only && (opts.limit == 0 || found.len() < opts.limit) {
+            found.push(entry.rev);
+        }
+        true
+    });
+    Ok((found, count))
+}
+
+fn run_compactor(
+    storage: Arc<Storage>,
+    mut jobs: mpsc::UnboundedReceiver<CompactionJob>,
+    done: watch::Sender<i64>,
+) {
+    while let Some(job) = jobs.blocking_recv() {
+        let cf = storage.cf(CF_KV);
+        for chunk in job.revisions.chunks(COMPACTION_DELETES_PER_BATCH) {
+            let mut batch = WriteBatch::default();
+            for (rev, tombstone) in chunk {
+                batch.delete_cf(cf, rev.to_key(*tombstone));
+            }
+            if let Err(e) = storage.write(batch, false) {
+                // Left on disk, the revisions are unreachable but harmless; the next start
+                // finds and deletes them again.
+                tracing::error!(error = %e, "physical compaction write failed");
+                break;
+            }
+        }
+        done.send_replace(job.compact_rev);
+    }
+}
+
+/// Exclusive access to the store while a batch of Raft entries is applied. Changes land in
+/// one storage write at `commit`, with whatever the caller adds to `batch_mut`.
+pub struct WriteBatchGuard<'a> {
+    mvcc: &'a Mvcc,
+    state: RwLockWriteGuard<'a, State>,
+    batch: WriteBatch,
+    /// Values written by this batch and not yet in storage.
+    overlay: HashMap<Revision, KeyValue>,
+    compactions: Vec<CompactionJob>,
+}
+
+impl<'a> WriteBatchGuard<'a> {
+    /// Starts one write transaction: all its changes share the next revision.
+    pub fn txn(&mut self) -> WriteTxn<'_, 'a> {
+        let begin_rev = self.state.current_rev;
+        WriteTxn {
+            guard: self,
+            begin_rev,
+            changes: 0,
+        }
+    }
+
+    /// Compacts history before `rev`. Logical at once; physical deletion runs after commit.
+    pub fn compact(&mut self, rev: i64) -> Result<(), EtcdError> {
+        if rev > self.state.current_rev {
+            return Err(EtcdError::FutureRev);
+        }
+        if rev <= self.state.compact_rev {
+            return Err(EtcdError::Compacted);
+        }
+        self.state.compact_rev = rev;
+        let revisions = self.state.index.compact(rev);
+        self.compactions.push(CompactionJob {
+            compact_rev: rev,
+            revisions,
+        });
+        Ok(())
+    }
+
+    pub fn current_rev(&self) -> i64 {
+        self.state.current_rev
+    }
+
+    /// The storage batch, for metadata that must commit atomically with these changes.
+    pub fn batch_mut(&mut self) -> &mut WriteBatch {
+        &mut self.batch
+    }
+
+    /// Writes the batch (not synced: the Raft log is the durable record) and releases the
+    /// store to readers.
+    pub fn commit(mut self) -> StorageResult<()> {
+        let storage = &self.mvcc.storage;
+        let meta = storage.cf(CF_META);
+        self.batch
+            .put_cf(meta, META_CURRENT_REV, self.state.current_rev.to_be_bytes());
+        self.batch
+            .put_cf(meta, META_COMPACT_REV, self.state.compact_rev.to_be_bytes());
+        let batch = std::mem::take(&mut self.batch);
+        storage.write(batch, false)?;
+        for job in self.compactions.drain(..) {
+            // The compactor lives as long as the process.
+            let _ = self.mvcc.compactor.send(job);
+        }
+        Ok(())
+    }
+
+    fn value_at(&self, rev: Revision) -> Result<KeyValue, EtcdError> {
+        if let Some(kv) = self.overlay.get(&rev) {
+            return Ok(kv.clone());
+        }
+        let storage = &self.mvcc.storage;
+        let bytes = storage
+            .db()
+            .get_cf(storage.cf(CF_KV), rev.to_key(false))
+            .map_err(|_| EtcdError::Corrupt)?
+            .ok_or(EtcdError::Corrupt)?;
+        KeyValue::decode(&*bytes).map_err(|_| EtcdError::Corrupt)
+    }
+}
+
+/// One write transaction. Dropping it ends it: the store's revision advances if it changed
+/// anything.
+pub struct WriteTxn<'g, 'a> {
+    guard: &'g mut WriteBatchGuard<'a>,
+    begin_rev: i64,
+    changes: i64,
+}
+
+impl WriteTxn<'_, '_> {
+    fn next_rev(&mut self) -> Revision {
+        let rev = Revision::new(self.begin_rev + 1, self.changes);
+        self.changes += 1;
+        rev
+    }
+
+    /// Puts `key`; returns the revision of the change.
+    pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> i64 {
+        let rev = self.next_rev();
+        let entry = self.guard.state.index.put(key, rev);
+        let kv = KeyValue {
+            key: key.to_vec(),
+            create_revision: entry.create_rev,
+            mod_revision: rev.main,
+            version: entry.version,
+            value,
+            lease,
+        };
+        let cf = self.guard.mvcc.storage.cf(CF_KV);
+        self.guard
+            .batch
+            .put_cf(cf, rev.to_key(false), kv.encode_to_vec());
+        self.guard.overlay.insert(rev, kv);
+        rev.main
+    }
+
+    /// Deletes every live key in range; returns how many, and the revision after the change.
+    pub fn delete_range(&mut self, key: &[u8], end: RangeEnd<'_>) -> (i64, i64) {
+        let rev_now = self.rev();
+        let mut keys = Vec::new();
+        self.guard.state.index.range(key, end, rev_now, |k, _| {
+            keys.push(k.to_vec());
+            true
+        });
+        for k in &keys {
+            let rev = self.next_rev();
+            self.guard.state.index.tombstone(k, rev);
+            let tombstone = KeyValue {
+                key: k.clone(),
+                mod_revision: rev.main,
+                ..KeyValue::default()
+            };
+            let cf = self.guard.mvcc.storage.cf(CF_KV);
+            self.guard
+                .batch
+                .put_cf(cf, rev.to_key(true), tombstone.encode_to_vec());
+        }
+        (keys.len() as i64, self.rev())
+    }
+}
+
+impl KvRead for WriteTxn<'_, '_> {
+    fn rev(&self) -> i64 {
+        if self.changes > 0 {
+            self.begin_rev + 1
+        } else {
+            self.begin_rev
+        }
+    }
+
+    fn compact_rev(&self) -> i64 {
+        self.guard.state.compact_rev
+    }
+
+    fn range(
+        &self,
+        key: &[u8],
+        end: RangeEnd<'_>,
+        opts: RangeOptions,
+    ) -> Result<RangeResult, EtcdError> {
+        // Reads inside the transaction see its own changes: the index already holds them at
+        // `begin_rev + 1`, so read as if that revision were committed.
+        let state = &self.guard.state;
+        let (found, count) =
+            collect_range(&state.index, self.rev(), state.compact_rev, key, end, opts)?;
+        let kvs = found
+            .into_iter()
+            .map(|r| self.guard.value_at(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(RangeResult {
+            kvs,
+            count,
+            rev: self.rev(),
+        })
+    }
+}
+
+impl Drop for WriteTxn<'_, '_> {
+    fn drop(&mut self) {
+        if self.changes > 0 {
+            self.guard.state.current_rev = self.begin_rev + 1;
+        }
+    }
+}

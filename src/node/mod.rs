@@ -1,0 +1,202 @@
+//! A running member: storage, MVCC store, Raft and the proposer, started and stopped
+//! together, and the two doors the API uses: `propose` for writes, `read_barrier` for
+//! linearizable reads.
+//!
+//! May call `storage`, `mvcc`, `raft`, `cluster` and `config`.
+
+mod proposer;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use prost::Message;
+
+use crate::cluster::Identity;
+use crate::config::{ClusterState, Config};
+use crate::error::EtcdError;
+use crate::mvcc::Mvcc;
+use crate::proto::cairnraftpb::{apply_result, ApplyResult, InternalRequest};
+use crate::proto::etcdserverpb::ResponseHeader;
+use crate::raft::{self, MemberInfo, Raft, RaftSettings};
+use crate::storage::{Storage, CF_RAFT_STATE};
+use proposer::Proposer;
+
+/// Bytes etcd adds around a request in its Raft entry; counted against
+/// `--max-request-bytes` so the same requests pass and fail as with etcd.
+const RAFT_REQUEST_OVERHEAD_BYTES: usize = 12;
+const KEY_IDENTITY: &[u8] = b"identity";
+
+/// Limits from the command line that the API enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_request_bytes: usize,
+    pub max_txn_ops: usize,
+}
+
+pub struct Node {
+    pub identity: Identity,
+    pub raft: Raft,
+    pub mvcc: Arc<Mvcc>,
+    pub storage: Arc<Storage>,
+    pub limits: Limits,
+    proposer: Proposer,
+    /// etcd's request timeout: 5 s plus two election timeouts.
+    request_timeout: Duration,
+}
+
+impl Node {
+    /// Opens the data directory and starts Raft; on a fresh directory, bootstraps the
+    /// initial cluster.
+    pub async fn start(config: &Config) -> anyhow::Result<Arc<Node>> {
+        let member_dir = config.data_dir.join("member");
+        std::fs::create_dir_all(&member_dir)
+            .with_context(|| format!("cannot create data dir {}", member_dir.display()))?;
+        let storage = Arc::new(
+            Storage::open(&member_dir.join("db"))
+                .with_context(|| format!("cannot open storage in {}", member_dir.display()))?,
+        );
+        let identity = restore_or_save_identity(&storage, Identity::from_config(config))?;
+        let mvcc = Mvcc::open(storage.clone())?;
+        let raft = raft::start(
+            identity.member_id,
+            RaftSettings {
+                cluster_name: format!("{:x}", identity.cluster_id),
+                heartbeat_interval_ms: config.heartbeat_interval_ms,
+                election_timeout_ms: config.election_timeout_ms,
+                snapshot_count: config.snapshot_count,
+            },
+            storage.clone(),
+            mvcc.clone(),
+            member_dir.join("snap"),
+        )
+        .await?;
+        if config.initial_cluster_state == ClusterState::New {
+            let members: BTreeMap<u64, MemberInfo> = identity
+                .initial_members
+                .iter()
+                .map(|m| {
+                    let client_urls = if m.id == identity.member_id {
+                        identity.client_urls.clone()
+                    } else {
+                        Vec::new()
+                    };
+                    let info = MemberInfo {
+                        name: m.name.clone(),
+                        peer_urls: m.peer_urls.clone(),
+                        client_urls,
+                    };
+                    (m.id, info)
+                })
+                .collect();
+            raft::bootstrap(&raft, members).await?;
+        }
+        let proposer = Proposer::spawn(raft.clone());
+        Ok(Arc::new(Node {
+            identity,
+            raft,
+            mvcc,
+            storage,
+            limits: Limits {
+                max_request_bytes: config.max_request_bytes as usize,
+                max_txn_ops: config.max_txn_ops as usize,
+            },
+            proposer,
+            request_timeout: Duration::from_millis(5000 + 2 * config.election_timeout_ms),
+        }))
+    }
+
+    /// Waits until a leader is known and this member has applied what it had committed.
+    pub async fn wait_ready(&self) -> anyhow::Result<()> {
+        let mut metrics = self.raft.metrics();
+        metrics
+            .wait_for(|m| {
+                m.current_leader.is_some() && m.last_applied.map(|l| l.index) >= m.last_log_index
+            })
+            .await
+            .context("raft stopped before it was ready")?;
+        Ok(())
+    }
+
+    /// Proposes a write through Raft and waits for its result.
+    pub async fn propose(
+        &self,
+        request: InternalRequest,
+    ) -> Result<apply_result::Result, EtcdError> {
+        let size_bytes = request.encoded_len() + RAFT_REQUEST_OVERHEAD_BYTES;
+        if size_bytes > self.limits.max_request_bytes {
+            return Err(EtcdError::RequestTooLarge);
+        }
+        let result = tokio::time::timeout(
+            self.request_timeout,
+            self.proposer.propose(request, size_bytes),
+        )
+        .await
+        .map_err(|_| EtcdError::Timeout)??;
+        match result {
+            ApplyResult {
+                result: Some(apply_result::Result::Error(n)),
+            } => Err(EtcdError::from_number(n)),
+            ApplyResult { result: Some(r) } => Ok(r),
+            ApplyResult { result: None } => Err(EtcdError::Corrupt),
+        }
+    }
+
+    /// Returns once this member has applied everything committed before the call, as
+    /// confirmed by a quorum (Raft's ReadIndex): what a linearizable read needs.
+    pub async fn read_barrier(&self) -> Result<(), EtcdError> {
+        tokio::time::timeout(self.request_timeout, self.raft.ensure_linearizable())
+            .await
+            .map_err(|_| EtcdError::Timeout)?
+            .map_err(proposer::read_error)?;
+        Ok(())
+    }
+
+    /// A response header: this cluster and member, the current term, and `revision` (or
+    /// the store's current revision when 0).
+    pub fn header(&self, revision: i64) -> ResponseHeader {
+        ResponseHeader {
+            cluster_id: self.identity.cluster_id,
+            member_id: self.identity.member_id,
+            revision: if revision == 0 {
+                self.mvcc.current_rev()
+            } else {
+                revision
+            },
+            raft_term: self.raft.metrics().borrow().current_term,
+        }
+    }
+
+    /// Stops Raft and makes every write durable.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+        if let Err(e) = self.storage.sync_wal() {
+            tracing::warn!(error = %e, "final sync of the write-ahead log");
+        }
+    }
+}
+
+/// The member and cluster IDs are fixed when the data directory is created: a restart with
+/// other flags keeps them, as etcd does.
+fn restore_or_save_identity(storage: &Storage, derived: Identity) -> anyhow::Result<Identity> {
+    let cf = storage.cf(CF_RAFT_STATE);
+    if let Some(bytes) = storage.db().get_cf(cf, KEY_IDENTITY)? {
+        let (member_id, cluster_id): (u64, u64) = bincode::deserialize(&bytes)?;
+        return Ok(Identity {
+            member_id,
+            cluster_id,
+            ..derived
+        });
+    }
+    let mut batch = rocksdb::WriteBatch::default();
+    batch.put_cf(
+        cf,
+        KEY_IDENTITY,
+        bincode::serialize(&(derived.member_id, derived.cluster_id))?,
+    );
+    storage.write(batch, true)?;
+    Ok(derived)
+}

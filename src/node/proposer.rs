@@ -1,0 +1,147 @@
+//! Proposal batching: concurrent client writes share one Raft entry.
+//!
+//! Requests wait in a bounded queue. A single task takes everything queued (up to a batch
+//! limit) as one `Batch`, hands it to Raft, and goes on collecting the next batch while
+//! earlier ones replicate, up to `MAX_IN_FLIGHT_BATCHES`. One entry means one log append and
+//! (with the log store's flusher) at most one fsync for the whole batch. Each request still
+//! gets its own revision and its own result when the entry is applied.
+
+use std::sync::Arc;
+
+use openraft::error::{ClientWriteError, RaftError};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::error::EtcdError;
+use crate::proto::cairnraftpb::{ApplyResult, InternalRequest, Proposal};
+use crate::raft::{Batch, Raft};
+
+/// Requests waiting for a batch; beyond this, writers get `too many requests` at once
+/// rather than an ever-growing queue.
+const QUEUE_CAPACITY: usize = 16_384;
+/// Upper bounds of one batch (one Raft entry).
+const MAX_BATCH_REQUESTS: usize = 2048;
+const MAX_BATCH_BYTES: usize = 8 << 20;
+/// Batches proposed but not yet applied. Two keep the log busy while one applies; more
+/// only queue inside Raft.
+const MAX_IN_FLIGHT_BATCHES: usize = 4;
+
+struct Pending {
+    request: InternalRequest,
+    size_bytes: usize,
+    reply: oneshot::Sender<Result<ApplyResult, EtcdError>>,
+}
+
+#[derive(Clone)]
+pub struct Proposer {
+    queue: mpsc::Sender<Pending>,
+}
+
+impl Proposer {
+    pub fn spawn(raft: Raft) -> Proposer {
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        tokio::spawn(run(raft, rx));
+        Proposer { queue: tx }
+    }
+
+    /// Proposes one request and waits until it is applied.
+    pub async fn propose(
+        &self,
+        request: InternalRequest,
+        size_bytes: usize,
+    ) -> Result<ApplyResult, EtcdError> {
+        let (reply, result) = oneshot::channel();
+        let pending = Pending {
+            request,
+            size_bytes,
+            reply,
+        };
+        self.queue.try_send(pending).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => EtcdError::TooManyRequests,
+            mpsc::error::TrySendError::Closed(_) => EtcdError::Stopped,
+        })?;
+        result.await.map_err(|_| EtcdError::Stopped)?
+    }
+}
+
+async fn run(raft: Raft, mut queue: mpsc::Receiver<Pending>) {
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT_BATCHES));
+    loop {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = queue.recv().await else {
+            return;
+        };
+        let mut bytes = first.size_bytes;
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH_REQUESTS && bytes < MAX_BATCH_BYTES {
+            match queue.try_recv() {
+                Ok(p) => {
+                    bytes += p.size_bytes;
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let (requests, replies): (Vec<_>, Vec<_>) =
+            batch.into_iter().map(|p| (p.request, p.reply)).unzip();
+        let proposal = Batch(Proposal { requests });
+        match raft.client_write_ff(proposal).await {
+            Ok(applied) => {
+                tokio::spawn(async move {
+                    let outcome = match applied.await {
+                        Ok(Ok(response)) => Ok(response.data.0.results),
+                        Ok(Err(e)) => Err(write_error(e)),
+                        Err(_) => Err(EtcdError::Stopped),
+                    };
+                    deliver(replies, outcome);
+                    drop(permit);
+                });
+            }
+            Err(_) => deliver(replies, Err(EtcdError::Stopped)),
+        }
+    }
+}
+
+fn deliver(
+    replies: Vec<oneshot::Sender<Result<ApplyResult, EtcdError>>>,
+    outcome: Result<Vec<ApplyResult>, EtcdError>,
+) {
+    match outcome {
+        Ok(results) => {
+            debug_assert_eq!(results.len(), replies.len());
+            for (reply, result) in replies.into_iter().zip(results) {
+                // A client that went away no longer needs its answer.
+                let _ = reply.send(Ok(result));
+            }
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+}
+
+fn write_error(e: ClientWriteError<u64, crate::raft::MemberInfo>) -> EtcdError {
+    match e {
+        ClientWriteError::ForwardToLeader(f) if f.leader_id.is_some() => EtcdError::NotLeader,
+        ClientWriteError::ForwardToLeader(_) => EtcdError::NoLeader,
+        ClientWriteError::ChangeMembershipError(_) => EtcdError::NotLeader,
+    }
+}
+
+/// Raft errors of a read barrier, as etcd reports them.
+pub fn read_error(
+    e: RaftError<u64, openraft::error::CheckIsLeaderError<u64, crate::raft::MemberInfo>>,
+) -> EtcdError {
+    use openraft::error::CheckIsLeaderError;
+    match e {
+        RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) if f.leader_id.is_some() => {
+            EtcdError::NotLeader
+        }
+        RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)) => EtcdError::NoLeader,
+        RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)) => EtcdError::Timeout,
+        RaftError::Fatal(_) => EtcdError::Stopped,
+    }
+}

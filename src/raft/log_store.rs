@@ -1,0 +1,221 @@
+//! The Raft log and vote in RocksDB, with group commit.
+//!
+//! `append` writes entries to RocksDB unsynced (so they are readable at once, as openraft
+//! requires) and hands the flush callback to one flusher thread. The flusher takes every
+//! callback queued while the previous fsync ran, syncs the write-ahead log once, and then
+//! reports all of them durable: N concurrent appends cost one fsync. Raft acknowledges a
+//! write only after its entry's callback fires, so no acknowledged write is lost.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{Entry, RaftLogReader, StorageError, StorageIOError, Vote};
+use rocksdb::WriteBatch;
+
+use super::{LogId, TypeConfig};
+use crate::storage::{Storage, StorageResult, CF_RAFT_LOG, CF_RAFT_STATE};
+
+const KEY_VOTE: &[u8] = b"vote";
+const KEY_COMMITTED: &[u8] = b"committed";
+const KEY_LAST_PURGED: &[u8] = b"last_purged";
+
+type Flushed = LogFlushed<TypeConfig>;
+
+#[derive(Clone)]
+pub struct LogStore {
+    storage: Arc<Storage>,
+    /// Flush callbacks waiting for the next fsync. Unbounded, but the number of entries in
+    /// flight is bounded upstream by the proposer's in-flight batch limit.
+    flusher: mpsc::Sender<Flushed>,
+}
+
+fn index_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+fn read_err(e: impl std::error::Error + 'static) -> StorageError<u64> {
+    StorageIOError::read_logs(&e).into()
+}
+
+fn write_err(e: impl std::error::Error + 'static) -> StorageError<u64> {
+    StorageIOError::write_logs(&e).into()
+}
+
+impl LogStore {
+    pub fn open(storage: Arc<Storage>) -> StorageResult<LogStore> {
+        let (tx, rx) = mpsc::channel::<Flushed>();
+        let flusher_storage = storage.clone();
+        std::thread::Builder::new()
+            .name("raft-log-flusher".into())
+            .spawn(move || run_flusher(flusher_storage, rx))
+            .expect("spawn the log flusher thread");
+        Ok(LogStore {
+            storage,
+            flusher: tx,
+        })
+    }
+
+    fn get_state<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<T>, StorageError<u64>> {
+        let cf = self.storage.cf(CF_RAFT_STATE);
+        match self.storage.db().get_cf(cf, key).map_err(read_err)? {
+            Some(bytes) => Ok(Some(bincode::deserialize(&bytes).map_err(read_err)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_state<T: serde::Serialize>(
+        &self,
+        key: &[u8],
+        value: &T,
+        sync: bool,
+    ) -> Result<(), StorageError<u64>> {
+        let mut batch = WriteBatch::default();
+        let bytes = bincode::serialize(value).map_err(write_err)?;
+        batch.put_cf(self.storage.cf(CF_RAFT_STATE), key, bytes);
+        self.storage.write(batch, sync).map_err(write_err)
+    }
+}
+
+/// Syncs the write-ahead log once for every callback that queued up meanwhile.
+fn run_flusher(storage: Arc<Storage>, rx: mpsc::Receiver<Flushed>) {
+    while let Ok(first) = rx.recv() {
+        let mut waiting = vec![first];
+        waiting.extend(rx.try_iter());
+        let result = storage.sync_wal();
+        for callback in waiting {
+            let outcome = match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            };
+            callback.log_io_completed(outcome);
+        }
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<u64>> {
+        let start = match range.start_bound() {
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => i + 1,
+            Bound::Unbounded => 0,
+        };
+        let cf = self.storage.cf(CF_RAFT_LOG);
+        let iter = self.storage.db().iterator_cf(
+            cf,
+            rocksdb::IteratorMode::From(&index_key(start), rocksdb::Direction::Forward),
+        );
+        let mut entries = Vec::new();
+        for item in iter {
+            let (key, value) = item.map_err(read_err)?;
+            let index = u64::from_be_bytes(
+                key.as_ref()
+                    .try_into()
+                    .map_err(|_| read_err(std::io::Error::other("raft log key is not 8 bytes")))?,
+            );
+            if !range.contains(&index) {
+                break;
+            }
+            entries.push(bincode::deserialize(&value).map_err(read_err)?);
+        }
+        Ok(entries)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<u64>> {
+        let last_purged: Option<LogId> = self.get_state(KEY_LAST_PURGED)?;
+        let cf = self.storage.cf(CF_RAFT_LOG);
+        let last = match self
+            .storage
+            .db()
+            .iterator_cf(cf, rocksdb::IteratorMode::End)
+            .next()
+        {
+            Some(item) => {
+                let (_, value) = item.map_err(read_err)?;
+                let entry: Entry<TypeConfig> = bincode::deserialize(&value).map_err(read_err)?;
+                Some(entry.log_id)
+            }
+            None => last_purged,
+        };
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> LogStore {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
+        // A vote must be durable before it is answered.
+        self.put_state(KEY_VOTE, vote, true)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError<u64>> {
+        self.get_state(KEY_VOTE)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError<u64>> {
+        // Lets a restart re-apply committed entries at once; losing it only delays that.
+        self.put_state(KEY_COMMITTED, &committed, false)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError<u64>> {
+        Ok(self.get_state::<Option<LogId>>(KEY_COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: Flushed) -> Result<(), StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let cf = self.storage.cf(CF_RAFT_LOG);
+        let mut batch = WriteBatch::default();
+        for entry in entries {
+            let bytes = bincode::serialize(&entry).map_err(write_err)?;
+            batch.put_cf(cf, index_key(entry.log_id.index), bytes);
+        }
+        self.storage.write(batch, false).map_err(write_err)?;
+        self.flusher
+            .send(callback)
+            .map_err(|_| write_err(std::io::Error::other("log flusher stopped")))?;
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError<u64>> {
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(
+            self.storage.cf(CF_RAFT_LOG),
+            index_key(log_id.index),
+            index_key(u64::MAX),
+        );
+        batch.delete_cf(self.storage.cf(CF_RAFT_LOG), index_key(u64::MAX));
+        self.storage.write(batch, true).map_err(write_err)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError<u64>> {
+        let mut batch = WriteBatch::default();
+        let bytes = bincode::serialize(&log_id).map_err(write_err)?;
+        batch.put_cf(self.storage.cf(CF_RAFT_STATE), KEY_LAST_PURGED, bytes);
+        batch.delete_range_cf(
+            self.storage.cf(CF_RAFT_LOG),
+            index_key(0),
+            index_key(log_id.index + 1),
+        );
+        // Synced: the purge must not outlive, on disk, the state it relies on being durable.
+        self.storage.write(batch, true).map_err(write_err)
+    }
+}

@@ -1,0 +1,188 @@
+//! Consensus: openraft wired to RocksDB. Every write reaches the store through here.
+//!
+//! Owns the Raft type configuration, the log store (with group commit), the state machine
+//! (which applies committed entries through `apply`), peer networking, and start-up of the
+//! Raft node. May call `storage`, `mvcc` and `apply`.
+
+mod log_store;
+mod network;
+mod state_machine;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use openraft::{Config as RaftConfig, SnapshotPolicy};
+use prost::Message;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::mvcc::Mvcc;
+use crate::proto::cairnraftpb::{ApplyResults, Proposal};
+use crate::storage::Storage;
+
+pub use log_store::LogStore;
+pub use state_machine::StateMachine;
+
+/// A member as Raft knows it: the node data carried in membership entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+}
+
+impl fmt::Display for MemberInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.name, self.peer_urls.join(","))
+    }
+}
+
+/// A Raft entry's payload: a batch of client requests (see `server::proposer`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Batch(pub Proposal);
+
+/// What applying a `Batch` returned, one result per request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchResults(pub ApplyResults);
+
+openraft::declare_raft_types!(
+    pub TypeConfig:
+        D = Batch,
+        R = BatchResults,
+        NodeId = u64,
+        Node = MemberInfo,
+        SnapshotData = tokio::fs::File,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type LogId = openraft::LogId<u64>;
+pub type StoredMembership = openraft::StoredMembership<u64, MemberInfo>;
+
+/// Raft tuning derived from etcd's flags.
+pub struct RaftSettings {
+    pub cluster_name: String,
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_ms: u64,
+    pub snapshot_count: u64,
+}
+
+/// Entries kept in the log after a snapshot, so a briefly lagging follower catches up from
+/// the log rather than a snapshot (etcd keeps 5000 too).
+const LOG_ENTRIES_KEPT_AFTER_SNAPSHOT: u64 = 5000;
+/// Entries sent to a follower in one append: bounds memory per replication message.
+const MAX_ENTRIES_PER_APPEND: u64 = 256;
+
+/// Starts the Raft node on the member's storage.
+pub async fn start(
+    member_id: u64,
+    settings: RaftSettings,
+    storage: Arc<Storage>,
+    mvcc: Arc<Mvcc>,
+    snapshot_dir: std::path::PathBuf,
+) -> anyhow::Result<Raft> {
+    let config = RaftConfig {
+        cluster_name: settings.cluster_name,
+        heartbeat_interval: settings.heartbeat_interval_ms,
+        // etcd randomises the election timeout in [timeout, 2*timeout).
+        election_timeout_min: settings.election_timeout_ms,
+        election_timeout_max: settings.election_timeout_ms * 2,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_count),
+        max_in_snapshot_log_to_keep: LOG_ENTRIES_KEPT_AFTER_SNAPSHOT,
+        max_payload_entries: MAX_ENTRIES_PER_APPEND,
+        ..RaftConfig::default()
+    }
+    .validate()?;
+    let log_store = LogStore::open(storage.clone())?;
+    let state_machine = StateMachine::open(storage, mvcc, snapshot_dir)?;
+    let raft = Raft::new(
+        member_id,
+        Arc::new(config),
+        network::PeerNetwork,
+        log_store,
+        state_machine,
+    )
+    .await?;
+    Ok(raft)
+}
+
+/// Makes `members` the initial voters, once, on a fresh data directory.
+pub async fn bootstrap(raft: &Raft, members: BTreeMap<u64, MemberInfo>) -> anyhow::Result<()> {
+    if raft.is_initialized().await? {
+        return Ok(());
+    }
+    raft.initialize(members).await?;
+    Ok(())
+}
+
+// The payload is protobuf inside the serde-encoded log entry: prost encodes it compactly
+// and its field numbers keep the on-disk format stable.
+fn serialize_message<S: Serializer>(m: &impl Message, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bytes(&m.encode_to_vec())
+}
+
+fn deserialize_message<'de, M: Message + Default, D: Deserializer<'de>>(
+    d: D,
+) -> Result<M, D::Error> {
+    struct BytesVisitor;
+    impl serde::de::Visitor<'_> for BytesVisitor {
+        type Value = Vec<u8>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("protobuf bytes")
+        }
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+    }
+    let bytes = d.deserialize_byte_buf(BytesVisitor)?;
+    M::decode(bytes.as_slice()).map_err(serde::de::Error::custom)
+}
+
+impl Serialize for Batch {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize_message(&self.0, s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Batch {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_message(d).map(Batch)
+    }
+}
+
+impl Serialize for BatchResults {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize_message(&self.0, s)
+    }
+}
+
+impl<'de> Deserialize<'de> for BatchResults {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_message(d).map(BatchResults)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::cairnraftpb::{internal_request, InternalRequest};
+    use crate::proto::etcdserverpb::PutRequest;
+
+    #[test]
+    fn batch_survives_the_log_encoding() {
+        let batch = Batch(Proposal {
+            requests: vec![InternalRequest {
+                request: Some(internal_request::Request::Put(PutRequest {
+                    key: b"k".to_vec(),
+                    value: vec![0, 255, 1],
+                    ..PutRequest::default()
+                })),
+            }],
+        });
+        let bytes = bincode::serialize(&batch).unwrap();
+        let back: Batch = bincode::deserialize(&bytes).unwrap();
+        assert_eq!(back, batch);
+    }
+}

@@ -1,0 +1,353 @@
+//! The Raft state machine: applies committed entries to the MVCC store, and builds and
+//! installs snapshots.
+//!
+//! The applied log id and membership are written in the same storage batch as the changes
+//! they cover, so a restart neither re-applies nor skips an entry. State-machine writes are
+//! not synced on their own: the Raft log is the durable record, and entries past the last
+//! applied id on disk are applied again at start-up.
+//!
+//! A snapshot is a file: a stream of `(column family, key, value)` records of the `kv` and
+//! `meta` column families, read from a RocksDB snapshot taken at an entry boundary, so
+//! neither building nor installing one holds the state in memory.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError};
+use rocksdb::WriteBatch;
+use tokio::io::{AsyncReadExt, BufReader};
+
+use super::{BatchResults, LogId, MemberInfo, StoredMembership, TypeConfig};
+use crate::apply::apply_request;
+use crate::mvcc::Mvcc;
+use crate::proto::cairnraftpb::ApplyResults;
+use crate::storage::{Storage, CF_KV, CF_META};
+
+const META_APPLIED: &[u8] = b"applied";
+const META_MEMBERSHIP: &[u8] = b"membership";
+/// Records written per storage batch while installing a snapshot.
+const INSTALL_RECORDS_PER_BATCH: usize = 10_000;
+/// Column families a snapshot carries, by their tag in the stream.
+const SNAPSHOT_CFS: [&str; 2] = [CF_KV, CF_META];
+
+type Meta = SnapshotMeta<u64, MemberInfo>;
+
+pub struct StateMachine {
+    storage: Arc<Storage>,
+    mvcc: Arc<Mvcc>,
+    snapshot_dir: PathBuf,
+    applied: Option<LogId>,
+    membership: StoredMembership,
+}
+
+fn sm_read_err(e: impl std::error::Error + 'static) -> StorageError<u64> {
+    StorageIOError::read_state_machine(&e).into()
+}
+
+fn sm_write_err(e: impl std::error::Error + 'static) -> StorageError<u64> {
+    StorageIOError::write_state_machine(&e).into()
+}
+
+fn snapshot_err(e: impl std::error::Error + 'static) -> StorageError<u64> {
+    StorageIOError::write_snapshot(None, &e).into()
+}
+
+impl StateMachine {
+    pub fn open(
+        storage: Arc<Storage>,
+        mvcc: Arc<Mvcc>,
+        snapshot_dir: PathBuf,
+    ) -> Result<StateMachine, StorageError<u64>> {
+        std::fs::create_dir_all(&snapshot_dir).map_err(sm_write_err)?;
+        let meta = storage.cf(CF_META);
+        let get = |key: &[u8]| storage.db().get_cf(meta, key).map_err(sm_read_err);
+        let applied = match get(META_APPLIED)? {
+            Some(b) => bincode::deserialize(&b).map_err(sm_read_err)?,
+            None => None,
+        };
+        let membership = match get(META_MEMBERSHIP)? {
+            Some(b) => bincode::deserialize(&b).map_err(sm_read_err)?,
+            None => StoredMembership::default(),
+        };
+        Ok(StateMachine {
+            storage,
+            mvcc,
+            snapshot_dir,
+            applied,
+            membership,
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId>, StoredMembership), StorageError<u64>> {
+        Ok((self.applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<BatchResults>, StorageError<u64>>
+    where
+        I: IntoIterator<Item = openraft::Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut guard = self.mvcc.write();
+        let mut replies = Vec::new();
+        for entry in entries {
+            self.applied = Some(entry.log_id);
+            let results = match entry.payload {
+                EntryPayload::Blank => ApplyResults::default(),
+                EntryPayload::Normal(batch) => ApplyResults {
+                    results: batch
+                        .0
+                        .requests
+                        .iter()
+                        .map(|request| apply_request(&mut guard, request))
+                        .collect(),
+                },
+                EntryPayload::Membership(membership) => {
+                    self.membership = StoredMembership::new(Some(entry.log_id), membership);
+                    ApplyResults::default()
+                }
+            };
+            replies.push(BatchResults(results));
+        }
+        let meta = self.storage.cf(CF_META);
+        let applied = bincode::serialize(&self.applied).map_err(sm_write_err)?;
+        let membership = bincode::serialize(&self.membership).map_err(sm_write_err)?;
+        guard.batch_mut().put_cf(meta, META_APPLIED, applied);
+        guard.batch_mut().put_cf(meta, META_MEMBERSHIP, membership);
+        guard.commit().map_err(sm_write_err)?;
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        SnapshotBuilder {
+            storage: self.storage.clone(),
+            mvcc: self.mvcc.clone(),
+            snapshot_dir: self.snapshot_dir.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<tokio::fs::File>, StorageError<u64>> {
+        let path = self.snapshot_dir.join("receiving.part");
+        let file = tokio::fs::File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .await
+            .map_err(snapshot_err)?;
+        Ok(Box::new(file))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &Meta,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError<u64>> {
+        drop(snapshot);
+        let received = self.snapshot_dir.join("receiving.part");
+        let path = snapshot_path(&self.snapshot_dir, meta);
+        write_meta_file(&path, meta).await?;
+        tokio::fs::rename(&received, &path)
+            .await
+            .map_err(snapshot_err)?;
+        load_snapshot_into_storage(&self.storage, &path).await?;
+        self.mvcc.reload().map_err(sm_write_err)?;
+        self.applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        remove_other_snapshots(&self.snapshot_dir, &path).await;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
+        let Some((path, meta)) = latest_snapshot(&self.snapshot_dir).await? else {
+            return Ok(None);
+        };
+        let file = tokio::fs::File::open(&path).await.map_err(snapshot_err)?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        }))
+    }
+}
+
+pub struct SnapshotBuilder {
+    storage: Arc<Storage>,
+    mvcc: Arc<Mvcc>,
+    snapshot_dir: PathBuf,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
+        // Holding the store for writing pins an entry boundary: no apply is half-done.
+        let db_snapshot_storage = self.storage.clone();
+        let (records_path, meta) = {
+            let guard = self.mvcc.write();
+            let snap = db_snapshot_storage.db().snapshot();
+            drop(guard);
+            let meta_cf = db_snapshot_storage.cf(CF_META);
+            let read = |key: &[u8]| snap.get_cf(meta_cf, key).map_err(sm_read_err);
+            let applied: Option<LogId> = match read(META_APPLIED)? {
+                Some(b) => bincode::deserialize(&b).map_err(sm_read_err)?,
+                None => None,
+            };
+            let membership: StoredMembership = match read(META_MEMBERSHIP)? {
+                Some(b) => bincode::deserialize(&b).map_err(sm_read_err)?,
+                None => StoredMembership::default(),
+            };
+            let meta = Meta {
+                last_log_id: applied,
+                last_membership: membership,
+                snapshot_id: format!(
+                    "{}-{}",
+                    applied.map(|l| l.leader_id.term).unwrap_or(0),
+                    applied.map(|l| l.index).unwrap_or(0)
+                ),
+            };
+            let path = snapshot_path(&self.snapshot_dir, &meta);
+            let tmp = path.with_extension("tmp");
+            // Written synchronously from the RocksDB snapshot: a blocking section, but it
+            // streams record by record and never holds the state in memory.
+            let result =
+                tokio::task::block_in_place(|| write_records(&db_snapshot_storage, &snap, &tmp));
+            result.map_err(snapshot_err)?;
+            std::fs::rename(&tmp, &path).map_err(snapshot_err)?;
+            (path, meta)
+        };
+        write_meta_file(&records_path, &meta).await?;
+        remove_other_snapshots(&self.snapshot_dir, &records_path).await;
+        let file = tokio::fs::File::open(&records_path)
+            .await
+            .map_err(snapshot_err)?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        })
+    }
+}
+
+fn snapshot_path(dir: &Path, meta: &Meta) -> PathBuf {
+    dir.join(format!("{}.snap", meta.snapshot_id))
+}
+
+fn meta_path(snapshot: &Path) -> PathBuf {
+    snapshot.with_extension("meta")
+}
+
+async fn write_meta_file(snapshot: &Path, meta: &Meta) -> Result<(), StorageError<u64>> {
+    let bytes = serde_json::to_vec(meta).map_err(snapshot_err)?;
+    tokio::fs::write(meta_path(snapshot), bytes)
+        .await
+        .map_err(snapshot_err)
+}
+
+/// Streams the snapshot's records: tag byte, key length, key, value length, value.
+fn write_records(
+    storage: &Storage,
+    snap: &rocksdb::Snapshot<'_>,
+    path: &Path,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for (tag, cf_name) in SNAPSHOT_CFS.iter().enumerate() {
+        let cf = storage.cf(cf_name);
+        for item in snap.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+            let (key, value) = item.map_err(std::io::Error::other)?;
+            out.write_all(&[tag as u8])?;
+            out.write_all(&(key.len() as u32).to_be_bytes())?;
+            out.write_all(&key)?;
+            out.write_all(&(value.len() as u32).to_be_bytes())?;
+            out.write_all(&value)?;
+        }
+    }
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()
+}
+
+/// Replaces the `kv` and `meta` column families with a snapshot's records.
+async fn load_snapshot_into_storage(
+    storage: &Storage,
+    path: &Path,
+) -> Result<(), StorageError<u64>> {
+    let mut clear = WriteBatch::default();
+    for cf_name in SNAPSHOT_CFS {
+        let cf = storage.cf(cf_name);
+        for item in storage.db().iterator_cf(cf, rocksdb::IteratorMode::Start) {
+            let (key, _) = item.map_err(sm_write_err)?;
+            clear.delete_cf(cf, key);
+        }
+    }
+    storage.write(clear, false).map_err(sm_write_err)?;
+    let file = tokio::fs::File::open(path).await.map_err(snapshot_err)?;
+    let mut reader = BufReader::new(file);
+    let mut batch = WriteBatch::default();
+    loop {
+        let tag = match reader.read_u8().await {
+            Ok(tag) => tag,
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(snapshot_err(e)),
+        };
+        let cf_name = SNAPSHOT_CFS
+            .get(tag as usize)
+            .ok_or_else(|| snapshot_err(std::io::Error::other("bad snapshot record tag")))?;
+        let key_len = reader.read_u32().await.map_err(snapshot_err)? as usize;
+        let mut key = vec![0; key_len];
+        reader.read_exact(&mut key).await.map_err(snapshot_err)?;
+        let value_len = reader.read_u32().await.map_err(snapshot_err)? as usize;
+        let mut value = vec![0; value_len];
+        reader.read_exact(&mut value).await.map_err(snapshot_err)?;
+        batch.put_cf(storage.cf(cf_name), key, value);
+        if batch.len() >= INSTALL_RECORDS_PER_BATCH {
+            storage
+                .write(std::mem::take(&mut batch), false)
+                .map_err(sm_write_err)?;
+        }
+    }
+    storage.write(batch, true).map_err(sm_write_err)
+}
+
+async fn latest_snapshot(dir: &Path) -> Result<Option<(PathBuf, Meta)>, StorageError<u64>> {
+    let mut best: Option<(PathBuf, Meta)> = None;
+    let mut entries = tokio::fs::read_dir(dir).await.map_err(snapshot_err)?;
+    while let Some(entry) = entries.next_entry().await.map_err(snapshot_err)? {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("snap") {
+            continue;
+        }
+        let Ok(bytes) = tokio::fs::read(meta_path(&path)).await else {
+            continue;
+        };
+        let meta: Meta = serde_json::from_slice(&bytes).map_err(snapshot_err)?;
+        if best
+            .as_ref()
+            .is_none_or(|(_, b)| b.last_log_id < meta.last_log_id)
+        {
+            best = Some((path, meta));
+        }
+    }
+    Ok(best)
+}
+
+async fn remove_other_snapshots(dir: &Path, keep: &Path) {
+    let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
+        return;
+    };
+    let keep_meta = meta_path(keep);
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let path = entry.path();
+        let ext = path.extension().and_then(|e| e.to_str());
+        if matches!(ext, Some("snap") | Some("meta")) && path != keep && path != keep_meta {
+            let _ = tokio::fs::remove_file(&path).await;
+        }
+    }
+}

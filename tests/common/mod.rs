@@ -1,0 +1,408 @@
+//! Test harness: runs an etcd-compatible server binary as a child process.
+//!
+//! The binary is taken from the `CAIRN_TEST_SERVER_BIN` environment variable when it is
+//! set (e.g. `/usr/bin/etcd`, to validate the tests against real etcd), otherwise from
+//! Cargo's `CARGO_BIN_EXE_cairn`. This is the only place that knows the binary path.
+//!
+//! The server is started with etcd's own command-line flags and is considered ready
+//! once it prints a line containing `ready to serve client requests` (on stderr or stdout).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use etcd_client::Client;
+
+const READY_LINE: &str = "ready to serve client requests";
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Path of the server binary under test.
+pub fn server_bin() -> PathBuf {
+    if let Ok(bin) = std::env::var("CAIRN_TEST_SERVER_BIN") {
+        if !bin.is_empty() {
+            return PathBuf::from(bin);
+        }
+    }
+    match option_env!("CARGO_BIN_EXE_cairn") {
+        Some(bin) => PathBuf::from(bin),
+        None => panic!(
+            "no server binary: set CAIRN_TEST_SERVER_BIN (e.g. /usr/bin/etcd) \
+             or build these tests inside the cairn crate"
+        ),
+    }
+}
+
+/// Ports are handed out from a per-process base, below the Linux ephemeral range
+/// (32768+), so they never collide with client sockets. Each candidate is probed by
+/// binding it; taken ports are skipped.
+fn next_port_pair() -> (u16, u16) {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Initialise the counter once from the process id.
+    let _ = NEXT.compare_exchange(
+        0,
+        12000 + ((std::process::id() % 400) as u16) * 50,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let p = NEXT.fetch_add(2, Ordering::SeqCst);
+        let p = if p >= 32000 { 12000 + (p % 20000) } else { p };
+        let a = TcpListener::bind(("127.0.0.1", p));
+        let b = TcpListener::bind(("127.0.0.1", p + 1));
+        if a.is_ok() && b.is_ok() {
+            return (p, p + 1);
+        }
+    }
+}
+
+#[derive(Default)]
+struct LogState {
+    lines: Vec<String>,
+}
+
+type SharedLog = Arc<(Mutex<LogState>, Condvar)>;
+
+fn spawn_reader<R: Read + Send + 'static>(
+    stream: R,
+    tag: &'static str,
+    log: SharedLog,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stream);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf).trim_end().to_string();
+                    let (lock, cvar) = &*log;
+                    lock.lock().unwrap().lines.push(format!("[{tag}] {line}"));
+                    cvar.notify_all();
+                }
+            }
+        }
+    })
+}
+
+pub struct TestServer {
+    name: String,
+    dir: tempfile::TempDir,
+    client_port: u16,
+    peer_port: u16,
+    extra_args: Vec<String>,
+    child: Option<Child>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+    log: SharedLog,
+}
+
+impl TestServer {
+    /// Starts a fresh single-member server and waits until it is ready.
+    pub fn start(extra_args: &[&str]) -> TestServer {
+        Self::start_named("cairn-test", extra_args)
+    }
+
+    /// Like `start`, with an explicit `--name`.
+    pub fn start_named(name: &str, extra_args: &[&str]) -> TestServer {
+        let (client_port, peer_port) = next_port_pair();
+        let mut server = TestServer {
+            name: name.to_string(),
+            dir: tempfile::Builder::new()
+                .prefix("kvtest-")
+                .tempdir()
+                .expect("create tempdir"),
+            client_port,
+            peer_port,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            child: None,
+            readers: Vec::new(),
+            log: Arc::new((Mutex::new(LogState::default()), Condvar::new())),
+        };
+        server.spawn_and_wait();
+        server
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join(format!("{}.etcd", self.name))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server not running").id()
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect([self.endpoint()], None)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {}: {e}", self.endpoint()))
+    }
+
+    /// All output captured so far (all runs of this server), one line per line.
+    pub fn logs(&self) -> String {
+        let (lock, _) = &*self.log;
+        let state = lock.lock().unwrap();
+        let mut out = format!("---- server output ({} lines) ----\n", state.lines.len());
+        for l in &state.lines {
+            out.push_str(l);
+            out.push('\n');
+        }
+        out.push_str("---- end of server output ----");
+        out
+    }
+
+    fn args(&self) -> Vec<String> {
+        let curl = self.endpoint();
+        let purl = self.peer_url();
+        let mut args: Vec<String> = vec![
+            "--name".into(),
+            self.name.clone(),
+            "--data-dir".into(),
+            path_str(&self.data_dir()),
+            "--listen-client-urls".into(),
+            curl.clone(),
+            "--advertise-client-urls".into(),
+            curl,
+            "--listen-peer-urls".into(),
+            purl.clone(),
+            "--initial-advertise-peer-urls".into(),
+            purl.clone(),
+            "--initial-cluster".into(),
+            format!("{}={}", self.name, purl),
+            "--initial-cluster-state".into(),
+            "new".into(),
+        ];
+        args.extend(self.extra_args.iter().cloned());
+        args
+    }
+
+    fn spawn_and_wait(&mut self) {
+        assert!(self.child.is_none(), "server already running");
+        let start_index = {
+            let (lock, _) = &*self.log;
+            let mut st = lock.lock().unwrap();
+            st.lines.push(format!(
+                "[harness] starting {:?} {:?}",
+                server_bin(),
+                self.args()
+            ));
+            st.lines.len()
+        };
+        let mut child = Command::new(server_bin())
+            .args(self.args())
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {:?}: {e}", server_bin()));
+        self.readers = vec![
+            spawn_reader(child.stdout.take().unwrap(), "out", self.log.clone()),
+            spawn_reader(child.stderr.take().unwrap(), "err", self.log.clone()),
+        ];
+        self.child = Some(child);
+
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let (lock, cvar) = &*self.log;
+        let mut st = lock.lock().unwrap();
+        loop {
+            if st.lines[start_index..]
+                .iter()
+                .any(|l| l.contains(READY_LINE))
+            {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.as_mut().unwrap().try_wait() {
+                drop(st);
+                self.child = None;
+                self.join_readers();
+                panic!("server exited before becoming ready ({status}); its output follows");
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                drop(st);
+                panic!(
+                    "server not ready within {READY_TIMEOUT:?} (no line containing \
+                     {READY_LINE:?}); its output follows"
+                );
+            }
+            let wait = (deadline - now).min(Duration::from_millis(100));
+            st = cvar.wait_timeout(st, wait).unwrap().0;
+        }
+    }
+
+    /// Waits for the output readers of the last run (they end when the pipes close).
+    fn join_readers(&mut self) {
+        for h in self.readers.drain(..) {
+            let _ = h.join();
+        }
+    }
+
+    /// Graceful stop: SIGTERM, then the server must exit within 10 s.
+    pub fn stop(&mut self) {
+        let mut child = self.child.take().expect("server not running");
+        let pid = child.id().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill -TERM");
+        assert!(status.success(), "kill -TERM {pid} failed");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        match rx.recv_timeout(STOP_TIMEOUT) {
+            Ok(status) => {
+                status.expect("wait for server");
+                let _ = waiter.join();
+                self.join_readers();
+            }
+            Err(_) => {
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+                let _ = waiter.join();
+                panic!(
+                    "server did not exit within {STOP_TIMEOUT:?} of SIGTERM; its output follows"
+                );
+            }
+        }
+    }
+
+    /// Abrupt stop: SIGKILL, and reap the process.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("server not running");
+        child.kill().expect("kill -9 server");
+        child.wait().expect("reap server");
+        self.join_readers();
+    }
+
+    /// Starts the server again on the same data dir and ports; waits until ready.
+    pub fn restart(&mut self) {
+        if self.child.is_some() {
+            self.stop();
+        }
+        self.spawn_and_wait();
+    }
+}
+
+/// Kills the server if it still runs; when the test is failing, prints the captured
+/// server output so that the failure report shows it.
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+    }
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_str().expect("utf-8 path").to_string()
+}
+
+// ---------------------------------------------------------------------------------
+// Small helpers shared by the test files.
+// ---------------------------------------------------------------------------------
+
+/// gRPC status codes (numbering from the gRPC spec), so that tests need not name tonic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    Ok = 0,
+    Cancelled = 1,
+    Unknown = 2,
+    InvalidArgument = 3,
+    DeadlineExceeded = 4,
+    NotFound = 5,
+    AlreadyExists = 6,
+    PermissionDenied = 7,
+    ResourceExhausted = 8,
+    FailedPrecondition = 9,
+    Aborted = 10,
+    OutOfRange = 11,
+    Unimplemented = 12,
+    Internal = 13,
+    Unavailable = 14,
+    DataLoss = 15,
+    Unauthenticated = 16,
+}
+
+impl Code {
+    fn from_i32(v: i32) -> Code {
+        const ALL: [Code; 17] = [
+            Code::Ok,
+            Code::Cancelled,
+            Code::Unknown,
+            Code::InvalidArgument,
+            Code::DeadlineExceeded,
+            Code::NotFound,
+            Code::AlreadyExists,
+            Code::PermissionDenied,
+            Code::ResourceExhausted,
+            Code::FailedPrecondition,
+            Code::Aborted,
+            Code::OutOfRange,
+            Code::Unimplemented,
+            Code::Internal,
+            Code::Unavailable,
+            Code::DataLoss,
+            Code::Unauthenticated,
+        ];
+        ALL.get(v as usize).copied().unwrap_or(Code::Unknown)
+    }
+}
+
+/// The gRPC code and message of a failed call; panics unless it failed with a gRPC status.
+#[track_caller]
+pub fn grpc_error<T: std::fmt::Debug>(result: Result<T, etcd_client::Error>) -> (Code, String) {
+    match result {
+        Err(etcd_client::Error::GRpcStatus(status)) => (
+            Code::from_i32(status.code() as i32),
+            status.message().to_string(),
+        ),
+        other => panic!("expected a gRPC status error, got {other:?}"),
+    }
+}
+
+/// Asserts that `result` failed with exactly this gRPC code and message.
+#[track_caller]
+pub fn assert_grpc_error<T: std::fmt::Debug>(
+    result: Result<T, etcd_client::Error>,
+    code: Code,
+    message: &str,
+) {
+    let got = grpc_error(result);
+    assert_eq!(got, (code, message.to_string()), "unexpected gRPC error");
+}
+
+/// Revision in the header of a response.
+pub fn rev(header: Option<&etcd_client::ResponseHeader>) -> i64 {
+    header.expect("response has a header").revision()
+}
+
+/// Current store revision, read with a range on a key nobody uses.
+pub async fn current_revision(client: &mut etcd_client::Client) -> i64 {
+    let resp = client
+        .get("\u{1}__revision_probe__", None)
+        .await
+        .expect("revision probe");
+    rev(resp.header())
+}

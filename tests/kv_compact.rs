@@ -1,0 +1,216 @@
+//! Compaction semantics, checked against etcd 3.4.
+
+mod common;
+
+use common::{assert_grpc_error, current_revision, rev, Code, TestServer};
+use etcd_client::{Client, CompactionOptions, GetOptions, GetResponse};
+
+const COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted";
+const FUTURE: &str = "etcdserver: mvcc: required revision is a future revision";
+
+/// a=a1 (2), b=b1 (3), a=a2 (4), c=c1 (5), delete b (6), a=a3 (7), d=d1 (8).
+async fn with_history() -> (TestServer, Client) {
+    let server = TestServer::start(&[]);
+    let mut c = server.client().await;
+    c.put("a", "a1", None).await.unwrap();
+    c.put("b", "b1", None).await.unwrap();
+    c.put("a", "a2", None).await.unwrap();
+    c.put("c", "c1", None).await.unwrap();
+    c.delete("b", None).await.unwrap();
+    c.put("a", "a3", None).await.unwrap();
+    c.put("d", "d1", None).await.unwrap();
+    assert_eq!(current_revision(&mut c).await, 8);
+    (server, c)
+}
+
+fn summary(resp: &GetResponse) -> Vec<(String, String, i64, i64, i64)> {
+    resp.kvs()
+        .iter()
+        .map(|kv| {
+            (
+                String::from_utf8_lossy(kv.key()).into_owned(),
+                String::from_utf8_lossy(kv.value()).into_owned(),
+                kv.create_revision(),
+                kv.mod_revision(),
+                kv.version(),
+            )
+        })
+        .collect()
+}
+
+async fn all_at(c: &mut Client, revision: i64) -> Result<GetResponse, etcd_client::Error> {
+    c.get(
+        "",
+        Some(GetOptions::new().with_all_keys().with_revision(revision)),
+    )
+    .await
+}
+
+fn row(k: &str, v: &str, create: i64, m: i64, ver: i64) -> (String, String, i64, i64, i64) {
+    (k.to_string(), v.to_string(), create, m, ver)
+}
+
+#[tokio::test]
+async fn compact_returns_current_revision_and_does_not_bump_it() {
+    let (_s, mut c) = with_history().await;
+    let resp = c.compact(5, None).await.unwrap();
+    assert_eq!(rev(resp.header()), 8);
+    assert_eq!(current_revision(&mut c).await, 8);
+    let resp = c.put("e", "e1", None).await.unwrap();
+    assert_eq!(rev(resp.header()), 9);
+}
+
+#[tokio::test]
+async fn compact_then_reading_older_revision_fails() {
+    let (_s, mut c) = with_history().await;
+    c.compact(5, None).await.unwrap();
+    for r in [1, 2, 4] {
+        assert_grpc_error(all_at(&mut c, r).await, Code::OutOfRange, COMPACTED);
+    }
+    let r = c.get("a", Some(GetOptions::new().with_revision(3))).await;
+    assert_grpc_error(r, Code::OutOfRange, COMPACTED);
+}
+
+#[tokio::test]
+async fn compact_keeps_the_compacted_revision_readable() {
+    let (_s, mut c) = with_history().await;
+    c.compact(5, None).await.unwrap();
+    let resp = all_at(&mut c, 5).await.unwrap();
+    assert_eq!(
+        summary(&resp),
+        vec![
+            row("a", "a2", 2, 4, 2),
+            row("b", "b1", 3, 3, 1),
+            row("c", "c1", 5, 5, 1),
+        ]
+    );
+    let resp = all_at(&mut c, 6).await.unwrap();
+    assert_eq!(
+        summary(&resp),
+        vec![row("a", "a2", 2, 4, 2), row("c", "c1", 5, 5, 1)]
+    );
+}
+
+#[tokio::test]
+async fn compact_keeps_latest_values_and_their_metadata() {
+    let (_s, mut c) = with_history().await;
+    c.compact(8, None).await.unwrap();
+    let resp = c
+        .get("", Some(GetOptions::new().with_all_keys()))
+        .await
+        .unwrap();
+    assert_eq!(
+        summary(&resp),
+        vec![
+            row("a", "a3", 2, 7, 3),
+            row("c", "c1", 5, 5, 1),
+            row("d", "d1", 8, 8, 1),
+        ]
+    );
+    assert_eq!(resp.count(), 3);
+}
+
+#[tokio::test]
+async fn compact_removes_key_deleted_before_compact_revision() {
+    let (_s, mut c) = with_history().await;
+    c.compact(7, None).await.unwrap();
+    // b was deleted at 6: it exists at no readable revision.
+    for r in [7, 8] {
+        let resp = c
+            .get("b", Some(GetOptions::new().with_revision(r)))
+            .await
+            .unwrap();
+        assert!(resp.kvs().is_empty(), "b visible at {r}");
+    }
+    let resp = c.get("b", None).await.unwrap();
+    assert!(resp.kvs().is_empty());
+    assert_eq!(resp.count(), 0);
+    // Re-creating it starts a new life.
+    c.put("b", "b2", None).await.unwrap(); // 9
+    let resp = c.get("b", None).await.unwrap();
+    assert_eq!(summary(&resp), vec![row("b", "b2", 9, 9, 1)]);
+}
+
+#[tokio::test]
+async fn compact_at_current_revision_works() {
+    let (_s, mut c) = with_history().await;
+    c.compact(8, None).await.unwrap();
+    assert_grpc_error(all_at(&mut c, 7).await, Code::OutOfRange, COMPACTED);
+    let resp = all_at(&mut c, 8).await.unwrap();
+    assert_eq!(resp.count(), 3);
+}
+
+#[tokio::test]
+async fn compact_to_future_revision_fails() {
+    let (_s, mut c) = with_history().await;
+    let r = c.compact(9, None).await;
+    assert_grpc_error(r, Code::OutOfRange, FUTURE);
+    let r = c.compact(1000, None).await;
+    assert_grpc_error(r, Code::OutOfRange, FUTURE);
+    // Nothing was compacted.
+    let resp = all_at(&mut c, 2).await.unwrap();
+    assert_eq!(summary(&resp), vec![row("a", "a1", 2, 2, 1)]);
+}
+
+#[tokio::test]
+async fn compact_twice_at_same_revision_fails() {
+    let (_s, mut c) = with_history().await;
+    c.compact(5, None).await.unwrap();
+    let r = c.compact(5, None).await;
+    assert_grpc_error(r, Code::OutOfRange, COMPACTED);
+}
+
+#[tokio::test]
+async fn compact_to_older_revision_than_previous_compaction_fails() {
+    let (_s, mut c) = with_history().await;
+    c.compact(5, None).await.unwrap();
+    let r = c.compact(3, None).await;
+    assert_grpc_error(r, Code::OutOfRange, COMPACTED);
+    // Moving forward is fine.
+    c.compact(6, None).await.unwrap();
+    assert_grpc_error(all_at(&mut c, 5).await, Code::OutOfRange, COMPACTED);
+}
+
+#[tokio::test]
+async fn physical_compaction_succeeds() {
+    let (_s, mut c) = with_history().await;
+    let resp = c
+        .compact(6, Some(CompactionOptions::new().with_physical()))
+        .await
+        .unwrap();
+    assert_eq!(rev(resp.header()), 8);
+    assert_grpc_error(all_at(&mut c, 5).await, Code::OutOfRange, COMPACTED);
+    let resp = all_at(&mut c, 6).await.unwrap();
+    assert_eq!(
+        summary(&resp),
+        vec![row("a", "a2", 2, 4, 2), row("c", "c1", 5, 5, 1)]
+    );
+    let resp = c
+        .get("", Some(GetOptions::new().with_all_keys()))
+        .await
+        .unwrap();
+    assert_eq!(resp.count(), 3);
+}
+
+#[tokio::test]
+async fn compaction_does_not_affect_writes_or_compares_on_surviving_keys() {
+    use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+    let (_s, mut c) = with_history().await;
+    c.compact(8, None).await.unwrap();
+    let resp = c
+        .txn(
+            Txn::new()
+                .when(vec![
+                    Compare::mod_revision("a", CompareOp::Equal, 7),
+                    Compare::create_revision("a", CompareOp::Equal, 2),
+                    Compare::version("a", CompareOp::Equal, 3),
+                ])
+                .and_then(vec![TxnOp::put("a", "a4", None)]),
+        )
+        .await
+        .unwrap();
+    assert!(resp.succeeded());
+    assert_eq!(rev(resp.header()), 9);
+    let resp = c.get("a", None).await.unwrap();
+    assert_eq!(summary(&resp), vec![row("a", "a4", 2, 9, 4)]);
+}
