@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -12,6 +13,9 @@ use url::Url;
 
 use cairn::config::{Config, Flags, CAIRN_VERSION, ETCD_API_VERSION};
 use cairn::{api, node::Node};
+
+/// How long in-flight requests may take to finish after a stop signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
@@ -87,10 +91,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
 
-    // Stop taking requests, let in-flight ones finish, then stop Raft and sync storage.
+    // Stop taking requests, let in-flight ones finish (long-lived streams get a bounded
+    // grace period), then stop Raft and sync storage.
     health.set(false).await;
     let _ = stop_serving.send(());
-    let _ = server.await;
+    if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
+        tracing::warn!("client connections still open after {SHUTDOWN_GRACE:?}; closing them");
+    }
     node.shutdown().await;
     tracing::info!("stopped");
     Ok(())

@@ -7,6 +7,7 @@ mod cluster;
 mod kv;
 mod maintenance;
 mod not_yet;
+mod transport_errors;
 mod validate;
 
 use std::net::SocketAddr;
@@ -96,6 +97,9 @@ pub async fn serve(
         .build_v1alpha()?;
 
     let router = Server::builder()
+        .layer(tower::util::MapResponseLayer::new(
+            transport_errors::oversized_message_as_grpc_go,
+        ))
         .add_service(
             KvServer::new(kv::KvService::new(node.clone()))
                 .max_decoding_message_size(max_message_bytes)

@@ -85,7 +85,7 @@ pub struct Mvcc {
 
 impl Mvcc {
     /// Loads the store: rebuilds the key index from the `kv` column family and resumes any
-    /// physical compaction a stop interrupted. Must run inside a tokio runtime.
+    /// physical compaction a stop interrupted.
     pub fn open(storage: Arc<Storage>) -> StorageResult<Arc<Mvcc>> {
         let mut state = load_state(&storage)?;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -104,7 +104,10 @@ impl Mvcc {
             compactor: tx,
             physically_compacted: done_rx,
         });
-        tokio::task::spawn_blocking(move || run_compactor(storage, rx, done_tx));
+        std::thread::Builder::new()
+            .name("mvcc-compactor".into())
+            .spawn(move || run_compactor(storage, rx, done_tx))
+            .expect("spawn the compactor thread");
         Ok(mvcc)
     }
 
