@@ -63,7 +63,7 @@ impl Cluster for ClusterService {
         _: Request<MemberListRequest>,
     ) -> Result<Response<MemberListResponse>, Status> {
         Ok(Response::new(MemberListResponse {
-            header: Some(self.node.header(0)),
+            header: Some(self.node.cluster_header()),
             members: self.members(),
         }))
     }

@@ -168,6 +168,14 @@ impl Node {
         }
     }
 
+    /// The header etcd gives cluster (membership) responses: no revision.
+    pub fn cluster_header(&self) -> ResponseHeader {
+        ResponseHeader {
+            revision: 0,
+            ..self.header(0)
+        }
+    }
+
     /// Stops Raft and makes every write durable.
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {
