@@ -1,0 +1,106 @@
+//! gRPC health, reflection, and the `Unimplemented` answers of services not built yet.
+//! These are Cairn's own (etcd 3.4 serves no reflection), so they run against Cairn only.
+
+mod common;
+
+use common::TestServer;
+use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+async fn channel(server: &TestServer) -> Channel {
+    Channel::from_shared(server.endpoint())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn health_is_serving_once_ready() {
+    let server = TestServer::start(&[]);
+    let mut health = HealthClient::new(channel(&server).await);
+    for service in ["", "etcdserverpb.KV", "etcdserverpb.Maintenance"] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.to_string(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "service {service:?}");
+    }
+    let unknown = health
+        .check(HealthCheckRequest {
+            service: "no.such.Service".to_string(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+}
+
+#[tokio::test]
+async fn reflection_lists_etcd_services() {
+    let server = TestServer::start(&[]);
+    let mut reflection = ServerReflectionClient::new(channel(&server).await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = responses.message().await.unwrap().expect("one response");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection response: {response:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for expected in [
+        "etcdserverpb.KV",
+        "etcdserverpb.Watch",
+        "etcdserverpb.Lease",
+        "etcdserverpb.Cluster",
+        "etcdserverpb.Maintenance",
+        "etcdserverpb.Auth",
+        "v3lockpb.Lock",
+        "v3electionpb.Election",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn features_not_built_yet_answer_unimplemented_with_their_name() {
+    let server = TestServer::start(&[]);
+    let mut client = server.client().await;
+    let err = client.lease_grant(10, None).await.unwrap_err();
+    let etcd_client::Error::GRpcStatus(status) = err else {
+        panic!("expected a gRPC status, got {err:?}");
+    };
+    assert_eq!(status.code(), tonic::Code::Unimplemented);
+    assert_eq!(
+        status.message(),
+        "cairn: Lease.LeaseGrant is not implemented yet"
+    );
+    let err = client
+        .member_add(["http://127.0.0.1:1".to_string()], None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, etcd_client::Error::GRpcStatus(s) if s.code() == tonic::Code::Unimplemented),
+        "{err:?}"
+    );
+    // The server keeps serving after refusing.
+    client.put("still", "here", None).await.unwrap();
+}
