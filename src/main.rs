@@ -1,6 +1,7 @@
 //! The `cairn` server binary: parse etcd's flags, start a member, serve clients until
 //! SIGINT or SIGTERM, then stop cleanly.
 
+use std::io::IsTerminal;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -130,6 +131,7 @@ fn init_logging(level: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
 }

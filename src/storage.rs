@@ -100,6 +100,13 @@ impl Storage {
         Ok(self.db.flush_wal(true)?)
     }
 
+    /// Stops RocksDB's background flushes and compactions and waits for them. Called once at
+    /// shutdown, after the final sync: the process then exits with the database still open,
+    /// and no background thread races with the exit.
+    pub fn stop_background_work(&self) {
+        self.db.cancel_all_background_work(true);
+    }
+
     /// Bytes on disk (SST files) plus bytes in memtables: what `Status.dbSize` reports.
     pub fn size_bytes(&self) -> u64 {
         let mut total = 0;

@@ -5,6 +5,7 @@
 //! May call `storage`, `mvcc`, `raft`, `cluster` and `config`.
 
 mod proposer;
+mod read_barrier;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use crate::proto::etcdserverpb::ResponseHeader;
 use crate::raft::{self, MemberInfo, Raft, RaftSettings};
 use crate::storage::{Storage, CF_RAFT_STATE};
 use proposer::Proposer;
+use read_barrier::ReadBarrier;
 
 /// Bytes etcd adds around a request in its Raft entry; counted against
 /// `--max-request-bytes` so the same requests pass and fail as with etcd.
@@ -42,6 +44,7 @@ pub struct Node {
     pub storage: Arc<Storage>,
     pub limits: Limits,
     proposer: Proposer,
+    read_barrier: ReadBarrier,
     /// etcd's request timeout: 5 s plus two election timeouts.
     request_timeout: Duration,
 }
@@ -93,6 +96,7 @@ impl Node {
             raft::bootstrap(&raft, members).await?;
         }
         let proposer = Proposer::spawn(raft.clone());
+        let read_barrier = ReadBarrier::spawn(raft.clone());
         Ok(Arc::new(Node {
             identity,
             raft,
@@ -103,6 +107,7 @@ impl Node {
                 max_txn_ops: config.max_txn_ops as usize,
             },
             proposer,
+            read_barrier,
             request_timeout: Duration::from_millis(5000 + 2 * config.election_timeout_ms),
         }))
     }
@@ -146,11 +151,9 @@ impl Node {
     /// Returns once this member has applied everything committed before the call, as
     /// confirmed by a quorum (Raft's ReadIndex): what a linearizable read needs.
     pub async fn read_barrier(&self) -> Result<(), EtcdError> {
-        tokio::time::timeout(self.request_timeout, self.raft.ensure_linearizable())
+        tokio::time::timeout(self.request_timeout, self.read_barrier.wait())
             .await
             .map_err(|_| EtcdError::Timeout)?
-            .map_err(proposer::read_error)?;
-        Ok(())
     }
 
     /// A response header: this cluster and member, the current term, and `revision` (or
@@ -184,6 +187,7 @@ impl Node {
         if let Err(e) = self.storage.sync_wal() {
             tracing::warn!(error = %e, "final sync of the write-ahead log");
         }
+        self.storage.stop_background_work();
     }
 }
 

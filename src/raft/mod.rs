@@ -67,7 +67,7 @@ pub struct RaftSettings {
 }
 
 /// Entries kept in the log after a snapshot, so a briefly lagging follower catches up from
-/// the log rather than a snapshot (etcd keeps 5000 too).
+/// the log rather than a snapshot (etcd keeps 5000 too); never more than `--snapshot-count`.
 const LOG_ENTRIES_KEPT_AFTER_SNAPSHOT: u64 = 5000;
 /// Entries sent to a follower in one append: bounds memory per replication message.
 const MAX_ENTRIES_PER_APPEND: u64 = 256;
@@ -87,7 +87,7 @@ pub async fn start(
         election_timeout_min: settings.election_timeout_ms,
         election_timeout_max: settings.election_timeout_ms * 2,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_count),
-        max_in_snapshot_log_to_keep: LOG_ENTRIES_KEPT_AFTER_SNAPSHOT,
+        max_in_snapshot_log_to_keep: LOG_ENTRIES_KEPT_AFTER_SNAPSHOT.min(settings.snapshot_count),
         max_payload_entries: MAX_ENTRIES_PER_APPEND,
         ..RaftConfig::default()
     }

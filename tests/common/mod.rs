@@ -270,7 +270,20 @@ impl TestServer {
         });
         match rx.recv_timeout(STOP_TIMEOUT) {
             Ok(status) => {
-                status.expect("wait for server");
+                let status = status.expect("wait for server");
+                // etcd re-raises SIGTERM (exit by signal 15 / status 143); Cairn exits 0.
+                // Anything else (an abort, a crash) is a failed shutdown.
+                use std::os::unix::process::ExitStatusExt;
+                let clean = status.code() == Some(0)
+                    || status.code() == Some(143)
+                    || status.signal() == Some(15);
+                if !clean {
+                    self.join_readers();
+                    panic!(
+                        "server did not stop cleanly on SIGTERM ({status}); output:\n{}",
+                        self.logs()
+                    );
+                }
                 let _ = waiter.join();
                 self.join_readers();
             }

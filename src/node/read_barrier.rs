@@ -1,0 +1,60 @@
+//! Read barriers for linearizable reads, shared by concurrent readers.
+//!
+//! A linearizable read needs a ReadIndex round: the leader confirms with a quorum that it
+//! still leads, and the member applies up to the commit index of that moment. One task runs
+//! the rounds one after another; every reader that arrived while a round was running waits
+//! for the next one, which starts after its arrival, and shares it with all others that
+//! queued meanwhile. So N concurrent readers cost one quorum round, not N.
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::proposer::read_error;
+use crate::error::EtcdError;
+use crate::raft::Raft;
+
+/// Readers waiting for the next round; beyond this, reads get `too many requests`.
+const QUEUE_CAPACITY: usize = 65_536;
+
+type Waiter = oneshot::Sender<Result<(), EtcdError>>;
+
+#[derive(Clone)]
+pub struct ReadBarrier {
+    queue: mpsc::Sender<Waiter>,
+}
+
+impl ReadBarrier {
+    pub fn spawn(raft: Raft) -> ReadBarrier {
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        tokio::spawn(run(raft, rx));
+        ReadBarrier { queue: tx }
+    }
+
+    /// Returns once a ReadIndex round that started after this call has completed.
+    pub async fn wait(&self) -> Result<(), EtcdError> {
+        let (tx, rx) = oneshot::channel();
+        self.queue.try_send(tx).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => EtcdError::TooManyRequests,
+            mpsc::error::TrySendError::Closed(_) => EtcdError::Stopped,
+        })?;
+        rx.await.map_err(|_| EtcdError::Stopped)?
+    }
+}
+
+async fn run(raft: Raft, mut queue: mpsc::Receiver<Waiter>) {
+    let mut waiters = Vec::new();
+    while let Some(first) = queue.recv().await {
+        waiters.push(first);
+        while let Ok(w) = queue.try_recv() {
+            waiters.push(w);
+        }
+        let outcome = raft
+            .ensure_linearizable()
+            .await
+            .map(|_| ())
+            .map_err(read_error);
+        for waiter in waiters.drain(..) {
+            // A reader that gave up no longer needs the answer.
+            let _ = waiter.send(outcome);
+        }
+    }
+}
