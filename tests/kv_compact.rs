@@ -214,3 +214,19 @@ async fn compaction_does_not_affect_writes_or_compares_on_surviving_keys() {
     let resp = c.get("a", None).await.unwrap();
     assert_eq!(summary(&resp), vec![row("a", "a4", 2, 9, 4)]);
 }
+
+#[tokio::test]
+async fn compact_zero_succeeds_once_then_is_compacted() {
+    // Before any compaction etcd's compacted revision is -1, so revision 0 is accepted once.
+    let server = TestServer::start(&[]);
+    let mut c = server.client().await;
+    c.put("a", "1", None).await.unwrap();
+    c.compact(0, None).await.unwrap();
+    assert_grpc_error(c.compact(0, None).await, Code::OutOfRange, COMPACTED);
+    assert_grpc_error(c.compact(-3, None).await, Code::OutOfRange, COMPACTED);
+    let got = c
+        .get("a", Some(GetOptions::new().with_revision(1)))
+        .await
+        .unwrap();
+    assert!(got.kvs().is_empty());
+}

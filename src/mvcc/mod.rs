@@ -26,6 +26,8 @@ use crate::storage::{Storage, StorageError, StorageResult, CF_KV, CF_META};
 
 const META_CURRENT_REV: &[u8] = b"current_rev";
 const META_COMPACT_REV: &[u8] = b"compact_rev";
+/// etcd's compacted revision before any compaction: so `Compact(0)` succeeds once, as there.
+const NEVER_COMPACTED: i64 = -1;
 /// Revisions deleted per write during physical compaction: bounds the batch in memory and
 /// the time other writers wait behind it.
 const COMPACTION_DELETES_PER_BATCH: usize = 10_000;
@@ -65,7 +67,8 @@ pub trait KvRead {
 struct State {
     index: KeyIndex,
     current_rev: i64,
-    /// Reads below this revision fail with `Compacted`; 0 before the first compaction.
+    /// Reads below this revision fail with `Compacted`; `NEVER_COMPACTED` before the first
+    /// compaction.
     compact_rev: i64,
 }
 
@@ -234,7 +237,7 @@ fn load_state(storage: &Storage) -> StorageResult<State> {
     };
     Ok(State {
         current_rev: meta(META_CURRENT_REV)?.unwrap_or(1).max(last_rev),
-        compact_rev: meta(META_COMPACT_REV)?.unwrap_or(0),
+        compact_rev: meta(META_COMPACT_REV)?.unwrap_or(NEVER_COMPACTED),
         index,
     })
 }
