@@ -942,3 +942,19 @@ async fn txn_with_empty_key_is_key_not_provided() {
         .await;
     assert_grpc_error(r, Code::InvalidArgument, "etcdserver: key is not provided");
 }
+
+#[tokio::test]
+async fn read_only_txn_needs_no_raft_entry() {
+    let server = TestServer::start(&[]);
+    let mut c = server.client().await;
+    c.put("a", "1", None).await.unwrap();
+    let before = c.status().await.unwrap().raft_index();
+    let txn = Txn::new()
+        .when([Compare::value("a", CompareOp::Equal, "1")])
+        .and_then([TxnOp::get("a", None)])
+        .or_else([TxnOp::get("b", None)]);
+    let resp = c.txn(txn).await.unwrap();
+    assert!(resp.succeeded());
+    let after = c.status().await.unwrap().raft_index();
+    assert_eq!(before, after, "a read-only txn appended to the Raft log");
+}

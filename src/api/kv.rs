@@ -93,6 +93,16 @@ impl Kv for KvService {
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let r = request.into_inner();
         validate::txn(&r, self.node.limits.max_txn_ops)?;
+        if apply::txn::is_read_only(&r) {
+            // Reads only: served here, like a Range, without a Raft round.
+            if !apply::txn::is_serializable(&r) {
+                self.node.read_barrier().await?;
+            }
+            let view = apply::txn::ReadOnly(self.node.mvcc.read_view());
+            let mut response = apply::txn::txn(&mut { view }, &r)?;
+            response.header = self.header(response.header);
+            return Ok(Response::new(response));
+        }
         match self.propose(internal_request::Request::Txn(r)).await? {
             Applied::Txn(mut response) => {
                 response.header = self.header(response.header);

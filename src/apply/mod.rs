@@ -7,7 +7,7 @@
 mod delete_range;
 mod put;
 mod range;
-mod txn;
+pub mod txn;
 
 pub use range::range;
 

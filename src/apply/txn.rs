@@ -5,12 +5,13 @@
 //! write: a transaction applies whole or fails whole.
 
 use crate::error::EtcdError;
-use crate::mvcc::{KvRead, RangeEnd, RangeOptions, WriteTxn};
+use crate::mvcc::{KvRead, RangeEnd, RangeOptions, RangeResult, WriteTxn};
 use crate::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use crate::proto::etcdserverpb::request_op::Request;
 use crate::proto::etcdserverpb::response_op::Response;
 use crate::proto::etcdserverpb::{
-    Compare, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+    Compare, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RequestOp,
+    ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 use crate::proto::mvccpb::KeyValue;
 
@@ -21,11 +22,84 @@ struct Path {
     nested: Vec<Path>,
 }
 
-pub fn txn(txn: &mut WriteTxn<'_, '_>, r: &TxnRequest) -> Result<TxnResponse, EtcdError> {
-    let path = choose_path(&*txn, r);
-    check(&*txn, r, &path)?;
-    let mut response = run(txn, r, &path);
-    response.header = Some(super::header(txn.rev()));
+/// Where a transaction's operations run.
+pub trait TxnTarget: KvRead {
+    fn put(&mut self, p: &PutRequest) -> PutResponse;
+    fn delete_range(&mut self, d: &DeleteRangeRequest) -> DeleteRangeResponse;
+}
+
+impl TxnTarget for WriteTxn<'_, '_> {
+    fn put(&mut self, p: &PutRequest) -> PutResponse {
+        super::put::put(self, p)
+    }
+
+    fn delete_range(&mut self, d: &DeleteRangeRequest) -> DeleteRangeResponse {
+        super::delete_range::delete_range(self, d)
+    }
+}
+
+/// A read-only transaction over committed state; `is_read_only` must hold for it.
+pub struct ReadOnly<V>(pub V);
+
+impl<V: KvRead> KvRead for ReadOnly<V> {
+    fn rev(&self) -> i64 {
+        self.0.rev()
+    }
+
+    fn compact_rev(&self) -> i64 {
+        self.0.compact_rev()
+    }
+
+    fn range(
+        &self,
+        key: &[u8],
+        end: RangeEnd<'_>,
+        opts: RangeOptions,
+    ) -> Result<RangeResult, EtcdError> {
+        self.0.range(key, end, opts)
+    }
+}
+
+impl<V: KvRead> TxnTarget for ReadOnly<V> {
+    fn put(&mut self, _: &PutRequest) -> PutResponse {
+        unreachable!("read-only transactions are checked to hold no puts")
+    }
+
+    fn delete_range(&mut self, _: &DeleteRangeRequest) -> DeleteRangeResponse {
+        unreachable!("read-only transactions are checked to hold no deletes")
+    }
+}
+
+/// Whether every operation, in both branches and all nested transactions, is a read; such a
+/// transaction needs no Raft round, as in etcd.
+pub fn is_read_only(r: &TxnRequest) -> bool {
+    r.success
+        .iter()
+        .chain(&r.failure)
+        .all(|op| match &op.request {
+            Some(Request::RequestRange(_)) | None => true,
+            Some(Request::RequestTxn(t)) => is_read_only(t),
+            Some(Request::RequestPut(_)) | Some(Request::RequestDeleteRange(_)) => false,
+        })
+}
+
+/// Whether every read in it is serializable (etcd then skips the read barrier).
+pub fn is_serializable(r: &TxnRequest) -> bool {
+    r.success
+        .iter()
+        .chain(&r.failure)
+        .all(|op| match &op.request {
+            Some(Request::RequestRange(q)) => q.serializable,
+            Some(Request::RequestTxn(t)) => is_serializable(t),
+            _ => true,
+        })
+}
+
+pub fn txn(target: &mut impl TxnTarget, r: &TxnRequest) -> Result<TxnResponse, EtcdError> {
+    let path = choose_path(&*target, r);
+    check(&*target, r, &path)?;
+    let mut response = run(target, r, &path);
+    response.header = Some(super::header(target.rev()));
     Ok(response)
 }
 
@@ -122,7 +196,7 @@ fn check(view: &impl KvRead, r: &TxnRequest, path: &Path) -> Result<(), EtcdErro
     Ok(())
 }
 
-fn run(txn: &mut WriteTxn<'_, '_>, r: &TxnRequest, path: &Path) -> TxnResponse {
+fn run(txn: &mut impl TxnTarget, r: &TxnRequest, path: &Path) -> TxnResponse {
     let mut nested = path.nested.iter();
     let responses = branch(r, path)
         .iter()
@@ -132,9 +206,9 @@ fn run(txn: &mut WriteTxn<'_, '_>, r: &TxnRequest, path: &Path) -> TxnResponse {
                     // Checked above: the revision is neither compacted nor in the future.
                     super::range(&*txn, q).unwrap_or_default(),
                 ),
-                Some(Request::RequestPut(p)) => Response::ResponsePut(super::put::put(txn, p)),
+                Some(Request::RequestPut(p)) => Response::ResponsePut(txn.put(p)),
                 Some(Request::RequestDeleteRange(d)) => {
-                    Response::ResponseDeleteRange(super::delete_range::delete_range(txn, d))
+                    Response::ResponseDeleteRange(txn.delete_range(d))
                 }
                 Some(Request::RequestTxn(t)) => {
                     let mut inner = run(txn, t, nested.next().expect("a path per nested txn"));

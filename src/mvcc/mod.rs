@@ -10,7 +10,7 @@ mod index;
 mod revision;
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use prost::Message;
 use rocksdb::WriteBatch;
@@ -152,14 +152,18 @@ impl Mvcc {
             )
         };
         let cf = self.storage.cf(CF_KV);
-        let keys = found.iter().map(|r| (cf, r.to_key(false)));
-        let mut kvs = Vec::with_capacity(found.len());
-        for value in snapshot.multi_get_cf(keys) {
-            let value = value.map_err(|_| EtcdError::Corrupt)?;
-            let value = value.ok_or(EtcdError::Corrupt)?;
-            kvs.push(KeyValue::decode(&*value).map_err(|_| EtcdError::Corrupt)?);
-        }
+        let kvs =
+            decode_values(snapshot.multi_get_cf(found.iter().map(|r| (cf, r.to_key(false)))))?;
         Ok(RangeResult { kvs, count, rev })
+    }
+
+    /// A consistent view of committed state for several reads (a read-only transaction).
+    /// Writers wait while it lives, so it is for short work only.
+    pub fn read_view(&self) -> ReadView<'_> {
+        ReadView {
+            storage: &self.storage,
+            state: self.state.read().expect("mvcc lock"),
+        }
     }
 
     /// Starts applying writes. Holds the store exclusively until `commit`.
@@ -178,11 +182,6 @@ impl Mvcc {
         let mut rx = self.physically_compacted.clone();
         // The compactor only stops with the process; an error here means shutdown.
         let _ = rx.wait_for(|done| *done >= rev).await;
-    }
-
-    /// A consistent copy of every `kv` record, for a Raft snapshot.
-    pub fn storage(&self) -> &Arc<Storage> {
-        &self.storage
     }
 
     /// Replaces the whole state after a snapshot was installed underneath: reloads from disk.
@@ -209,6 +208,66 @@ impl KvRead for Mvcc {
         opts: RangeOptions,
     ) -> Result<RangeResult, EtcdError> {
         self.read_range(key, end, opts)
+    }
+}
+
+/// Values fetched by revision; a revision the index names but storage lacks is corruption.
+fn decode_values(
+    values: Vec<Result<Option<Vec<u8>>, rocksdb::Error>>,
+) -> Result<Vec<KeyValue>, EtcdError> {
+    values
+        .into_iter()
+        .map(|value| {
+            let bytes = value
+                .map_err(|_| EtcdError::Corrupt)?
+                .ok_or(EtcdError::Corrupt)?;
+            KeyValue::decode(bytes.as_slice()).map_err(|_| EtcdError::Corrupt)
+        })
+        .collect()
+}
+
+/// See `Mvcc::read_view`. Holding the lock also keeps compaction out, so values can be read
+/// from storage directly: nothing this view can reach is deleted while it lives.
+pub struct ReadView<'a> {
+    storage: &'a Storage,
+    state: RwLockReadGuard<'a, State>,
+}
+
+impl KvRead for ReadView<'_> {
+    fn rev(&self) -> i64 {
+        self.state.current_rev
+    }
+
+    fn compact_rev(&self) -> i64 {
+        self.state.compact_rev
+    }
+
+    fn range(
+        &self,
+        key: &[u8],
+        end: RangeEnd<'_>,
+        opts: RangeOptions,
+    ) -> Result<RangeResult, EtcdError> {
+        let state = &self.state;
+        let (found, count) = collect_range(
+            &state.index,
+            state.current_rev,
+            state.compact_rev,
+            key,
+            end,
+            opts,
+        )?;
+        let cf = self.storage.cf(CF_KV);
+        let kvs = decode_values(
+            self.storage
+                .db()
+                .multi_get_cf(found.iter().map(|r| (cf, r.to_key(false)))),
+        )?;
+        Ok(RangeResult {
+            kvs,
+            count,
+            rev: state.current_rev,
+        })
     }
 }
 
