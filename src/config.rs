@@ -4,6 +4,7 @@
 //! Owns parsing and validation only; it calls nothing else in Cairn.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 use serde::Deserialize;
@@ -130,10 +131,14 @@ pub enum ClusterState {
     Existing,
 }
 
+/// `--auto-compaction-mode` with `--auto-compaction-retention`, resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AutoCompactionMode {
-    Periodic,
-    Revision,
+pub enum AutoCompaction {
+    Disabled,
+    /// Keep this much history by time.
+    Periodic(Duration),
+    /// Keep this many revisions.
+    Revision(i64),
 }
 
 #[derive(Debug, Clone)]
@@ -154,8 +159,7 @@ pub struct Config {
     pub quota_backend_bytes: u64,
     pub max_request_bytes: u64,
     pub max_txn_ops: u64,
-    pub auto_compaction_mode: AutoCompactionMode,
-    pub auto_compaction_retention: String,
+    pub auto_compaction: AutoCompaction,
     pub log_level: String,
 }
 
@@ -258,9 +262,21 @@ impl Config {
                 "--election-timeout[{election_timeout_ms}ms] should be at least as 5 times as --heartbeat-interval[{heartbeat_interval_ms}ms]"
             ));
         }
-        let auto_compaction_mode = match f.auto_compaction_mode.as_deref().unwrap_or("periodic") {
-            "periodic" => AutoCompactionMode::Periodic,
-            "revision" => AutoCompactionMode::Revision,
+        let retention = f.auto_compaction_retention.as_deref().unwrap_or("0");
+        let auto_compaction = match f.auto_compaction_mode.as_deref().unwrap_or("periodic") {
+            "periodic" => match parse_retention_period(retention)? {
+                d if d.is_zero() => AutoCompaction::Disabled,
+                d => AutoCompaction::Periodic(d),
+            },
+            "revision" => match retention.parse::<i64>() {
+                Ok(0) => AutoCompaction::Disabled,
+                Ok(n) if n > 0 => AutoCompaction::Revision(n),
+                _ => {
+                    return Err(format!(
+                        "invalid auto-compaction-retention {retention:?} for revision mode"
+                    ))
+                }
+            },
             other => {
                 return Err(format!(
                     "unknown auto-compaction-mode {other:?}: valid values are \"periodic\", \"revision\""
@@ -292,13 +308,51 @@ impl Config {
             },
             max_request_bytes: f.max_request_bytes.unwrap_or(default::MAX_REQUEST_BYTES),
             max_txn_ops: f.max_txn_ops.unwrap_or(default::MAX_TXN_OPS),
-            auto_compaction_mode,
-            auto_compaction_retention: f
-                .auto_compaction_retention
-                .unwrap_or_else(|| "0".to_string()),
+            auto_compaction,
             log_level,
         })
     }
+}
+
+/// etcd's periodic retention: a bare integer is hours, otherwise a Go duration ("30m").
+fn parse_retention_period(s: &str) -> Result<Duration, String> {
+    if let Ok(hours) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(hours * 3600));
+    }
+    parse_go_duration(s).ok_or_else(|| format!("invalid auto-compaction-retention {s:?}"))
+}
+
+/// A Go duration such as "1h30m", "2.5s" or "100ms" (non-negative).
+fn parse_go_duration(s: &str) -> Option<Duration> {
+    const UNITS: [(&str, f64); 7] = [
+        ("ns", 1e-9),
+        ("us", 1e-6),
+        ("µs", 1e-6),
+        ("ms", 1e-3),
+        ("s", 1.0),
+        ("m", 60.0),
+        ("h", 3600.0),
+    ];
+    let mut rest = s;
+    let mut seconds = 0.0;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..number_len].parse().ok()?;
+        rest = &rest[number_len..];
+        // Longest unit first, so "ms" is not read as "m".
+        let (unit, scale) = UNITS
+            .iter()
+            .filter(|(u, _)| rest.starts_with(u))
+            .max_by_key(|(u, _)| u.len())?;
+        seconds += number * scale;
+        rest = &rest[unit.len()..];
+    }
+    Some(Duration::from_secs_f64(seconds))
 }
 
 /// Parses a comma-separated URL list as etcd does: http(s) scheme, host and port required.
@@ -407,6 +461,38 @@ mod tests {
         let c = parse(&["--config-file", path.to_str().unwrap(), "--name", "ignored"]).unwrap();
         assert_eq!(c.name, "yamlnode");
         assert_eq!(c.max_txn_ops, 7);
-        assert_eq!(c.auto_compaction_retention, "1");
+        assert_eq!(
+            c.auto_compaction,
+            AutoCompaction::Periodic(Duration::from_secs(3600))
+        );
+    }
+
+    #[test]
+    fn auto_compaction_retention_as_etcd_reads_it() {
+        let periodic =
+            |r: &str| parse(&["--auto-compaction-retention", r]).map(|c| c.auto_compaction);
+        assert_eq!(periodic("0"), Ok(AutoCompaction::Disabled));
+        assert_eq!(
+            periodic("2"),
+            Ok(AutoCompaction::Periodic(Duration::from_secs(7200)))
+        );
+        assert_eq!(
+            periodic("1h30m"),
+            Ok(AutoCompaction::Periodic(Duration::from_secs(5400)))
+        );
+        assert_eq!(
+            periodic("250ms"),
+            Ok(AutoCompaction::Periodic(Duration::from_millis(250)))
+        );
+        assert!(periodic("soon").is_err());
+        let revision = parse(&[
+            "--auto-compaction-mode",
+            "revision",
+            "--auto-compaction-retention",
+            "1000",
+        ])
+        .unwrap();
+        assert_eq!(revision.auto_compaction, AutoCompaction::Revision(1000));
+        assert!(parse(&["--auto-compaction-mode", "hourly"]).is_err());
     }
 }

@@ -16,12 +16,14 @@
 //! - [`node`]: a running member; batches writes into Raft proposals, serves read barriers.
 //! - [`raft`]: openraft's log store, state machine and networking on RocksDB.
 //! - [`apply`]: etcd's request semantics (Range, Put, DeleteRange, Txn, Compact).
+//! - [`auto_compaction`]: `--auto-compaction-*`, proposed through Raft like any compaction.
 //! - [`mvcc`]: revisions, the key index, history and compaction.
 //! - [`storage`]: the RocksDB instance and its column families.
 //! - [`error`]: etcd's error codes and messages.
 
 pub mod api;
 pub mod apply;
+pub mod auto_compaction;
 pub mod cluster;
 pub mod config;
 pub mod error;

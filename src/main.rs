@@ -80,7 +80,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         _ = terminate.recv() => true,
         _ = interrupt.recv() => true,
     };
+    let mut auto_compaction = None;
     if !signalled {
+        auto_compaction = cairn::auto_compaction::spawn(node.clone(), config.auto_compaction);
         health.set(true).await;
         tracing::info!("ready to serve client requests");
         for addr in &addrs {
@@ -95,6 +97,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // Stop taking requests, let in-flight ones finish (long-lived streams get a bounded
     // grace period), then stop Raft and sync storage.
     health.set(false).await;
+    if let Some(task) = auto_compaction {
+        task.abort();
+    }
     let _ = stop_serving.send(());
     if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
         tracing::warn!("client connections still open after {SHUTDOWN_GRACE:?}; closing them");

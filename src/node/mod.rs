@@ -171,6 +171,10 @@ impl Node {
         }
     }
 
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.identity.member_id)
+    }
+
     /// The header etcd gives cluster (membership) responses: no revision.
     pub fn cluster_header(&self) -> ResponseHeader {
         ResponseHeader {

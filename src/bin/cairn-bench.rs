@@ -1,0 +1,972 @@
+//! cairn-bench: a load generator for etcd's v3 gRPC API (Cairn or etcd itself), modelled on
+//! etcd's `tools/benchmark`.
+//!
+//! ```text
+//! cairn-bench --endpoints 127.0.0.1:2379 --conns 10 --clients 100 --total 20000 \
+//!     put --key-size 8 --val-size 256 --key-space-size 100000
+//! cairn-bench --clients 100 range KEY --consistency s
+//! ```
+//!
+//! Every workload hands out request numbers `0..total` to `--clients` workers (paced by
+//! `--rate`), which share `--conns` gRPC connections round-robin. Latencies of successful
+//! requests go into an HDR histogram; failed or timed-out requests are counted, never fatal.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::codec::Streaming;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Status;
+
+use cairn::proto::etcdserverpb::{
+    kv_client::KvClient, lease_client::LeaseClient, maintenance_client::MaintenanceClient,
+    request_op, watch_client::WatchClient, watch_request, LeaseGrantRequest, LeaseKeepAliveRequest,
+    LeaseKeepAliveResponse, LeaseRevokeRequest, PutRequest, RangeRequest, RequestOp, StatusRequest,
+    TxnRequest, WatchCreateRequest, WatchRequest, WatchResponse,
+};
+
+// Limits, so that a typo cannot exhaust the machine.
+const MAX_CLIENTS: usize = 10_000;
+const MAX_CONNS: usize = 1_000;
+const MAX_TOTAL: u64 = 100_000_000;
+const MAX_KEY_SIZE: usize = 64 * 1024;
+const MAX_VAL_SIZE: usize = 16 * 1024 * 1024;
+const MAX_TXN_OPS: usize = 1_024;
+const MAX_WATCHERS: usize = 10_000;
+const MAX_EVENTS: u64 = 100_000_000; // watchers × puts
+const MAX_TIMEOUT_SECS: u64 = 600;
+const MAX_DECODE_BYTES: usize = 256 * 1024 * 1024;
+const MAX_ERROR_SAMPLES: usize = 8;
+const SETUP_CONCURRENCY: usize = 100; // concurrent lease grants / watch creations
+const LEASE_TTL_SECS: i64 = 60;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cairn-bench",
+    version,
+    about = "Load generator for etcd's v3 gRPC API"
+)]
+struct Cli {
+    /// gRPC endpoints, comma-separated (host:port or http://host:port).
+    #[arg(
+        long,
+        global = true,
+        value_delimiter = ',',
+        default_value = "127.0.0.1:2379"
+    )]
+    endpoints: Vec<String>,
+    /// Number of gRPC connections (spread over the endpoints round-robin).
+    #[arg(long, global = true, default_value_t = 1)]
+    conns: usize,
+    /// Number of concurrent workers; they share the connections round-robin.
+    #[arg(long, global = true, default_value_t = 1)]
+    clients: usize,
+    /// Total number of requests.
+    #[arg(long, global = true, default_value_t = 10_000)]
+    total: u64,
+    /// Cap on requests per second (0 = none).
+    #[arg(long, global = true, default_value_t = 0)]
+    rate: u64,
+    /// Server process id: report its RSS (VmRSS) before and after the run.
+    #[arg(long, global = true)]
+    pid: Option<u32>,
+    /// Print the result as one JSON line.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Per-request timeout in seconds; a timed-out request counts as an error.
+    #[arg(long, global = true, default_value_t = 10)]
+    timeout: u64,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Put random (or sequential) keys.
+    Put {
+        #[command(flatten)]
+        keys: KeyArgs,
+        /// Use keys 0, 1, 2, ... (modulo the key space) instead of random ones.
+        #[arg(long)]
+        sequential_keys: bool,
+    },
+    /// Range over KEY, or [KEY, END).
+    Range {
+        key: String,
+        end: Option<String>,
+        /// l = linearizable, s = serializable.
+        #[arg(long, value_enum, default_value = "l")]
+        consistency: Consistency,
+    },
+    /// Txns of --txn-ops puts each, on sequential keys.
+    TxnPut {
+        #[command(flatten)]
+        keys: KeyArgs,
+        #[arg(long, default_value_t = 1)]
+        txn_ops: usize,
+    },
+    /// N watchers on one key; --clients workers put to it. Reports events delivered per second.
+    Watch {
+        #[arg(long, default_value_t = 100)]
+        watchers: usize,
+        #[arg(long, default_value_t = 1_000)]
+        puts: u64,
+        #[arg(long, default_value_t = 8)]
+        val_size: usize,
+    },
+    /// Latency from put acknowledgement to event receipt, per watcher, at a fixed put rate.
+    WatchLatency {
+        #[arg(long, default_value_t = 100)]
+        watchers: usize,
+        #[arg(long, default_value_t = 200)]
+        put_rate: u64,
+        #[arg(long, default_value_t = 1_000)]
+        puts: u64,
+        #[arg(long, default_value_t = 8)]
+        val_size: usize,
+    },
+    /// Grant one lease per client, then time keep-alive round trips.
+    LeaseKeepalive,
+}
+
+#[derive(Args, Debug)]
+struct KeyArgs {
+    #[arg(long, default_value_t = 8)]
+    key_size: usize,
+    #[arg(long, default_value_t = 8)]
+    val_size: usize,
+    #[arg(long, default_value_t = 1)]
+    key_space_size: u64,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq)]
+enum Consistency {
+    L,
+    S,
+}
+
+/// The options every workload uses.
+struct Global {
+    chans: Vec<Channel>,
+    clients: usize,
+    total: u64,
+    rate: u64,
+    timeout: Duration,
+}
+
+/// What a workload measured.
+struct Outcome {
+    stats: Stats,
+    elapsed: Duration,
+    notes: Vec<(&'static str, String)>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cairn-bench: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    check("--clients", cli.clients as u64, 1, MAX_CLIENTS as u64)?;
+    check("--conns", cli.conns as u64, 1, MAX_CONNS as u64)?;
+    check("--total", cli.total, 1, MAX_TOTAL)?;
+    check("--timeout", cli.timeout, 1, MAX_TIMEOUT_SECS)?;
+    if cli.endpoints.is_empty() {
+        bail!("--endpoints is empty");
+    }
+    let timeout = Duration::from_secs(cli.timeout);
+    let chans = connect(&cli.endpoints, cli.conns, timeout).await?;
+    let version = server_version(&chans[0], timeout).await;
+    let rss_before = cli.pid.map(rss_kb).transpose()?;
+    let g = Global {
+        chans,
+        clients: cli.clients,
+        total: cli.total,
+        rate: cli.rate,
+        timeout,
+    };
+    let summary = cli_summary(&cli);
+
+    let (name, out) = match cli.cmd {
+        Cmd::Put {
+            keys,
+            sequential_keys,
+        } => ("put", put(&g, &keys, sequential_keys).await?),
+        Cmd::Range {
+            key,
+            end,
+            consistency,
+        } => ("range", range(&g, key, end, consistency).await),
+        Cmd::TxnPut { keys, txn_ops } => ("txn-put", txn_put(&g, &keys, txn_ops).await?),
+        Cmd::Watch {
+            watchers,
+            puts,
+            val_size,
+        } => {
+            let putters = g.clients;
+            (
+                "watch",
+                watch_events(&g, watchers, puts, putters, g.rate, val_size).await?,
+            )
+        }
+        Cmd::WatchLatency {
+            watchers,
+            put_rate,
+            puts,
+            val_size,
+        } => {
+            if put_rate == 0 {
+                bail!("--put-rate must be at least 1");
+            }
+            (
+                "watch-latency",
+                watch_events(&g, watchers, puts, 1, put_rate, val_size).await?,
+            )
+        }
+        Cmd::LeaseKeepalive => ("lease-keepalive", lease_keepalive(&g).await),
+    };
+    let rss_after = cli.pid.and_then(|p| rss_kb(p).ok());
+    let r = Report {
+        name,
+        cli: &summary,
+        version,
+        out,
+        rss_before,
+        rss_after,
+    };
+    if cli.json {
+        println!("{}", r.json());
+    } else {
+        print!("{}", r.text());
+    }
+    Ok(())
+}
+
+fn check(name: &str, v: u64, min: u64, max: u64) -> Result<()> {
+    if v < min || v > max {
+        bail!("{name} must be in {min}..={max}, got {v}");
+    }
+    Ok(())
+}
+
+fn cli_summary(cli: &Cli) -> String {
+    format!(
+        "{} clients over {} connections to {}",
+        cli.clients,
+        cli.conns,
+        cli.endpoints.join(",")
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workloads
+
+async fn put(g: &Global, k: &KeyArgs, sequential: bool) -> Result<Outcome> {
+    k.validate(1)?;
+    let (size, space) = (k.key_size, k.key_space_size);
+    let val: Arc<[u8]> = random_value(k.val_size).into();
+    Ok(run_requests(g, move |ch, i, rng| {
+        let n = if sequential {
+            i % space
+        } else {
+            rng.below(space)
+        };
+        let req = PutRequest {
+            key: make_key(n, size),
+            value: val.to_vec(),
+            ..Default::default()
+        };
+        async move { kv(ch).put(req).await.map(drop).map_err(smsg) }
+    })
+    .await)
+}
+
+async fn range(g: &Global, key: String, end: Option<String>, c: Consistency) -> Outcome {
+    let req = RangeRequest {
+        key: key.into_bytes(),
+        range_end: end.map(String::into_bytes).unwrap_or_default(),
+        serializable: c == Consistency::S,
+        ..Default::default()
+    };
+    run_requests(g, move |ch, _, _| {
+        let req = req.clone();
+        async move { kv(ch).range(req).await.map(drop).map_err(smsg) }
+    })
+    .await
+}
+
+async fn txn_put(g: &Global, k: &KeyArgs, ops: usize) -> Result<Outcome> {
+    check("--txn-ops", ops as u64, 1, MAX_TXN_OPS as u64)?;
+    k.validate(ops as u64)?; // keys within one txn must be distinct
+    let (size, space) = (k.key_size, k.key_space_size);
+    let val: Arc<[u8]> = random_value(k.val_size).into();
+    Ok(run_requests(g, move |ch, i, _| {
+        let success = (0..ops as u64)
+            .map(|j| RequestOp {
+                request: Some(request_op::Request::RequestPut(PutRequest {
+                    key: make_key((i * ops as u64 + j) % space, size),
+                    value: val.to_vec(),
+                    ..Default::default()
+                })),
+            })
+            .collect();
+        let req = TxnRequest {
+            success,
+            ..Default::default()
+        };
+        async move { kv(ch).txn(req).await.map(drop).map_err(smsg) }
+    })
+    .await)
+}
+
+async fn lease_keepalive(g: &Global) -> Outcome {
+    // Setup, untimed: one lease per client.
+    let to = g.timeout;
+    let leases: Vec<Result<i64, String>> = futures::stream::iter(0..g.clients)
+        .map(|w| {
+            let mut lc = LeaseClient::new(g.chans[w % g.chans.len()].clone());
+            async move {
+                let r = lc.lease_grant(LeaseGrantRequest {
+                    ttl: LEASE_TTL_SECS,
+                    id: 0,
+                });
+                with_timeout(to, async { r.await.map_err(smsg) })
+                    .await
+                    .and_then(|r| {
+                        let r = r.into_inner();
+                        if r.error.is_empty() {
+                            Ok(r.id)
+                        } else {
+                            Err(r.error)
+                        }
+                    })
+            }
+        })
+        .buffered(SETUP_CONCURRENCY)
+        .collect()
+        .await;
+
+    let pacer = Arc::new(Pacer::new(g.total, g.rate));
+    let start = Instant::now();
+    let handles: Vec<JoinHandle<Stats>> = leases
+        .into_iter()
+        .enumerate()
+        .map(|(w, lease)| {
+            let (pacer, ch) = (pacer.clone(), g.chans[w % g.chans.len()].clone());
+            tokio::spawn(async move {
+                let mut st = Stats::new();
+                let mut lc = LeaseClient::new(ch);
+                let mut stream = None; // opened on the first request, reopened after an error
+                while pacer.next().await.is_some() {
+                    let id = match &lease {
+                        Ok(id) => *id,
+                        Err(e) => {
+                            st.err(format!("lease grant: {e}"));
+                            continue;
+                        }
+                    };
+                    let t = Instant::now();
+                    let r = with_timeout(to, keepalive_once(&mut lc, id, &mut stream)).await;
+                    if r.is_err() {
+                        stream = None;
+                    }
+                    st.record(t, r);
+                }
+                if let Ok(id) = lease {
+                    drop(stream);
+                    let _ =
+                        tokio::time::timeout(to, lc.lease_revoke(LeaseRevokeRequest { id })).await;
+                }
+                st
+            })
+        })
+        .collect();
+    let stats = join_stats(handles).await;
+    Outcome {
+        stats,
+        elapsed: start.elapsed(),
+        notes: vec![],
+    }
+}
+
+type KeepAlive = (
+    mpsc::Sender<LeaseKeepAliveRequest>,
+    Streaming<LeaseKeepAliveResponse>,
+);
+
+async fn keepalive_once(
+    lc: &mut LeaseClient<Channel>,
+    id: i64,
+    stream: &mut Option<KeepAlive>,
+) -> Result<(), String> {
+    let req = LeaseKeepAliveRequest { id };
+    match stream {
+        Some((tx, _)) => tx
+            .send(req)
+            .await
+            .map_err(|_| "keep-alive stream closed".to_string())?,
+        None => {
+            // The first request is queued before the call: a server may send its response
+            // headers only with the first response.
+            let (tx, rx) = mpsc::channel(1);
+            tx.send(req).await.expect("receiver is alive");
+            let s = lc
+                .lease_keep_alive(ReceiverStream::new(rx))
+                .await
+                .map_err(smsg)?;
+            *stream = Some((tx, s.into_inner()));
+        }
+    }
+    let (_, rx) = stream.as_mut().expect("stream was just set");
+    match rx.message().await.map_err(smsg)? {
+        Some(r) if r.ttl > 0 => Ok(()),
+        Some(_) => Err("lease not found (keep-alive ttl 0)".into()),
+        None => Err("keep-alive stream ended".into()),
+    }
+}
+
+/// `watch` and `watch-latency`: `watchers` watchers on one key, `puts` puts to it by `putters`
+/// workers paced at `rate`. Each delivered event is one request; its latency runs from the
+/// acknowledgement of its put to its receipt (0 if the event came first).
+async fn watch_events(
+    g: &Global,
+    watchers: usize,
+    puts: u64,
+    putters: usize,
+    rate: u64,
+    val_size: usize,
+) -> Result<Outcome> {
+    check("--watchers", watchers as u64, 1, MAX_WATCHERS as u64)?;
+    check("--puts", puts, 1, MAX_TOTAL)?;
+    check("--val-size", val_size as u64, 0, MAX_VAL_SIZE as u64)?;
+    if watchers as u64 * puts > MAX_EVENTS {
+        bail!("--watchers × --puts must be at most {MAX_EVENTS}");
+    }
+    let key = format!("cairn-bench/watch/{}", std::process::id()).into_bytes();
+    let to = g.timeout;
+    let mut stats = Stats::new();
+
+    // Setup, untimed: create the watchers; each then collects (revision, receipt time).
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let opened: Vec<Result<Streaming<WatchResponse>, String>> = futures::stream::iter(0..watchers)
+        .map(|w| {
+            let (ch, key) = (g.chans[w % g.chans.len()].clone(), key.clone());
+            with_timeout(to, open_watcher(ch, key))
+        })
+        .buffered(SETUP_CONCURRENCY)
+        .collect()
+        .await;
+    let mut tasks = Vec::new();
+    for w in opened {
+        match w {
+            Ok(s) => tasks.push(tokio::spawn(collect_events(
+                s,
+                puts as usize,
+                stop_rx.clone(),
+            ))),
+            Err(e) => stats.err(format!("watch create: {e}")),
+        }
+    }
+    if tasks.is_empty() {
+        return Ok(Outcome {
+            stats,
+            elapsed: Duration::ZERO,
+            notes: vec![],
+        });
+    }
+
+    // Timed: the puts, then the events.
+    let start = Instant::now();
+    let pacer = Arc::new(Pacer::new(puts, rate));
+    let val: Arc<[u8]> = random_value(val_size).into();
+    let put_tasks: Vec<JoinHandle<(Stats, Vec<(i64, Instant)>)>> = (0..putters)
+        .map(|w| {
+            let (pacer, val, key) = (pacer.clone(), val.clone(), key.clone());
+            let mut c = kv(g.chans[w % g.chans.len()].clone());
+            tokio::spawn(async move {
+                let (mut st, mut acks) = (Stats::new(), Vec::new());
+                while pacer.next().await.is_some() {
+                    let req = PutRequest {
+                        key: key.clone(),
+                        value: val.to_vec(),
+                        ..Default::default()
+                    };
+                    let t = Instant::now();
+                    match with_timeout(to, async { c.put(req).await.map_err(smsg) }).await {
+                        Ok(r) => {
+                            let rev = r.into_inner().header.map_or(0, |h| h.revision);
+                            acks.push((rev, Instant::now()));
+                            st.ok(t.elapsed());
+                        }
+                        Err(e) => st.err(format!("put: {e}")),
+                    }
+                }
+                (st, acks)
+            })
+        })
+        .collect();
+    let mut acks = HashMap::new();
+    let mut puts_ok = 0u64;
+    for t in put_tasks {
+        let (st, a) = t.await.expect("put task panicked");
+        puts_ok += st.ok;
+        stats.errors += st.errors;
+        for (m, n) in st.samples {
+            add_sample(&mut stats.samples, m, n);
+        }
+        acks.extend(a);
+    }
+    // Give the watchers one timeout's grace after the last put, then stop them.
+    let stopper = tokio::spawn(async move {
+        tokio::time::sleep(to).await;
+        let _ = stop_tx.send(true);
+    });
+    let (mut last, mut early) = (start, 0u64);
+    for t in tasks {
+        let (events, err) = t.await.expect("watcher task panicked");
+        for (rev, at) in &events {
+            let Some(ack) = acks.get(rev) else { continue };
+            if at < ack {
+                early += 1;
+            }
+            stats.ok(at.saturating_duration_since(*ack));
+            last = last.max(*at);
+        }
+        let missed = puts_ok.saturating_sub(events.len() as u64);
+        if missed > 0 {
+            stats.errors += missed;
+            let why = err.unwrap_or_else(|| "stream ended".into());
+            add_sample(
+                &mut stats.samples,
+                format!("event not received: {why}"),
+                missed,
+            );
+        }
+    }
+    stopper.abort();
+    let notes = vec![
+        ("watchers", format!("{}", watchers)),
+        ("puts ok", format!("{puts_ok} of {puts}")),
+        ("events before put ack", early.to_string()),
+    ];
+    Ok(Outcome {
+        stats,
+        elapsed: last - start,
+        notes,
+    })
+}
+
+async fn open_watcher(ch: Channel, key: Vec<u8>) -> Result<Streaming<WatchResponse>, String> {
+    let create = WatchRequest {
+        request_union: Some(watch_request::RequestUnion::CreateRequest(
+            WatchCreateRequest {
+                key,
+                ..Default::default()
+            },
+        )),
+    };
+    // The request stream stays open (pending) for as long as the watcher lives.
+    let reqs = futures::stream::iter([create]).chain(futures::stream::pending());
+    let mut s = WatchClient::new(ch)
+        .max_decoding_message_size(MAX_DECODE_BYTES)
+        .watch(reqs)
+        .await
+        .map_err(smsg)?
+        .into_inner();
+    match s.message().await.map_err(smsg)? {
+        Some(r) if r.created && !r.canceled => Ok(s),
+        Some(r) => Err(format!("watch not created: {}", r.cancel_reason)),
+        None => Err("watch stream ended".into()),
+    }
+}
+
+/// Collects (mod_revision, receipt time) of events until `want` arrived or `stop` is set.
+async fn collect_events(
+    mut s: Streaming<WatchResponse>,
+    want: usize,
+    mut stop: watch::Receiver<bool>,
+) -> (Vec<(i64, Instant)>, Option<String>) {
+    let mut got = Vec::with_capacity(want.min(1 << 20));
+    while got.len() < want {
+        tokio::select! {
+            m = s.message() => match m {
+                Ok(Some(r)) if r.canceled => return (got, Some(format!("watch canceled: {}", r.cancel_reason))),
+                Ok(Some(r)) => {
+                    let now = Instant::now();
+                    got.extend(r.events.iter().map(|e| (e.kv.as_ref().map_or(0, |kv| kv.mod_revision), now)));
+                }
+                Ok(None) => return (got, Some("watch stream ended".into())),
+                Err(e) => return (got, Some(smsg(e))),
+            },
+            _ = stop.changed() => return (got, Some("timed out".into())),
+        }
+    }
+    (got, None)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running requests
+
+/// Runs `total` requests on `clients` workers; `op(channel, request number, rng)` makes one.
+async fn run_requests<F, Fut>(g: &Global, op: F) -> Outcome
+where
+    F: Fn(Channel, u64, &mut Rng) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    let op = Arc::new(op);
+    let pacer = Arc::new(Pacer::new(g.total, g.rate));
+    let start = Instant::now();
+    let handles = (0..g.clients)
+        .map(|w| {
+            let (op, pacer, to) = (op.clone(), pacer.clone(), g.timeout);
+            let ch = g.chans[w % g.chans.len()].clone();
+            tokio::spawn(async move {
+                let (mut st, mut rng) = (Stats::new(), Rng::new(w as u64));
+                while let Some(i) = pacer.next().await {
+                    let fut = op(ch.clone(), i, &mut rng);
+                    let t = Instant::now();
+                    st.record(t, with_timeout(to, fut).await);
+                }
+                st
+            })
+        })
+        .collect();
+    let stats = join_stats(handles).await;
+    Outcome {
+        stats,
+        elapsed: start.elapsed(),
+        notes: vec![],
+    }
+}
+
+async fn join_stats(handles: Vec<JoinHandle<Stats>>) -> Stats {
+    let mut all = Stats::new();
+    for h in handles {
+        all.merge(h.await.expect("worker panicked"));
+    }
+    all
+}
+
+/// Hands out request numbers 0..total, no faster than `rate` per second (0 = unlimited).
+struct Pacer {
+    next: AtomicU64,
+    total: u64,
+    rate: u64,
+    start: Instant,
+}
+
+impl Pacer {
+    fn new(total: u64, rate: u64) -> Self {
+        Pacer {
+            next: AtomicU64::new(0),
+            total,
+            rate,
+            start: Instant::now(),
+        }
+    }
+
+    async fn next(&self) -> Option<u64> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        if i >= self.total {
+            return None;
+        }
+        if self.rate > 0 {
+            let at = self.start + Duration::from_secs_f64(i as f64 / self.rate as f64);
+            tokio::time::sleep_until(at.into()).await;
+        }
+        Some(i)
+    }
+}
+
+async fn with_timeout<T>(
+    to: Duration,
+    f: impl Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    tokio::time::timeout(to, f)
+        .await
+        .unwrap_or_else(|_| Err(format!("timed out after {to:?}")))
+}
+
+fn smsg(s: Status) -> String {
+    format!("{:?}: {}", s.code(), s.message())
+}
+
+fn kv(ch: Channel) -> KvClient<Channel> {
+    KvClient::new(ch).max_decoding_message_size(MAX_DECODE_BYTES)
+}
+
+async fn connect(endpoints: &[String], conns: usize, to: Duration) -> Result<Vec<Channel>> {
+    let mut chans = Vec::with_capacity(conns);
+    for i in 0..conns {
+        let ep = endpoints[i % endpoints.len()].trim();
+        let uri = if ep.contains("://") {
+            ep.to_string()
+        } else {
+            format!("http://{ep}")
+        };
+        let ch = Endpoint::from_shared(uri.clone())
+            .with_context(|| format!("bad endpoint {ep:?}"))?
+            .connect_timeout(to)
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .with_context(|| format!("connecting to {uri}"))?;
+        chans.push(ch);
+    }
+    Ok(chans)
+}
+
+async fn server_version(ch: &Channel, to: Duration) -> Option<String> {
+    let mut mc = MaintenanceClient::new(ch.clone());
+    let r = tokio::time::timeout(to, mc.status(StatusRequest {})).await;
+    Some(r.ok()?.ok()?.into_inner().version).filter(|v| !v.is_empty())
+}
+
+fn rss_kb(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no VmRSS in /proc/{pid}/status"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys and values, as etcd's benchmark makes them
+
+impl KeyArgs {
+    /// Checks sizes, and that the key space holds `distinct` keys and fits in --key-size.
+    fn validate(&self, distinct: u64) -> Result<()> {
+        check("--key-size", self.key_size as u64, 1, MAX_KEY_SIZE as u64)?;
+        check("--val-size", self.val_size as u64, 0, MAX_VAL_SIZE as u64)?;
+        check(
+            "--key-space-size",
+            self.key_space_size,
+            distinct.max(1),
+            i64::MAX as u64,
+        )?;
+        let need = varint(self.key_space_size - 1).len();
+        if need > self.key_size {
+            bail!(
+                "--key-size {} is too small for --key-space-size (needs {need})",
+                self.key_size
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Go's `binary.PutVarint` (zig-zag, then LEB128), as etcd's benchmark writes key numbers.
+fn varint(n: u64) -> Vec<u8> {
+    let mut ux = n << 1; // n < 2^63, so zig-zag of a non-negative number
+    let mut out = Vec::with_capacity(10);
+    while ux >= 0x80 {
+        out.push(ux as u8 | 0x80);
+        ux >>= 7;
+    }
+    out.push(ux as u8);
+    out
+}
+
+fn make_key(n: u64, size: usize) -> Vec<u8> {
+    let mut k = varint(n);
+    k.resize(size, 0);
+    k
+}
+
+fn random_value(size: usize) -> Vec<u8> {
+    let mut rng = Rng::new(u64::MAX);
+    (0..size).map(|_| b'a' + rng.below(26) as u8).collect()
+}
+
+/// xorshift64*: fast, and good enough to pick keys.
+struct Rng(u64);
+
+impl Rng {
+    fn new(stream: u64) -> Self {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let seed = (t.as_nanos() as u64) ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        Rng(seed | 1)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statistics and the report
+
+/// Latencies of successful requests (µs, HDR) and the errors of failed ones.
+struct Stats {
+    hist: Histogram<u64>,
+    ok: u64,
+    errors: u64,
+    /// The first distinct error messages, with their counts.
+    samples: Vec<(String, u64)>,
+}
+
+impl Stats {
+    fn new() -> Self {
+        let hist = Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
+        Stats {
+            hist,
+            ok: 0,
+            errors: 0,
+            samples: Vec::new(),
+        }
+    }
+
+    fn ok(&mut self, d: Duration) {
+        self.hist
+            .saturating_record(d.as_micros().min(u64::MAX as u128) as u64);
+        self.ok += 1;
+    }
+
+    fn err(&mut self, msg: String) {
+        self.errors += 1;
+        add_sample(&mut self.samples, msg, 1);
+    }
+
+    fn record(&mut self, start: Instant, r: Result<(), String>) {
+        match r {
+            Ok(()) => self.ok(start.elapsed()),
+            Err(e) => self.err(e),
+        }
+    }
+
+    fn merge(&mut self, o: Stats) {
+        self.hist.add(&o.hist).expect("same bounds");
+        self.ok += o.ok;
+        self.errors += o.errors;
+        for (m, n) in o.samples {
+            add_sample(&mut self.samples, m, n);
+        }
+    }
+
+    /// Quantile (or None for the max) in ms, None without samples.
+    fn ms(&self, q: Option<f64>) -> Option<f64> {
+        (self.ok > 0)
+            .then(|| q.map_or(self.hist.max(), |q| self.hist.value_at_quantile(q)) as f64 / 1e3)
+    }
+}
+
+fn add_sample(samples: &mut Vec<(String, u64)>, msg: String, n: u64) {
+    if let Some(s) = samples.iter_mut().find(|s| s.0 == msg) {
+        s.1 += n;
+    } else if samples.len() < MAX_ERROR_SAMPLES {
+        samples.push((msg, n));
+    }
+}
+
+struct Report<'a> {
+    name: &'a str,
+    cli: &'a str,
+    version: Option<String>,
+    out: Outcome,
+    rss_before: Option<u64>,
+    rss_after: Option<u64>,
+}
+
+const QUANTILES: [(&str, f64); 4] = [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999)];
+
+impl Report<'_> {
+    fn rps(&self) -> f64 {
+        let s = self.out.elapsed.as_secs_f64();
+        if s > 0.0 {
+            self.out.stats.ok as f64 / s
+        } else {
+            0.0
+        }
+    }
+
+    fn mean_ms(&self) -> Option<f64> {
+        (self.out.stats.ok > 0).then(|| self.out.stats.hist.mean() / 1e3)
+    }
+
+    fn text(&self) -> String {
+        let st = &self.out.stats;
+        let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
+        let mut s = format!(
+            "{}: {} requests, {}{}\n",
+            self.name,
+            st.ok + st.errors,
+            self.cli,
+            self.version
+                .as_ref()
+                .map_or(String::new(), |v| format!(" (server {v})"))
+        );
+        s += &format!("  total        {:.3} s\n", self.out.elapsed.as_secs_f64());
+        s += &format!(
+            "  requests/s   {:.1}  (successful requests / total)\n",
+            self.rps()
+        );
+        s += &format!("  latency ms   mean {}", ms(self.mean_ms()));
+        for (n, q) in QUANTILES {
+            s += &format!("  {n} {}", ms(st.ms(Some(q))));
+        }
+        s += &format!("  max {}\n", ms(st.ms(None)));
+        s += &format!("  ok           {}\n  errors       {}\n", st.ok, st.errors);
+        for (m, n) in &st.samples {
+            s += &format!("    {n} × {m}\n");
+        }
+        for (k, v) in &self.out.notes {
+            s += &format!("  {k:<12} {v}\n");
+        }
+        if let Some(b) = self.rss_before {
+            let a = self.rss_after.map_or("-".into(), |a| a.to_string());
+            s += &format!("  server rss   {b} kB before, {a} kB after\n");
+        }
+        s
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let st = &self.out.stats;
+        let mut j = serde_json::json!({
+            "workload": self.name,
+            "setup": self.cli,
+            "server_version": self.version,
+            "requests": st.ok + st.errors,
+            "ok": st.ok,
+            "errors": st.errors,
+            "error_samples": st.samples.iter().map(|(m, n)| serde_json::json!({"count": n, "message": m})).collect::<Vec<_>>(),
+            "total_s": self.out.elapsed.as_secs_f64(),
+            "rps": self.rps(),
+            "mean_ms": self.mean_ms(),
+            "p50_ms": st.ms(Some(0.5)),
+            "p90_ms": st.ms(Some(0.9)),
+            "p99_ms": st.ms(Some(0.99)),
+            "p999_ms": st.ms(Some(0.999)),
+            "max_ms": st.ms(None),
+            "rss_kb_before": self.rss_before,
+            "rss_kb_after": self.rss_after,
+        });
+        for (k, v) in &self.out.notes {
+            j[k.replace(' ', "_")] = serde_json::Value::String(v.clone());
+        }
+        j
+    }
+}
