@@ -40,13 +40,21 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match runtime.block_on(run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
+    let code = match runtime.block_on(run(config)) {
+        Ok(()) => 0,
         Err(e) => {
             tracing::error!("{e:#}");
-            ExitCode::from(1)
+            1
         }
-    }
+    };
+    // Everything is durable by now (the node synced its log and stopped RocksDB's background
+    // work). Exit without running C++ static destructors: RocksDB's would tear down its
+    // thread pool under a database that background threads still reference, and abort.
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: `_exit` ends the process at once; nothing runs after it.
+    unsafe { libc::_exit(code) }
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {

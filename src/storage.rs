@@ -4,7 +4,7 @@
 //! and the state machine share one write-ahead log, so syncing it after a log append also
 //! makes every earlier state-machine write durable. Calls nothing else in Cairn.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options,
@@ -40,7 +40,6 @@ pub type StorageResult<T> = Result<T, StorageError>;
 
 pub struct Storage {
     db: DB,
-    path: PathBuf,
 }
 
 impl Storage {
@@ -67,18 +66,11 @@ impl Storage {
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(*name, cf_opts.clone()));
         let db = DB::open_cf_descriptors(&db_opts, path, cfs)?;
-        Ok(Storage {
-            db,
-            path: path.to_path_buf(),
-        })
+        Ok(Storage { db })
     }
 
     pub fn db(&self) -> &DB {
         &self.db
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// A column family handle; the four families exist from `open` on.

@@ -17,18 +17,23 @@ use crate::proto::cairnraftpb::{apply_result, internal_request, ApplyResult, Int
 use crate::proto::etcdserverpb::{CompactionResponse, ResponseHeader};
 
 /// Applies one committed request as its own transaction (its own revision, if it writes).
-pub fn apply_request(guard: &mut WriteBatchGuard<'_>, request: &InternalRequest) -> ApplyResult {
+/// etcd's errors are results, the same on every member; `Err` means storage failed, and
+/// the member must stop applying rather than diverge from the others.
+pub fn apply_request(
+    guard: &mut WriteBatchGuard<'_>,
+    request: &InternalRequest,
+) -> Result<ApplyResult, EtcdError> {
     use apply_result::Result as R;
     use internal_request::Request as Q;
     let result = match &request.request {
         Some(Q::Put(p)) => {
             let mut txn = guard.txn();
-            put::check(&txn, p).map(|()| R::Put(put::put(&mut txn, p)))
+            put::check(&txn, p, put::CheckOrder::LeaseFirst)
+                .and_then(|()| put::put(&mut txn, p).map(R::Put))
         }
-        Some(Q::DeleteRange(d)) => Ok(R::DeleteRange(delete_range::delete_range(
-            &mut guard.txn(),
-            d,
-        ))),
+        Some(Q::DeleteRange(d)) => {
+            delete_range::delete_range(&mut guard.txn(), d).map(R::DeleteRange)
+        }
         Some(Q::Txn(t)) => txn::txn(&mut guard.txn(), t).map(R::Txn),
         Some(Q::Compaction(c)) => guard.compact(c.revision).map(|()| {
             R::Compaction(CompactionResponse {
@@ -38,8 +43,11 @@ pub fn apply_request(guard: &mut WriteBatchGuard<'_>, request: &InternalRequest)
         // Only a damaged log holds an empty request.
         None => Err(EtcdError::Corrupt),
     };
-    ApplyResult {
-        result: Some(result.unwrap_or_else(|e| R::Error(e.number()))),
+    match result {
+        Err(EtcdError::Corrupt) => Err(EtcdError::Corrupt),
+        result => Ok(ApplyResult {
+            result: Some(result.unwrap_or_else(|e| R::Error(e.number()))),
+        }),
     }
 }
 

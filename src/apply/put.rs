@@ -5,22 +5,36 @@ use crate::mvcc::{KvRead, RangeEnd, RangeOptions, WriteTxn};
 use crate::proto::etcdserverpb::{PutRequest, PutResponse};
 use crate::proto::mvccpb::KeyValue;
 
+/// Which failure etcd reports first when a put has both: a plain Put checks the lease
+/// first, a put inside a transaction the key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum CheckOrder {
+    LeaseFirst,
+    KeyFirst,
+}
+
 /// What must hold before the put writes anything (so a transaction fails whole or not at all).
-pub fn check(view: &impl KvRead, p: &PutRequest) -> Result<(), EtcdError> {
-    if !super::lease_exists(p.lease) {
-        return Err(EtcdError::LeaseNotFound);
+pub fn check(view: &impl KvRead, p: &PutRequest, order: CheckOrder) -> Result<(), EtcdError> {
+    let lease = || {
+        if super::lease_exists(p.lease) {
+            Ok(())
+        } else {
+            Err(EtcdError::LeaseNotFound)
+        }
+    };
+    if order == CheckOrder::LeaseFirst {
+        lease()?;
     }
     if (p.ignore_value || p.ignore_lease) && previous(view, &p.key)?.is_none() {
         return Err(EtcdError::KeyNotFound);
     }
-    Ok(())
+    lease()
 }
 
-/// Applies a checked put.
-pub fn put(txn: &mut WriteTxn<'_, '_>, p: &PutRequest) -> PutResponse {
+/// Applies a checked put. Fails only if storage does.
+pub fn put(txn: &mut WriteTxn<'_, '_>, p: &PutRequest) -> Result<PutResponse, EtcdError> {
     let prev = if p.ignore_value || p.ignore_lease || p.prev_kv {
-        // `check` ran in this same transaction, so this read cannot fail.
-        previous(txn, &p.key).unwrap_or(None)
+        previous(txn, &p.key)?
     } else {
         None
     };
@@ -33,10 +47,10 @@ pub fn put(txn: &mut WriteTxn<'_, '_>, p: &PutRequest) -> PutResponse {
         _ => p.lease,
     };
     let revision = txn.put(&p.key, value, lease);
-    PutResponse {
+    Ok(PutResponse {
         header: Some(super::header(revision)),
         prev_kv: if p.prev_kv { prev } else { None },
-    }
+    })
 }
 
 fn previous(view: &impl KvRead, key: &[u8]) -> Result<Option<KeyValue>, EtcdError> {

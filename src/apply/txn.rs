@@ -4,6 +4,7 @@
 //! transaction, then every request on the chosen path is checked, and only then does anything
 //! write: a transaction applies whole or fails whole.
 
+use super::put::CheckOrder;
 use crate::error::EtcdError;
 use crate::mvcc::{KvRead, RangeEnd, RangeOptions, RangeResult, WriteTxn};
 use crate::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
@@ -23,17 +24,18 @@ struct Path {
 }
 
 /// Where a transaction's operations run.
+/// Where a transaction's operations run. Writes fail only if storage does.
 pub trait TxnTarget: KvRead {
-    fn put(&mut self, p: &PutRequest) -> PutResponse;
-    fn delete_range(&mut self, d: &DeleteRangeRequest) -> DeleteRangeResponse;
+    fn put(&mut self, p: &PutRequest) -> Result<PutResponse, EtcdError>;
+    fn delete_range(&mut self, d: &DeleteRangeRequest) -> Result<DeleteRangeResponse, EtcdError>;
 }
 
 impl TxnTarget for WriteTxn<'_, '_> {
-    fn put(&mut self, p: &PutRequest) -> PutResponse {
+    fn put(&mut self, p: &PutRequest) -> Result<PutResponse, EtcdError> {
         super::put::put(self, p)
     }
 
-    fn delete_range(&mut self, d: &DeleteRangeRequest) -> DeleteRangeResponse {
+    fn delete_range(&mut self, d: &DeleteRangeRequest) -> Result<DeleteRangeResponse, EtcdError> {
         super::delete_range::delete_range(self, d)
     }
 }
@@ -61,44 +63,37 @@ impl<V: KvRead> KvRead for ReadOnly<V> {
 }
 
 impl<V: KvRead> TxnTarget for ReadOnly<V> {
-    fn put(&mut self, _: &PutRequest) -> PutResponse {
+    fn put(&mut self, _: &PutRequest) -> Result<PutResponse, EtcdError> {
         unreachable!("read-only transactions are checked to hold no puts")
     }
 
-    fn delete_range(&mut self, _: &DeleteRangeRequest) -> DeleteRangeResponse {
+    fn delete_range(&mut self, _: &DeleteRangeRequest) -> Result<DeleteRangeResponse, EtcdError> {
         unreachable!("read-only transactions are checked to hold no deletes")
     }
 }
 
-/// Whether every operation, in both branches and all nested transactions, is a read; such a
-/// transaction needs no Raft round, as in etcd.
+/// Whether every operation of both branches is a range, as etcd decides it: a nested
+/// transaction counts as a write. Such a transaction needs no Raft round.
 pub fn is_read_only(r: &TxnRequest) -> bool {
     r.success
         .iter()
         .chain(&r.failure)
-        .all(|op| match &op.request {
-            Some(Request::RequestRange(_)) | None => true,
-            Some(Request::RequestTxn(t)) => is_read_only(t),
-            Some(Request::RequestPut(_)) | Some(Request::RequestDeleteRange(_)) => false,
-        })
+        .all(|op| matches!(op.request, Some(Request::RequestRange(_))))
 }
 
-/// Whether every read in it is serializable (etcd then skips the read barrier).
+/// Whether every range of a read-only transaction is serializable (then no read barrier).
 pub fn is_serializable(r: &TxnRequest) -> bool {
     r.success
         .iter()
         .chain(&r.failure)
-        .all(|op| match &op.request {
-            Some(Request::RequestRange(q)) => q.serializable,
-            Some(Request::RequestTxn(t)) => is_serializable(t),
-            _ => true,
-        })
+        .all(|op| matches!(&op.request, Some(Request::RequestRange(q)) if q.serializable))
 }
 
 pub fn txn(target: &mut impl TxnTarget, r: &TxnRequest) -> Result<TxnResponse, EtcdError> {
-    let path = choose_path(&*target, r);
-    check(&*target, r, &path)?;
-    let mut response = run(target, r, &path);
+    let path = choose_path(&*target, r)?;
+    check_puts(&*target, r, &path)?;
+    check_ranges(&*target, r, &path)?;
+    let mut response = run(target, r, &path)?;
     response.header = Some(super::header(target.rev()));
     Ok(response)
 }
@@ -111,8 +106,14 @@ fn branch<'r>(r: &'r TxnRequest, path: &Path) -> &'r [RequestOp] {
     }
 }
 
-fn choose_path(view: &impl KvRead, r: &TxnRequest) -> Path {
-    let succeeded = r.compare.iter().all(|c| compare(view, c));
+fn choose_path(view: &impl KvRead, r: &TxnRequest) -> Result<Path, EtcdError> {
+    let mut succeeded = true;
+    for c in &r.compare {
+        if !compare(view, c)? {
+            succeeded = false;
+            break;
+        }
+    }
     let ops = if succeeded { &r.success } else { &r.failure };
     let nested = ops
         .iter()
@@ -120,27 +121,32 @@ fn choose_path(view: &impl KvRead, r: &TxnRequest) -> Path {
             Some(Request::RequestTxn(t)) => Some(choose_path(view, t)),
             _ => None,
         })
-        .collect();
-    Path { succeeded, nested }
+        .collect::<Result<_, _>>()?;
+    Ok(Path { succeeded, nested })
 }
 
-fn compare(view: &impl KvRead, c: &Compare) -> bool {
-    let target = CompareTarget::try_from(c.target).unwrap_or(CompareTarget::Version);
-    let Ok(found) = view.range(
+/// Reads at the current revision, so only a storage failure makes it an error.
+fn compare(view: &impl KvRead, c: &Compare) -> Result<bool, EtcdError> {
+    let target = CompareTarget::try_from(c.target).ok();
+    let found = view.range(
         &c.key,
         RangeEnd::from_request(&c.range_end),
         RangeOptions::default(),
-    ) else {
-        return false;
-    };
+    )?;
     if found.kvs.is_empty() {
         // A missing key compares as all zeroes, except that it has no value at all.
-        return target != CompareTarget::Value && compare_kv(c, target, &KeyValue::default());
+        return Ok(
+            target != Some(CompareTarget::Value) && compare_kv(c, target, &KeyValue::default())
+        );
     }
-    found.kvs.iter().all(|kv| compare_kv(c, target, kv))
+    Ok(found.kvs.iter().all(|kv| compare_kv(c, target, kv)))
 }
 
-fn compare_kv(c: &Compare, target: CompareTarget, kv: &KeyValue) -> bool {
+/// `target` is None for a target number etcd does not know: it then compares as equal.
+fn compare_kv(c: &Compare, target: Option<CompareTarget>, kv: &KeyValue) -> bool {
+    let Some(target) = target else {
+        return compare_result(c, std::cmp::Ordering::Equal);
+    };
     let ordering = match (target, &c.target_union) {
         (CompareTarget::Value, Some(TargetUnion::Value(v))) => kv.value.as_slice().cmp(v),
         (CompareTarget::Value, _) => kv.value.as_slice().cmp(&[][..]),
@@ -161,11 +167,17 @@ fn compare_kv(c: &Compare, target: CompareTarget, kv: &KeyValue) -> bool {
             _ => None,
         })),
     };
-    match CompareResult::try_from(c.result).unwrap_or(CompareResult::Equal) {
-        CompareResult::Equal => ordering.is_eq(),
-        CompareResult::NotEqual => ordering.is_ne(),
-        CompareResult::Greater => ordering.is_gt(),
-        CompareResult::Less => ordering.is_lt(),
+    compare_result(c, ordering)
+}
+
+/// An unknown result number holds, as in etcd.
+fn compare_result(c: &Compare, ordering: std::cmp::Ordering) -> bool {
+    match CompareResult::try_from(c.result) {
+        Ok(CompareResult::Equal) => ordering.is_eq(),
+        Ok(CompareResult::NotEqual) => ordering.is_ne(),
+        Ok(CompareResult::Greater) => ordering.is_gt(),
+        Ok(CompareResult::Less) => ordering.is_lt(),
+        Err(_) => true,
     }
 }
 
@@ -174,12 +186,27 @@ fn int_operand(u: &Option<TargetUnion>, pick: impl Fn(&TargetUnion) -> Option<i6
     u.as_ref().and_then(pick).unwrap_or(0)
 }
 
-fn check(view: &impl KvRead, r: &TxnRequest, path: &Path) -> Result<(), EtcdError> {
+/// etcd checks every put on the chosen path first, then every range.
+fn check_puts(view: &impl KvRead, r: &TxnRequest, path: &Path) -> Result<(), EtcdError> {
     let mut nested = path.nested.iter();
     for op in branch(r, path) {
         match &op.request {
-            Some(Request::RequestPut(p)) => super::put::check(view, p)?,
-            Some(Request::RequestRange(q)) if q.revision > 0 => {
+            Some(Request::RequestPut(p)) => super::put::check(view, p, CheckOrder::KeyFirst)?,
+            Some(Request::RequestTxn(t)) => {
+                check_puts(view, t, nested.next().expect("a path per nested txn"))?
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_ranges(view: &impl KvRead, r: &TxnRequest, path: &Path) -> Result<(), EtcdError> {
+    let mut nested = path.nested.iter();
+    for op in branch(r, path) {
+        match &op.request {
+            // etcd: inside a transaction any non-zero revision is checked, negative ones too.
+            Some(Request::RequestRange(q)) if q.revision != 0 => {
                 if q.revision > view.rev() {
                     return Err(EtcdError::FutureRev);
                 }
@@ -188,7 +215,7 @@ fn check(view: &impl KvRead, r: &TxnRequest, path: &Path) -> Result<(), EtcdErro
                 }
             }
             Some(Request::RequestTxn(t)) => {
-                check(view, t, nested.next().expect("a path per nested txn"))?
+                check_ranges(view, t, nested.next().expect("a path per nested txn"))?
             }
             _ => {}
         }
@@ -196,37 +223,33 @@ fn check(view: &impl KvRead, r: &TxnRequest, path: &Path) -> Result<(), EtcdErro
     Ok(())
 }
 
-fn run(txn: &mut impl TxnTarget, r: &TxnRequest, path: &Path) -> TxnResponse {
+fn run(txn: &mut impl TxnTarget, r: &TxnRequest, path: &Path) -> Result<TxnResponse, EtcdError> {
     let mut nested = path.nested.iter();
-    let responses = branch(r, path)
-        .iter()
-        .map(|op| {
-            let response = match &op.request {
-                Some(Request::RequestRange(q)) => Response::ResponseRange(
-                    // Checked above: the revision is neither compacted nor in the future.
-                    super::range(&*txn, q).unwrap_or_default(),
-                ),
-                Some(Request::RequestPut(p)) => Response::ResponsePut(txn.put(p)),
-                Some(Request::RequestDeleteRange(d)) => {
-                    Response::ResponseDeleteRange(txn.delete_range(d))
-                }
-                Some(Request::RequestTxn(t)) => {
-                    let mut inner = run(txn, t, nested.next().expect("a path per nested txn"));
-                    // etcd leaves a nested transaction's header empty.
-                    inner.header = Some(ResponseHeader::default());
-                    Response::ResponseTxn(inner)
-                }
-                // Rejected by validation before proposal; kept empty, as etcd does.
-                None => return ResponseOp { response: None },
-            };
-            ResponseOp {
-                response: Some(response),
+    let mut responses = Vec::with_capacity(branch(r, path).len());
+    for op in branch(r, path) {
+        let response = match &op.request {
+            // Revisions were checked above; only storage can fail here.
+            Some(Request::RequestRange(q)) => {
+                Some(Response::ResponseRange(super::range(&*txn, q)?))
             }
-        })
-        .collect();
-    TxnResponse {
+            Some(Request::RequestPut(p)) => Some(Response::ResponsePut(txn.put(p)?)),
+            Some(Request::RequestDeleteRange(d)) => {
+                Some(Response::ResponseDeleteRange(txn.delete_range(d)?))
+            }
+            Some(Request::RequestTxn(t)) => {
+                let mut inner = run(txn, t, nested.next().expect("a path per nested txn"))?;
+                // etcd leaves a nested transaction's header empty.
+                inner.header = Some(ResponseHeader::default());
+                Some(Response::ResponseTxn(inner))
+            }
+            // Rejected by validation before proposal; kept empty, as etcd does.
+            None => None,
+        };
+        responses.push(ResponseOp { response });
+    }
+    Ok(TxnResponse {
         header: None,
         succeeded: path.succeeded,
         responses,
-    }
+    })
 }

@@ -124,6 +124,9 @@ enum Cmd {
         puts: u64,
         #[arg(long, default_value_t = 8)]
         val_size: usize,
+        /// Event latency runs from the put's acknowledgement, or from sending it (as etcd's).
+        #[arg(long, value_enum, default_value = "ack")]
+        since: Since,
     },
     /// Latency from put acknowledgement to event receipt, per watcher, at a fixed put rate.
     WatchLatency {
@@ -135,6 +138,9 @@ enum Cmd {
         puts: u64,
         #[arg(long, default_value_t = 8)]
         val_size: usize,
+        /// Event latency runs from the put's acknowledgement, or from sending it (as etcd's).
+        #[arg(long, value_enum, default_value = "ack")]
+        since: Since,
     },
     /// Grant one lease per client, then time keep-alive round trips.
     LeaseKeepalive,
@@ -156,6 +162,23 @@ enum Consistency {
     S,
 }
 
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq)]
+enum Since {
+    Ack,
+    Send,
+}
+
+/// `watch` and `watch-latency`: `watchers` watchers on one key, `puts` puts to it by `putters`
+/// workers paced at `rate`.
+struct WatchSpec {
+    watchers: usize,
+    puts: u64,
+    putters: usize,
+    rate: u64,
+    val_size: usize,
+    since: Since,
+}
+
 /// The options every workload uses.
 struct Global {
     chans: Vec<Channel>,
@@ -169,7 +192,8 @@ struct Global {
 struct Outcome {
     stats: Stats,
     elapsed: Duration,
-    notes: Vec<(&'static str, String)>,
+    /// Workload-specific counts.
+    notes: Vec<(&'static str, u64)>,
 }
 
 #[tokio::main]
@@ -191,6 +215,7 @@ async fn run(cli: Cli) -> Result<()> {
     if cli.endpoints.is_empty() {
         bail!("--endpoints is empty");
     }
+    check_cmd(&cli.cmd)?;
     let timeout = Duration::from_secs(cli.timeout);
     let chans = connect(&cli.endpoints, cli.conns, timeout).await?;
     let version = server_version(&chans[0], timeout).await;
@@ -208,37 +233,47 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Put {
             keys,
             sequential_keys,
-        } => ("put", put(&g, &keys, sequential_keys).await?),
+        } => ("put", put(&g, &keys, sequential_keys).await),
         Cmd::Range {
             key,
             end,
             consistency,
         } => ("range", range(&g, key, end, consistency).await),
-        Cmd::TxnPut { keys, txn_ops } => ("txn-put", txn_put(&g, &keys, txn_ops).await?),
+        Cmd::TxnPut { keys, txn_ops } => ("txn-put", txn_put(&g, &keys, txn_ops).await),
         Cmd::Watch {
             watchers,
             puts,
             val_size,
+            since,
         } => {
-            let putters = g.clients;
-            (
-                "watch",
-                watch_events(&g, watchers, puts, putters, g.rate, val_size).await?,
-            )
+            let (putters, rate) = (g.clients, g.rate);
+            let spec = WatchSpec {
+                watchers,
+                puts,
+                putters,
+                rate,
+                val_size,
+                since,
+            };
+            ("watch", watch_events(&g, spec).await)
         }
         Cmd::WatchLatency {
             watchers,
             put_rate,
             puts,
             val_size,
+            since,
         } => {
-            if put_rate == 0 {
-                bail!("--put-rate must be at least 1");
-            }
-            (
-                "watch-latency",
-                watch_events(&g, watchers, puts, 1, put_rate, val_size).await?,
-            )
+            let (putters, rate) = (1, put_rate);
+            let spec = WatchSpec {
+                watchers,
+                puts,
+                putters,
+                rate,
+                val_size,
+                since,
+            };
+            ("watch-latency", watch_events(&g, spec).await)
         }
         Cmd::LeaseKeepalive => ("lease-keepalive", lease_keepalive(&g).await),
     };
@@ -259,6 +294,43 @@ async fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+/// Checks the workload's arguments before anything connects.
+fn check_cmd(cmd: &Cmd) -> Result<()> {
+    let check_watch = |watchers: usize, puts: u64, val_size: usize| {
+        check("--watchers", watchers as u64, 1, MAX_WATCHERS as u64)?;
+        check("--puts", puts, 1, MAX_TOTAL)?;
+        check("--val-size", val_size as u64, 0, MAX_VAL_SIZE as u64)?;
+        if watchers as u64 * puts > MAX_EVENTS {
+            bail!("--watchers × --puts must be at most {MAX_EVENTS}");
+        }
+        Ok(())
+    };
+    match cmd {
+        Cmd::Put { keys, .. } => keys.validate(1),
+        Cmd::TxnPut { keys, txn_ops } => {
+            check("--txn-ops", *txn_ops as u64, 1, MAX_TXN_OPS as u64)?;
+            keys.validate(*txn_ops as u64) // keys within one txn must differ
+        }
+        Cmd::Watch {
+            watchers,
+            puts,
+            val_size,
+            ..
+        } => check_watch(*watchers, *puts, *val_size),
+        Cmd::WatchLatency {
+            watchers,
+            put_rate,
+            puts,
+            val_size,
+            ..
+        } => {
+            check("--put-rate", *put_rate, 1, u64::MAX)?;
+            check_watch(*watchers, *puts, *val_size)
+        }
+        Cmd::Range { .. } | Cmd::LeaseKeepalive => Ok(()),
+    }
+}
+
 fn check(name: &str, v: u64, min: u64, max: u64) -> Result<()> {
     if v < min || v > max {
         bail!("{name} must be in {min}..={max}, got {v}");
@@ -267,9 +339,13 @@ fn check(name: &str, v: u64, min: u64, max: u64) -> Result<()> {
 }
 
 fn cli_summary(cli: &Cli) -> String {
+    let clients = match cli.cmd {
+        Cmd::WatchLatency { .. } => 1, // one putter
+        _ => cli.clients,
+    };
     format!(
         "{} clients over {} connections to {}",
-        cli.clients,
+        clients,
         cli.conns,
         cli.endpoints.join(",")
     )
@@ -278,11 +354,10 @@ fn cli_summary(cli: &Cli) -> String {
 // ---------------------------------------------------------------------------------------------
 // Workloads
 
-async fn put(g: &Global, k: &KeyArgs, sequential: bool) -> Result<Outcome> {
-    k.validate(1)?;
+async fn put(g: &Global, k: &KeyArgs, sequential: bool) -> Outcome {
     let (size, space) = (k.key_size, k.key_space_size);
     let val: Arc<[u8]> = random_value(k.val_size).into();
-    Ok(run_requests(g, move |ch, i, rng| {
+    run_requests(g, move |ch, i, rng| {
         let n = if sequential {
             i % space
         } else {
@@ -295,7 +370,7 @@ async fn put(g: &Global, k: &KeyArgs, sequential: bool) -> Result<Outcome> {
         };
         async move { kv(ch).put(req).await.map(drop).map_err(smsg) }
     })
-    .await)
+    .await
 }
 
 async fn range(g: &Global, key: String, end: Option<String>, c: Consistency) -> Outcome {
@@ -312,12 +387,10 @@ async fn range(g: &Global, key: String, end: Option<String>, c: Consistency) -> 
     .await
 }
 
-async fn txn_put(g: &Global, k: &KeyArgs, ops: usize) -> Result<Outcome> {
-    check("--txn-ops", ops as u64, 1, MAX_TXN_OPS as u64)?;
-    k.validate(ops as u64)?; // keys within one txn must be distinct
+async fn txn_put(g: &Global, k: &KeyArgs, ops: usize) -> Outcome {
     let (size, space) = (k.key_size, k.key_space_size);
     let val: Arc<[u8]> = random_value(k.val_size).into();
-    Ok(run_requests(g, move |ch, i, _| {
+    run_requests(g, move |ch, i, _| {
         let success = (0..ops as u64)
             .map(|j| RequestOp {
                 request: Some(request_op::Request::RequestPut(PutRequest {
@@ -333,7 +406,7 @@ async fn txn_put(g: &Global, k: &KeyArgs, ops: usize) -> Result<Outcome> {
         };
         async move { kv(ch).txn(req).await.map(drop).map_err(smsg) }
     })
-    .await)
+    .await
 }
 
 async fn lease_keepalive(g: &Global) -> Outcome {
@@ -442,23 +515,17 @@ async fn keepalive_once(
     }
 }
 
-/// `watch` and `watch-latency`: `watchers` watchers on one key, `puts` puts to it by `putters`
-/// workers paced at `rate`. Each delivered event is one request; its latency runs from the
-/// acknowledgement of its put to its receipt (0 if the event came first).
-async fn watch_events(
-    g: &Global,
-    watchers: usize,
-    puts: u64,
-    putters: usize,
-    rate: u64,
-    val_size: usize,
-) -> Result<Outcome> {
-    check("--watchers", watchers as u64, 1, MAX_WATCHERS as u64)?;
-    check("--puts", puts, 1, MAX_TOTAL)?;
-    check("--val-size", val_size as u64, 0, MAX_VAL_SIZE as u64)?;
-    if watchers as u64 * puts > MAX_EVENTS {
-        bail!("--watchers × --puts must be at most {MAX_EVENTS}");
-    }
+/// Each delivered event is one request; its latency runs from the acknowledgement (or the
+/// sending) of its put to its receipt, 0 if the event came before the acknowledgement.
+async fn watch_events(g: &Global, spec: WatchSpec) -> Outcome {
+    let WatchSpec {
+        watchers,
+        puts,
+        putters,
+        rate,
+        val_size,
+        since,
+    } = spec;
     let key = format!("cairn-bench/watch/{}", std::process::id()).into_bytes();
     let to = g.timeout;
     let mut stats = Stats::new();
@@ -485,11 +552,11 @@ async fn watch_events(
         }
     }
     if tasks.is_empty() {
-        return Ok(Outcome {
+        return Outcome {
             stats,
             elapsed: Duration::ZERO,
             notes: vec![],
-        });
+        };
     }
 
     // Timed: the puts, then the events.
@@ -512,7 +579,8 @@ async fn watch_events(
                     match with_timeout(to, async { c.put(req).await.map_err(smsg) }).await {
                         Ok(r) => {
                             let rev = r.into_inner().header.map_or(0, |h| h.revision);
-                            acks.push((rev, Instant::now()));
+                            let ack = Instant::now();
+                            acks.push((rev, if since == Since::Ack { ack } else { t }));
                             st.ok(t.elapsed());
                         }
                         Err(e) => st.err(format!("put: {e}")),
@@ -562,15 +630,16 @@ async fn watch_events(
     }
     stopper.abort();
     let notes = vec![
-        ("watchers", format!("{}", watchers)),
-        ("puts ok", format!("{puts_ok} of {puts}")),
-        ("events before put ack", early.to_string()),
+        ("watchers", watchers as u64),
+        ("puts", puts),
+        ("puts_ok", puts_ok),
+        ("early_events", early),
     ];
-    Ok(Outcome {
+    Outcome {
         stats,
         elapsed: last - start,
         notes,
-    })
+    }
 }
 
 async fn open_watcher(ch: Channel, key: Vec<u8>) -> Result<Streaming<WatchResponse>, String> {
@@ -757,12 +826,10 @@ impl KeyArgs {
     fn validate(&self, distinct: u64) -> Result<()> {
         check("--key-size", self.key_size as u64, 1, MAX_KEY_SIZE as u64)?;
         check("--val-size", self.val_size as u64, 0, MAX_VAL_SIZE as u64)?;
-        check(
-            "--key-space-size",
-            self.key_space_size,
-            distinct.max(1),
-            i64::MAX as u64,
-        )?;
+        if self.key_space_size < distinct {
+            bail!("--key-space-size must be at least --txn-ops ({distinct}): keys in a txn differ");
+        }
+        check("--key-space-size", self.key_space_size, 1, i64::MAX as u64)?;
         let need = varint(self.key_space_size - 1).len();
         if need > self.key_size {
             bail!(
@@ -965,7 +1032,7 @@ impl Report<'_> {
             "rss_kb_after": self.rss_after,
         });
         for (k, v) in &self.out.notes {
-            j[k.replace(' ', "_")] = serde_json::Value::String(v.clone());
+            j[*k] = (*v).into();
         }
         j
     }

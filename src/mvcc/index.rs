@@ -45,14 +45,6 @@ impl<'a> RangeEnd<'a> {
             end => RangeEnd::Before(end),
         }
     }
-
-    pub fn contains(&self, start: &[u8], key: &[u8]) -> bool {
-        match self {
-            RangeEnd::Single => key == start,
-            RangeEnd::Before(end) => key >= start && key < *end,
-            RangeEnd::Unbounded => key >= start,
-        }
-    }
 }
 
 /// The entry in force at `rev` in a key's history, unless the key did not exist then.
@@ -63,6 +55,7 @@ fn live_at(history: &[IndexEntry], rev: i64) -> Option<&IndexEntry> {
 }
 
 impl KeyIndex {
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.keys.len()
     }

@@ -10,7 +10,7 @@ mod index;
 mod revision;
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockWriteGuard};
 
 use prost::Message;
 use rocksdb::WriteBatch;
@@ -93,13 +93,8 @@ impl Mvcc {
         let mut state = load_state(&storage)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (done_tx, done_rx) = watch::channel(0);
-        if state.compact_rev > 0 {
-            let revisions = state.index.compact(state.compact_rev);
-            tx.send(CompactionJob {
-                compact_rev: state.compact_rev,
-                revisions,
-            })
-            .expect("receiver is alive");
+        if let Some(job) = compact_loaded(&mut state) {
+            tx.send(job).expect("receiver is alive");
         }
         let mvcc = Arc::new(Mvcc {
             storage: storage.clone(),
@@ -122,47 +117,16 @@ impl Mvcc {
         self.state.read().expect("mvcc lock").compact_rev
     }
 
-    pub fn key_count(&self) -> usize {
-        self.state.read().expect("mvcc lock").index.len()
-    }
-
-    /// A range over committed state. The index is read under the lock; values are fetched
-    /// afterwards from a storage snapshot, so long reads never hold up writers.
-    pub fn read_range(
-        &self,
-        key: &[u8],
-        end: RangeEnd<'_>,
-        opts: RangeOptions,
-    ) -> Result<RangeResult, EtcdError> {
-        let (found, count, rev, snapshot) = {
-            let state = self.state.read().expect("mvcc lock");
-            let (found, count) = collect_range(
-                &state.index,
-                state.current_rev,
-                state.compact_rev,
-                key,
-                end,
-                opts,
-            )?;
-            (
-                found,
-                count,
-                state.current_rev,
-                self.storage.db().snapshot(),
-            )
-        };
-        let cf = self.storage.cf(CF_KV);
-        let kvs =
-            decode_values(snapshot.multi_get_cf(found.iter().map(|r| (cf, r.to_key(false)))))?;
-        Ok(RangeResult { kvs, count, rev })
-    }
-
-    /// A consistent view of committed state for several reads (a read-only transaction).
-    /// Writers wait while it lives, so it is for short work only.
+    /// A consistent, read-only view of committed state at the current revision, for one
+    /// read or several (a read-only transaction). It holds no lock: each range reads the
+    /// index briefly under the lock, at the view's revision, and fetches values from a
+    /// storage snapshot taken with the view, so long reads never hold up writers.
     pub fn read_view(&self) -> ReadView<'_> {
+        let state = self.state.read().expect("mvcc lock");
         ReadView {
-            storage: &self.storage,
-            state: self.state.read().expect("mvcc lock"),
+            mvcc: self,
+            rev: state.current_rev,
+            snapshot: self.storage.db().snapshot(),
         }
     }
 
@@ -186,8 +150,13 @@ impl Mvcc {
 
     /// Replaces the whole state after a snapshot was installed underneath: reloads from disk.
     pub fn reload(&self) -> StorageResult<()> {
-        let fresh = load_state(&self.storage)?;
+        let mut fresh = load_state(&self.storage)?;
+        let job = compact_loaded(&mut fresh);
         *self.state.write().expect("mvcc lock") = fresh;
+        if let Some(job) = job {
+            // The compactor lives as long as the process.
+            let _ = self.compactor.send(job);
+        }
         Ok(())
     }
 }
@@ -207,7 +176,7 @@ impl KvRead for Mvcc {
         end: RangeEnd<'_>,
         opts: RangeOptions,
     ) -> Result<RangeResult, EtcdError> {
-        self.read_range(key, end, opts)
+        self.read_view().range(key, end, opts)
     }
 }
 
@@ -226,20 +195,22 @@ fn decode_values(
         .collect()
 }
 
-/// See `Mvcc::read_view`. Holding the lock also keeps compaction out, so values can be read
-/// from storage directly: nothing this view can reach is deleted while it lives.
+/// See `Mvcc::read_view`. Index entries above the view's revision are ignored, and
+/// compaction only drops history a read at or above the compacted revision cannot reach; a
+/// compaction past the view's revision while it lives makes its reads fail as compacted.
 pub struct ReadView<'a> {
-    storage: &'a Storage,
-    state: RwLockReadGuard<'a, State>,
+    mvcc: &'a Mvcc,
+    rev: i64,
+    snapshot: rocksdb::Snapshot<'a>,
 }
 
 impl KvRead for ReadView<'_> {
     fn rev(&self) -> i64 {
-        self.state.current_rev
+        self.rev
     }
 
     fn compact_rev(&self) -> i64 {
-        self.state.compact_rev
+        self.mvcc.compact_rev()
     }
 
     fn range(
@@ -248,27 +219,34 @@ impl KvRead for ReadView<'_> {
         end: RangeEnd<'_>,
         opts: RangeOptions,
     ) -> Result<RangeResult, EtcdError> {
-        let state = &self.state;
-        let (found, count) = collect_range(
-            &state.index,
-            state.current_rev,
-            state.compact_rev,
-            key,
-            end,
-            opts,
-        )?;
-        let cf = self.storage.cf(CF_KV);
+        let (found, count) = {
+            let state = self.mvcc.state.read().expect("mvcc lock");
+            if state.compact_rev > self.rev {
+                return Err(EtcdError::Compacted);
+            }
+            collect_range(&state.index, self.rev, state.compact_rev, key, end, opts)?
+        };
+        let cf = self.mvcc.storage.cf(CF_KV);
         let kvs = decode_values(
-            self.storage
-                .db()
+            self.snapshot
                 .multi_get_cf(found.iter().map(|r| (cf, r.to_key(false)))),
         )?;
         Ok(RangeResult {
             kvs,
             count,
-            rev: state.current_rev,
+            rev: self.rev,
         })
     }
+}
+
+/// Storage may still hold revisions a compaction made unreachable (a stop interrupted the
+/// physical deletion, or a snapshot carried them): drop them from the index, and return
+/// the job that deletes them.
+fn compact_loaded(state: &mut State) -> Option<CompactionJob> {
+    (state.compact_rev > 0).then(|| CompactionJob {
+        compact_rev: state.compact_rev,
+        revisions: state.index.compact(state.compact_rev),
+    })
 }
 
 /// Rebuilds the key index and revisions from the `kv` and `meta` column families.
@@ -337,6 +315,7 @@ fn run_compactor(
 ) {
     while let Some(job) = jobs.blocking_recv() {
         let cf = storage.cf(CF_KV);
+        let mut complete = true;
         for chunk in job.revisions.chunks(COMPACTION_DELETES_PER_BATCH) {
             let mut batch = WriteBatch::default();
             for (rev, tombstone) in chunk {
@@ -344,12 +323,15 @@ fn run_compactor(
             }
             if let Err(e) = storage.write(batch, false) {
                 // Left on disk, the revisions are unreachable but harmless; the next start
-                // finds and deletes them again.
+                // finds and deletes them again. Until then, physical waiters keep waiting.
                 tracing::error!(error = %e, "physical compaction write failed");
+                complete = false;
                 break;
             }
         }
-        done.send_replace(job.compact_rev);
+        if complete {
+            done.send_replace(job.compact_rev);
+        }
     }
 }
 

@@ -95,7 +95,8 @@ impl Node {
                 .collect();
             raft::bootstrap(&raft, members).await?;
         }
-        let proposer = Proposer::spawn(raft.clone());
+        let request_timeout = Duration::from_millis(5000 + 2 * config.election_timeout_ms);
+        let proposer = Proposer::spawn(raft.clone(), request_timeout);
         let read_barrier = ReadBarrier::spawn(raft.clone());
         Ok(Arc::new(Node {
             identity,
@@ -108,7 +109,7 @@ impl Node {
             },
             proposer,
             read_barrier,
-            request_timeout: Duration::from_millis(5000 + 2 * config.election_timeout_ms),
+            request_timeout,
         }))
     }
 

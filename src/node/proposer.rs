@@ -2,13 +2,16 @@
 //!
 //! Requests wait in a bounded queue. A single task takes everything queued (up to a batch
 //! limit) as one `Batch`, hands it to Raft, and goes on collecting the next batch while
-//! earlier ones replicate, up to `MAX_IN_FLIGHT_BATCHES`. One entry means one log append and
-//! (with the log store's flusher) at most one fsync for the whole batch. Each request still
-//! gets its own revision and its own result when the entry is applied.
+//! the previous one is stored and applied, up to `MAX_IN_FLIGHT_BATCHES`. One entry means
+//! one log append and one fsync for the whole batch: openraft 0.9 awaits each append's
+//! flush before the next, so this is where writes share an fsync. Each request still gets
+//! its own revision and its own result when the entry is applied.
 
 use std::sync::Arc;
 
-use openraft::error::{ClientWriteError, RaftError};
+use std::time::Duration;
+
+use openraft::error::ClientWriteError;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::error::EtcdError;
@@ -21,9 +24,10 @@ const QUEUE_CAPACITY: usize = 16_384;
 /// Upper bounds of one batch (one Raft entry).
 const MAX_BATCH_REQUESTS: usize = 2048;
 const MAX_BATCH_BYTES: usize = 8 << 20;
-/// Batches proposed but not yet applied. Two keep the log busy while one applies; more
-/// only queue inside Raft.
-const MAX_IN_FLIGHT_BATCHES: usize = 4;
+/// Batches proposed but not yet applied. Two let one batch's fsync overlap the previous
+/// batch's apply; more would only split the waiting requests into more entries, each with
+/// an fsync of its own, queued inside Raft.
+const MAX_IN_FLIGHT_BATCHES: usize = 2;
 
 struct Pending {
     request: InternalRequest,
@@ -37,9 +41,11 @@ pub struct Proposer {
 }
 
 impl Proposer {
-    pub fn spawn(raft: Raft) -> Proposer {
+    /// `request_timeout` bounds the wait for a batch's result, so a batch Raft never answers
+    /// (its entry replaced by a snapshot after a leader change) cannot hold its slot forever.
+    pub fn spawn(raft: Raft, request_timeout: Duration) -> Proposer {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(run(raft, rx));
+        tokio::spawn(run(raft, rx, request_timeout));
         Proposer { queue: tx }
     }
 
@@ -63,7 +69,7 @@ impl Proposer {
     }
 }
 
-async fn run(raft: Raft, mut queue: mpsc::Receiver<Pending>) {
+async fn run(raft: Raft, mut queue: mpsc::Receiver<Pending>, request_timeout: Duration) {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT_BATCHES));
     loop {
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
@@ -89,10 +95,11 @@ async fn run(raft: Raft, mut queue: mpsc::Receiver<Pending>) {
         match raft.client_write_ff(proposal).await {
             Ok(applied) => {
                 tokio::spawn(async move {
-                    let outcome = match applied.await {
-                        Ok(Ok(response)) => Ok(response.data.0.results),
-                        Ok(Err(e)) => Err(write_error(e)),
-                        Err(_) => Err(EtcdError::Stopped),
+                    let outcome = match tokio::time::timeout(request_timeout, applied).await {
+                        Ok(Ok(Ok(response))) => Ok(response.data.0.results),
+                        Ok(Ok(Err(e))) => Err(write_error(e)),
+                        Ok(Err(_)) => Err(EtcdError::Stopped),
+                        Err(_) => Err(EtcdError::Timeout),
                     };
                     deliver(replies, outcome);
                     drop(permit);
@@ -128,20 +135,5 @@ fn write_error(e: ClientWriteError<u64, crate::raft::MemberInfo>) -> EtcdError {
         ClientWriteError::ForwardToLeader(f) if f.leader_id.is_some() => EtcdError::NotLeader,
         ClientWriteError::ForwardToLeader(_) => EtcdError::NoLeader,
         ClientWriteError::ChangeMembershipError(_) => EtcdError::NotLeader,
-    }
-}
-
-/// Raft errors of a read barrier, as etcd reports them.
-pub fn read_error(
-    e: RaftError<u64, openraft::error::CheckIsLeaderError<u64, crate::raft::MemberInfo>>,
-) -> EtcdError {
-    use openraft::error::CheckIsLeaderError;
-    match e {
-        RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) if f.leader_id.is_some() => {
-            EtcdError::NotLeader
-        }
-        RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)) => EtcdError::NoLeader,
-        RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)) => EtcdError::Timeout,
-        RaftError::Fatal(_) => EtcdError::Stopped,
     }
 }

@@ -8,7 +8,8 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::proposer::read_error;
+use openraft::error::{CheckIsLeaderError, RaftError};
+
 use crate::error::EtcdError;
 use crate::raft::Raft;
 
@@ -56,5 +57,17 @@ async fn run(raft: Raft, mut queue: mpsc::Receiver<Waiter>) {
             // A reader that gave up no longer needs the answer.
             let _ = waiter.send(outcome);
         }
+    }
+}
+
+/// Raft errors of a read barrier, as etcd reports them.
+fn read_error(e: RaftError<u64, CheckIsLeaderError<u64, crate::raft::MemberInfo>>) -> EtcdError {
+    match e {
+        RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) if f.leader_id.is_some() => {
+            EtcdError::NotLeader
+        }
+        RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)) => EtcdError::NoLeader,
+        RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)) => EtcdError::Timeout,
+        RaftError::Fatal(_) => EtcdError::Stopped,
     }
 }

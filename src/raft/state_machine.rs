@@ -17,7 +17,7 @@ use std::sync::Arc;
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError};
 use rocksdb::WriteBatch;
-use tokio::io::{AsyncReadExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 
 use super::{BatchResults, LogId, MemberInfo, StoredMembership, TypeConfig};
 use crate::apply::apply_request;
@@ -62,15 +62,8 @@ impl StateMachine {
     ) -> Result<StateMachine, StorageError<u64>> {
         std::fs::create_dir_all(&snapshot_dir).map_err(sm_write_err)?;
         let meta = storage.cf(CF_META);
-        let get = |key: &[u8]| storage.db().get_cf(meta, key).map_err(sm_read_err);
-        let applied = match get(META_APPLIED)? {
-            Some(b) => bincode::deserialize(&b).map_err(sm_read_err)?,
-            None => None,
-        };
-        let membership = match get(META_MEMBERSHIP)? {
-            Some(b) => bincode::deserialize(&b).map_err(sm_read_err)?,
-            None => StoredMembership::default(),
-        };
+        let (applied, membership) =
+            read_applied_state(|key| storage.db().get_cf(meta, key).map_err(sm_read_err))?;
         Ok(StateMachine {
             storage,
             mvcc,
@@ -107,7 +100,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         .requests
                         .iter()
                         .map(|request| apply_request(&mut guard, request))
-                        .collect(),
+                        .collect::<Result<_, _>>()
+                        // Storage failed: stop here, before this member diverges.
+                        .map_err(|e| StorageIOError::apply(entry.log_id, &e))?,
                 },
                 EntryPayload::Membership(membership) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), membership);
@@ -153,13 +148,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &Meta,
         snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError<u64>> {
+        snapshot.sync_all().await.map_err(snapshot_err)?;
         drop(snapshot);
         let received = self.snapshot_dir.join("receiving.part");
         let path = snapshot_path(&self.snapshot_dir, meta);
         write_meta_file(&path, meta).await?;
-        tokio::fs::rename(&received, &path)
-            .await
-            .map_err(snapshot_err)?;
+        publish(&received, &path).await?;
         load_snapshot_into_storage(&self.storage, &path).await?;
         self.mvcc.reload().map_err(sm_write_err)?;
         self.applied = meta.last_log_id;
@@ -191,41 +185,32 @@ pub struct SnapshotBuilder {
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
         // Holding the store for writing pins an entry boundary: no apply is half-done.
-        let db_snapshot_storage = self.storage.clone();
+        let storage = &self.storage;
         let (records_path, meta) = {
             let guard = self.mvcc.write();
-            let snap = db_snapshot_storage.db().snapshot();
+            let snap = storage.db().snapshot();
             drop(guard);
-            let meta_cf = db_snapshot_storage.cf(CF_META);
-            let read = |key: &[u8]| snap.get_cf(meta_cf, key).map_err(sm_read_err);
-            let applied: Option<LogId> = match read(META_APPLIED)? {
-                Some(b) => bincode::deserialize(&b).map_err(sm_read_err)?,
-                None => None,
-            };
-            let membership: StoredMembership = match read(META_MEMBERSHIP)? {
-                Some(b) => bincode::deserialize(&b).map_err(sm_read_err)?,
-                None => StoredMembership::default(),
-            };
+            let meta_cf = storage.cf(CF_META);
+            let (applied, membership) =
+                read_applied_state(|key| snap.get_cf(meta_cf, key).map_err(sm_read_err))?;
             let meta = Meta {
                 last_log_id: applied,
                 last_membership: membership,
-                snapshot_id: format!(
-                    "{}-{}",
-                    applied.map(|l| l.leader_id.term).unwrap_or(0),
-                    applied.map(|l| l.index).unwrap_or(0)
-                ),
+                snapshot_id: applied.map_or("0-0-0".to_string(), |l| {
+                    format!("{}-{}-{}", l.leader_id.term, l.leader_id.node_id, l.index)
+                }),
             };
             let path = snapshot_path(&self.snapshot_dir, &meta);
             let tmp = path.with_extension("tmp");
             // Written synchronously from the RocksDB snapshot: a blocking section, but it
             // streams record by record and never holds the state in memory.
-            let result =
-                tokio::task::block_in_place(|| write_records(&db_snapshot_storage, &snap, &tmp));
-            result.map_err(snapshot_err)?;
-            std::fs::rename(&tmp, &path).map_err(snapshot_err)?;
+            tokio::task::block_in_place(|| write_records(storage, &snap, &tmp))
+                .map_err(snapshot_err)?;
+            // The meta first: a `.snap` is only ever visible with its meta beside it.
+            write_meta_file(&path, &meta).await?;
+            publish(&tmp, &path).await?;
             (path, meta)
         };
-        write_meta_file(&records_path, &meta).await?;
         remove_other_snapshots(&self.snapshot_dir, &records_path).await;
         let file = tokio::fs::File::open(&records_path)
             .await
@@ -235,6 +220,34 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             snapshot: Box::new(file),
         })
     }
+}
+
+/// The applied log id and membership, as a batch of applied entries last stored them.
+fn read_applied_state(
+    read: impl Fn(&[u8]) -> Result<Option<Vec<u8>>, StorageError<u64>>,
+) -> Result<(Option<LogId>, StoredMembership), StorageError<u64>> {
+    let applied = match read(META_APPLIED)? {
+        Some(b) => bincode::deserialize(&b).map_err(sm_read_err)?,
+        None => None,
+    };
+    let membership = match read(META_MEMBERSHIP)? {
+        Some(b) => bincode::deserialize(&b).map_err(sm_read_err)?,
+        None => StoredMembership::default(),
+    };
+    Ok((applied, membership))
+}
+
+/// Renames a fully written, synced file into place and syncs the directory, so the new
+/// name survives a crash.
+async fn publish(tmp: &Path, path: &Path) -> Result<(), StorageError<u64>> {
+    tokio::fs::rename(tmp, path).await.map_err(snapshot_err)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    tokio::fs::File::open(dir)
+        .await
+        .map_err(snapshot_err)?
+        .sync_all()
+        .await
+        .map_err(snapshot_err)
 }
 
 fn snapshot_path(dir: &Path, meta: &Meta) -> PathBuf {
@@ -247,9 +260,12 @@ fn meta_path(snapshot: &Path) -> PathBuf {
 
 async fn write_meta_file(snapshot: &Path, meta: &Meta) -> Result<(), StorageError<u64>> {
     let bytes = serde_json::to_vec(meta).map_err(snapshot_err)?;
-    tokio::fs::write(meta_path(snapshot), bytes)
-        .await
-        .map_err(snapshot_err)
+    let path = meta_path(snapshot);
+    let tmp = path.with_extension("meta.tmp");
+    let mut file = tokio::fs::File::create(&tmp).await.map_err(snapshot_err)?;
+    file.write_all(&bytes).await.map_err(snapshot_err)?;
+    file.sync_all().await.map_err(snapshot_err)?;
+    publish(&tmp, &path).await
 }
 
 /// Streams the snapshot's records: tag byte, key length, key, value length, value.
@@ -327,7 +343,10 @@ async fn latest_snapshot(dir: &Path) -> Result<Option<(PathBuf, Meta)>, StorageE
         let Ok(bytes) = tokio::fs::read(meta_path(&path)).await else {
             continue;
         };
-        let meta: Meta = serde_json::from_slice(&bytes).map_err(snapshot_err)?;
+        let Ok(meta) = serde_json::from_slice::<Meta>(&bytes) else {
+            tracing::warn!(path = %path.display(), "ignoring a snapshot whose meta does not parse");
+            continue;
+        };
         if best
             .as_ref()
             .is_none_or(|(_, b)| b.last_log_id < meta.last_log_id)
@@ -338,6 +357,8 @@ async fn latest_snapshot(dir: &Path) -> Result<Option<(PathBuf, Meta)>, StorageE
     Ok(best)
 }
 
+/// Removes every file but the kept snapshot and its meta: older snapshots and the leftovers
+/// of interrupted builds or transfers.
 async fn remove_other_snapshots(dir: &Path, keep: &Path) {
     let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
         return;
@@ -345,8 +366,7 @@ async fn remove_other_snapshots(dir: &Path, keep: &Path) {
     let keep_meta = meta_path(keep);
     while let Ok(Some(entry)) = entries.next_entry().await {
         let path = entry.path();
-        let ext = path.extension().and_then(|e| e.to_str());
-        if matches!(ext, Some("snap") | Some("meta")) && path != keep && path != keep_meta {
+        if path != keep && path != keep_meta {
             let _ = tokio::fs::remove_file(&path).await;
         }
     }
