@@ -3,8 +3,10 @@
 //! `append` writes entries to RocksDB unsynced (so they are readable at once, as openraft
 //! requires) and hands the flush callback to one flusher thread. The flusher takes every
 //! callback queued while the previous fsync ran, syncs the write-ahead log once, and then
-//! reports all of them durable: N concurrent appends cost one fsync. Raft acknowledges a
-//! write only after its entry's callback fires, so no acknowledged write is lost.
+//! reports all of them durable: N outstanding appends cost one fsync, and no fsync runs on
+//! an async worker. (openraft 0.9 waits for each flush before appending again, so N is 1
+//! there; batching happens in `node::proposer`.) Raft acknowledges a write only after its
+//! entry's callback fires, so no acknowledged write is lost.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
