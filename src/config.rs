@@ -12,6 +12,8 @@ use url::Url;
 
 /// The etcd release whose API Cairn serves; reported by `Status` and `--version`.
 pub const ETCD_API_VERSION: &str = "3.4.0";
+/// The cluster version Cairn members agree on (etcd's major.minor).
+pub const ETCD_CLUSTER_VERSION: &str = "3.4";
 /// Cairn's own version.
 pub const CAIRN_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -99,6 +101,31 @@ pub struct Flags {
     /// debug, info, warn, error, panic or fatal.
     #[arg(long, env = "ETCD_LOG_LEVEL")]
     pub log_level: Option<String>,
+    /// Maximum concurrent gRPC streams per client connection.
+    #[arg(long, env = "ETCD_MAX_CONCURRENT_STREAMS")]
+    pub max_concurrent_streams: Option<u32>,
+
+    // Accepted for compatibility with etcd's command lines; Cairn has nothing to configure
+    // with them (it always logs to stderr) or does not serve what they enable yet. Each is
+    // reported at start-up when set.
+    /// etcd's logger choice; Cairn has one logger.
+    #[arg(long, env = "ETCD_LOGGER")]
+    pub logger: Option<String>,
+    /// etcd's log destinations; Cairn logs to stderr.
+    #[arg(long, env = "ETCD_LOG_OUTPUTS", alias = "log-output")]
+    pub log_outputs: Option<String>,
+    /// Serve etcd's v2 API: not served by Cairn.
+    #[arg(long, env = "ETCD_ENABLE_V2", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub enable_v2: Option<bool>,
+    /// Refuse membership changes that would lose quorum (membership changes: not yet).
+    #[arg(long, env = "ETCD_STRICT_RECONFIG_CHECK", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub strict_reconfig_check: Option<bool>,
+    /// Compare data hashes with peers before serving (multi-member clusters: not yet).
+    #[arg(long, env = "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub experimental_initial_corrupt_check: Option<bool>,
+    /// Auth token type (auth: not yet).
+    #[arg(long, env = "ETCD_AUTH_TOKEN")]
+    pub auth_token: Option<String>,
 }
 
 /// The `--config-file` YAML: etcd's keys, all optional.
@@ -161,6 +188,9 @@ pub struct Config {
     pub max_txn_ops: u64,
     pub auto_compaction: AutoCompaction,
     pub log_level: String,
+    pub max_concurrent_streams: Option<u32>,
+    /// Flags given that Cairn accepts but does not act on, each with the reason.
+    pub ignored: Vec<String>,
 }
 
 impl Config {
@@ -283,6 +313,31 @@ impl Config {
                 ))
             }
         };
+        let mut ignored = Vec::new();
+        if let Some(v) = &f.logger {
+            ignored.push(format!(
+                "--logger={v}: Cairn has one logger, writing to stderr"
+            ));
+        }
+        if let Some(v) = &f.log_outputs {
+            ignored.push(format!("--log-outputs={v}: Cairn logs to stderr"));
+        }
+        if f.enable_v2 == Some(true) {
+            ignored.push("--enable-v2: Cairn does not serve etcd's v2 API".to_string());
+        }
+        if f.strict_reconfig_check.is_some() {
+            ignored
+                .push("--strict-reconfig-check: membership changes are not built yet".to_string());
+        }
+        if f.experimental_initial_corrupt_check == Some(true) {
+            ignored.push(
+                "--experimental-initial-corrupt-check: no peers to compare with (multi-member clusters are not built yet)"
+                    .to_string(),
+            );
+        }
+        if let Some(v) = &f.auth_token {
+            ignored.push(format!("--auth-token={v}: auth is not built yet"));
+        }
         let log_level = f.log_level.unwrap_or_else(|| "info".to_string());
         if !["debug", "info", "warn", "error", "panic", "fatal"].contains(&log_level.as_str()) {
             return Err(format!("unknown log level {log_level:?}"));
@@ -310,6 +365,8 @@ impl Config {
             max_txn_ops: f.max_txn_ops.unwrap_or(default::MAX_TXN_OPS),
             auto_compaction,
             log_level,
+            max_concurrent_streams: f.max_concurrent_streams,
+            ignored,
         })
     }
 }
@@ -437,6 +494,15 @@ mod tests {
         ])
         .unwrap_err();
         assert!(err.contains("couldn't find local name"), "{err}");
+    }
+
+    #[test]
+    fn go_style_bool_flags() {
+        let c = parse(&["--enable-v2", "--strict-reconfig-check=false"]).unwrap();
+        assert_eq!(c.ignored.len(), 2, "{:?}", c.ignored);
+        let c = parse(&["--enable-v2=false"]).unwrap();
+        assert!(c.ignored.is_empty());
+        assert!(parse(&["--enable-v2=maybe"]).is_err());
     }
 
     #[test]

@@ -68,6 +68,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let listeners = api::bind(&addrs)
         .await
         .with_context(|| format!("cannot listen on client URLs {addrs:?}"))?;
+    for note in &config.ignored {
+        tracing::warn!("accepted but ignored: {note}");
+    }
     let node = Node::start(&config).await?;
     tracing::info!(
         name = %config.name,
@@ -92,6 +95,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if !signalled {
         auto_compaction = cairn::auto_compaction::spawn(node.clone(), config.auto_compaction);
         health.set(true).await;
+        // etcd prints these two when a member has joined its cluster and agreed on the
+        // cluster version; etcd's own end-to-end suite waits for them.
+        tracing::info!(
+            "enabled capabilities for version {}",
+            cairn::config::ETCD_CLUSTER_VERSION
+        );
+        tracing::info!(
+            "published {{Name:{} ClientURLs:{:?}}} to cluster {:x}",
+            config.name,
+            node.identity.client_urls,
+            node.identity.cluster_id
+        );
         tracing::info!("ready to serve client requests");
         for addr in &addrs {
             tracing::info!("serving insecure client requests on {addr}");

@@ -97,6 +97,7 @@ pub async fn serve(
         .build_v1alpha()?;
 
     let router = Server::builder()
+        .max_concurrent_streams(node.limits.max_concurrent_streams)
         .layer(tower::util::MapResponseLayer::new(
             transport_errors::oversized_message_as_grpc_go,
         ))

@@ -35,6 +35,8 @@ const KEY_IDENTITY: &[u8] = b"identity";
 pub struct Limits {
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
+    /// gRPC streams per client connection; None is unlimited, as etcd's default.
+    pub max_concurrent_streams: Option<u32>,
 }
 
 pub struct Node {
@@ -106,6 +108,7 @@ impl Node {
             limits: Limits {
                 max_request_bytes: config.max_request_bytes as usize,
                 max_txn_ops: config.max_txn_ops as usize,
+                max_concurrent_streams: config.max_concurrent_streams,
             },
             proposer,
             read_barrier,
