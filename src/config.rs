@@ -126,6 +126,22 @@ pub struct Flags {
     /// Auth token type (auth: not yet).
     #[arg(long, env = "ETCD_AUTH_TOKEN")]
     pub auth_token: Option<String>,
+    /// Peer TLS settings. Accepted because there is no peer traffic to protect yet: the peer
+    /// transport arrives with multi-member clusters, and must honour them then.
+    #[arg(long, env = "ETCD_PEER_AUTO_TLS", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub peer_auto_tls: Option<bool>,
+    #[arg(long, env = "ETCD_PEER_CERT_FILE")]
+    pub peer_cert_file: Option<String>,
+    #[arg(long, env = "ETCD_PEER_KEY_FILE")]
+    pub peer_key_file: Option<String>,
+    #[arg(long, env = "ETCD_PEER_TRUSTED_CA_FILE")]
+    pub peer_trusted_ca_file: Option<String>,
+    #[arg(long, env = "ETCD_PEER_CLIENT_CERT_AUTH", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub peer_client_cert_auth: Option<bool>,
+    #[arg(long, env = "ETCD_PEER_CERT_ALLOWED_CN")]
+    pub peer_cert_allowed_cn: Option<String>,
+    #[arg(long, env = "ETCD_PEER_CERT_ALLOWED_HOSTNAME")]
+    pub peer_cert_allowed_hostname: Option<String>,
 }
 
 /// The `--config-file` YAML: etcd's keys, all optional.
@@ -338,6 +354,25 @@ impl Config {
         if let Some(v) = &f.auth_token {
             ignored.push(format!("--auth-token={v}: auth is not built yet"));
         }
+        if f.quota_backend_bytes.is_some_and(|q| q > 0) {
+            ignored.push(
+                "--quota-backend-bytes: the space quota (NOSPACE alarm) is not enforced yet"
+                    .to_string(),
+            );
+        }
+        let peer_tls_given = f.peer_auto_tls == Some(true)
+            || f.peer_cert_file.is_some()
+            || f.peer_key_file.is_some()
+            || f.peer_trusted_ca_file.is_some()
+            || f.peer_client_cert_auth == Some(true)
+            || f.peer_cert_allowed_cn.is_some()
+            || f.peer_cert_allowed_hostname.is_some();
+        if peer_tls_given {
+            ignored.push(
+                "peer TLS flags: no peer traffic yet (multi-member clusters are not built)"
+                    .to_string(),
+            );
+        }
         let log_level = f.log_level.unwrap_or_else(|| "info".to_string());
         if !["debug", "info", "warn", "error", "panic", "fatal"].contains(&log_level.as_str()) {
             return Err(format!("unknown log level {log_level:?}"));
@@ -412,15 +447,24 @@ fn parse_go_duration(s: &str) -> Option<Duration> {
     Some(Duration::from_secs_f64(seconds))
 }
 
-/// Parses a comma-separated URL list as etcd does: http(s) scheme, host and port required.
+/// Parses a comma-separated URL list as etcd does: http(s) scheme (for peer URLs also
+/// unix(s)), host and port required.
 pub fn parse_urls(flag: &str, list: &str) -> Result<Vec<Url>, String> {
+    let schemes: &[&str] = if flag.contains("peer") || flag == "initial-cluster" {
+        &["http", "https", "unix", "unixs"]
+    } else {
+        &["http", "https"]
+    };
     list.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|s| {
             let url = Url::parse(s).map_err(|e| format!("--{flag}: invalid URL {s:?}: {e}"))?;
-            if url.scheme() != "http" && url.scheme() != "https" {
-                return Err(format!("--{flag}: URL scheme must be http or https: {s}"));
+            if !schemes.contains(&url.scheme()) {
+                return Err(format!(
+                    "--{flag}: URL scheme must be one of {}: {s}",
+                    schemes.join(", ")
+                ));
             }
             if url.host_str().is_none() || url.port().is_none() {
                 return Err(format!(
@@ -503,6 +547,15 @@ mod tests {
         let c = parse(&["--enable-v2=false"]).unwrap();
         assert!(c.ignored.is_empty());
         assert!(parse(&["--enable-v2=maybe"]).is_err());
+    }
+
+    #[test]
+    fn client_tls_is_refused_not_ignored() {
+        // Serving plaintext to a user who asked for TLS would be a silent downgrade.
+        assert!(parse(&["--cert-file", "a.crt"]).is_err());
+        assert!(parse(&["--auto-tls"]).is_err());
+        let c = parse(&["--peer-auto-tls", "--peer-cert-file", "p.crt"]).unwrap();
+        assert_eq!(c.ignored.len(), 1);
     }
 
     #[test]

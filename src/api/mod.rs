@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
@@ -126,7 +126,16 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
 
-    let incoming = futures::stream::select_all(listeners.into_iter().map(TcpListenerStream::new));
+    // Small responses must leave at once: without TCP_NODELAY, Nagle's algorithm meets the
+    // client's delayed ACK and a reply can wait ~40 ms.
+    let incoming = futures::stream::select_all(listeners.into_iter().map(TcpListenerStream::new))
+        .map(|accepted| {
+            accepted.inspect(|stream| {
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY on a client connection");
+                }
+            })
+        });
     let task = tokio::spawn(async move {
         if let Err(e) = router
             .serve_with_incoming_shutdown(incoming, shutdown)

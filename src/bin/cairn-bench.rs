@@ -113,6 +113,7 @@ enum Cmd {
     TxnPut {
         #[command(flatten)]
         keys: KeyArgs,
+        /// Puts per txn.
         #[arg(long, default_value_t = 1)]
         txn_ops: usize,
     },
@@ -148,10 +149,13 @@ enum Cmd {
 
 #[derive(Args, Debug)]
 struct KeyArgs {
+    /// Key size in bytes: the key number as a Go varint, zero-padded.
     #[arg(long, default_value_t = 8)]
     key_size: usize,
+    /// Value size in bytes.
     #[arg(long, default_value_t = 8)]
     val_size: usize,
+    /// Number of distinct keys.
     #[arg(long, default_value_t = 1)]
     key_space_size: u64,
 }
