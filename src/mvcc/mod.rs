@@ -378,6 +378,11 @@ impl<'a> WriteBatchGuard<'a> {
         self.state.current_rev
     }
 
+    /// Bytes of changes waiting for `commit`.
+    pub fn pending_bytes(&self) -> usize {
+        self.batch.size_in_bytes()
+    }
+
     /// The storage batch, for metadata that must commit atomically with these changes.
     pub fn batch_mut(&mut self) -> &mut WriteBatch {
         &mut self.batch

@@ -21,12 +21,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 
 use super::{BatchResults, LogId, MemberInfo, StoredMembership, TypeConfig};
 use crate::apply::apply_request;
-use crate::mvcc::Mvcc;
+use crate::mvcc::{Mvcc, WriteBatchGuard};
 use crate::proto::cairnraftpb::ApplyResults;
 use crate::storage::{Storage, CF_KV, CF_META};
 
 const META_APPLIED: &[u8] = b"applied";
 const META_MEMBERSHIP: &[u8] = b"membership";
+/// Bounds on what one storage commit of applied entries holds.
+const MAX_ENTRIES_PER_COMMIT: usize = 64;
+const MAX_BYTES_PER_COMMIT: usize = 32 << 20;
 /// Records written per storage batch while installing a snapshot.
 const INSTALL_RECORDS_PER_BATCH: usize = 10_000;
 /// Column families a snapshot carries, by their tag in the stream.
@@ -74,6 +77,18 @@ impl StateMachine {
     }
 }
 
+impl StateMachine {
+    /// Commits applied changes with the applied log id and membership they bring us to.
+    fn commit(&self, mut guard: WriteBatchGuard<'_>) -> Result<(), StorageError<u64>> {
+        let meta = self.storage.cf(CF_META);
+        let applied = bincode::serialize(&self.applied).map_err(sm_write_err)?;
+        let membership = bincode::serialize(&self.membership).map_err(sm_write_err)?;
+        guard.batch_mut().put_cf(meta, META_APPLIED, applied);
+        guard.batch_mut().put_cf(meta, META_MEMBERSHIP, membership);
+        guard.commit().map_err(sm_write_err)
+    }
+}
+
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
@@ -88,7 +103,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = openraft::Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
-        let mut guard = self.mvcc.write();
+        // Long runs of entries (a restart re-applying its log) are committed in bounded
+        // pieces: memory stays bounded, and readers get the lock back in between.
+        let mvcc = self.mvcc.clone();
+        let mut guard = mvcc.write();
+        let mut uncommitted_entries = 0;
         let mut replies = Vec::new();
         for entry in entries {
             self.applied = Some(entry.log_id);
@@ -110,13 +129,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             };
             replies.push(BatchResults(results));
+            uncommitted_entries += 1;
+            if uncommitted_entries >= MAX_ENTRIES_PER_COMMIT
+                || guard.pending_bytes() >= MAX_BYTES_PER_COMMIT
+            {
+                self.commit(guard)?;
+                guard = mvcc.write();
+                uncommitted_entries = 0;
+            }
         }
-        let meta = self.storage.cf(CF_META);
-        let applied = bincode::serialize(&self.applied).map_err(sm_write_err)?;
-        let membership = bincode::serialize(&self.membership).map_err(sm_write_err)?;
-        guard.batch_mut().put_cf(meta, META_APPLIED, applied);
-        guard.batch_mut().put_cf(meta, META_MEMBERSHIP, membership);
-        guard.commit().map_err(sm_write_err)?;
+        self.commit(guard)?;
         Ok(replies)
     }
 
