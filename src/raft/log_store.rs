@@ -80,7 +80,16 @@ impl LogStore {
         let mut batch = WriteBatch::default();
         let bytes = bincode::serialize(value).map_err(write_err)?;
         batch.put_cf(self.storage.cf(CF_RAFT_STATE), key, bytes);
-        self.storage.write(batch, sync).map_err(write_err)
+        self.write(batch, sync)
+    }
+
+    /// A synced write blocks on fsync: let the runtime move other tasks off this thread.
+    fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), StorageError<u64>> {
+        if sync {
+            tokio::task::block_in_place(|| self.storage.write(batch, true)).map_err(write_err)
+        } else {
+            self.storage.write(batch, false).map_err(write_err)
+        }
     }
 }
 
@@ -205,7 +214,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             index_key(u64::MAX),
         );
         batch.delete_cf(self.storage.cf(CF_RAFT_LOG), index_key(u64::MAX));
-        self.storage.write(batch, true).map_err(write_err)
+        self.write(batch, true)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError<u64>> {
@@ -218,6 +227,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             index_key(log_id.index + 1),
         );
         // Synced: the purge must not outlive, on disk, the state it relies on being durable.
-        self.storage.write(batch, true).map_err(write_err)
+        self.write(batch, true)
     }
 }
