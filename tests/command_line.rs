@@ -25,7 +25,10 @@ fn unknown_flag_fails_with_a_clear_message() {
 
 #[test]
 fn client_tls_is_refused_rather_than_served_in_plaintext() {
-    let out = cairn().args(["--cert-file", "server.crt"]).output().unwrap();
+    let out = cairn()
+        .args(["--cert-file", "server.crt"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
 }
 

@@ -76,8 +76,21 @@ impl Maintenance for MaintenanceService {
         Err(not_yet("Maintenance.Hash"))
     }
 
-    async fn hash_kv(&self, _: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
-        Err(not_yet("Maintenance.HashKV"))
+    async fn hash_kv(
+        &self,
+        request: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        let mvcc = self.node.mvcc.clone();
+        let rev = request.get_ref().revision;
+        // Reads the whole history: off the async workers.
+        let hashed = tokio::task::spawn_blocking(move || mvcc.hash_kv(rev))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(HashKvResponse {
+            header: Some(self.node.header(hashed.current_rev)),
+            hash: hashed.hash,
+            compact_revision: hashed.compact_rev,
+        }))
     }
 
     type SnapshotStream = BoxStream<SnapshotResponse>;

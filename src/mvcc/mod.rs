@@ -6,6 +6,7 @@
 //! stays readable until compacted. Knows nothing of requests or Raft: `apply` drives it.
 //! May call `storage` only.
 
+mod hash;
 mod index;
 mod revision;
 
@@ -16,6 +17,7 @@ use prost::Message;
 use rocksdb::WriteBatch;
 use tokio::sync::{mpsc, watch};
 
+pub use hash::HashKv;
 pub use index::RangeEnd;
 use index::{IndexEntry, KeyIndex};
 pub use revision::Revision;
@@ -466,9 +468,9 @@ impl WriteTxn<'_, '_> {
         for k in &keys {
             let rev = self.next_rev();
             self.guard.state.index.tombstone(k, rev);
+            // The key alone, as etcd stores a tombstone.
             let tombstone = KeyValue {
                 key: k.clone(),
-                mod_revision: rev.main,
                 ..KeyValue::default()
             };
             let cf = self.guard.mvcc.storage.cf(CF_KV);

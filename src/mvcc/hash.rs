@@ -1,0 +1,156 @@
+//! `HashKV`: a CRC-32C over the stored history up to a revision, computed over exactly the
+//! bytes etcd hashes (its bucket name, its revision keys, the encoded `KeyValue`s), so a
+//! Cairn member and an etcd member holding the same history report the same hash.
+
+use std::collections::HashSet;
+
+use prost::Message;
+
+use super::index::KeyIndex;
+use super::revision::Revision;
+use super::Mvcc;
+use crate::error::EtcdError;
+use crate::proto::mvccpb::KeyValue;
+use crate::storage::CF_KV;
+
+/// etcd's name for the bucket of revisions; part of what it hashes.
+const KEY_BUCKET_NAME: &[u8] = b"key";
+
+pub struct HashKv {
+    pub hash: u32,
+    pub current_rev: i64,
+    pub compact_rev: i64,
+}
+
+impl Mvcc {
+    /// The hash of history up to `rev` (0: the current revision).
+    pub fn hash_kv(&self, rev: i64) -> Result<HashKv, EtcdError> {
+        let (rev, current_rev, compact_rev, keep, snapshot) = {
+            let state = self.state.read().expect("mvcc lock");
+            if rev > 0 && rev <= state.compact_rev {
+                return Err(EtcdError::Compacted);
+            }
+            if rev > state.current_rev {
+                return Err(EtcdError::FutureRev);
+            }
+            let rev = if rev == 0 { state.current_rev } else { rev };
+            let keep = kept_at(&state.index, rev);
+            let snapshot = self.storage.db().snapshot();
+            (rev, state.current_rev, state.compact_rev, keep, snapshot)
+        };
+        let mut crc = Crc32c::default();
+        crc.update(KEY_BUCKET_NAME);
+        let cf = self.storage.cf(CF_KV);
+        for item in snapshot.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+            let (key, value) = item.map_err(|_| EtcdError::Corrupt)?;
+            let (r, tombstone) = Revision::from_key(&key).ok_or(EtcdError::Corrupt)?;
+            if r.main > rev {
+                break;
+            }
+            // Revisions a compaction made unreachable may still be on disk: etcd skips
+            // them, unless nothing is kept at all.
+            if r.main <= compact_rev && !keep.is_empty() && !keep.contains(&r) {
+                continue;
+            }
+            crc.update(&etcd_revision_key(r, tombstone));
+            if tombstone {
+                // etcd's tombstone holds the key alone.
+                let kv = KeyValue::decode(&*value).map_err(|_| EtcdError::Corrupt)?;
+                crc.update(
+                    &KeyValue {
+                        key: kv.key,
+                        ..KeyValue::default()
+                    }
+                    .encode_to_vec(),
+                );
+            } else {
+                crc.update(&value);
+            }
+        }
+        Ok(HashKv {
+            hash: crc.finish(),
+            current_rev,
+            compact_rev,
+        })
+    }
+}
+
+/// What a compaction at `rev` would keep: each key's latest revision at `rev`, unless the
+/// key was deleted then (etcd's `Keep`).
+fn kept_at(index: &KeyIndex, rev: i64) -> HashSet<Revision> {
+    let mut keep = HashSet::new();
+    index.range(b"", super::RangeEnd::Unbounded, rev, |_, entry| {
+        keep.insert(entry.rev);
+        true
+    });
+    keep
+}
+
+/// etcd's revision key: 8 bytes main, '_', 8 bytes sub, and 't' for a tombstone.
+fn etcd_revision_key(rev: Revision, tombstone: bool) -> Vec<u8> {
+    let mut key = Vec::with_capacity(18);
+    key.extend_from_slice(&rev.main.to_be_bytes());
+    key.push(b'_');
+    key.extend_from_slice(&rev.sub.to_be_bytes());
+    if tombstone {
+        key.push(b't');
+    }
+    key
+}
+
+/// CRC-32 with the Castagnoli polynomial, as Go's `crc32.MakeTable(crc32.Castagnoli)`.
+struct Crc32c {
+    state: u32,
+}
+
+impl Default for Crc32c {
+    fn default() -> Self {
+        Crc32c { state: !0 }
+    }
+}
+
+const CASTAGNOLI_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut bit = 0;
+        while bit < 8 {
+            c = if c & 1 == 1 {
+                (c >> 1) ^ 0x82F6_3B78
+            } else {
+                c >> 1
+            };
+            bit += 1;
+        }
+        table[i] = c;
+        i += 1;
+    }
+    table
+};
+
+impl Crc32c {
+    fn update(&mut self, data: &[u8]) {
+        for &b in data {
+            self.state =
+                CASTAGNOLI_TABLE[((self.state ^ b as u32) & 0xff) as usize] ^ (self.state >> 8);
+        }
+    }
+
+    fn finish(&self) -> u32 {
+        !self.state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32c_check_value() {
+        // The standard check value of CRC-32C.
+        let mut c = Crc32c::default();
+        c.update(b"123456789");
+        assert_eq!(c.finish(), 0xE306_9283);
+    }
+}
