@@ -72,6 +72,7 @@ async fn reflection_lists_etcd_services() {
         "etcdserverpb.Auth",
         "v3lockpb.Lock",
         "v3electionpb.Election",
+        "grpc.health.v1.Health",
     ] {
         assert!(
             names.iter().any(|n| n == expected),
