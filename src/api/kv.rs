@@ -55,7 +55,7 @@ impl Kv for KvService {
         if !r.serializable {
             self.node.read_barrier().await?;
         }
-        let mut response = apply::range(&*self.node.mvcc, &r)?;
+        let mut response = apply::range(&self.node.mvcc.read_view(), &r)?;
         response.header = self.header(response.header);
         Ok(Response::new(response))
     }
@@ -98,7 +98,7 @@ impl Kv for KvService {
             if !apply::txn::is_serializable(&r) {
                 self.node.read_barrier().await?;
             }
-            let view = apply::txn::ReadOnly(self.node.mvcc.read_view());
+            let view = self.node.mvcc.read_view();
             let mut response = apply::txn::txn(&mut { view }, &r)?;
             response.header = self.header(response.header);
             return Ok(Response::new(response));

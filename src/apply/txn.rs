@@ -6,7 +6,7 @@
 
 use super::put::CheckOrder;
 use crate::error::EtcdError;
-use crate::mvcc::{KvRead, RangeEnd, RangeOptions, RangeResult, WriteTxn};
+use crate::mvcc::{KvRead, RangeEnd, RangeOptions, ReadView, WriteTxn};
 use crate::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use crate::proto::etcdserverpb::request_op::Request;
 use crate::proto::etcdserverpb::response_op::Response;
@@ -40,29 +40,8 @@ impl TxnTarget for WriteTxn<'_, '_> {
     }
 }
 
-/// A read-only transaction over committed state; `is_read_only` must hold for it.
-pub struct ReadOnly<V>(pub V);
-
-impl<V: KvRead> KvRead for ReadOnly<V> {
-    fn rev(&self) -> i64 {
-        self.0.rev()
-    }
-
-    fn compact_rev(&self) -> i64 {
-        self.0.compact_rev()
-    }
-
-    fn range(
-        &self,
-        key: &[u8],
-        end: RangeEnd<'_>,
-        opts: RangeOptions,
-    ) -> Result<RangeResult, EtcdError> {
-        self.0.range(key, end, opts)
-    }
-}
-
-impl<V: KvRead> TxnTarget for ReadOnly<V> {
+/// A read-only transaction runs on a view of committed state; `is_read_only` must hold.
+impl TxnTarget for ReadView<'_> {
     fn put(&mut self, _: &PutRequest) -> Result<PutResponse, EtcdError> {
         unreachable!("read-only transactions are checked to hold no puts")
     }

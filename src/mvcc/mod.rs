@@ -163,25 +163,6 @@ impl Mvcc {
     }
 }
 
-impl KvRead for Mvcc {
-    fn rev(&self) -> i64 {
-        self.current_rev()
-    }
-
-    fn compact_rev(&self) -> i64 {
-        Mvcc::compact_rev(self)
-    }
-
-    fn range(
-        &self,
-        key: &[u8],
-        end: RangeEnd<'_>,
-        opts: RangeOptions,
-    ) -> Result<RangeResult, EtcdError> {
-        self.read_view().range(key, end, opts)
-    }
-}
-
 /// Values fetched by revision; a revision the index names but storage lacks is corruption.
 fn decode_values(
     values: Vec<Result<Option<Vec<u8>>, rocksdb::Error>>,
