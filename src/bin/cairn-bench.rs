@@ -119,29 +119,15 @@ enum Cmd {
     },
     /// N watchers on one key; --clients workers put to it. Reports events delivered per second.
     Watch {
-        #[arg(long, default_value_t = 100)]
-        watchers: usize,
-        #[arg(long, default_value_t = 1_000)]
-        puts: u64,
-        #[arg(long, default_value_t = 8)]
-        val_size: usize,
-        /// Event latency runs from the put's acknowledgement, or from sending it (as etcd's).
-        #[arg(long, value_enum, default_value = "ack")]
-        since: Since,
+        #[command(flatten)]
+        watch: WatchArgs,
     },
     /// Latency from put acknowledgement to event receipt, per watcher, at a fixed put rate.
     WatchLatency {
-        #[arg(long, default_value_t = 100)]
-        watchers: usize,
+        #[command(flatten)]
+        watch: WatchArgs,
         #[arg(long, default_value_t = 200)]
         put_rate: u64,
-        #[arg(long, default_value_t = 1_000)]
-        puts: u64,
-        #[arg(long, default_value_t = 8)]
-        val_size: usize,
-        /// Event latency runs from the put's acknowledgement, or from sending it (as etcd's).
-        #[arg(long, value_enum, default_value = "ack")]
-        since: Since,
     },
     /// Grant one lease per client, then time keep-alive round trips.
     LeaseKeepalive,
@@ -170,6 +156,33 @@ enum Consistency {
 enum Since {
     Ack,
     Send,
+}
+
+/// Options `watch` and `watch-latency` share.
+#[derive(Args, Debug)]
+struct WatchArgs {
+    #[arg(long, default_value_t = 100)]
+    watchers: usize,
+    #[arg(long, default_value_t = 1_000)]
+    puts: u64,
+    #[arg(long, default_value_t = 8)]
+    val_size: usize,
+    /// Event latency runs from the put's acknowledgement, or from sending it (as etcd's).
+    #[arg(long, value_enum, default_value = "ack")]
+    since: Since,
+}
+
+impl WatchArgs {
+    fn spec(self, putters: usize, rate: u64) -> WatchSpec {
+        WatchSpec {
+            watchers: self.watchers,
+            puts: self.puts,
+            putters,
+            rate,
+            val_size: self.val_size,
+            since: self.since,
+        }
+    }
 }
 
 /// `watch` and `watch-latency`: `watchers` watchers on one key, `puts` puts to it by `putters`
@@ -244,41 +257,14 @@ async fn run(cli: Cli) -> Result<()> {
             consistency,
         } => ("range", range(&g, key, end, consistency).await),
         Cmd::TxnPut { keys, txn_ops } => ("txn-put", txn_put(&g, &keys, txn_ops).await),
-        Cmd::Watch {
-            watchers,
-            puts,
-            val_size,
-            since,
-        } => {
-            let (putters, rate) = (g.clients, g.rate);
-            let spec = WatchSpec {
-                watchers,
-                puts,
-                putters,
-                rate,
-                val_size,
-                since,
-            };
+        Cmd::Watch { watch } => {
+            let spec = watch.spec(g.clients, g.rate);
             ("watch", watch_events(&g, spec).await)
         }
-        Cmd::WatchLatency {
-            watchers,
-            put_rate,
-            puts,
-            val_size,
-            since,
-        } => {
-            let (putters, rate) = (1, put_rate);
-            let spec = WatchSpec {
-                watchers,
-                puts,
-                putters,
-                rate,
-                val_size,
-                since,
-            };
-            ("watch-latency", watch_events(&g, spec).await)
-        }
+        Cmd::WatchLatency { watch, put_rate } => (
+            "watch-latency",
+            watch_events(&g, watch.spec(1, put_rate)).await,
+        ),
         Cmd::LeaseKeepalive => ("lease-keepalive", lease_keepalive(&g).await),
     };
     let rss_after = cli.pid.and_then(|p| rss_kb(p).ok());
@@ -300,11 +286,11 @@ async fn run(cli: Cli) -> Result<()> {
 
 /// Checks the workload's arguments before anything connects.
 fn check_cmd(cmd: &Cmd) -> Result<()> {
-    let check_watch = |watchers: usize, puts: u64, val_size: usize| {
-        check("--watchers", watchers as u64, 1, MAX_WATCHERS as u64)?;
-        check("--puts", puts, 1, MAX_TOTAL)?;
-        check("--val-size", val_size as u64, 0, MAX_VAL_SIZE as u64)?;
-        if watchers as u64 * puts > MAX_EVENTS {
+    let check_watch = |w: &WatchArgs| {
+        check("--watchers", w.watchers as u64, 1, MAX_WATCHERS as u64)?;
+        check("--puts", w.puts, 1, MAX_TOTAL)?;
+        check("--val-size", w.val_size as u64, 0, MAX_VAL_SIZE as u64)?;
+        if w.watchers as u64 * w.puts > MAX_EVENTS {
             bail!("--watchers × --puts must be at most {MAX_EVENTS}");
         }
         Ok(())
@@ -315,21 +301,10 @@ fn check_cmd(cmd: &Cmd) -> Result<()> {
             check("--txn-ops", *txn_ops as u64, 1, MAX_TXN_OPS as u64)?;
             keys.validate(*txn_ops as u64) // keys within one txn must differ
         }
-        Cmd::Watch {
-            watchers,
-            puts,
-            val_size,
-            ..
-        } => check_watch(*watchers, *puts, *val_size),
-        Cmd::WatchLatency {
-            watchers,
-            put_rate,
-            puts,
-            val_size,
-            ..
-        } => {
+        Cmd::Watch { watch } => check_watch(watch),
+        Cmd::WatchLatency { watch, put_rate } => {
             check("--put-rate", *put_rate, 1, u64::MAX)?;
-            check_watch(*watchers, *puts, *val_size)
+            check_watch(watch)
         }
         Cmd::Range { .. } | Cmd::LeaseKeepalive => Ok(()),
     }
