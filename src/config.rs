@@ -31,6 +31,7 @@ mod default {
     pub const MAX_TXN_OPS: u64 = 128;
     /// etcd: 0 means its default quota of 2 GiB.
     pub const QUOTA_BACKEND_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+    pub const WATCH_PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 }
 
 /// Command-line flags, named as etcd names them. Each also reads `ETCD_<NAME>`.
@@ -104,6 +105,9 @@ pub struct Flags {
     /// Maximum concurrent gRPC streams per client connection.
     #[arg(long, env = "ETCD_MAX_CONCURRENT_STREAMS")]
     pub max_concurrent_streams: Option<u32>,
+    /// Period of watch progress notifications (a Go duration, e.g. "10m" or "500ms").
+    #[arg(long, env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL")]
+    pub experimental_watch_progress_notify_interval: Option<String>,
 
     // Accepted for compatibility with etcd's command lines; Cairn has nothing to configure
     // with them (it always logs to stderr) or does not serve what they enable yet. Each is
@@ -205,6 +209,7 @@ pub struct Config {
     pub auto_compaction: AutoCompaction,
     pub log_level: String,
     pub max_concurrent_streams: Option<u32>,
+    pub watch_progress_interval: Duration,
     /// Flags given that Cairn accepts but does not act on, each with the reason.
     pub ignored: Vec<String>,
 }
@@ -254,6 +259,12 @@ impl Config {
             None => flags,
         };
 
+        let watch_progress_interval = match &f.experimental_watch_progress_notify_interval {
+            None => default::WATCH_PROGRESS_INTERVAL,
+            Some(s) => parse_go_duration(s).ok_or_else(|| {
+                format!("invalid value {s:?} for flag -experimental-watch-progress-notify-interval")
+            })?,
+        };
         let name = f.name.unwrap_or_else(|| default::NAME.to_string());
         let data_dir = f
             .data_dir
@@ -401,6 +412,7 @@ impl Config {
             auto_compaction,
             log_level,
             max_concurrent_streams: f.max_concurrent_streams,
+            watch_progress_interval,
             ignored,
         })
     }

@@ -17,6 +17,7 @@
 //! - [`raft`]: openraft's log store, state machine and networking on RocksDB.
 //! - [`apply`]: etcd's request semantics (Range, Put, DeleteRange, Txn, Compact).
 //! - [`auto_compaction`]: `--auto-compaction-*`, proposed through Raft like any compaction.
+//! - [`watch`]: watchers, told of each commit in revision order, caught up from history.
 //! - [`mvcc`]: revisions, the key index, history and compaction.
 //! - [`storage`]: the RocksDB instance and its column families.
 //! - [`error`]: etcd's error codes and messages.
@@ -32,3 +33,4 @@ pub mod node;
 pub mod proto;
 pub mod raft;
 pub mod storage;
+pub mod watch;

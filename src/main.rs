@@ -124,6 +124,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         task.abort();
     }
     let _ = stop_serving.send(());
+    // Watch streams never end on their own: end them, so clients reconnect elsewhere.
+    node.watch.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
         tracing::warn!("client connections still open after {SHUTDOWN_GRACE:?}; closing them");
     }

@@ -9,6 +9,7 @@ mod maintenance;
 mod not_yet;
 mod transport_errors;
 mod validate;
+mod watch;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -108,7 +109,15 @@ pub async fn serve(
                 .max_decoding_message_size(max_message_bytes)
                 .max_encoding_message_size(usize::MAX),
         )
-        .add_service(WatchServer::new(not_yet::NotYet).max_decoding_message_size(max_message_bytes))
+        .add_service(
+            WatchServer::new(watch::WatchService::new(
+                node.clone(),
+                node.limits.watch_progress_interval,
+                max_message_bytes,
+            ))
+            .max_decoding_message_size(max_message_bytes)
+            .max_encoding_message_size(usize::MAX),
+        )
         .add_service(LeaseServer::new(not_yet::NotYet).max_decoding_message_size(max_message_bytes))
         .add_service(
             ClusterServer::new(cluster::ClusterService::new(node.clone()))

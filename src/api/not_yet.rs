@@ -9,7 +9,6 @@ use tonic::{Request, Response, Status, Streaming};
 use super::{not_yet, BoxStream};
 use crate::proto::etcdserverpb::auth_server::Auth;
 use crate::proto::etcdserverpb::lease_server::Lease;
-use crate::proto::etcdserverpb::watch_server::Watch;
 use crate::proto::etcdserverpb::*;
 use crate::proto::v3electionpb::election_server::Election;
 use crate::proto::v3electionpb::*;
@@ -35,18 +34,6 @@ macro_rules! unary_not_yet {
             }
         )*
     };
-}
-
-#[tonic::async_trait]
-impl Watch for NotYet {
-    type WatchStream = BoxStream<WatchResponse>;
-
-    async fn watch(
-        &self,
-        _: Request<Streaming<WatchRequest>>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
-        Err(not_yet("Watch.Watch"))
-    }
 }
 
 #[tonic::async_trait]

@@ -10,7 +10,6 @@ mod hash;
 mod index;
 mod revision;
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockWriteGuard};
 
 use prost::Message;
@@ -51,6 +50,39 @@ pub struct RangeResult {
     pub count: usize,
     /// The store's revision when the read happened.
     pub rev: i64,
+}
+
+/// One change a write transaction made: a put (the new pair) or a delete (a pair with only
+/// the key and `mod_revision`, as etcd reports a delete).
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub rev: Revision,
+    pub kv: KeyValue,
+    pub deleted: bool,
+}
+
+/// What a `commit` made visible: its changes in revision order, and the store's revision
+/// after them.
+#[derive(Debug, Default)]
+pub struct Committed {
+    pub changes: Vec<Change>,
+    pub rev: i64,
+}
+
+/// Bounds on one read of history (`Mvcc::changes`).
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryLimit {
+    /// Stop after this many main revisions.
+    pub max_revs: i64,
+    /// Stop at the first revision boundary past this many bytes of keys and values.
+    pub max_bytes: usize,
+}
+
+/// A slice of history: every change of main revisions `from..=last_rev`.
+#[derive(Debug, Default)]
+pub struct History {
+    pub changes: Vec<Change>,
+    pub last_rev: i64,
 }
 
 /// Reading the store: a committed state, or a write transaction that sees its own changes.
@@ -138,9 +170,56 @@ impl Mvcc {
             mvcc: self,
             state: self.state.write().expect("mvcc lock"),
             batch: WriteBatch::default(),
-            overlay: HashMap::new(),
+            changes: Vec::new(),
             compactions: Vec::new(),
         }
+    }
+
+    /// Committed changes of main revisions `from..=until`, in order, cut at a revision
+    /// boundary by `limit` (always at least one revision, so a reader makes progress).
+    /// `Err(compact_rev)` when `from` was compacted away. Reads from storage only: the
+    /// revisions asked for are committed and, above the compacted revision, immutable.
+    pub fn changes(
+        &self,
+        from: i64,
+        until: i64,
+        limit: HistoryLimit,
+    ) -> Result<History, HistoryError> {
+        let compact_rev = self.compact_rev();
+        if from < compact_rev {
+            return Err(HistoryError::Compacted(compact_rev));
+        }
+        let storage = &self.storage;
+        let start = Revision::new(from, 0).to_key(false);
+        let mut changes: Vec<Change> = Vec::new();
+        let (mut revs_read, mut bytes, mut cut) = (0, 0, false);
+        let mode = rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward);
+        for item in storage.db().iterator_cf(storage.cf(CF_KV), mode) {
+            let (key, value) = item.map_err(|_| HistoryError::Corrupt)?;
+            let (rev, deleted) = Revision::from_key(&key).ok_or(HistoryError::Corrupt)?;
+            if rev.main > until {
+                break;
+            }
+            if changes.last().is_none_or(|c| c.rev.main != rev.main) {
+                if revs_read >= limit.max_revs || bytes >= limit.max_bytes {
+                    cut = true;
+                    break;
+                }
+                revs_read += 1;
+            }
+            let mut kv = KeyValue::decode(&*value).map_err(|_| HistoryError::Corrupt)?;
+            if deleted {
+                kv.mod_revision = rev.main;
+            }
+            bytes += kv.key.len() + kv.value.len();
+            changes.push(Change { rev, kv, deleted });
+        }
+        let last_rev = match changes.last() {
+            Some(last) if cut => last.rev.main,
+            _ => until,
+        };
+        let history = History { changes, last_rev };
+        Ok(history)
     }
 
     /// Waits until compaction at `rev` is physically done (unreachable data deleted).
@@ -161,6 +240,13 @@ impl Mvcc {
         }
         Ok(())
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryError {
+    /// The revision asked for is below this compacted revision.
+    Compacted(i64),
+    Corrupt,
 }
 
 /// Values fetched by revision; a revision the index names but storage lacks is corruption.
@@ -324,8 +410,9 @@ pub struct WriteBatchGuard<'a> {
     mvcc: &'a Mvcc,
     state: RwLockWriteGuard<'a, State>,
     batch: WriteBatch,
-    /// Values written by this batch and not yet in storage.
-    overlay: HashMap<Revision, KeyValue>,
+    /// Changes of this batch, in revision order: not yet in storage, so reads inside the
+    /// batch find values here; after commit they are what watchers are told.
+    changes: Vec<Change>,
     compactions: Vec<CompactionJob>,
 }
 
@@ -371,9 +458,9 @@ impl<'a> WriteBatchGuard<'a> {
         &mut self.batch
     }
 
-    /// Writes the batch (not synced: the Raft log is the durable record) and releases the
-    /// store to readers.
-    pub fn commit(mut self) -> StorageResult<()> {
+    /// Writes the batch (not synced: the Raft log is the durable record), releases the
+    /// store to readers and returns what changed.
+    pub fn commit(mut self) -> StorageResult<Committed> {
         let storage = &self.mvcc.storage;
         let meta = storage.cf(CF_META);
         self.batch
@@ -386,12 +473,15 @@ impl<'a> WriteBatchGuard<'a> {
             // The compactor lives as long as the process.
             let _ = self.mvcc.compactor.send(job);
         }
-        Ok(())
+        Ok(Committed {
+            changes: std::mem::take(&mut self.changes),
+            rev: self.state.current_rev,
+        })
     }
 
     fn value_at(&self, rev: Revision) -> Result<KeyValue, EtcdError> {
-        if let Some(kv) = self.overlay.get(&rev) {
-            return Ok(kv.clone());
+        if let Ok(i) = self.changes.binary_search_by_key(&rev, |c| c.rev) {
+            return Ok(self.changes[i].kv.clone());
         }
         let storage = &self.mvcc.storage;
         let bytes = storage
@@ -434,7 +524,11 @@ impl WriteTxn<'_, '_> {
         self.guard
             .batch
             .put_cf(cf, rev.to_key(false), kv.encode_to_vec());
-        self.guard.overlay.insert(rev, kv);
+        self.guard.changes.push(Change {
+            rev,
+            kv,
+            deleted: false,
+        });
         rev.main
     }
 
@@ -450,7 +544,7 @@ impl WriteTxn<'_, '_> {
             let rev = self.next_rev();
             self.guard.state.index.tombstone(k, rev);
             // The key alone, as etcd stores a tombstone.
-            let tombstone = KeyValue {
+            let mut tombstone = KeyValue {
                 key: k.clone(),
                 ..KeyValue::default()
             };
@@ -458,6 +552,12 @@ impl WriteTxn<'_, '_> {
             self.guard
                 .batch
                 .put_cf(cf, rev.to_key(true), tombstone.encode_to_vec());
+            tombstone.mod_revision = rev.main;
+            self.guard.changes.push(Change {
+                rev,
+                kv: tombstone,
+                deleted: true,
+            });
         }
         (keys.len() as i64, self.rev())
     }

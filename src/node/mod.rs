@@ -2,7 +2,7 @@
 //! together, and the two doors the API uses: `propose` for writes, `read_barrier` for
 //! linearizable reads.
 //!
-//! May call `storage`, `mvcc`, `raft`, `cluster` and `config`.
+//! May call `storage`, `mvcc`, `watch`, `raft`, `cluster` and `config`.
 
 mod proposer;
 mod read_barrier;
@@ -22,6 +22,7 @@ use crate::proto::cairnraftpb::{apply_result, ApplyResult, InternalRequest};
 use crate::proto::etcdserverpb::ResponseHeader;
 use crate::raft::{self, MemberInfo, Raft, RaftSettings};
 use crate::storage::{Storage, CF_RAFT_STATE};
+use crate::watch::WatchHub;
 use proposer::Proposer;
 use read_barrier::ReadBarrier;
 
@@ -37,12 +38,14 @@ pub struct Limits {
     pub max_txn_ops: usize,
     /// gRPC streams per client connection; None is unlimited, as etcd's default.
     pub max_concurrent_streams: Option<u32>,
+    pub watch_progress_interval: Duration,
 }
 
 pub struct Node {
     pub identity: Identity,
     pub raft: Raft,
     pub mvcc: Arc<Mvcc>,
+    pub watch: Arc<WatchHub>,
     pub storage: Arc<Storage>,
     pub limits: Limits,
     proposer: Proposer,
@@ -64,6 +67,7 @@ impl Node {
         );
         let identity = restore_or_save_identity(&storage, Identity::from_config(config))?;
         let mvcc = Mvcc::open(storage.clone())?;
+        let watch = WatchHub::start(mvcc.clone());
         let raft = raft::start(
             identity.member_id,
             RaftSettings {
@@ -74,6 +78,7 @@ impl Node {
             },
             storage.clone(),
             mvcc.clone(),
+            watch.clone(),
             member_dir.join("snap"),
         )
         .await?;
@@ -104,11 +109,13 @@ impl Node {
             identity,
             raft,
             mvcc,
+            watch,
             storage,
             limits: Limits {
                 max_request_bytes: config.max_request_bytes as usize,
                 max_txn_ops: config.max_txn_ops as usize,
                 max_concurrent_streams: config.max_concurrent_streams,
+                watch_progress_interval: config.watch_progress_interval,
             },
             proposer,
             read_barrier,

@@ -24,6 +24,7 @@ use crate::apply::apply_request;
 use crate::mvcc::{Mvcc, WriteBatchGuard};
 use crate::proto::cairnraftpb::ApplyResults;
 use crate::storage::{Storage, CF_KV, CF_META};
+use crate::watch::WatchHub;
 
 const META_APPLIED: &[u8] = b"applied";
 const META_MEMBERSHIP: &[u8] = b"membership";
@@ -40,6 +41,7 @@ type Meta = SnapshotMeta<u64, MemberInfo>;
 pub struct StateMachine {
     storage: Arc<Storage>,
     mvcc: Arc<Mvcc>,
+    watch: Arc<WatchHub>,
     snapshot_dir: PathBuf,
     applied: Option<LogId>,
     membership: StoredMembership,
@@ -61,6 +63,7 @@ impl StateMachine {
     pub fn open(
         storage: Arc<Storage>,
         mvcc: Arc<Mvcc>,
+        watch: Arc<WatchHub>,
         snapshot_dir: PathBuf,
     ) -> Result<StateMachine, StorageError<u64>> {
         std::fs::create_dir_all(&snapshot_dir).map_err(sm_write_err)?;
@@ -70,6 +73,7 @@ impl StateMachine {
         Ok(StateMachine {
             storage,
             mvcc,
+            watch,
             snapshot_dir,
             applied,
             membership,
@@ -78,14 +82,17 @@ impl StateMachine {
 }
 
 impl StateMachine {
-    /// Commits applied changes with the applied log id and membership they bring us to.
+    /// Commits applied changes with the applied log id and membership they bring us to,
+    /// then tells watchers: they only ever hear of committed revisions.
     fn commit(&self, mut guard: WriteBatchGuard<'_>) -> Result<(), StorageError<u64>> {
         let meta = self.storage.cf(CF_META);
         let applied = bincode::serialize(&self.applied).map_err(sm_write_err)?;
         let membership = bincode::serialize(&self.membership).map_err(sm_write_err)?;
         guard.batch_mut().put_cf(meta, META_APPLIED, applied);
         guard.batch_mut().put_cf(meta, META_MEMBERSHIP, membership);
-        guard.commit().map_err(sm_write_err)
+        let committed = guard.commit().map_err(sm_write_err)?;
+        self.watch.notify(committed);
+        Ok(())
     }
 }
 
@@ -178,6 +185,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         publish(&received, &path).await?;
         load_snapshot_into_storage(&self.storage, &path).await?;
         self.mvcc.reload().map_err(sm_write_err)?;
+        self.watch.reset(self.mvcc.current_rev());
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         remove_other_snapshots(&self.snapshot_dir, &path).await;

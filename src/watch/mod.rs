@@ -1,0 +1,664 @@
+//! Watches: tells each watcher every change to its keys, in revision order, exactly once.
+//!
+//! Owns the watchers of every watch stream and each stream's queue of outgoing responses.
+//! The state machine hands the hub each commit's changes (`notify`); the API opens streams
+//! and creates, cancels and asks progress of watches through them. May call `mvcc` only.
+//!
+//! A watcher is either *synced*, told of each commit as it is applied, or *unsynced*, behind
+//! the store: it started in the past, its stream's queue was full, or a snapshot replaced
+//! the store. A catch-up task reads unsynced watchers' missed revisions from the store in
+//! bounded slices, and moves each back to synced once it has reached the last notified
+//! revision. All of it happens under one lock, so a watcher is never in both states and
+//! never sees a revision twice or misses one. Applying never waits for a client: a full
+//! queue sets the watcher aside instead (see `outbox`).
+
+mod groups;
+mod outbox;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+use crate::mvcc::{Change, Committed, HistoryError, HistoryLimit, Mvcc};
+use crate::proto::mvccpb::{event::EventType, Event};
+use groups::Groups;
+pub use groups::KeyRange;
+pub use outbox::{Outbox, MAX_QUEUED_BYTES};
+
+/// Watches one stream may hold: each costs memory and a share of every commit's matching.
+pub const MAX_WATCHES_PER_STREAM: usize = 10_000;
+/// Unsynced watchers caught up per round, and the slice of history one round reads:
+/// rounds stay short, so a far-behind watcher does not delay the others for long.
+const MAX_WATCHERS_PER_CATCH_UP: usize = 512;
+const CATCH_UP_LIMIT: HistoryLimit = HistoryLimit {
+    max_revs: 1000,
+    max_bytes: 1 << 20,
+};
+/// A response is cut at the first revision boundary past this size, so clients with
+/// default message limits (4 MiB) can read it; one revision is never split here (only
+/// `fragment` splits one, in the API).
+const RESPONSE_SOFT_MAX_BYTES: usize = 1 << 20;
+/// etcd's `AutoWatchID`: the client leaves the choice of watch ID to the server.
+const AUTO_WATCH_ID: i64 = 0;
+/// etcd's watch ID in responses that belong to no watch (failed create, stream progress).
+pub const NO_WATCH_ID: i64 = -1;
+
+pub type StreamId = u64;
+type WatcherId = u64;
+
+/// What a client asked for in a `WatchCreateRequest`, validated.
+#[derive(Debug, Clone)]
+pub struct WatchSpec {
+    pub range: KeyRange,
+    /// `AUTO_WATCH_ID` lets the hub choose.
+    pub watch_id: i64,
+    /// 0: from the next revision on.
+    pub start_rev: i64,
+    pub prev_kv: bool,
+    pub progress_notify: bool,
+    pub fragment: bool,
+    pub no_put: bool,
+    pub no_delete: bool,
+}
+
+/// A response waiting in a stream's queue; the API turns it into a `WatchResponse`.
+#[derive(Debug)]
+pub enum Outgoing {
+    Created {
+        watch_id: i64,
+        rev: i64,
+    },
+    CreateFailed {
+        rev: i64,
+        reason: String,
+    },
+    Canceled {
+        watch_id: i64,
+        rev: i64,
+    },
+    Events {
+        watch_id: i64,
+        rev: i64,
+        events: Vec<Event>,
+        prev_kv: bool,
+        fragment: bool,
+    },
+    /// The watch started below the compacted revision and is canceled.
+    Compacted {
+        watch_id: i64,
+        compact_rev: i64,
+    },
+    /// Everything up to `rev` has been sent (to `watch_id`, or to the whole stream).
+    Progress {
+        watch_id: i64,
+        rev: i64,
+    },
+}
+
+impl Outgoing {
+    /// Roughly what it costs in memory: what bounds a stream's queue.
+    fn size_bytes(&self) -> usize {
+        const FIXED: usize = 64;
+        match self {
+            Outgoing::Events { events, .. } => {
+                FIXED + events.iter().map(event_size_bytes).sum::<usize>()
+            }
+            Outgoing::CreateFailed { reason, .. } => FIXED + reason.len(),
+            _ => FIXED,
+        }
+    }
+}
+
+fn event_size_bytes(event: &Event) -> usize {
+    32 + event
+        .kv
+        .as_ref()
+        .map_or(0, |kv| kv.key.len() + kv.value.len())
+}
+
+struct Watcher {
+    stream: StreamId,
+    watch_id: i64,
+    range: KeyRange,
+    /// The first revision this watcher has not been sent.
+    next_rev: i64,
+    synced: bool,
+    no_put: bool,
+    no_delete: bool,
+    prev_kv: bool,
+    fragment: bool,
+    progress_notify: bool,
+    /// Events were sent since the last periodic progress tick.
+    sent_since_tick: bool,
+}
+
+impl Watcher {
+    fn wants(&self, change: &Change) -> bool {
+        change.rev.main >= self.next_rev
+            && !(if change.deleted {
+                self.no_delete
+            } else {
+                self.no_put
+            })
+            && self.range.contains(&change.kv.key)
+    }
+}
+
+struct StreamState {
+    outbox: Arc<Outbox>,
+    watch_ids: HashMap<i64, WatcherId>,
+    next_watch_id: i64,
+    unsynced: usize,
+    /// A stream progress request waits for this stream's unsynced watchers: a progress
+    /// response must never claim a revision a watcher has not been sent.
+    progress_deferred: bool,
+}
+
+struct HubState {
+    /// Every change up to here has been matched against the synced watchers.
+    notified_rev: i64,
+    next_watcher: WatcherId,
+    next_stream: StreamId,
+    watchers: HashMap<WatcherId, Watcher>,
+    synced: Groups,
+    unsynced: BTreeSet<WatcherId>,
+    streams: HashMap<StreamId, StreamState>,
+    closed: bool,
+}
+
+pub struct WatchHub {
+    state: Mutex<HubState>,
+    mvcc: Arc<Mvcc>,
+    catch_up: Arc<Notify>,
+}
+
+/// The hub is closed: the member is stopping.
+#[derive(Debug)]
+pub struct Closed;
+
+impl WatchHub {
+    /// Starts the hub and its catch-up task at the store's current revision.
+    pub fn start(mvcc: Arc<Mvcc>) -> Arc<WatchHub> {
+        let hub = Arc::new(WatchHub {
+            state: Mutex::new(HubState {
+                notified_rev: mvcc.current_rev(),
+                next_watcher: 0,
+                next_stream: 0,
+                watchers: HashMap::new(),
+                synced: Groups::default(),
+                unsynced: BTreeSet::new(),
+                streams: HashMap::new(),
+                closed: false,
+            }),
+            mvcc,
+            catch_up: Arc::new(Notify::new()),
+        });
+        tokio::spawn(run_catch_up(Arc::downgrade(&hub), hub.catch_up.clone()));
+        hub
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HubState> {
+        self.state.lock().expect("watch hub lock")
+    }
+
+    /// Opens a watch stream; dropping the handle cancels its watches.
+    pub fn open_stream(self: &Arc<Self>) -> Result<WatchStream, Closed> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(Closed);
+        }
+        let id = state.next_stream;
+        state.next_stream += 1;
+        let outbox = Arc::new(Outbox::new(self.catch_up.clone()));
+        state.streams.insert(
+            id,
+            StreamState {
+                outbox: outbox.clone(),
+                watch_ids: HashMap::new(),
+                next_watch_id: 0,
+                unsynced: 0,
+                progress_deferred: false,
+            },
+        );
+        Ok(WatchStream {
+            hub: self.clone(),
+            id,
+            outbox,
+        })
+    }
+
+    /// Tells synced watchers of a commit. Never waits for a client.
+    pub fn notify(&self, committed: Committed) {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let first_rev = state.notified_rev + 1;
+        state.notified_rev = committed.rev;
+        if state.synced.is_empty() || committed.changes.is_empty() {
+            return;
+        }
+        // Per watcher, its events in revision order.
+        let mut batches: HashMap<WatcherId, Vec<Event>> = HashMap::new();
+        for change in &committed.changes {
+            state.synced.for_each_matching(&change.kv.key, |id| {
+                let watcher = &state.watchers[&id];
+                if watcher.wants(change) {
+                    batches.entry(id).or_default().push(to_event(change));
+                }
+            });
+        }
+        let mut set_aside = false;
+        for (id, events) in batches {
+            let watcher = state.watchers.get_mut(&id).expect("synced watcher exists");
+            let stream = state
+                .streams
+                .get_mut(&watcher.stream)
+                .expect("watcher's stream exists");
+            if stream.outbox.has_room() {
+                push_events(&stream.outbox, watcher, events, committed.rev);
+            } else {
+                watcher.synced = false;
+                watcher.next_rev = watcher.next_rev.max(first_rev);
+                state.synced.remove(id, &watcher.range);
+                state.unsynced.insert(id);
+                stream.unsynced += 1;
+                set_aside = true;
+            }
+        }
+        if set_aside {
+            self.catch_up.notify_one();
+        }
+    }
+
+    /// The store was replaced (a snapshot was installed) at `rev`: every watcher catches
+    /// up from the new store, or learns that its revisions were compacted.
+    pub fn reset(&self, rev: i64) {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let next_rev = state.notified_rev + 1;
+        for (id, watcher) in state.watchers.iter_mut() {
+            if watcher.synced {
+                watcher.synced = false;
+                watcher.next_rev = watcher.next_rev.max(next_rev);
+                state.synced.remove(*id, &watcher.range);
+                state.unsynced.insert(*id);
+                if let Some(stream) = state.streams.get_mut(&watcher.stream) {
+                    stream.unsynced += 1;
+                }
+            }
+        }
+        state.notified_rev = rev;
+        drop(guard);
+        self.catch_up.notify_one();
+    }
+
+    /// Ends every stream (after what is queued) and refuses new ones: the member stops.
+    pub fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        for stream in state.streams.values() {
+            stream.outbox.close();
+        }
+        drop(state);
+        self.catch_up.notify_one();
+    }
+
+    /// One round of catch-up; false when there was nothing to do.
+    async fn catch_up_round(&self) -> bool {
+        let (chosen, from, until) = {
+            let mut guard = self.lock();
+            let state = &mut *guard;
+            if state.closed {
+                return false;
+            }
+            let compact_rev = self.mvcc.compact_rev();
+            let mut chosen = Vec::new();
+            let mut compacted = Vec::new();
+            for &id in &state.unsynced {
+                let watcher = &state.watchers[&id];
+                let outbox = &state.streams[&watcher.stream].outbox;
+                if watcher.next_rev < compact_rev {
+                    compacted.push(id);
+                } else if outbox.has_room() {
+                    chosen.push((id, watcher.next_rev));
+                    if chosen.len() == MAX_WATCHERS_PER_CATCH_UP {
+                        break;
+                    }
+                }
+            }
+            for id in compacted {
+                cancel_compacted(state, id, compact_rev);
+            }
+            let Some(from) = chosen.iter().map(|(_, rev)| *rev).min() else {
+                return false;
+            };
+            (chosen, from, state.notified_rev)
+        };
+        let history = if from > until {
+            // A watcher set aside at the last notified revision has nothing to read.
+            Ok(Default::default())
+        } else {
+            let mvcc = self.mvcc.clone();
+            match tokio::task::spawn_blocking(move || mvcc.changes(from, until, CATCH_UP_LIMIT))
+                .await
+            {
+                Ok(history) => history,
+                Err(_) => return false,
+            }
+        };
+        let history = match history {
+            Ok(history) => history,
+            // The next round cancels the watchers that fell below the compaction.
+            Err(HistoryError::Compacted(_)) => return true,
+            Err(HistoryError::Corrupt) => {
+                tracing::error!("watch catch-up read a damaged revision; watchers wait");
+                return false;
+            }
+        };
+        let last_rev = if from > until {
+            until
+        } else {
+            history.last_rev
+        };
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let compact_rev = self.mvcc.compact_rev();
+        for (id, chosen_rev) in chosen {
+            let Some(watcher) = state.watchers.get(&id) else {
+                continue;
+            };
+            if watcher.synced || watcher.next_rev != chosen_rev {
+                continue;
+            }
+            if watcher.next_rev < compact_rev {
+                cancel_compacted(state, id, compact_rev);
+                continue;
+            }
+            let outbox = state.streams[&watcher.stream].outbox.clone();
+            if !outbox.has_room() {
+                continue;
+            }
+            let events: Vec<Event> = history
+                .changes
+                .iter()
+                .filter(|c| watcher.wants(c))
+                .map(to_event)
+                .collect();
+            let watcher = state.watchers.get_mut(&id).expect("checked above");
+            if !events.is_empty() {
+                push_events(&outbox, watcher, events, last_rev.max(watcher.next_rev - 1));
+            }
+            watcher.next_rev = watcher.next_rev.max(last_rev + 1);
+            if watcher.next_rev > state.notified_rev {
+                watcher.synced = true;
+                state.unsynced.remove(&id);
+                state.synced.add(id, &watcher.range);
+                let notified_rev = state.notified_rev;
+                let stream = state.streams.get_mut(&watcher.stream).expect("stream");
+                stream.unsynced -= 1;
+                send_deferred_progress(stream, notified_rev);
+            }
+        }
+        true
+    }
+}
+
+async fn run_catch_up(hub: std::sync::Weak<WatchHub>, wake: Arc<Notify>) {
+    loop {
+        let worked = match hub.upgrade() {
+            Some(hub) => hub.catch_up_round().await,
+            None => return,
+        };
+        if worked {
+            tokio::task::yield_now().await;
+        } else {
+            wake.notified().await;
+        }
+    }
+}
+
+fn to_event(change: &Change) -> Event {
+    Event {
+        r#type: if change.deleted {
+            EventType::Delete
+        } else {
+            EventType::Put
+        } as i32,
+        kv: Some(change.kv.clone()),
+        prev_kv: None,
+    }
+}
+
+/// Queues a watcher's events, cut into responses at revision boundaries.
+fn push_events(outbox: &Outbox, watcher: &mut Watcher, events: Vec<Event>, rev: i64) {
+    watcher.sent_since_tick = true;
+    let mut response = Vec::new();
+    let mut bytes = 0;
+    let mut last_main = None;
+    for event in events {
+        let main = event.kv.as_ref().map_or(0, |kv| kv.mod_revision);
+        if bytes >= RESPONSE_SOFT_MAX_BYTES && last_main != Some(main) {
+            outbox.push(events_response(watcher, std::mem::take(&mut response), rev));
+            bytes = 0;
+        }
+        bytes += event_size_bytes(&event);
+        last_main = Some(main);
+        response.push(event);
+    }
+    outbox.push(events_response(watcher, response, rev));
+}
+
+fn events_response(watcher: &Watcher, events: Vec<Event>, rev: i64) -> Outgoing {
+    Outgoing::Events {
+        watch_id: watcher.watch_id,
+        rev,
+        events,
+        prev_kv: watcher.prev_kv,
+        fragment: watcher.fragment,
+    }
+}
+
+fn cancel_compacted(state: &mut HubState, id: WatcherId, compact_rev: i64) {
+    if let Some(watcher) = remove_watcher(state, id) {
+        if let Some(stream) = state.streams.get(&watcher.stream) {
+            stream.outbox.push(Outgoing::Compacted {
+                watch_id: watcher.watch_id,
+                compact_rev,
+            });
+        }
+    }
+}
+
+/// Forgets a watcher wherever it is, keeping its stream's counts right.
+fn remove_watcher(state: &mut HubState, id: WatcherId) -> Option<Watcher> {
+    let watcher = state.watchers.remove(&id)?;
+    let notified_rev = state.notified_rev;
+    let stream = state.streams.get_mut(&watcher.stream);
+    if watcher.synced {
+        state.synced.remove(id, &watcher.range);
+    } else {
+        state.unsynced.remove(&id);
+        if let Some(stream) = stream {
+            stream.unsynced -= 1;
+            send_deferred_progress(stream, notified_rev);
+        }
+    }
+    if let Some(stream) = state.streams.get_mut(&watcher.stream) {
+        stream.watch_ids.remove(&watcher.watch_id);
+    }
+    Some(watcher)
+}
+
+fn send_deferred_progress(stream: &mut StreamState, notified_rev: i64) {
+    if stream.unsynced == 0 && stream.progress_deferred {
+        stream.progress_deferred = false;
+        stream.outbox.push(Outgoing::Progress {
+            watch_id: NO_WATCH_ID,
+            rev: notified_rev,
+        });
+    }
+}
+
+/// One client watch stream's door into the hub. Dropping it cancels its watches.
+pub struct WatchStream {
+    hub: Arc<WatchHub>,
+    id: StreamId,
+    outbox: Arc<Outbox>,
+}
+
+impl WatchStream {
+    /// Where this stream's responses wait to be sent.
+    pub fn outbox(&self) -> Arc<Outbox> {
+        self.outbox.clone()
+    }
+
+    /// Creates a watch; the `Created` response (or the reason it failed) goes to the queue
+    /// before any of its events.
+    pub fn create(&self, spec: WatchSpec) {
+        let mut guard = self.hub.lock();
+        let state = &mut *guard;
+        let notified_rev = state.notified_rev;
+        let Some(stream) = state.streams.get_mut(&self.id) else {
+            return;
+        };
+        let fail = |reason: String| Outgoing::CreateFailed {
+            rev: notified_rev,
+            reason,
+        };
+        if stream.watch_ids.len() >= MAX_WATCHES_PER_STREAM {
+            stream.outbox.push(fail(format!(
+                "cairn: too many watches on one stream (at most {MAX_WATCHES_PER_STREAM})"
+            )));
+            return;
+        }
+        let watch_id = if spec.watch_id == AUTO_WATCH_ID {
+            while stream.watch_ids.contains_key(&stream.next_watch_id) {
+                stream.next_watch_id += 1;
+            }
+            stream.next_watch_id += 1;
+            stream.next_watch_id - 1
+        } else if stream.watch_ids.contains_key(&spec.watch_id) {
+            stream.outbox.push(fail(
+                "mvcc: duplicate watch ID provided on the WatchStream".to_string(),
+            ));
+            return;
+        } else {
+            spec.watch_id
+        };
+        // As etcd: from now on unless the start is in the past, where it catches up.
+        let synced = spec.start_rev == 0 || spec.start_rev > notified_rev;
+        let next_rev = if synced {
+            spec.start_rev.max(notified_rev + 1)
+        } else {
+            spec.start_rev
+        };
+        stream.outbox.push(Outgoing::Created {
+            watch_id,
+            rev: notified_rev,
+        });
+        let id = state.next_watcher;
+        state.next_watcher += 1;
+        stream.watch_ids.insert(watch_id, id);
+        if synced {
+            state.synced.add(id, &spec.range);
+        } else {
+            state.unsynced.insert(id);
+            stream.unsynced += 1;
+        }
+        state.watchers.insert(
+            id,
+            Watcher {
+                stream: self.id,
+                watch_id,
+                range: spec.range,
+                next_rev,
+                synced,
+                no_put: spec.no_put,
+                no_delete: spec.no_delete,
+                prev_kv: spec.prev_kv,
+                fragment: spec.fragment,
+                progress_notify: spec.progress_notify,
+                sent_since_tick: false,
+            },
+        );
+        drop(guard);
+        if !synced {
+            self.hub.catch_up.notify_one();
+        }
+    }
+
+    /// Answers a create request that failed validation.
+    pub fn reject(&self, reason: &str) {
+        let rev = self.hub.lock().notified_rev;
+        self.outbox.push(Outgoing::CreateFailed {
+            rev,
+            reason: reason.to_string(),
+        });
+    }
+
+    /// Cancels a watch of this stream; an unknown ID is ignored, as etcd does.
+    pub fn cancel(&self, watch_id: i64) {
+        let mut guard = self.hub.lock();
+        let state = &mut *guard;
+        let Some(&id) = state
+            .streams
+            .get(&self.id)
+            .and_then(|s| s.watch_ids.get(&watch_id))
+        else {
+            return;
+        };
+        remove_watcher(state, id);
+        self.outbox.push(Outgoing::Canceled {
+            watch_id,
+            rev: state.notified_rev,
+        });
+    }
+
+    /// Answers a progress request once every watch of the stream has been sent all it
+    /// is owed up to the revision answered.
+    pub fn request_progress(&self) {
+        let mut guard = self.hub.lock();
+        let state = &mut *guard;
+        let notified_rev = state.notified_rev;
+        if let Some(stream) = state.streams.get_mut(&self.id) {
+            stream.progress_deferred = true;
+            send_deferred_progress(stream, notified_rev);
+        }
+    }
+
+    /// The periodic progress notification: to each synced watch that asked for them and
+    /// was sent no events since the last tick.
+    pub fn progress_tick(&self) {
+        let mut guard = self.hub.lock();
+        let state = &mut *guard;
+        let notified_rev = state.notified_rev;
+        let Some(stream) = state.streams.get(&self.id) else {
+            return;
+        };
+        for id in stream.watch_ids.values() {
+            let watcher = state.watchers.get_mut(id).expect("stream's watcher exists");
+            if watcher.progress_notify && watcher.synced && !watcher.sent_since_tick {
+                self.outbox.push(Outgoing::Progress {
+                    watch_id: watcher.watch_id,
+                    rev: notified_rev,
+                });
+            }
+            watcher.sent_since_tick = false;
+        }
+    }
+}
+
+impl Drop for WatchStream {
+    fn drop(&mut self) {
+        let mut guard = self.hub.lock();
+        let state = &mut *guard;
+        if let Some(stream) = state.streams.get(&self.id) {
+            let ids: Vec<WatcherId> = stream.watch_ids.values().copied().collect();
+            for id in ids {
+                remove_watcher(state, id);
+            }
+        }
+        state.streams.remove(&self.id);
+        self.outbox.close();
+    }
+}
