@@ -42,10 +42,14 @@ pub enum EtcdError {
     Timeout = 16,
     #[error("etcdserver: corrupt cluster")]
     Corrupt = 17,
+    #[error("etcdserver: lease already exists")]
+    LeaseExists = 18,
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge = 19,
 }
 
 impl EtcdError {
-    const ALL: [EtcdError; 17] = [
+    const ALL: [EtcdError; 19] = [
         EtcdError::EmptyKey,
         EtcdError::KeyNotFound,
         EtcdError::ValueProvided,
@@ -63,6 +67,8 @@ impl EtcdError {
         EtcdError::Stopped,
         EtcdError::Timeout,
         EtcdError::Corrupt,
+        EtcdError::LeaseExists,
+        EtcdError::LeaseTtlTooLarge,
     ];
 
     pub fn code(self) -> Code {
@@ -70,10 +76,10 @@ impl EtcdError {
         match self {
             EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
             | RequestTooLarge => Code::InvalidArgument,
-            Compacted | FutureRev => Code::OutOfRange,
+            Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace | TooManyRequests => Code::ResourceExhausted,
             LeaseNotFound => Code::NotFound,
-            NotLeader => Code::FailedPrecondition,
+            NotLeader | LeaseExists => Code::FailedPrecondition,
             NoLeader | Stopped | Timeout => Code::Unavailable,
             Corrupt => Code::DataLoss,
         }

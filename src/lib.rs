@@ -18,6 +18,7 @@
 //! - [`apply`]: etcd's request semantics (Range, Put, DeleteRange, Txn, Compact).
 //! - [`auto_compaction`]: `--auto-compaction-*`, proposed through Raft like any compaction.
 //! - [`watch`]: watchers, told of each commit in revision order, caught up from history.
+//! - [`lease`]: leases, their attached keys and (on the leader) their expiry.
 //! - [`mvcc`]: revisions, the key index, history and compaction.
 //! - [`storage`]: the RocksDB instance and its column families.
 //! - [`error`]: etcd's error codes and messages.
@@ -28,6 +29,7 @@ pub mod auto_compaction;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod lease;
 pub mod mvcc;
 pub mod node;
 pub mod proto;

@@ -20,7 +20,10 @@ pub const CF_KV: &str = "kv";
 /// State machine metadata: applied log id, membership, current and compacted revisions.
 pub const CF_META: &str = "meta";
 
-const COLUMN_FAMILIES: [&str; 4] = [CF_RAFT_LOG, CF_RAFT_STATE, CF_KV, CF_META];
+/// Leases and the keys attached to them (see `lease`).
+pub const CF_LEASE: &str = "lease";
+
+const COLUMN_FAMILIES: [&str; 5] = [CF_RAFT_LOG, CF_RAFT_STATE, CF_KV, CF_META, CF_LEASE];
 
 /// Block cache shared by all column families. Small on purpose: the key index lives in
 /// memory, and the page cache holds hot SST blocks as well.

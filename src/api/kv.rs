@@ -99,7 +99,7 @@ impl Kv for KvService {
                 self.node.read_barrier().await?;
             }
             let view = self.node.mvcc.read_view();
-            let mut response = apply::txn::txn(&mut { view }, &r)?;
+            let mut response = apply::txn::txn(&mut { view }, &self.node.lessor, &r)?;
             response.header = self.header(response.header);
             return Ok(Response::new(response));
         }

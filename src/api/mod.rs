@@ -5,6 +5,7 @@
 
 mod cluster;
 mod kv;
+mod lease;
 mod maintenance;
 mod not_yet;
 mod transport_errors;
@@ -118,7 +119,10 @@ pub async fn serve(
             .max_decoding_message_size(max_message_bytes)
             .max_encoding_message_size(usize::MAX),
         )
-        .add_service(LeaseServer::new(not_yet::NotYet).max_decoding_message_size(max_message_bytes))
+        .add_service(
+            LeaseServer::new(lease::LeaseService::new(node.clone()))
+                .max_decoding_message_size(max_message_bytes),
+        )
         .add_service(
             ClusterServer::new(cluster::ClusterService::new(node.clone()))
                 .max_decoding_message_size(max_message_bytes),

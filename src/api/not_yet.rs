@@ -4,11 +4,10 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status};
 
 use super::{not_yet, BoxStream};
 use crate::proto::etcdserverpb::auth_server::Auth;
-use crate::proto::etcdserverpb::lease_server::Lease;
 use crate::proto::etcdserverpb::*;
 use crate::proto::v3electionpb::election_server::Election;
 use crate::proto::v3electionpb::*;
@@ -34,25 +33,6 @@ macro_rules! unary_not_yet {
             }
         )*
     };
-}
-
-#[tonic::async_trait]
-impl Lease for NotYet {
-    unary_not_yet! { "Lease":
-        lease_grant(LeaseGrantRequest) -> LeaseGrantResponse = "LeaseGrant";
-        lease_revoke(LeaseRevokeRequest) -> LeaseRevokeResponse = "LeaseRevoke";
-        lease_time_to_live(LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse = "LeaseTimeToLive";
-        lease_leases(LeaseLeasesRequest) -> LeaseLeasesResponse = "LeaseLeases";
-    }
-
-    type LeaseKeepAliveStream = BoxStream<LeaseKeepAliveResponse>;
-
-    async fn lease_keep_alive(
-        &self,
-        _: Request<Streaming<LeaseKeepAliveRequest>>,
-    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
-        Err(not_yet("Lease.LeaseKeepAlive"))
-    }
 }
 
 #[tonic::async_trait]

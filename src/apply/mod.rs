@@ -2,7 +2,7 @@
 //! Compact mean, one file per request.
 //!
 //! Writes run here when the Raft state machine applies a committed entry; reads run here
-//! when the API serves them. Owns no state. May call `mvcc` (and, as they land, `lease`).
+//! when the API serves them. Owns no state. May call `mvcc` and `lease`.
 
 mod delete_range;
 mod put;
@@ -12,49 +12,73 @@ pub mod txn;
 pub use range::range;
 
 use crate::error::EtcdError;
-use crate::mvcc::WriteBatchGuard;
+use crate::lease::Lessor;
+use crate::mvcc::{RangeEnd, WriteBatchGuard};
 use crate::proto::cairnraftpb::{apply_result, internal_request, ApplyResult, InternalRequest};
-use crate::proto::etcdserverpb::{CompactionResponse, ResponseHeader};
+use crate::proto::etcdserverpb::{
+    CompactionResponse, LeaseGrantResponse, LeaseRevokeResponse, ResponseHeader,
+};
 
 /// Applies one committed request as its own transaction (its own revision, if it writes).
 /// etcd's errors are results, the same on every member; `Err` means storage failed, and
 /// the member must stop applying rather than diverge from the others.
 pub fn apply_request(
     guard: &mut WriteBatchGuard<'_>,
+    leases: &Lessor,
     request: &InternalRequest,
 ) -> Result<ApplyResult, EtcdError> {
     use apply_result::Result as R;
     use internal_request::Request as Q;
+    let changes_before = guard.changes().len();
     let result = match &request.request {
         Some(Q::Put(p)) => {
             let mut txn = guard.txn();
-            put::check(&txn, p, put::CheckOrder::LeaseFirst)
+            put::check(&txn, leases, p, put::CheckOrder::LeaseFirst)
                 .and_then(|()| put::put(&mut txn, p).map(R::Put))
         }
         Some(Q::DeleteRange(d)) => {
             delete_range::delete_range(&mut guard.txn(), d).map(R::DeleteRange)
         }
-        Some(Q::Txn(t)) => txn::txn(&mut guard.txn(), t).map(R::Txn),
+        Some(Q::Txn(t)) => txn::txn(&mut guard.txn(), leases, t).map(R::Txn),
         Some(Q::Compaction(c)) => guard.compact(c.revision).map(|()| {
             R::Compaction(CompactionResponse {
+                header: Some(header(guard.current_rev())),
+            })
+        }),
+        Some(Q::LeaseGrant(g)) => leases.grant(guard.batch_mut(), g.id, g.ttl).map(|ttl| {
+            R::LeaseGrant(LeaseGrantResponse {
+                header: Some(header(guard.current_rev())),
+                id: g.id,
+                ttl,
+                error: String::new(),
+            })
+        }),
+        Some(Q::LeaseRevoke(r)) => leases.keys(r.id).map(|keys| {
+            // All the lease's keys go in one revision: watchers see one set of deletes.
+            let mut txn = guard.txn();
+            for key in &keys {
+                txn.delete_range(key, RangeEnd::Single);
+            }
+            drop(txn);
+            R::LeaseRevoke(LeaseRevokeResponse {
                 header: Some(header(guard.current_rev())),
             })
         }),
         // Only a damaged log holds an empty request.
         None => Err(EtcdError::Corrupt),
     };
+    // Keys put or deleted follow their leases, in the same storage batch.
+    let (changes, batch) = guard.changes_and_batch();
+    leases.apply_changes(batch, &changes[changes_before..]);
+    if let Some(Q::LeaseRevoke(r)) = &request.request {
+        leases.remove(batch, r.id);
+    }
     match result {
         Err(EtcdError::Corrupt) => Err(EtcdError::Corrupt),
         result => Ok(ApplyResult {
             result: Some(result.unwrap_or_else(|e| R::Error(e.number()))),
         }),
     }
-}
-
-/// Whether a lease exists. Leases arrive with the lease module; until then none exists,
-/// so any non-zero lease is unknown, as it would be in etcd before a grant.
-fn lease_exists(lease: i64) -> bool {
-    lease == 0
 }
 
 /// A header with only the revision: the API layer fills in cluster, member and term.

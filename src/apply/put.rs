@@ -1,6 +1,7 @@
 //! Put: write a key, optionally keeping its value or lease, optionally returning the old pair.
 
 use crate::error::EtcdError;
+use crate::lease::{Lessor, NO_LEASE};
 use crate::mvcc::{KvRead, RangeEnd, RangeOptions, WriteTxn};
 use crate::proto::etcdserverpb::{PutRequest, PutResponse};
 use crate::proto::mvccpb::KeyValue;
@@ -14,9 +15,14 @@ pub enum CheckOrder {
 }
 
 /// What must hold before the put writes anything (so a transaction fails whole or not at all).
-pub fn check(view: &impl KvRead, p: &PutRequest, order: CheckOrder) -> Result<(), EtcdError> {
+pub fn check(
+    view: &impl KvRead,
+    leases: &Lessor,
+    p: &PutRequest,
+    order: CheckOrder,
+) -> Result<(), EtcdError> {
     let lease = || {
-        if super::lease_exists(p.lease) {
+        if p.lease == NO_LEASE || leases.exists(p.lease) {
             Ok(())
         } else {
             Err(EtcdError::LeaseNotFound)

@@ -6,6 +6,7 @@
 
 use super::put::CheckOrder;
 use crate::error::EtcdError;
+use crate::lease::Lessor;
 use crate::mvcc::{KvRead, RangeEnd, RangeOptions, ReadView, WriteTxn};
 use crate::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use crate::proto::etcdserverpb::request_op::Request;
@@ -23,7 +24,6 @@ struct Path {
     nested: Vec<Path>,
 }
 
-/// Where a transaction's operations run.
 /// Where a transaction's operations run. Writes fail only if storage does.
 pub trait TxnTarget: KvRead {
     fn put(&mut self, p: &PutRequest) -> Result<PutResponse, EtcdError>;
@@ -68,9 +68,13 @@ pub fn is_serializable(r: &TxnRequest) -> bool {
         .all(|op| matches!(&op.request, Some(Request::RequestRange(q)) if q.serializable))
 }
 
-pub fn txn(target: &mut impl TxnTarget, r: &TxnRequest) -> Result<TxnResponse, EtcdError> {
+pub fn txn(
+    target: &mut impl TxnTarget,
+    leases: &Lessor,
+    r: &TxnRequest,
+) -> Result<TxnResponse, EtcdError> {
     let path = choose_path(&*target, r)?;
-    check_puts(&*target, r, &path)?;
+    check_puts(&*target, leases, r, &path)?;
     check_ranges(&*target, r, &path)?;
     let mut response = run(target, r, &path)?;
     response.header = Some(super::header(target.rev()));
@@ -166,13 +170,20 @@ fn int_operand(u: &Option<TargetUnion>, pick: impl Fn(&TargetUnion) -> Option<i6
 }
 
 /// etcd checks every put on the chosen path first, then every range.
-fn check_puts(view: &impl KvRead, r: &TxnRequest, path: &Path) -> Result<(), EtcdError> {
+fn check_puts(
+    view: &impl KvRead,
+    leases: &Lessor,
+    r: &TxnRequest,
+    path: &Path,
+) -> Result<(), EtcdError> {
     let mut nested = path.nested.iter();
     for op in branch(r, path) {
         match &op.request {
-            Some(Request::RequestPut(p)) => super::put::check(view, p, CheckOrder::KeyFirst)?,
+            Some(Request::RequestPut(p)) => {
+                super::put::check(view, leases, p, CheckOrder::KeyFirst)?
+            }
             Some(Request::RequestTxn(t)) => {
-                check_puts(view, t, nested.next().expect("a path per nested txn"))?
+                check_puts(view, leases, t, nested.next().expect("a path per nested txn"))?
             }
             _ => {}
         }

@@ -458,6 +458,16 @@ impl<'a> WriteBatchGuard<'a> {
         &mut self.batch
     }
 
+    /// This batch's changes so far, in revision order.
+    pub fn changes(&self) -> &[Change] {
+        &self.changes
+    }
+
+    /// The changes so far and the storage batch, for state derived from the changes.
+    pub fn changes_and_batch(&mut self) -> (&[Change], &mut WriteBatch) {
+        (&self.changes, &mut self.batch)
+    }
+
     /// Writes the batch (not synced: the Raft log is the durable record), releases the
     /// store to readers and returns what changed.
     pub fn commit(mut self) -> StorageResult<Committed> {

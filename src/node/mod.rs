@@ -2,8 +2,11 @@
 //! together, and the two doors the API uses: `propose` for writes, `read_barrier` for
 //! linearizable reads.
 //!
-//! May call `storage`, `mvcc`, `watch`, `raft`, `cluster` and `config`.
+//! Also the leader's side of leases: promotion and expiry (`lease_expiry`).
+//!
+//! May call `storage`, `mvcc`, `watch`, `lease`, `raft`, `cluster` and `config`.
 
+mod lease_expiry;
 mod proposer;
 mod read_barrier;
 
@@ -22,6 +25,7 @@ use crate::proto::cairnraftpb::{apply_result, ApplyResult, InternalRequest};
 use crate::proto::etcdserverpb::ResponseHeader;
 use crate::raft::{self, MemberInfo, Raft, RaftSettings};
 use crate::storage::{Storage, CF_RAFT_STATE};
+use crate::lease::Lessor;
 use crate::watch::WatchHub;
 use proposer::Proposer;
 use read_barrier::ReadBarrier;
@@ -46,12 +50,14 @@ pub struct Node {
     pub raft: Raft,
     pub mvcc: Arc<Mvcc>,
     pub watch: Arc<WatchHub>,
+    pub lessor: Arc<Lessor>,
     pub storage: Arc<Storage>,
     pub limits: Limits,
     proposer: Proposer,
     read_barrier: ReadBarrier,
     /// etcd's request timeout: 5 s plus two election timeouts.
     request_timeout: Duration,
+    election_timeout: Duration,
 }
 
 impl Node {
@@ -68,6 +74,10 @@ impl Node {
         let identity = restore_or_save_identity(&storage, Identity::from_config(config))?;
         let mvcc = Mvcc::open(storage.clone())?;
         let watch = WatchHub::start(mvcc.clone());
+        let lessor = Lessor::open(
+            storage.clone(),
+            min_lease_ttl_secs(config.heartbeat_interval_ms, config.election_timeout_ms),
+        )?;
         let raft = raft::start(
             identity.member_id,
             RaftSettings {
@@ -79,6 +89,7 @@ impl Node {
             storage.clone(),
             mvcc.clone(),
             watch.clone(),
+            lessor.clone(),
             member_dir.join("snap"),
         )
         .await?;
@@ -105,11 +116,12 @@ impl Node {
         let request_timeout = Duration::from_millis(5000 + 2 * config.election_timeout_ms);
         let proposer = Proposer::spawn(raft.clone(), request_timeout);
         let read_barrier = ReadBarrier::spawn(raft.clone());
-        Ok(Arc::new(Node {
+        let node = Arc::new(Node {
             identity,
             raft,
             mvcc,
             watch,
+            lessor,
             storage,
             limits: Limits {
                 max_request_bytes: config.max_request_bytes as usize,
@@ -120,7 +132,10 @@ impl Node {
             proposer,
             read_barrier,
             request_timeout,
-        }))
+            election_timeout: Duration::from_millis(config.election_timeout_ms),
+        });
+        tokio::spawn(lease_expiry::run(Arc::downgrade(&node)));
+        Ok(node)
     }
 
     /// Waits until a leader is known and this member has applied what it had committed.
@@ -204,6 +219,14 @@ impl Node {
         }
         self.storage.stop_background_work();
     }
+}
+
+/// etcd's shortest lease TTL: one and a half election timeouts (counted in whole
+/// heartbeats), rounded up to whole seconds.
+fn min_lease_ttl_secs(heartbeat_interval_ms: u64, election_timeout_ms: u64) -> i64 {
+    let election_ticks = election_timeout_ms / heartbeat_interval_ms.max(1);
+    let min_ttl_ms = (3 * election_ticks / 2) * heartbeat_interval_ms;
+    min_ttl_ms.div_ceil(1000) as i64
 }
 
 /// The member and cluster IDs are fixed when the data directory is created: a restart with

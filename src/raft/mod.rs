@@ -17,6 +17,7 @@ use prost::Message;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::mvcc::Mvcc;
+use crate::lease::Lessor;
 use crate::watch::WatchHub;
 use crate::proto::cairnraftpb::{ApplyResults, Proposal};
 use crate::storage::Storage;
@@ -80,6 +81,7 @@ pub async fn start(
     storage: Arc<Storage>,
     mvcc: Arc<Mvcc>,
     watch: Arc<WatchHub>,
+    lessor: Arc<Lessor>,
     snapshot_dir: std::path::PathBuf,
 ) -> anyhow::Result<Raft> {
     let config = RaftConfig {
@@ -95,7 +97,7 @@ pub async fn start(
     }
     .validate()?;
     let log_store = LogStore::open(storage.clone())?;
-    let state_machine = StateMachine::open(storage, mvcc, watch, snapshot_dir)?;
+    let state_machine = StateMachine::open(storage, mvcc, watch, lessor, snapshot_dir)?;
     let raft = Raft::new(
         member_id,
         Arc::new(config),

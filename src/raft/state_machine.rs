@@ -23,7 +23,8 @@ use super::{BatchResults, LogId, MemberInfo, StoredMembership, TypeConfig};
 use crate::apply::apply_request;
 use crate::mvcc::{Mvcc, WriteBatchGuard};
 use crate::proto::cairnraftpb::ApplyResults;
-use crate::storage::{Storage, CF_KV, CF_META};
+use crate::lease::Lessor;
+use crate::storage::{Storage, CF_KV, CF_LEASE, CF_META};
 use crate::watch::WatchHub;
 
 const META_APPLIED: &[u8] = b"applied";
@@ -34,7 +35,7 @@ const MAX_BYTES_PER_COMMIT: usize = 32 << 20;
 /// Records written per storage batch while installing a snapshot.
 const INSTALL_RECORDS_PER_BATCH: usize = 10_000;
 /// Column families a snapshot carries, by their tag in the stream.
-const SNAPSHOT_CFS: [&str; 2] = [CF_KV, CF_META];
+const SNAPSHOT_CFS: [&str; 3] = [CF_KV, CF_META, CF_LEASE];
 
 type Meta = SnapshotMeta<u64, MemberInfo>;
 
@@ -42,6 +43,7 @@ pub struct StateMachine {
     storage: Arc<Storage>,
     mvcc: Arc<Mvcc>,
     watch: Arc<WatchHub>,
+    lessor: Arc<Lessor>,
     snapshot_dir: PathBuf,
     applied: Option<LogId>,
     membership: StoredMembership,
@@ -64,6 +66,7 @@ impl StateMachine {
         storage: Arc<Storage>,
         mvcc: Arc<Mvcc>,
         watch: Arc<WatchHub>,
+        lessor: Arc<Lessor>,
         snapshot_dir: PathBuf,
     ) -> Result<StateMachine, StorageError<u64>> {
         std::fs::create_dir_all(&snapshot_dir).map_err(sm_write_err)?;
@@ -74,6 +77,7 @@ impl StateMachine {
             storage,
             mvcc,
             watch,
+            lessor,
             snapshot_dir,
             applied,
             membership,
@@ -125,7 +129,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         .0
                         .requests
                         .iter()
-                        .map(|request| apply_request(&mut guard, request))
+                        .map(|request| apply_request(&mut guard, &self.lessor, request))
                         .collect::<Result<_, _>>()
                         // Storage failed: stop here, before this member diverges.
                         .map_err(|e| StorageIOError::apply(entry.log_id, &e))?,
@@ -185,6 +189,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         publish(&received, &path).await?;
         load_snapshot_into_storage(&self.storage, &path).await?;
         self.mvcc.reload().map_err(sm_write_err)?;
+        self.lessor.reload().map_err(sm_write_err)?;
         self.watch.reset(self.mvcc.current_rev());
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();

@@ -1,0 +1,329 @@
+//! Leases: TTLs granted through Raft, the keys attached to them, and when they expire.
+//!
+//! Owns the `lease` column family and its in-memory copy. What is replicated (leases, their
+//! granted TTLs, attached keys) changes only when the state machine applies an entry, in
+//! the same storage batch as the keys it concerns. Expiry times are not replicated: only the
+//! leader (the *primary*) keeps them, and it revokes expired leases by proposing a revoke
+//! through Raft, so a lease expires once, at one revision, on every member.
+//!
+//! Rule for remaining TTLs across leader changes and restarts, as etcd 3.4 without lease
+//! checkpoints: a member that becomes leader gives every lease its full granted TTL plus
+//! one election timeout from that moment, so no lease is revoked early; a lease whose
+//! owner is gone expires at most one TTL and one election timeout after the change.
+//!
+//! May call `storage` and `mvcc` (for the changes a batch made).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rocksdb::WriteBatch;
+
+use crate::error::EtcdError;
+use crate::mvcc::Change;
+use crate::storage::{Storage, StorageError, StorageResult, CF_LEASE};
+
+/// etcd's largest TTL, in seconds.
+pub const MAX_TTL_SECS: i64 = 9_000_000_000;
+/// etcd's `NoLease`: a key without a lease; never a lease ID.
+pub const NO_LEASE: i64 = 0;
+/// A lease found expired is proposed for revocation again after this long if the revoke
+/// has not been applied by then (it was lost in a leader change).
+const REVOKE_RETRY: Duration = Duration::from_secs(3);
+
+/// Record prefixes in the `lease` column family: `L` + ID → granted TTL; `A` + ID + key →
+/// nothing (the key is attached).
+const PREFIX_LEASE: u8 = b'L';
+const PREFIX_ATTACHED: u8 = b'A';
+
+struct Lease {
+    ttl_secs: i64,
+    keys: BTreeSet<Vec<u8>>,
+    /// Set on the primary only.
+    expiry: Option<Instant>,
+    /// Expired, and its revoke proposed: keep-alives no longer save it.
+    revoking: bool,
+}
+
+#[derive(Default)]
+struct State {
+    leases: HashMap<i64, Lease>,
+    /// Which lease each attached key is bound to.
+    attached: HashMap<Vec<u8>, i64>,
+    primary: bool,
+}
+
+pub struct Lessor {
+    storage: Arc<Storage>,
+    state: Mutex<State>,
+    min_ttl_secs: i64,
+}
+
+/// What `time_to_live` reports.
+pub struct LeaseStatus {
+    pub remaining_secs: i64,
+    pub granted_secs: i64,
+    pub keys: Vec<Vec<u8>>,
+}
+
+impl Lessor {
+    /// Loads the leases from storage. `min_ttl_secs` is etcd's floor: one and a half
+    /// election timeouts, rounded up to whole seconds.
+    pub fn open(storage: Arc<Storage>, min_ttl_secs: i64) -> StorageResult<Arc<Lessor>> {
+        let lessor = Arc::new(Lessor {
+            storage,
+            state: Mutex::default(),
+            min_ttl_secs,
+        });
+        lessor.reload()?;
+        Ok(lessor)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("lessor lock")
+    }
+
+    /// Rebuilds the leases from storage (at start, and after a snapshot replaced it).
+    pub fn reload(&self) -> StorageResult<()> {
+        let mut leases: HashMap<i64, Lease> = HashMap::new();
+        let mut attached = HashMap::new();
+        let db = self.storage.db();
+        for item in db.iterator_cf(self.storage.cf(CF_LEASE), rocksdb::IteratorMode::Start) {
+            let (key, value) = item?;
+            let corrupt = || StorageError::Corrupt("lease record");
+            let id = key
+                .get(1..9)
+                .and_then(|b| b.try_into().ok())
+                .map(i64::from_be_bytes)
+                .ok_or_else(corrupt)?;
+            match key[0] {
+                PREFIX_LEASE => {
+                    let ttl_secs = value
+                        .as_ref()
+                        .try_into()
+                        .map(i64::from_be_bytes)
+                        .map_err(|_| corrupt())?;
+                    leases.entry(id).or_insert_with(|| Lease {
+                        ttl_secs,
+                        keys: BTreeSet::new(),
+                        expiry: None,
+                        revoking: false,
+                    });
+                }
+                PREFIX_ATTACHED => {
+                    attached.insert(key[9..].to_vec(), id);
+                }
+                _ => return Err(corrupt()),
+            }
+        }
+        for (key, id) in &attached {
+            let lease = leases
+                .get_mut(id)
+                .ok_or(StorageError::Corrupt("key attached to a missing lease"))?;
+            lease.keys.insert(key.clone());
+        }
+        let mut state = self.lock();
+        let primary = state.primary;
+        *state = State {
+            leases,
+            attached,
+            primary: false,
+        };
+        if primary {
+            promote_locked(&mut state, Duration::ZERO);
+        }
+        Ok(())
+    }
+
+    pub fn exists(&self, id: i64) -> bool {
+        self.lock().leases.contains_key(&id)
+    }
+
+    /// Applies a grant; returns the TTL granted.
+    pub fn grant(&self, batch: &mut WriteBatch, id: i64, ttl_secs: i64) -> Result<i64, EtcdError> {
+        if id == NO_LEASE {
+            return Err(EtcdError::LeaseNotFound);
+        }
+        if ttl_secs > MAX_TTL_SECS {
+            return Err(EtcdError::LeaseTtlTooLarge);
+        }
+        let mut state = self.lock();
+        if state.leases.contains_key(&id) {
+            return Err(EtcdError::LeaseExists);
+        }
+        let ttl_secs = ttl_secs.max(self.min_ttl_secs);
+        let expiry = state
+            .primary
+            .then(|| Instant::now() + Duration::from_secs(ttl_secs as u64));
+        state.leases.insert(
+            id,
+            Lease {
+                ttl_secs,
+                keys: BTreeSet::new(),
+                expiry,
+                revoking: false,
+            },
+        );
+        batch.put_cf(
+            self.storage.cf(CF_LEASE),
+            record_key(PREFIX_LEASE, id, b""),
+            ttl_secs.to_be_bytes(),
+        );
+        Ok(ttl_secs)
+    }
+
+    /// The keys attached to a lease, sorted (so every member deletes them in one order).
+    pub fn keys(&self, id: i64) -> Result<Vec<Vec<u8>>, EtcdError> {
+        let state = self.lock();
+        let lease = state.leases.get(&id).ok_or(EtcdError::LeaseNotFound)?;
+        Ok(lease.keys.iter().cloned().collect())
+    }
+
+    /// Forgets a lease whose keys were deleted.
+    pub fn remove(&self, batch: &mut WriteBatch, id: i64) {
+        let mut state = self.lock();
+        let Some(lease) = state.leases.remove(&id) else {
+            return;
+        };
+        let cf = self.storage.cf(CF_LEASE);
+        for key in &lease.keys {
+            state.attached.remove(key);
+            batch.delete_cf(cf, record_key(PREFIX_ATTACHED, id, key));
+        }
+        batch.delete_cf(cf, record_key(PREFIX_LEASE, id, b""));
+    }
+
+    /// Follows a batch's changes: a put binds its key to the put's lease (or to none), a
+    /// delete unbinds it.
+    pub fn apply_changes(&self, batch: &mut WriteBatch, changes: &[Change]) {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let cf = self.storage.cf(CF_LEASE);
+        for change in changes {
+            let key = &change.kv.key;
+            let new = if change.deleted {
+                NO_LEASE
+            } else {
+                change.kv.lease
+            };
+            let old = state.attached.get(key).copied().unwrap_or(NO_LEASE);
+            if old == new {
+                continue;
+            }
+            if old != NO_LEASE {
+                state.attached.remove(key);
+                if let Some(lease) = state.leases.get_mut(&old) {
+                    lease.keys.remove(key);
+                }
+                batch.delete_cf(cf, record_key(PREFIX_ATTACHED, old, key));
+            }
+            // A put names only existing leases: it was checked before it was applied.
+            if let Some(lease) = state.leases.get_mut(&new) {
+                lease.keys.insert(key.clone());
+                state.attached.insert(key.clone(), new);
+                batch.put_cf(cf, record_key(PREFIX_ATTACHED, new, key), b"");
+            }
+        }
+    }
+
+    /// This member became leader: it now keeps expiry times (see the module comment).
+    pub fn promote(&self, extend: Duration) {
+        promote_locked(&mut self.lock(), extend);
+    }
+
+    /// This member is no longer leader: the new leader decides expiry.
+    pub fn demote(&self) {
+        let mut state = self.lock();
+        state.primary = false;
+        for lease in state.leases.values_mut() {
+            lease.expiry = None;
+        }
+    }
+
+    pub fn is_primary(&self) -> bool {
+        self.lock().primary
+    }
+
+    /// A keep-alive: restarts the lease's TTL. `None` for an unknown lease; `Err(NotLeader)`
+    /// off the primary.
+    pub fn renew(&self, id: i64) -> Result<Option<i64>, EtcdError> {
+        let mut state = self.lock();
+        if !state.primary {
+            return Err(EtcdError::NotLeader);
+        }
+        let Some(lease) = state.leases.get_mut(&id) else {
+            return Ok(None);
+        };
+        let now = Instant::now();
+        // Expired, its revoke on the way: too late to keep it, as etcd answers.
+        if lease.revoking || lease.expiry.is_some_and(|e| e <= now) {
+            return Ok(None);
+        }
+        lease.expiry = Some(now + Duration::from_secs(lease.ttl_secs as u64));
+        Ok(Some(lease.ttl_secs))
+    }
+
+    pub fn time_to_live(&self, id: i64, with_keys: bool) -> Option<LeaseStatus> {
+        let state = self.lock();
+        let lease = state.leases.get(&id)?;
+        let remaining_secs = match lease.expiry {
+            Some(expiry) => expiry.saturating_duration_since(Instant::now()).as_secs() as i64,
+            // Off the primary no expiry is kept; the full TTL is the honest upper bound.
+            None => lease.ttl_secs,
+        };
+        Some(LeaseStatus {
+            remaining_secs,
+            granted_secs: lease.ttl_secs,
+            keys: if with_keys {
+                lease.keys.iter().cloned().collect()
+            } else {
+                Vec::new()
+            },
+        })
+    }
+
+    pub fn leases(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = self.lock().leases.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Up to `max` leases expired by now, on the primary. Each is not offered again for
+    /// `REVOKE_RETRY`, while its revoke goes through Raft.
+    pub fn take_expired(&self, max: usize) -> Vec<i64> {
+        let mut state = self.lock();
+        if !state.primary {
+            return Vec::new();
+        }
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        for (id, lease) in state.leases.iter_mut() {
+            if expired.len() == max {
+                break;
+            }
+            if lease.expiry.is_some_and(|e| e <= now) {
+                lease.expiry = Some(now + REVOKE_RETRY);
+                lease.revoking = true;
+                expired.push(*id);
+            }
+        }
+        expired
+    }
+}
+
+fn promote_locked(state: &mut State, extend: Duration) {
+    state.primary = true;
+    let now = Instant::now();
+    for lease in state.leases.values_mut() {
+        lease.expiry = Some(now + extend + Duration::from_secs(lease.ttl_secs as u64));
+        lease.revoking = false;
+    }
+}
+
+fn record_key(prefix: u8, id: i64, key: &[u8]) -> Vec<u8> {
+    let mut record = Vec::with_capacity(9 + key.len());
+    record.push(prefix);
+    record.extend_from_slice(&id.to_be_bytes());
+    record.extend_from_slice(key);
+    record
+}
