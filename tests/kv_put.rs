@@ -183,7 +183,6 @@ async fn put_ignore_lease_with_lease_is_lease_provided() {
 }
 
 #[tokio::test]
-#[ignore = "needs LeaseGrant, which Cairn does not have yet (lease issue)"]
 async fn put_ignore_lease_keeps_attached_lease() {
     let (_s, mut c) = fresh().await;
     let lease = c.lease_grant(600, None).await.unwrap().id();
@@ -221,7 +220,6 @@ async fn put_with_unknown_lease_is_not_found() {
 }
 
 #[tokio::test]
-#[ignore = "needs LeaseGrant, which Cairn does not have yet (lease issue)"]
 async fn put_with_granted_lease_records_lease_id() {
     let (_s, mut c) = fresh().await;
     let lease = c.lease_grant(600, None).await.unwrap().id();

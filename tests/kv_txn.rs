@@ -132,7 +132,6 @@ async fn txn_compare_mod_revision() {
 }
 
 #[tokio::test]
-#[ignore = "needs LeaseGrant, which Cairn does not have yet (lease issue)"]
 async fn txn_compare_lease() {
     let (_s, mut c) = fresh().await;
     let lease = c.lease_grant(600, None).await.unwrap().id();
