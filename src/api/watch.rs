@@ -96,8 +96,9 @@ struct Sender {
     node: Arc<Node>,
     stream: Arc<WatchStream>,
     outbox: Arc<Outbox>,
-    /// A failed receive (e.g. an oversized request) ends the stream with its status.
-    receive_failed: oneshot::Receiver<Status>,
+    /// A failed receive (e.g. an oversized request) ends the stream with its status;
+    /// `None` once the receiving side is over.
+    receive_failed: Option<oneshot::Receiver<Status>>,
     receiver: tokio::task::JoinHandle<()>,
     progress: tokio::time::Interval,
     ready: VecDeque<WatchResponse>,
@@ -141,7 +142,7 @@ impl Watch for WatchService {
             node: self.node.clone(),
             outbox: stream.outbox(),
             stream,
-            receive_failed: fail_rx,
+            receive_failed: Some(fail_rx),
             receiver,
             progress,
             ready: VecDeque::new(),
@@ -217,9 +218,14 @@ impl Sender {
                         return Some(Err(Status::unavailable("etcdserver: server stopped")));
                     }
                 },
-                Ok(status) = &mut self.receive_failed => {
-                    self.done = true;
-                    return Some(Err(status));
+                failed = async { self.receive_failed.as_mut().expect("guarded").await },
+                    if self.receive_failed.is_some() =>
+                {
+                    self.receive_failed = None;
+                    if let Ok(status) = failed {
+                        self.done = true;
+                        return Some(Err(status));
+                    }
                 }
                 _ = self.progress.tick() => self.stream.progress_tick(),
             }

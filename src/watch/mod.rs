@@ -124,6 +124,9 @@ struct Watcher {
     /// The first revision this watcher has not been sent.
     next_rev: i64,
     synced: bool,
+    /// Canceled because its revisions were compacted: sends nothing more, but keeps its
+    /// ID taken until the client cancels it, as etcd does.
+    compacted: bool,
     no_put: bool,
     no_delete: bool,
     prev_kv: bool,
@@ -367,7 +370,7 @@ impl WatchHub {
             let Some(watcher) = state.watchers.get(&id) else {
                 continue;
             };
-            if watcher.synced || watcher.next_rev != chosen_rev {
+            if watcher.synced || watcher.compacted || watcher.next_rev != chosen_rev {
                 continue;
             }
             if watcher.next_rev < compact_rev {
@@ -386,7 +389,8 @@ impl WatchHub {
                 .collect();
             let watcher = state.watchers.get_mut(&id).expect("checked above");
             if !events.is_empty() {
-                push_events(&outbox, watcher, events, last_rev.max(watcher.next_rev - 1));
+                // As etcd: the header of a catch-up response is the revision read up to.
+                push_events(&outbox, watcher, events, until);
             }
             watcher.next_rev = watcher.next_rev.max(last_rev + 1);
             if watcher.next_rev > state.notified_rev {
@@ -458,14 +462,22 @@ fn events_response(watcher: &Watcher, events: Vec<Event>, rev: i64) -> Outgoing 
     }
 }
 
+/// Tells an unsynced watcher its next revision was compacted away, and retires it.
 fn cancel_compacted(state: &mut HubState, id: WatcherId, compact_rev: i64) {
-    if let Some(watcher) = remove_watcher(state, id) {
-        if let Some(stream) = state.streams.get(&watcher.stream) {
-            stream.outbox.push(Outgoing::Compacted {
-                watch_id: watcher.watch_id,
-                compact_rev,
-            });
-        }
+    let notified_rev = state.notified_rev;
+    let Some(watcher) = state.watchers.get_mut(&id) else {
+        return;
+    };
+    debug_assert!(!watcher.synced && !watcher.compacted);
+    watcher.compacted = true;
+    state.unsynced.remove(&id);
+    if let Some(stream) = state.streams.get_mut(&watcher.stream) {
+        stream.outbox.push(Outgoing::Compacted {
+            watch_id: watcher.watch_id,
+            compact_rev,
+        });
+        stream.unsynced -= 1;
+        send_deferred_progress(stream, notified_rev);
     }
 }
 
@@ -476,7 +488,7 @@ fn remove_watcher(state: &mut HubState, id: WatcherId) -> Option<Watcher> {
     let stream = state.streams.get_mut(&watcher.stream);
     if watcher.synced {
         state.synced.remove(id, &watcher.range);
-    } else {
+    } else if !watcher.compacted {
         state.unsynced.remove(&id);
         if let Some(stream) = stream {
             stream.unsynced -= 1;
@@ -573,6 +585,7 @@ impl WatchStream {
                 range: spec.range,
                 next_rev,
                 synced,
+                compacted: false,
                 no_put: spec.no_put,
                 no_delete: spec.no_delete,
                 prev_kv: spec.prev_kv,
