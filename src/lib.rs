@@ -4,10 +4,11 @@
 //!
 //! ```text
 //! client ─▶ api ─(write)─▶ node::proposer ─▶ raft (log in storage) ─▶ raft::state_machine
-//!            │                                                          │
-//!            └─(read, after node::read_barrier)──▶ apply ◀──────────────┘
+//!            │  ▲                                                       │        │
+//!            │  └─(watch streams)── watch ◀──(each commit's changes)────┘        │
+//!            └─(read, after node::read_barrier)──▶ apply ◀──────────────────────┘
 //!                                                   │
-//!                                                  mvcc ─▶ storage (RocksDB)
+//!                                          mvcc, lease ─▶ storage (RocksDB)
 //! ```
 //!
 //! - [`config`]: etcd's flags, `ETCD_*` variables and YAML config file.
