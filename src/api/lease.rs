@@ -18,8 +18,8 @@ use crate::proto::cairnraftpb::{
 use crate::proto::etcdserverpb::lease_server::Lease;
 use crate::proto::etcdserverpb::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
-    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse,
-    LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, ResponseHeader,
+    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, ResponseHeader,
 };
 
 pub struct LeaseService {
@@ -74,7 +74,10 @@ impl Lease for LeaseService {
         if r.id == NO_LEASE {
             r.id = self.choose_id();
         }
-        match self.propose(internal_request::Request::LeaseGrant(r)).await? {
+        match self
+            .propose(internal_request::Request::LeaseGrant(r))
+            .await?
+        {
             Applied::LeaseGrant(mut response) => {
                 response.header = self.header(response.header);
                 Ok(Response::new(response))
@@ -88,7 +91,10 @@ impl Lease for LeaseService {
         request: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
         let r = request.into_inner();
-        match self.propose(internal_request::Request::LeaseRevoke(r)).await? {
+        match self
+            .propose(internal_request::Request::LeaseRevoke(r))
+            .await?
+        {
             Applied::LeaseRevoke(mut response) => {
                 response.header = self.header(response.header);
                 Ok(Response::new(response))

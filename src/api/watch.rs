@@ -307,7 +307,8 @@ impl Sender {
         let view = self.node.mvcc.read_view();
         for event in events {
             let Some(kv) = &event.kv else { continue };
-            let created = event.r#type == EventType::Put as i32 && kv.create_revision == kv.mod_revision;
+            let created =
+                event.r#type == EventType::Put as i32 && kv.create_revision == kv.mod_revision;
             if created {
                 continue;
             }

@@ -182,9 +182,12 @@ fn check_puts(
             Some(Request::RequestPut(p)) => {
                 super::put::check(view, leases, p, CheckOrder::KeyFirst)?
             }
-            Some(Request::RequestTxn(t)) => {
-                check_puts(view, leases, t, nested.next().expect("a path per nested txn"))?
-            }
+            Some(Request::RequestTxn(t)) => check_puts(
+                view,
+                leases,
+                t,
+                nested.next().expect("a path per nested txn"),
+            )?,
             _ => {}
         }
     }

@@ -16,11 +16,11 @@ use openraft::{Config as RaftConfig, SnapshotPolicy};
 use prost::Message;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::mvcc::Mvcc;
 use crate::lease::Lessor;
-use crate::watch::WatchHub;
+use crate::mvcc::Mvcc;
 use crate::proto::cairnraftpb::{ApplyResults, Proposal};
 use crate::storage::Storage;
+use crate::watch::WatchHub;
 
 pub use log_store::LogStore;
 pub use state_machine::StateMachine;

@@ -21,9 +21,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 
 use super::{BatchResults, LogId, MemberInfo, StoredMembership, TypeConfig};
 use crate::apply::apply_request;
+use crate::lease::Lessor;
 use crate::mvcc::{Mvcc, WriteBatchGuard};
 use crate::proto::cairnraftpb::ApplyResults;
-use crate::lease::Lessor;
 use crate::storage::{Storage, CF_KV, CF_LEASE, CF_META};
 use crate::watch::WatchHub;
 

@@ -98,7 +98,10 @@ mod tests {
 
     #[test]
     fn ranges_follow_etcd_rules() {
-        assert_eq!(KeyRange::from_request(b"", b""), Ok(KeyRange::Single(vec![0])));
+        assert_eq!(
+            KeyRange::from_request(b"", b""),
+            Ok(KeyRange::Single(vec![0]))
+        );
         let from = KeyRange::from_request(b"a", b"\0").unwrap();
         assert!(from.contains(b"a") && from.contains(b"zzz") && !from.contains(b"\x01"));
         let below = KeyRange::from_request(b"a", b"c").unwrap();

@@ -24,7 +24,8 @@ use crate::mvcc::{Change, Committed, HistoryError, HistoryLimit, Mvcc};
 use crate::proto::mvccpb::{event::EventType, Event};
 use groups::Groups;
 pub use groups::KeyRange;
-pub use outbox::{Outbox, MAX_QUEUED_BYTES};
+use outbox::Budget;
+pub use outbox::{Outbox, MAX_QUEUED_BYTES, MAX_TOTAL_QUEUED_BYTES};
 
 /// Watches one stream may hold: each costs memory and a share of every commit's matching.
 pub const MAX_WATCHES_PER_STREAM: usize = 10_000;
@@ -173,6 +174,7 @@ struct HubState {
 pub struct WatchHub {
     state: Mutex<HubState>,
     mvcc: Arc<Mvcc>,
+    budget: Arc<Budget>,
     catch_up: Arc<Notify>,
 }
 
@@ -195,6 +197,7 @@ impl WatchHub {
                 closed: false,
             }),
             mvcc,
+            budget: Arc::default(),
             catch_up: Arc::new(Notify::new()),
         });
         tokio::spawn(run_catch_up(Arc::downgrade(&hub), hub.catch_up.clone()));
@@ -213,7 +216,7 @@ impl WatchHub {
         }
         let id = state.next_stream;
         state.next_stream += 1;
-        let outbox = Arc::new(Outbox::new(self.catch_up.clone()));
+        let outbox = Arc::new(Outbox::new(self.budget.clone(), self.catch_up.clone()));
         state.streams.insert(
             id,
             StreamState {

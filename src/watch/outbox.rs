@@ -1,11 +1,14 @@
 //! One watch stream's queue of responses waiting to be sent: filled by the hub (under its
 //! lock, so a stream's responses keep the hub's order), drained by the stream's sender.
 //!
-//! Bounded in bytes: when it is full, the hub stops filling it and the stream's watchers
-//! catch up from the store later, so a client that does not read costs at most
-//! `MAX_QUEUED_BYTES` plus one response.
+//! Bounded in bytes, per stream and over all streams: when a stream's queue (or the total)
+//! is full, the hub stops filling it and the stream's watchers catch up from the store
+//! later. So a client that does not read costs at most `MAX_QUEUED_BYTES` plus one
+//! response, and all streams together at most `MAX_TOTAL_QUEUED_BYTES` plus one response
+//! per stream, however many watchers there are.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -14,6 +17,16 @@ use super::Outgoing;
 
 /// Bytes of responses a stream may have queued before its watchers are set aside.
 pub const MAX_QUEUED_BYTES: usize = 2 << 20;
+/// Bytes of responses all streams together may have queued.
+pub const MAX_TOTAL_QUEUED_BYTES: usize = 64 << 20;
+
+/// What all streams' queues hold together, shared by every outbox of a hub.
+#[derive(Default)]
+pub struct Budget {
+    queued_bytes: AtomicUsize,
+    /// A watcher was set aside because the total was reached.
+    starved: AtomicBool,
+}
 
 #[derive(Default)]
 struct Queue {
@@ -27,22 +40,28 @@ struct Queue {
 pub struct Outbox {
     queue: Mutex<Queue>,
     ready: Notify,
-    /// Wakes the hub's catch-up when a full queue drains.
+    budget: Arc<Budget>,
+    /// Wakes the hub's catch-up when a full queue, or the total, drains.
     catch_up: Arc<Notify>,
 }
 
 impl Outbox {
-    pub fn new(catch_up: Arc<Notify>) -> Outbox {
+    pub fn new(budget: Arc<Budget>, catch_up: Arc<Notify>) -> Outbox {
         Outbox {
             queue: Mutex::default(),
             ready: Notify::new(),
+            budget,
             catch_up,
         }
     }
 
-    /// Whether another response fits. A full queue marks the stream starved, so draining
-    /// it wakes the catch-up.
+    /// Whether another response fits. A full queue (or total) is marked starved, so
+    /// draining it wakes the catch-up.
     pub fn has_room(&self) -> bool {
+        if self.budget.queued_bytes.load(Ordering::Relaxed) >= MAX_TOTAL_QUEUED_BYTES {
+            self.budget.starved.store(true, Ordering::Relaxed);
+            return false;
+        }
         let mut queue = self.queue.lock().expect("outbox lock");
         let room = queue.bytes < MAX_QUEUED_BYTES;
         if !room {
@@ -58,6 +77,7 @@ impl Outbox {
             return;
         }
         queue.bytes += size;
+        self.budget.queued_bytes.fetch_add(size, Ordering::Relaxed);
         queue.items.push_back((item, size));
         drop(queue);
         self.ready.notify_one();
@@ -76,8 +96,14 @@ impl Outbox {
                 let mut queue = self.queue.lock().expect("outbox lock");
                 if let Some((item, size)) = queue.items.pop_front() {
                     queue.bytes -= size;
+                    let total = self.budget.queued_bytes.fetch_sub(size, Ordering::Relaxed) - size;
                     if queue.starved && queue.bytes < MAX_QUEUED_BYTES / 2 {
                         queue.starved = false;
+                        self.catch_up.notify_one();
+                    }
+                    if total < MAX_TOTAL_QUEUED_BYTES / 2
+                        && self.budget.starved.swap(false, Ordering::Relaxed)
+                    {
                         self.catch_up.notify_one();
                     }
                     return Some(item);
@@ -87,6 +113,19 @@ impl Outbox {
                 }
             }
             self.ready.notified().await;
+        }
+    }
+}
+
+impl Drop for Outbox {
+    /// What was never sent no longer counts against the total.
+    fn drop(&mut self) {
+        let queue = self.queue.get_mut().expect("outbox lock");
+        self.budget
+            .queued_bytes
+            .fetch_sub(queue.bytes, Ordering::Relaxed);
+        if self.budget.starved.swap(false, Ordering::Relaxed) {
+            self.catch_up.notify_one();
         }
     }
 }
