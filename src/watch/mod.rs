@@ -678,3 +678,138 @@ impl Drop for WatchStream {
         self.outbox.close();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::Storage;
+
+    fn open() -> (tempfile::TempDir, Arc<Mvcc>) {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(Storage::open(&dir.path().join("db")).unwrap());
+        (dir, Mvcc::open(storage).unwrap())
+    }
+
+    /// One revision putting `key`; the hub hears of it as the state machine tells it.
+    fn put(mvcc: &Mvcc, hub: &WatchHub, key: &str, value: Vec<u8>) -> i64 {
+        let mut guard = mvcc.write();
+        let rev = guard.txn().put(key.as_bytes(), value, 0);
+        hub.notify(guard.commit().unwrap());
+        rev
+    }
+
+    fn spec(key: &str, start_rev: i64) -> WatchSpec {
+        WatchSpec {
+            range: KeyRange::Single(key.as_bytes().to_vec()),
+            watch_id: AUTO_WATCH_ID,
+            start_rev,
+            prev_kv: false,
+            progress_notify: false,
+            fragment: false,
+            no_put: false,
+            no_delete: false,
+        }
+    }
+
+    /// Event revisions of every queued response, until `last` has been seen.
+    async fn revisions_until(outbox: &Outbox, last: i64) -> Vec<i64> {
+        let mut revs = Vec::new();
+        while revs.last() != Some(&last) {
+            let item = tokio::time::timeout(std::time::Duration::from_secs(10), outbox.pop())
+                .await
+                .expect("a response within 10 s")
+                .expect("stream open");
+            if let Outgoing::Events { events, .. } = item {
+                revs.extend(events.iter().map(|e| e.kv.as_ref().unwrap().mod_revision));
+            }
+        }
+        revs
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_watcher_set_aside_by_a_full_queue_misses_nothing_and_sees_nothing_twice() {
+        let (_dir, mvcc) = open();
+        let hub = WatchHub::start(mvcc.clone());
+        let stream = hub.open_stream().unwrap();
+        stream.create(spec("k", 0));
+        let outbox = stream.outbox();
+        // Nobody reads while far more than the queue's bound is written.
+        let value = vec![b'v'; 64 << 10];
+        let writes = 3 * MAX_QUEUED_BYTES / value.len();
+        let first = mvcc.current_rev() + 1;
+        let mut last = 0;
+        for _ in 0..writes {
+            last = put(&mvcc, &hub, "k", value.clone());
+        }
+        assert!(hub.lock().unsynced.len() == 1, "the watcher was set aside");
+        let revs = revisions_until(&outbox, last).await;
+        assert_eq!(revs, (first..=last).collect::<Vec<_>>());
+        assert!(hub.lock().unsynced.is_empty(), "caught up, synced again");
+        // Live again: the next write arrives by notification.
+        let next = put(&mvcc, &hub, "k", b"x".to_vec());
+        assert_eq!(revisions_until(&outbox, next).await, vec![next]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_watch_from_the_past_replays_then_follows_without_a_gap() {
+        let (_dir, mvcc) = open();
+        let hub = WatchHub::start(mvcc.clone());
+        let first = put(&mvcc, &hub, "k", b"0".to_vec());
+        for i in 1..2500 {
+            put(&mvcc, &hub, "k", i.to_string().into_bytes());
+        }
+        let stream = hub.open_stream().unwrap();
+        stream.create(spec("k", first));
+        // Writes race with the replay.
+        let mut last = 0;
+        for i in 0..500 {
+            last = put(&mvcc, &hub, "k", i.to_string().into_bytes());
+        }
+        let revs = revisions_until(&stream.outbox(), last).await;
+        assert_eq!(revs, (first..=last).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_compacted_start_cancels_and_keeps_the_id_until_canceled() {
+        let (_dir, mvcc) = open();
+        let hub = WatchHub::start(mvcc.clone());
+        for i in 0..5 {
+            put(&mvcc, &hub, "k", vec![i]);
+        }
+        {
+            let mut guard = mvcc.write();
+            guard.compact(4).unwrap();
+            hub.notify(guard.commit().unwrap());
+        }
+        let stream = hub.open_stream().unwrap();
+        stream.create(WatchSpec {
+            watch_id: 7,
+            ..spec("k", 2)
+        });
+        let outbox = stream.outbox();
+        assert!(matches!(
+            outbox.pop().await,
+            Some(Outgoing::Created { watch_id: 7, .. })
+        ));
+        assert!(matches!(
+            outbox.pop().await,
+            Some(Outgoing::Compacted {
+                watch_id: 7,
+                compact_rev: 4
+            })
+        ));
+        stream.create(WatchSpec {
+            watch_id: 7,
+            ..spec("k", 0)
+        });
+        assert!(matches!(
+            outbox.pop().await,
+            Some(Outgoing::CreateFailed { .. })
+        ));
+        stream.cancel(7);
+        assert!(matches!(
+            outbox.pop().await,
+            Some(Outgoing::Canceled { watch_id: 7, .. })
+        ));
+    }
+}
