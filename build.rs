@@ -31,6 +31,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .out_dir(&internal_dir)
         .compile_protos(&["proto/raft_internal.proto"], &["proto"])?;
 
+    // The peer API, with its service; the etcd packages it regenerates are not used.
+    let peer_dir = out_dir.join("peer");
+    std::fs::create_dir_all(&peer_dir)?;
+    tonic_prost_build::configure()
+        .out_dir(&peer_dir)
+        .compile_protos(&["proto/raft_peer.proto"], &["proto"])?;
+
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }

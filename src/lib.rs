@@ -15,6 +15,7 @@
 //! - [`cluster`]: member and cluster IDs, derived as etcd derives them.
 //! - [`api`]: the gRPC services; validates and translates, nothing more.
 //! - [`node`]: a running member; batches writes into Raft proposals, serves read barriers.
+//! - [`peer`]: the peer API's server: Raft's messages, and requests followers forward.
 //! - [`raft`]: openraft's log store, state machine and networking on RocksDB.
 //! - [`apply`]: etcd's request semantics (Range, Put, DeleteRange, Txn, Compact).
 //! - [`auto_compaction`]: `--auto-compaction-*`, proposed through Raft like any compaction.
@@ -33,6 +34,7 @@ pub mod error;
 pub mod lease;
 pub mod mvcc;
 pub mod node;
+pub mod peer;
 pub mod proto;
 pub mod raft;
 pub mod storage;

@@ -68,6 +68,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let listeners = api::bind(&addrs)
         .await
         .with_context(|| format!("cannot listen on client URLs {addrs:?}"))?;
+    let mut peer_addrs = Vec::new();
+    for url in &config.listen_peer_urls {
+        peer_addrs.push(resolve(url).await?);
+    }
+    let peer_listeners = api::bind(&peer_addrs)
+        .await
+        .with_context(|| format!("cannot listen on peer URLs {peer_addrs:?}"))?;
     for note in &config.ignored {
         tracing::warn!("accepted but ignored: {note}");
     }
@@ -80,6 +87,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         "starting member"
     );
 
+    let (stop_peers, peers_stopped) = tokio::sync::oneshot::channel::<()>();
+    let peer_server = cairn::peer::serve(node.clone(), peer_listeners, async {
+        let _ = peers_stopped.await;
+    });
     let (stop_serving, stopped) = tokio::sync::oneshot::channel::<()>();
     let (health, server) = api::serve(node.clone(), listeners, async {
         let _ = stopped.await;
@@ -130,6 +141,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!("client connections still open after {SHUTDOWN_GRACE:?}; closing them");
     }
     node.shutdown().await;
+    let _ = stop_peers.send(());
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, peer_server).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -28,6 +28,11 @@ pub mod cairnraftpb {
     include!(concat!(env!("OUT_DIR"), "/internal/cairnraftpb.rs"));
 }
 
+/// Cairn's peer API: Raft's messages and requests forwarded to the leader.
+pub mod cairnpeerpb {
+    include!(concat!(env!("OUT_DIR"), "/peer/cairnpeerpb.rs"));
+}
+
 /// Descriptor set of the served API, for gRPC reflection.
 pub const API_FILE_DESCRIPTOR_SET: &[u8] =
     tonic::include_file_descriptor_set!("etcd_api_descriptor");

@@ -112,41 +112,28 @@ impl Lease for LeaseService {
         request: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
         let node = self.node.clone();
-        let responses = request.into_inner().map(move |request| {
-            let id = request?.id;
-            let ttl = node.lessor.renew(id)?.unwrap_or(0);
-            Ok(LeaseKeepAliveResponse {
-                header: Some(node.header(0)),
-                id,
-                ttl,
-            })
+        let responses = request.into_inner().then(move |request| {
+            let node = node.clone();
+            async move {
+                let id = request?.id;
+                let ttl = node.lease_renew(id).await?;
+                Ok(LeaseKeepAliveResponse {
+                    header: Some(node.header(0)),
+                    id,
+                    ttl,
+                })
+            }
         });
         Ok(Response::new(Box::pin(responses)))
     }
 
-    /// An unknown lease has TTL -1, as etcd answers.
     async fn lease_time_to_live(
         &self,
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
-        let r = request.into_inner();
-        let header = Some(self.node.header(0));
-        let response = match self.node.lessor.time_to_live(r.id, r.keys) {
-            Some(status) => LeaseTimeToLiveResponse {
-                header,
-                id: r.id,
-                ttl: status.remaining_secs,
-                granted_ttl: status.granted_secs,
-                keys: status.keys,
-            },
-            None => LeaseTimeToLiveResponse {
-                header,
-                id: r.id,
-                ttl: -1,
-                ..LeaseTimeToLiveResponse::default()
-            },
-        };
-        Ok(Response::new(response))
+        Ok(Response::new(
+            self.node.lease_time_to_live(request.into_inner()).await?,
+        ))
     }
 
     async fn lease_leases(

@@ -10,6 +10,8 @@ mod lease_expiry;
 mod proposer;
 mod read_barrier;
 
+pub use read_barrier::read_error;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,8 +25,10 @@ use crate::error::EtcdError;
 use crate::lease::Lessor;
 use crate::mvcc::Mvcc;
 use crate::proto::cairnraftpb::{apply_result, ApplyResult, InternalRequest};
-use crate::proto::etcdserverpb::ResponseHeader;
-use crate::raft::{self, MemberInfo, Raft, RaftSettings};
+use crate::proto::etcdserverpb::{
+    LeaseKeepAliveRequest, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, ResponseHeader,
+};
+use crate::raft::{self, MemberInfo, Peers, Raft, RaftSettings};
 use crate::storage::{Storage, CF_RAFT_STATE};
 use crate::watch::WatchHub;
 use proposer::Proposer;
@@ -51,6 +55,8 @@ pub struct Node {
     pub mvcc: Arc<Mvcc>,
     pub watch: Arc<WatchHub>,
     pub lessor: Arc<Lessor>,
+    /// Connections to the other members.
+    pub peers: Arc<Peers>,
     pub storage: Arc<Storage>,
     pub limits: Limits,
     proposer: Proposer,
@@ -74,6 +80,7 @@ impl Node {
         let identity = restore_or_save_identity(&storage, Identity::from_config(config))?;
         let mvcc = Mvcc::open(storage.clone())?;
         let watch = WatchHub::start(mvcc.clone());
+        let peers = Arc::new(Peers::default());
         let lessor = Lessor::open(
             storage.clone(),
             min_lease_ttl_secs(config.heartbeat_interval_ms, config.election_timeout_ms),
@@ -90,6 +97,7 @@ impl Node {
             mvcc.clone(),
             watch.clone(),
             lessor.clone(),
+            peers.clone(),
             member_dir.join("snap"),
         )
         .await?;
@@ -114,14 +122,16 @@ impl Node {
             raft::bootstrap(&raft, members).await?;
         }
         let request_timeout = Duration::from_millis(5000 + 2 * config.election_timeout_ms);
-        let proposer = Proposer::spawn(raft.clone(), request_timeout);
-        let read_barrier = ReadBarrier::spawn(raft.clone());
+        let me = identity.member_id;
+        let proposer = Proposer::spawn(raft.clone(), peers.clone(), me, request_timeout);
+        let read_barrier = ReadBarrier::spawn(raft.clone(), peers.clone(), me, request_timeout);
         let node = Arc::new(Node {
             identity,
             raft,
             mvcc,
             watch,
             lessor,
+            peers,
             storage,
             limits: Limits {
                 max_request_bytes: config.max_request_bytes as usize,
@@ -194,6 +204,63 @@ impl Node {
                 revision
             },
             raft_term: self.raft.metrics().borrow().current_term,
+        }
+    }
+
+    /// A lease keep-alive, answered by the leader: the TTL, 0 for an unknown lease.
+    pub async fn lease_renew(&self, id: i64) -> Result<i64, EtcdError> {
+        match raft::leader(&self.raft, &self.peers, self.identity.member_id) {
+            Some(raft::Leader::Me) => Ok(self.lessor.renew(id)?.unwrap_or(0)),
+            Some(raft::Leader::Other(mut leader)) => {
+                let request = LeaseKeepAliveRequest { id };
+                let answer = tokio::time::timeout(self.request_timeout, leader.lease_keep_alive(request))
+                    .await
+                    .map_err(|_| EtcdError::Timeout)?
+                    .map_err(|_| EtcdError::Timeout)?;
+                Ok(answer.into_inner().ttl)
+            }
+            None => Err(EtcdError::NoLeader),
+        }
+    }
+
+    /// A lease's remaining TTL, as the leader (which keeps expiry times) knows it.
+    pub async fn lease_time_to_live(
+        &self,
+        request: LeaseTimeToLiveRequest,
+    ) -> Result<LeaseTimeToLiveResponse, EtcdError> {
+        match raft::leader(&self.raft, &self.peers, self.identity.member_id) {
+            Some(raft::Leader::Me) => Ok(self.local_lease_time_to_live(request)),
+            Some(raft::Leader::Other(mut leader)) => {
+                let answer = tokio::time::timeout(self.request_timeout, leader.lease_time_to_live(request))
+                    .await
+                    .map_err(|_| EtcdError::Timeout)?
+                    .map_err(|_| EtcdError::Timeout)?;
+                let mut response = answer.into_inner();
+                response.header = Some(self.header(0));
+                Ok(response)
+            }
+            None => Err(EtcdError::NoLeader),
+        }
+    }
+
+    /// This member's answer to a time-to-live request: an unknown lease has TTL -1, as
+    /// etcd answers.
+    pub fn local_lease_time_to_live(&self, r: LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse {
+        let header = Some(self.header(0));
+        match self.lessor.time_to_live(r.id, r.keys) {
+            Some(status) => LeaseTimeToLiveResponse {
+                header,
+                id: r.id,
+                ttl: status.remaining_secs,
+                granted_ttl: status.granted_secs,
+                keys: status.keys,
+            },
+            None => LeaseTimeToLiveResponse {
+                header,
+                id: r.id,
+                ttl: -1,
+                ..LeaseTimeToLiveResponse::default()
+            },
         }
     }
 

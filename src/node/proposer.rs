@@ -6,6 +6,8 @@
 //! one log append and one fsync for the whole batch: openraft 0.9 awaits each append's
 //! flush before the next, so this is where writes share an fsync. Each request still gets
 //! its own revision and its own result when the entry is applied.
+//!
+//! On a follower the batch goes to the leader over the peer API, which proposes it as is.
 
 use std::sync::Arc;
 
@@ -16,7 +18,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::error::EtcdError;
 use crate::proto::cairnraftpb::{ApplyResult, InternalRequest, Proposal};
-use crate::raft::{Batch, Raft};
+use crate::raft::{leader, Batch, Leader, Peers, Raft};
 
 /// Requests waiting for a batch; beyond this, writers get `too many requests` at once
 /// rather than an ever-growing queue.
@@ -43,9 +45,9 @@ pub struct Proposer {
 impl Proposer {
     /// `request_timeout` bounds the wait for a batch's result, so a batch Raft never answers
     /// (its entry replaced by a snapshot after a leader change) cannot hold its slot forever.
-    pub fn spawn(raft: Raft, request_timeout: Duration) -> Proposer {
+    pub fn spawn(raft: Raft, peers: Arc<Peers>, me: u64, request_timeout: Duration) -> Proposer {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(run(raft, rx, request_timeout));
+        tokio::spawn(run(raft, peers, me, rx, request_timeout));
         Proposer { queue: tx }
     }
 
@@ -69,7 +71,13 @@ impl Proposer {
     }
 }
 
-async fn run(raft: Raft, mut queue: mpsc::Receiver<Pending>, request_timeout: Duration) {
+async fn run(
+    raft: Raft,
+    peers: Arc<Peers>,
+    me: u64,
+    mut queue: mpsc::Receiver<Pending>,
+    request_timeout: Duration,
+) {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT_BATCHES));
     loop {
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
@@ -92,6 +100,29 @@ async fn run(raft: Raft, mut queue: mpsc::Receiver<Pending>, request_timeout: Du
         let (requests, replies): (Vec<_>, Vec<_>) =
             batch.into_iter().map(|p| (p.request, p.reply)).unzip();
         let proposal = Batch(Proposal { requests });
+        match leader(&raft, &peers, me) {
+            Some(Leader::Me) => {}
+            Some(Leader::Other(mut client)) => {
+                tokio::spawn(async move {
+                    let forwarded = tokio::time::timeout(request_timeout, client.propose(proposal.0));
+                    let outcome = match forwarded.await {
+                        Ok(Ok(answer)) => match answer.into_inner() {
+                            answer if answer.error != 0 => Err(EtcdError::from_number(answer.error)),
+                            answer => Ok(answer.results.unwrap_or_default().results),
+                        },
+                        // The leader is gone or cut off: as etcd, the request timed out.
+                        Ok(Err(_)) | Err(_) => Err(EtcdError::Timeout),
+                    };
+                    deliver(replies, outcome);
+                    drop(permit);
+                });
+                continue;
+            }
+            None => {
+                deliver(replies, Err(EtcdError::NoLeader));
+                continue;
+            }
+        }
         match raft.client_write_ff(proposal).await {
             Ok(applied) => {
                 tokio::spawn(async move {

@@ -1,8 +1,8 @@
 //! Consensus: openraft wired to RocksDB. Every write reaches the store through here.
 //!
 //! Owns the Raft type configuration, the log store (with group commit), the state machine
-//! (which applies committed entries through `apply`), peer networking, and start-up of the
-//! Raft node. May call `storage`, `mvcc` and `apply`.
+//! (which applies committed entries through `apply`), the client side of peer networking,
+//! and start-up of the Raft node. May call `storage`, `mvcc`, `lease`, `watch` and `apply`.
 
 mod log_store;
 mod network;
@@ -23,6 +23,7 @@ use crate::storage::Storage;
 use crate::watch::WatchHub;
 
 pub use log_store::LogStore;
+pub use network::{leader, Leader, Peers};
 pub use state_machine::StateMachine;
 
 /// A member as Raft knows it: the node data carried in membership entries.
@@ -82,6 +83,7 @@ pub async fn start(
     mvcc: Arc<Mvcc>,
     watch: Arc<WatchHub>,
     lessor: Arc<Lessor>,
+    peers: Arc<Peers>,
     snapshot_dir: std::path::PathBuf,
 ) -> anyhow::Result<Raft> {
     let config = RaftConfig {
@@ -101,7 +103,7 @@ pub async fn start(
     let raft = Raft::new(
         member_id,
         Arc::new(config),
-        network::PeerNetwork,
+        network::PeerNetwork { peers },
         log_store,
         state_machine,
     )

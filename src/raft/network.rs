@@ -1,65 +1,185 @@
-//! Peer networking for Raft. A single-member cluster never sends a message; transport
-//! between members arrives with multi-member clusters, so every send fails as unreachable
-//! and Raft retries, rather than pretending a peer answered.
+//! The client side of the peer API (`proto/raft_peer.proto`): Raft's messages to other
+//! members, and the requests a member forwards to the leader. Connections are made on first
+//! use, one per member and peer URL, and shared.
+//!
+//! openraft's messages travel serde-encoded (bincode) inside a protobuf envelope; members
+//! of one cluster run the same version of Cairn.
 
-use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
 use openraft::AnyError;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
 
 use super::{MemberInfo, TypeConfig};
+use crate::proto::cairnpeerpb::peer_client::PeerClient;
+use crate::proto::cairnpeerpb::RaftMessage;
 
-pub struct PeerNetwork;
+/// A peer that does not answer a connection attempt within this is unreachable for now;
+/// Raft retries later.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
-pub struct PeerClient {
+/// Connections to the other members' peer URLs.
+#[derive(Default)]
+pub struct Peers {
+    clients: Mutex<HashMap<(u64, String), PeerClient<Channel>>>,
+}
+
+impl Peers {
+    /// The client for `member`, at its first peer URL.
+    pub fn client(&self, member: u64, info: &MemberInfo) -> Result<PeerClient<Channel>, String> {
+        let url = info
+            .peer_urls
+            .first()
+            .ok_or_else(|| format!("member {member:x} has no peer URL"))?
+            .clone();
+        let mut clients = self.clients.lock().expect("peer clients lock");
+        if let Some(client) = clients.get(&(member, url.clone())) {
+            return Ok(client.clone());
+        }
+        let channel = Endpoint::from_shared(url.clone())
+            .map_err(|e| format!("member {member:x}: bad peer URL {url}: {e}"))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        let client = PeerClient::new(channel)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+        clients.insert((member, url), client.clone());
+        Ok(client)
+    }
+}
+
+/// openraft's door to the peers.
+pub struct PeerNetwork {
+    pub peers: std::sync::Arc<Peers>,
+}
+
+pub struct PeerConnection {
     target: u64,
+    client: Result<PeerClient<Channel>, String>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
-    type Network = PeerClient;
+    type Network = PeerConnection;
 
-    async fn new_client(&mut self, target: u64, _node: &MemberInfo) -> PeerClient {
-        PeerClient { target }
+    async fn new_client(&mut self, target: u64, node: &MemberInfo) -> PeerConnection {
+        PeerConnection {
+            target,
+            client: self.peers.client(target, node),
+        }
     }
 }
 
-impl PeerClient {
-    fn unreachable<E: std::error::Error>(&self) -> RPCError<u64, MemberInfo, E> {
-        RPCError::Unreachable(Unreachable::new(&AnyError::error(format!(
-            "member {:x}: peer transport is not built yet (multi-member clusters)",
-            self.target
-        ))))
+type RpcResult<T, E> = Result<T, RPCError<u64, MemberInfo, RaftError<u64, E>>>;
+
+impl PeerConnection {
+    /// Sends one Raft message and decodes the answer: the remote member's result, or a
+    /// transport failure (unreachable when the connection cannot be made).
+    async fn call<Req, Resp, E>(
+        &mut self,
+        method: Method,
+        request: &Req,
+        option: &RPCOption,
+    ) -> RpcResult<Resp, E>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let client = match &self.client {
+            Ok(client) => client.clone(),
+            Err(e) => {
+                return Err(RPCError::Unreachable(Unreachable::new(&AnyError::error(
+                    e.clone(),
+                ))))
+            }
+        };
+        let payload = bincode::serialize(request)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let message = RaftMessage { payload };
+        let mut client = client;
+        let call = async {
+            match method {
+                Method::AppendEntries => client.append_entries(message).await,
+                Method::Vote => client.vote(message).await,
+                Method::InstallSnapshot => client.install_snapshot(message).await,
+            }
+        };
+        let answer = match tokio::time::timeout(option.hard_ttl(), call).await {
+            Ok(Ok(answer)) => answer.into_inner(),
+            Ok(Err(status)) if status.code() == tonic::Code::Unavailable => {
+                return Err(RPCError::Unreachable(Unreachable::new(&status)))
+            }
+            Ok(Err(status)) => return Err(RPCError::Network(NetworkError::new(&status))),
+            Err(elapsed) => return Err(RPCError::Network(NetworkError::new(&elapsed))),
+        };
+        let result: Result<Resp, RaftError<u64, E>> = bincode::deserialize(&answer.payload)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
 
-impl RaftNetwork<TypeConfig> for PeerClient {
+#[derive(Clone, Copy)]
+enum Method {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+}
+
+impl RaftNetwork<TypeConfig> for PeerConnection {
     async fn append_entries(
         &mut self,
-        _rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
-    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, MemberInfo, RaftError<u64>>> {
-        Err(self.unreachable())
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<u64>, openraft::error::Infallible> {
+        self.call(Method::AppendEntries, &rpc, &option).await
     }
 
     async fn install_snapshot(
         &mut self,
-        _rpc: InstallSnapshotRequest<TypeConfig>,
-        _option: RPCOption,
-    ) -> Result<
-        InstallSnapshotResponse<u64>,
-        RPCError<u64, MemberInfo, RaftError<u64, InstallSnapshotError>>,
-    > {
-        Err(self.unreachable())
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<u64>, InstallSnapshotError> {
+        self.call(Method::InstallSnapshot, &rpc, &option).await
     }
 
     async fn vote(
         &mut self,
-        _rpc: VoteRequest<u64>,
-        _option: RPCOption,
-    ) -> Result<VoteResponse<u64>, RPCError<u64, MemberInfo, RaftError<u64>>> {
-        Err(self.unreachable())
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<u64>, openraft::error::Infallible> {
+        self.call(Method::Vote, &rpc, &option).await
     }
+}
+
+/// Where requests only the leader can serve go.
+pub enum Leader {
+    /// This member leads.
+    Me,
+    Other(PeerClient<Channel>),
+}
+
+/// The current leader as this member knows it; `None` while there is none (an election,
+/// or no quorum).
+pub fn leader(raft: &super::Raft, peers: &Peers, me: u64) -> Option<Leader> {
+    let metrics = raft.metrics();
+    let metrics = metrics.borrow();
+    let leader = metrics.current_leader?;
+    if leader == me {
+        return Some(Leader::Me);
+    }
+    let info = metrics.membership_config.membership().get_node(&leader)?;
+    peers.client(leader, info).ok().map(Leader::Other)
 }

@@ -1,0 +1,168 @@
+//! The peer API's server, on the peer URLs: hands Raft's messages from other members to
+//! openraft, and answers what followers forward to the leader (client writes, read
+//! indexes, lease keep-alives and time-to-live).
+//!
+//! May call `node` and `raft`.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+
+use openraft::error::{ClientWriteError, RaftError};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic::{Request, Response, Status};
+
+use crate::error::EtcdError;
+use crate::node::Node;
+use crate::proto::cairnpeerpb::peer_server::{Peer, PeerServer};
+use crate::proto::cairnpeerpb::{
+    ProposeResponse, RaftMessage, ReadIndexRequest, ReadIndexResponse,
+};
+use crate::proto::cairnraftpb::Proposal;
+use crate::proto::etcdserverpb::{
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest,
+    LeaseTimeToLiveResponse,
+};
+use crate::raft::Batch;
+
+pub struct PeerService {
+    node: Arc<Node>,
+}
+
+fn decode<T: DeserializeOwned>(message: &RaftMessage) -> Result<T, Status> {
+    bincode::deserialize(&message.payload)
+        .map_err(|e| Status::invalid_argument(format!("cairn: undecodable Raft message: {e}")))
+}
+
+fn encode<T: Serialize>(result: &T) -> Result<Response<RaftMessage>, Status> {
+    let payload = bincode::serialize(result)
+        .map_err(|e| Status::internal(format!("cairn: unencodable Raft message: {e}")))?;
+    Ok(Response::new(RaftMessage { payload }))
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn append_entries(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let rpc = decode(request.get_ref())?;
+        encode(&self.node.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let rpc = decode(request.get_ref())?;
+        encode(&self.node.raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let rpc = decode(request.get_ref())?;
+        encode(&self.node.raft.install_snapshot(rpc).await)
+    }
+
+    async fn propose(
+        &self,
+        request: Request<Proposal>,
+    ) -> Result<Response<ProposeResponse>, Status> {
+        let batch = Batch(request.into_inner());
+        let response = match self.node.raft.client_write(batch).await {
+            Ok(written) => ProposeResponse {
+                results: Some(written.data.0),
+                error: 0,
+            },
+            Err(e) => ProposeResponse {
+                results: None,
+                error: write_error(e).number(),
+            },
+        };
+        Ok(Response::new(response))
+    }
+
+    async fn read_index(
+        &self,
+        _: Request<ReadIndexRequest>,
+    ) -> Result<Response<ReadIndexResponse>, Status> {
+        let response = match self.node.raft.ensure_linearizable().await {
+            Ok(read_log_id) => ReadIndexResponse {
+                index: read_log_id.map_or(0, |l| l.index),
+                error: 0,
+            },
+            Err(e) => ReadIndexResponse {
+                index: 0,
+                error: crate::node::read_error(e).number(),
+            },
+        };
+        Ok(Response::new(response))
+    }
+
+    async fn lease_keep_alive(
+        &self,
+        request: Request<LeaseKeepAliveRequest>,
+    ) -> Result<Response<LeaseKeepAliveResponse>, Status> {
+        let id = request.into_inner().id;
+        let ttl = self.node.lessor.renew(id)?.unwrap_or(0);
+        Ok(Response::new(LeaseKeepAliveResponse {
+            header: Some(self.node.header(0)),
+            id,
+            ttl,
+        }))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        if !self.node.lessor.is_primary() {
+            return Err(EtcdError::NotLeader.into());
+        }
+        Ok(Response::new(
+            self.node.local_lease_time_to_live(request.into_inner()),
+        ))
+    }
+}
+
+fn write_error(e: RaftError<u64, ClientWriteError<u64, crate::raft::MemberInfo>>) -> EtcdError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) if f.leader_id.is_some() => {
+            EtcdError::NotLeader
+        }
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => EtcdError::NoLeader,
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(_)) => EtcdError::NotLeader,
+        RaftError::Fatal(_) => EtcdError::Stopped,
+    }
+}
+
+/// Serves the peer API on `listeners` until `shutdown` resolves.
+pub fn serve(
+    node: Arc<Node>,
+    listeners: Vec<TcpListener>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    // Members are trusted, and one append may carry many large entries.
+    let service = PeerServer::new(PeerService { node })
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX);
+    // Heartbeats and votes are small and must not wait for Nagle's algorithm.
+    let incoming = futures::stream::select_all(listeners.into_iter().map(TcpListenerStream::new))
+        .map(|accepted| {
+            accepted.inspect(|stream| {
+                let _ = stream.set_nodelay(true);
+            })
+        });
+    tokio::spawn(async move {
+        if let Err(e) = Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "peer API server failed");
+        }
+    })
+}
