@@ -21,6 +21,20 @@ pub fn member_id(peer_urls: &[String], cluster_token: &str) -> u64 {
     first_u64(&hasher.finalize())
 }
 
+/// etcd's ID for a member added at run time: as `member_id`, with the time of the addition
+/// (Unix seconds) after the token, so a member added again later gets a new ID.
+pub fn added_member_id(peer_urls: &[String], cluster_token: &str, unix_secs: u64) -> u64 {
+    let mut urls = peer_urls.to_vec();
+    urls.sort();
+    let mut hasher = Sha1::new();
+    for url in &urls {
+        hasher.update(url.as_bytes());
+    }
+    hasher.update(cluster_token.as_bytes());
+    hasher.update(unix_secs.to_be_bytes());
+    first_u64(&hasher.finalize())
+}
+
 /// etcd's cluster ID: SHA-1 over the sorted member IDs, each as 8 big-endian bytes.
 pub fn cluster_id(member_ids: &[u64]) -> u64 {
     let mut ids = member_ids.to_vec();

@@ -97,8 +97,22 @@ async fn run(config: Config) -> anyhow::Result<()> {
     })
     .await?;
 
+    // Ready once a leader is known, the log applied, and this member's client URLs
+    // published to the cluster (retried through elections).
+    let ready = async {
+        node.wait_ready().await?;
+        loop {
+            match node.publish().await {
+                Ok(()) => return anyhow::Ok(()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "publishing this member's attributes; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    };
     let signalled = tokio::select! {
-        ready = node.wait_ready() => { ready?; false }
+        ready = ready => { ready?; false }
         _ = terminate.recv() => true,
         _ = interrupt.recv() => true,
     };

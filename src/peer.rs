@@ -20,7 +20,8 @@ use crate::error::EtcdError;
 use crate::node::Node;
 use crate::proto::cairnpeerpb::peer_server::{Peer, PeerServer};
 use crate::proto::cairnpeerpb::{
-    ProposeResponse, RaftMessage, ReadIndexRequest, ReadIndexResponse,
+    ClusterInfoRequest, ClusterInfoResponse, PeerMember, ProposeResponse, RaftMessage,
+    ReadIndexRequest, ReadIndexResponse,
 };
 use crate::proto::cairnraftpb::Proposal;
 use crate::proto::etcdserverpb::{
@@ -100,6 +101,26 @@ impl Peer for PeerService {
             },
         };
         Ok(Response::new(response))
+    }
+
+    async fn cluster_info(
+        &self,
+        _: Request<ClusterInfoRequest>,
+    ) -> Result<Response<ClusterInfoResponse>, Status> {
+        let metrics = self.node.raft.metrics().borrow().clone();
+        let members = metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, info)| PeerMember {
+                id: *id,
+                peer_urls: info.peer_urls.clone(),
+            })
+            .collect();
+        Ok(Response::new(ClusterInfoResponse {
+            cluster_id: self.node.identity.cluster_id,
+            members,
+        }))
     }
 
     async fn lease_keep_alive(

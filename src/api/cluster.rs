@@ -6,6 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::not_yet;
 use crate::node::Node;
+use crate::raft;
 use crate::proto::etcdserverpb::cluster_server::Cluster;
 use crate::proto::etcdserverpb::*;
 
@@ -18,18 +19,27 @@ impl ClusterService {
         ClusterService { node }
     }
 
+    /// Members as Raft's membership has them, with the name and client URLs each
+    /// published (a member that has not started yet has neither, as in etcd).
     fn members(&self) -> Vec<Member> {
         let metrics = self.node.raft.metrics().borrow().clone();
         let membership = metrics.membership_config.membership();
         let voters: Vec<u64> = membership.voter_ids().collect();
+        let published = raft::published_members(&self.node.storage);
         membership
             .nodes()
-            .map(|(id, info)| Member {
-                id: *id,
-                name: info.name.clone(),
-                peer_ur_ls: info.peer_urls.clone(),
-                client_ur_ls: info.client_urls.clone(),
-                is_learner: !voters.contains(id),
+            .map(|(id, info)| {
+                let (name, client_urls) = match published.get(id) {
+                    Some(p) => (p.name.clone(), p.client_urls.clone()),
+                    None => (info.name.clone(), info.client_urls.clone()),
+                };
+                Member {
+                    id: *id,
+                    name,
+                    peer_ur_ls: info.peer_urls.clone(),
+                    client_ur_ls: client_urls,
+                    is_learner: !voters.contains(id),
+                }
             })
             .collect()
     }

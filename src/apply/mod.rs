@@ -64,6 +64,8 @@ pub fn apply_request(
                 header: Some(header(guard.current_rev())),
             })
         }),
+        // Membership is the state machine's: a publish never reaches here.
+        Some(Q::Publish(_)) => Err(EtcdError::Corrupt),
         // Only a damaged log holds an empty request.
         None => Err(EtcdError::Corrupt),
     };

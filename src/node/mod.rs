@@ -24,7 +24,9 @@ use crate::config::{ClusterState, Config};
 use crate::error::EtcdError;
 use crate::lease::Lessor;
 use crate::mvcc::Mvcc;
-use crate::proto::cairnraftpb::{apply_result, ApplyResult, InternalRequest};
+use crate::proto::cairnraftpb::{
+    apply_result, internal_request, ApplyResult, InternalRequest, MemberAttributes,
+};
 use crate::proto::etcdserverpb::{
     LeaseKeepAliveRequest, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, ResponseHeader,
 };
@@ -77,7 +79,12 @@ impl Node {
             Storage::open(&member_dir.join("db"))
                 .with_context(|| format!("cannot open storage in {}", member_dir.display()))?,
         );
-        let identity = restore_or_save_identity(&storage, Identity::from_config(config))?;
+        let mut derived = Identity::from_config(config);
+        if config.initial_cluster_state == ClusterState::Existing && !has_identity(&storage)? {
+            derived = join(derived, Duration::from_millis(5000 + 2 * config.election_timeout_ms))
+                .await?;
+        }
+        let identity = restore_or_save_identity(&storage, derived)?;
         let mvcc = Mvcc::open(storage.clone())?;
         let watch = WatchHub::start(mvcc.clone());
         let peers = Arc::new(Peers::default());
@@ -158,6 +165,20 @@ impl Node {
             .await
             .context("raft stopped before it was ready")?;
         Ok(())
+    }
+
+    /// Publishes this member's name and client URLs through Raft, as etcd does once it
+    /// serves: other members list them.
+    pub async fn publish(&self) -> Result<(), EtcdError> {
+        let attributes = MemberAttributes {
+            member_id: self.identity.member_id,
+            name: self.identity.name.clone(),
+            client_urls: self.identity.client_urls.clone(),
+        };
+        let request = InternalRequest {
+            request: Some(internal_request::Request::Publish(attributes)),
+        };
+        self.propose(request).await.map(|_| ())
     }
 
     /// Proposes a write through Raft and waits for its result.
@@ -294,6 +315,73 @@ fn min_lease_ttl_secs(heartbeat_interval_ms: u64, election_timeout_ms: u64) -> i
     let election_ticks = election_timeout_ms / heartbeat_interval_ms.max(1);
     let min_ttl_ms = (3 * election_ticks / 2) * heartbeat_interval_ms;
     min_ttl_ms.div_ceil(1000) as i64
+}
+
+fn has_identity(storage: &Storage) -> anyhow::Result<bool> {
+    Ok(storage
+        .db()
+        .get_cf(storage.cf(CF_RAFT_STATE), KEY_IDENTITY)?
+        .is_some())
+}
+
+/// A member started with `--initial-cluster-state existing` and no data learns its ID and
+/// the cluster's from the running members (it was given an ID by `member add`), as etcd
+/// does: it is the member whose peer URLs are this member's.
+async fn join(derived: Identity, timeout: Duration) -> anyhow::Result<Identity> {
+    let me = derived
+        .initial_members
+        .iter()
+        .find(|m| m.id == derived.member_id)
+        .context("this member is not in --initial-cluster")?
+        .clone();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last_error = String::from("no other member in --initial-cluster");
+    loop {
+        for other in derived.initial_members.iter().filter(|m| m.id != me.id) {
+            let Some(url) = other.peer_urls.first() else {
+                continue;
+            };
+            let answer = async {
+                let mut client =
+                    crate::proto::cairnpeerpb::peer_client::PeerClient::connect(url.clone())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                client
+                    .cluster_info(crate::proto::cairnpeerpb::ClusterInfoRequest {})
+                    .await
+                    .map(|r| r.into_inner())
+                    .map_err(|e| e.to_string())
+            };
+            match tokio::time::timeout(Duration::from_secs(1), answer).await {
+                Ok(Ok(info)) => {
+                    let mut mine = me.peer_urls.clone();
+                    mine.sort();
+                    let found = info.members.iter().find(|m| {
+                        let mut urls = m.peer_urls.clone();
+                        urls.sort();
+                        urls == mine
+                    });
+                    let Some(found) = found else {
+                        anyhow::bail!(
+                            "no member of the running cluster has peer URLs {:?}; add this member first (etcdctl member add)",
+                            me.peer_urls
+                        );
+                    };
+                    return Ok(Identity {
+                        member_id: found.id,
+                        cluster_id: info.cluster_id,
+                        ..derived
+                    });
+                }
+                Ok(Err(e)) => last_error = format!("{}: {e}", other.name),
+                Err(_) => last_error = format!("{}: no answer", other.name),
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("cannot reach the running cluster to join it: {last_error}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// The member and cluster IDs are fixed when the data directory is created: a restart with

@@ -24,7 +24,7 @@ use crate::watch::WatchHub;
 
 pub use log_store::LogStore;
 pub use network::{leader, Leader, Peers};
-pub use state_machine::StateMachine;
+pub use state_machine::{published_members, StateMachine};
 
 /// A member as Raft knows it: the node data carried in membership entries.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

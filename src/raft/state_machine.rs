@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
+use prost::Message;
 use openraft::{EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError};
 use rocksdb::WriteBatch;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
@@ -23,12 +24,16 @@ use super::{BatchResults, LogId, MemberInfo, StoredMembership, TypeConfig};
 use crate::apply::apply_request;
 use crate::lease::Lessor;
 use crate::mvcc::{Mvcc, WriteBatchGuard};
-use crate::proto::cairnraftpb::ApplyResults;
+use crate::proto::cairnraftpb::{
+    apply_result, internal_request, ApplyResult, ApplyResults, InternalRequest, MemberAttributes,
+};
 use crate::storage::{Storage, CF_KV, CF_LEASE, CF_META};
 use crate::watch::WatchHub;
 
 const META_APPLIED: &[u8] = b"applied";
 const META_MEMBERSHIP: &[u8] = b"membership";
+/// Prefix of published member attributes: `member/` + member ID (8 bytes, big-endian).
+const META_MEMBER_PREFIX: &[u8] = b"member/";
 /// Bounds on what one storage commit of applied entries holds.
 const MAX_ENTRIES_PER_COMMIT: usize = 64;
 const MAX_BYTES_PER_COMMIT: usize = 32 << 20;
@@ -86,6 +91,24 @@ impl StateMachine {
 }
 
 impl StateMachine {
+    /// Applies one request: member attributes here (they belong with membership), the
+    /// rest through `apply`.
+    fn apply_one(
+        &self,
+        guard: &mut WriteBatchGuard<'_>,
+        request: &InternalRequest,
+    ) -> Result<ApplyResult, crate::error::EtcdError> {
+        if let Some(internal_request::Request::Publish(attributes)) = &request.request {
+            let key = [META_MEMBER_PREFIX, &attributes.member_id.to_be_bytes()].concat();
+            let meta = self.storage.cf(CF_META);
+            guard.batch_mut().put_cf(meta, key, attributes.encode_to_vec());
+            return Ok(ApplyResult {
+                result: Some(apply_result::Result::Published(attributes.clone())),
+            });
+        }
+        apply_request(guard, &self.lessor, request)
+    }
+
     /// Commits applied changes with the applied log id and membership they bring us to,
     /// then tells watchers: they only ever hear of committed revisions.
     fn commit(&self, mut guard: WriteBatchGuard<'_>) -> Result<(), StorageError<u64>> {
@@ -129,7 +152,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         .0
                         .requests
                         .iter()
-                        .map(|request| apply_request(&mut guard, &self.lessor, request))
+                        .map(|request| self.apply_one(&mut guard, request))
                         .collect::<Result<_, _>>()
                         // Storage failed: stop here, before this member diverges.
                         .map_err(|e| StorageIOError::apply(entry.log_id, &e))?,
@@ -255,6 +278,20 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             snapshot: Box::new(file),
         })
     }
+}
+
+/// Attributes the members published (name, client URLs), by member ID.
+pub fn published_members(storage: &Storage) -> std::collections::HashMap<u64, MemberAttributes> {
+    let meta = storage.cf(CF_META);
+    let mode = rocksdb::IteratorMode::From(META_MEMBER_PREFIX, rocksdb::Direction::Forward);
+    storage
+        .db()
+        .iterator_cf(meta, mode)
+        .map_while(Result::ok)
+        .take_while(|(key, _)| key.starts_with(META_MEMBER_PREFIX))
+        .filter_map(|(_, value)| MemberAttributes::decode(&*value).ok())
+        .map(|attributes| (attributes.member_id, attributes))
+        .collect()
 }
 
 /// The applied log id and membership, as a batch of applied entries last stored them.
