@@ -25,8 +25,7 @@ use crate::proto::cairnpeerpb::{
 };
 use crate::proto::cairnraftpb::Proposal;
 use crate::proto::etcdserverpb::{
-    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest,
-    LeaseTimeToLiveResponse,
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 use crate::raft::Batch;
 

@@ -6,9 +6,9 @@ use tonic::{Request, Response, Status};
 
 use super::not_yet;
 use crate::node::Node;
-use crate::raft;
 use crate::proto::etcdserverpb::cluster_server::Cluster;
 use crate::proto::etcdserverpb::*;
+use crate::raft;
 
 pub struct ClusterService {
     node: Arc<Node>,

@@ -41,8 +41,9 @@ struct Lease {
     keys: BTreeSet<Vec<u8>>,
     /// Set on the primary only.
     expiry: Option<Instant>,
-    /// Expired, and its revoke proposed: keep-alives no longer save it.
-    revoking: bool,
+    /// Expired, and its revoke proposed: keep-alives no longer save it. Holds when to
+    /// propose the revoke again if it has not been applied by then.
+    revoking: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -107,7 +108,7 @@ impl Lessor {
                         ttl_secs,
                         keys: BTreeSet::new(),
                         expiry: None,
-                        revoking: false,
+                        revoking: None,
                     });
                 }
                 PREFIX_ATTACHED => {
@@ -161,7 +162,7 @@ impl Lessor {
                 ttl_secs,
                 keys: BTreeSet::new(),
                 expiry,
-                revoking: false,
+                revoking: None,
             },
         );
         batch.put_cf(
@@ -256,7 +257,7 @@ impl Lessor {
         };
         let now = Instant::now();
         // Expired, its revoke on the way: too late to keep it, as etcd answers.
-        if lease.revoking || lease.expiry.is_some_and(|e| e <= now) {
+        if lease.revoking.is_some() || lease.expiry.is_some_and(|e| e <= now) {
             return Ok(None);
         }
         lease.expiry = Some(now + Duration::from_secs(lease.ttl_secs as u64));
@@ -267,6 +268,7 @@ impl Lessor {
         let state = self.lock();
         let lease = state.leases.get(&id)?;
         let remaining_secs = match lease.expiry {
+            _ if lease.revoking.is_some() => 0,
             Some(expiry) => expiry.saturating_duration_since(Instant::now()).as_secs() as i64,
             // Off the primary no expiry is kept; the full TTL is the honest upper bound.
             None => lease.ttl_secs,
@@ -301,9 +303,12 @@ impl Lessor {
             if expired.len() == max {
                 break;
             }
-            if lease.expiry.is_some_and(|e| e <= now) {
-                lease.expiry = Some(now + REVOKE_RETRY);
-                lease.revoking = true;
+            let due = match lease.revoking {
+                Some(retry_at) => retry_at <= now,
+                None => lease.expiry.is_some_and(|e| e <= now),
+            };
+            if due {
+                lease.revoking = Some(now + REVOKE_RETRY);
                 expired.push(*id);
             }
         }
@@ -316,7 +321,7 @@ fn promote_locked(state: &mut State, extend: Duration) {
     let now = Instant::now();
     for lease in state.leases.values_mut() {
         lease.expiry = Some(now + extend + Duration::from_secs(lease.ttl_secs as u64));
-        lease.revoking = false;
+        lease.revoking = None;
     }
 }
 

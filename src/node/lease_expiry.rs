@@ -21,29 +21,36 @@ pub async fn run(node: Weak<Node>) {
     let mut check = tokio::time::interval(CHECK_INTERVAL);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            changed = metrics.changed() => if changed.is_err() { return },
-            _ = check.tick() => {}
-        }
+        // Metrics change on every apply; only a check tick looks for expired leases.
+        let tick = tokio::select! {
+            changed = metrics.changed() => { if changed.is_err() { return } false }
+            _ = check.tick() => true,
+        };
         let Some(node) = node.upgrade() else { return };
         follow_leadership(&node);
+        if !tick {
+            continue;
+        }
         let expired = node.lessor.take_expired(MAX_REVOKES_PER_CHECK);
         if expired.is_empty() {
             continue;
         }
-        // Proposed together, they share Raft entries; one that fails is offered again.
-        let revokes = expired.into_iter().map(|id| {
-            node.propose(InternalRequest {
-                request: Some(internal_request::Request::LeaseRevoke(LeaseRevokeRequest {
-                    id,
-                })),
-            })
-        });
-        for result in futures::future::join_all(revokes).await {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "revoking an expired lease");
+        // Proposed together, they share Raft entries; one that fails is offered again
+        // (`lease::REVOKE_RETRY`). Not awaited here, so leadership is still followed.
+        tokio::spawn(async move {
+            let revokes = expired.into_iter().map(|id| {
+                node.propose(InternalRequest {
+                    request: Some(internal_request::Request::LeaseRevoke(LeaseRevokeRequest {
+                        id,
+                    })),
+                })
+            });
+            for result in futures::future::join_all(revokes).await {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "revoking an expired lease");
+                }
             }
-        }
+        });
     }
 }
 

@@ -81,8 +81,11 @@ impl Node {
         );
         let mut derived = Identity::from_config(config);
         if config.initial_cluster_state == ClusterState::Existing && !has_identity(&storage)? {
-            derived = join(derived, Duration::from_millis(5000 + 2 * config.election_timeout_ms))
-                .await?;
+            derived = join(
+                derived,
+                Duration::from_millis(5000 + 2 * config.election_timeout_ms),
+            )
+            .await?;
         }
         let identity = restore_or_save_identity(&storage, derived)?;
         let mvcc = Mvcc::open(storage.clone())?;
@@ -234,10 +237,11 @@ impl Node {
             Some(raft::Leader::Me) => Ok(self.lessor.renew(id)?.unwrap_or(0)),
             Some(raft::Leader::Other(mut leader)) => {
                 let request = LeaseKeepAliveRequest { id };
-                let answer = tokio::time::timeout(self.request_timeout, leader.lease_keep_alive(request))
-                    .await
-                    .map_err(|_| EtcdError::Timeout)?
-                    .map_err(|_| EtcdError::Timeout)?;
+                let answer =
+                    tokio::time::timeout(self.request_timeout, leader.lease_keep_alive(request))
+                        .await
+                        .map_err(|_| EtcdError::Timeout)?
+                        .map_err(|_| EtcdError::Timeout)?;
                 Ok(answer.into_inner().ttl)
             }
             None => Err(EtcdError::NoLeader),
@@ -252,10 +256,11 @@ impl Node {
         match raft::leader(&self.raft, &self.peers, self.identity.member_id) {
             Some(raft::Leader::Me) => Ok(self.local_lease_time_to_live(request)),
             Some(raft::Leader::Other(mut leader)) => {
-                let answer = tokio::time::timeout(self.request_timeout, leader.lease_time_to_live(request))
-                    .await
-                    .map_err(|_| EtcdError::Timeout)?
-                    .map_err(|_| EtcdError::Timeout)?;
+                let answer =
+                    tokio::time::timeout(self.request_timeout, leader.lease_time_to_live(request))
+                        .await
+                        .map_err(|_| EtcdError::Timeout)?
+                        .map_err(|_| EtcdError::Timeout)?;
                 let mut response = answer.into_inner();
                 response.header = Some(self.header(0));
                 Ok(response)

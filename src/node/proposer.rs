@@ -104,10 +104,13 @@ async fn run(
             Some(Leader::Me) => {}
             Some(Leader::Other(mut client)) => {
                 tokio::spawn(async move {
-                    let forwarded = tokio::time::timeout(request_timeout, client.propose(proposal.0));
+                    let forwarded =
+                        tokio::time::timeout(request_timeout, client.propose(proposal.0));
                     let outcome = match forwarded.await {
                         Ok(Ok(answer)) => match answer.into_inner() {
-                            answer if answer.error != 0 => Err(EtcdError::from_number(answer.error)),
+                            answer if answer.error != 0 => {
+                                Err(EtcdError::from_number(answer.error))
+                            }
                             answer => Ok(answer.results.unwrap_or_default().results),
                         },
                         // The leader is gone or cut off: as etcd, the request timed out.

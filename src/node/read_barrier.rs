@@ -97,7 +97,9 @@ async fn run(
 }
 
 /// Raft errors of a read barrier, as etcd reports them.
-pub fn read_error(e: RaftError<u64, CheckIsLeaderError<u64, crate::raft::MemberInfo>>) -> EtcdError {
+pub fn read_error(
+    e: RaftError<u64, CheckIsLeaderError<u64, crate::raft::MemberInfo>>,
+) -> EtcdError {
     match e {
         RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) if f.leader_id.is_some() => {
             EtcdError::NotLeader

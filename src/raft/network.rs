@@ -106,8 +106,8 @@ impl PeerConnection {
                 ))))
             }
         };
-        let payload = bincode::serialize(request)
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let payload =
+            bincode::serialize(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let message = RaftMessage { payload };
         let mut client = client;
         let call = async {

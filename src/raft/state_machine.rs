@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
-use prost::Message;
 use openraft::{EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError};
+use prost::Message;
 use rocksdb::WriteBatch;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 
@@ -101,7 +101,9 @@ impl StateMachine {
         if let Some(internal_request::Request::Publish(attributes)) = &request.request {
             let key = [META_MEMBER_PREFIX, &attributes.member_id.to_be_bytes()].concat();
             let meta = self.storage.cf(CF_META);
-            guard.batch_mut().put_cf(meta, key, attributes.encode_to_vec());
+            guard
+                .batch_mut()
+                .put_cf(meta, key, attributes.encode_to_vec());
             return Ok(ApplyResult {
                 result: Some(apply_result::Result::Published(attributes.clone())),
             });
@@ -210,6 +212,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let path = snapshot_path(&self.snapshot_dir, meta);
         write_meta_file(&path, meta).await?;
         publish(&received, &path).await?;
+        self.watch.begin_reset();
         load_snapshot_into_storage(&self.storage, &path).await?;
         self.mvcc.reload().map_err(sm_write_err)?;
         self.lessor.reload().map_err(sm_write_err)?;

@@ -162,6 +162,11 @@ struct StreamState {
 struct HubState {
     /// Every change up to here has been matched against the synced watchers.
     notified_rev: i64,
+    /// Changes when a snapshot starts replacing the store and when it is done: a catch-up
+    /// read that spans a change may have seen a half-replaced store and is thrown away.
+    epoch: u64,
+    /// Where the next catch-up round starts looking, so every unsynced watcher gets its turn.
+    catch_up_cursor: WatcherId,
     next_watcher: WatcherId,
     next_stream: StreamId,
     watchers: HashMap<WatcherId, Watcher>,
@@ -188,6 +193,8 @@ impl WatchHub {
         let hub = Arc::new(WatchHub {
             state: Mutex::new(HubState {
                 notified_rev: mvcc.current_rev(),
+                epoch: 0,
+                catch_up_cursor: 0,
                 next_watcher: 0,
                 next_stream: 0,
                 watchers: HashMap::new(),
@@ -243,24 +250,28 @@ impl WatchHub {
         if state.synced.is_empty() || committed.changes.is_empty() {
             return;
         }
-        // Per watcher, its events in revision order.
-        let mut batches: HashMap<WatcherId, Vec<Event>> = HashMap::new();
-        for change in &committed.changes {
+        // Per watcher, which changes it wants, in revision order. Events are only built for
+        // a watcher whose stream has room, so memory follows the queues' bounds.
+        let mut wanted: HashMap<WatcherId, Vec<usize>> = HashMap::new();
+        for (i, change) in committed.changes.iter().enumerate() {
             state.synced.for_each_matching(&change.kv.key, |id| {
-                let watcher = &state.watchers[&id];
-                if watcher.wants(change) {
-                    batches.entry(id).or_default().push(to_event(change));
+                if state.watchers[&id].wants(change) {
+                    wanted.entry(id).or_default().push(i);
                 }
             });
         }
         let mut set_aside = false;
-        for (id, events) in batches {
+        for (id, changes) in wanted {
             let watcher = state.watchers.get_mut(&id).expect("synced watcher exists");
             let stream = state
                 .streams
                 .get_mut(&watcher.stream)
                 .expect("watcher's stream exists");
             if stream.outbox.has_room() {
+                let events = changes
+                    .into_iter()
+                    .map(|i| to_event(&committed.changes[i]))
+                    .collect();
                 push_events(&stream.outbox, watcher, events, committed.rev);
             } else {
                 watcher.synced = false;
@@ -276,11 +287,18 @@ impl WatchHub {
         }
     }
 
+    /// A snapshot starts replacing the store: catch-up reads from now on are unreliable
+    /// until `reset`.
+    pub fn begin_reset(&self) {
+        self.lock().epoch += 1;
+    }
+
     /// The store was replaced (a snapshot was installed) at `rev`: every watcher catches
     /// up from the new store, or learns that its revisions were compacted.
     pub fn reset(&self, rev: i64) {
         let mut guard = self.lock();
         let state = &mut *guard;
+        state.epoch += 1;
         let next_rev = state.notified_rev + 1;
         for (id, watcher) in state.watchers.iter_mut() {
             if watcher.synced {
@@ -311,21 +329,35 @@ impl WatchHub {
 
     /// One round of catch-up; false when there was nothing to do.
     async fn catch_up_round(&self) -> bool {
-        let (chosen, from, until) = {
+        // A round reads one slice of history for the watchers near the same revision as
+        // its first watcher; the first watcher rotates, so one far-behind watcher does not
+        // hold up the others.
+        let (chosen, from, until, epoch) = {
             let mut guard = self.lock();
             let state = &mut *guard;
             if state.closed {
                 return false;
             }
             let compact_rev = self.mvcc.compact_rev();
-            let mut chosen = Vec::new();
+            let in_turn: Vec<WatcherId> = state
+                .unsynced
+                .range(state.catch_up_cursor..)
+                .chain(state.unsynced.range(..state.catch_up_cursor))
+                .copied()
+                .collect();
+            let mut chosen: Vec<(WatcherId, i64)> = Vec::new();
             let mut compacted = Vec::new();
-            for &id in &state.unsynced {
+            for id in in_turn {
                 let watcher = &state.watchers[&id];
                 let outbox = &state.streams[&watcher.stream].outbox;
                 if watcher.next_rev < compact_rev {
                     compacted.push(id);
-                } else if outbox.has_room() {
+                    continue;
+                }
+                let in_slice = chosen.first().is_none_or(|&(_, from)| {
+                    (from..from + CATCH_UP_LIMIT.max_revs).contains(&watcher.next_rev)
+                });
+                if in_slice && outbox.has_room() {
                     chosen.push((id, watcher.next_rev));
                     if chosen.len() == MAX_WATCHERS_PER_CATCH_UP {
                         break;
@@ -335,10 +367,11 @@ impl WatchHub {
             for id in compacted {
                 cancel_compacted(state, id, compact_rev);
             }
-            let Some(from) = chosen.iter().map(|(_, rev)| *rev).min() else {
+            let Some(&(first, from)) = chosen.first() else {
                 return false;
             };
-            (chosen, from, state.notified_rev)
+            state.catch_up_cursor = first + 1;
+            (chosen, from, state.notified_rev, state.epoch)
         };
         let history = if from > until {
             // A watcher set aside at the last notified revision has nothing to read.
@@ -368,6 +401,10 @@ impl WatchHub {
         };
         let mut guard = self.lock();
         let state = &mut *guard;
+        if state.epoch != epoch {
+            // A snapshot replaced the store meanwhile: read again.
+            return true;
+        }
         let compact_rev = self.mvcc.compact_rev();
         for (id, chosen_rev) in chosen {
             let Some(watcher) = state.watchers.get(&id) else {

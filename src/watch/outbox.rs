@@ -1,11 +1,12 @@
 //! One watch stream's queue of responses waiting to be sent: filled by the hub (under its
 //! lock, so a stream's responses keep the hub's order), drained by the stream's sender.
 //!
-//! Bounded in bytes, per stream and over all streams: when a stream's queue (or the total)
-//! is full, the hub stops filling it and the stream's watchers catch up from the store
-//! later. So a client that does not read costs at most `MAX_QUEUED_BYTES` plus one
-//! response, and all streams together at most `MAX_TOTAL_QUEUED_BYTES` plus one response
-//! per stream, however many watchers there are.
+//! Bounded in bytes, per stream and over all streams: when a stream's queue is full, or the
+//! total is and the stream holds more than a small share, the hub stops filling it and the
+//! stream's watchers catch up from the store later. So a client that does not read costs
+//! at most `MAX_QUEUED_BYTES` plus one response; all streams together at most
+//! `MAX_TOTAL_QUEUED_BYTES` plus `SMALL_QUEUE_BYTES` and one response per stream. Streams
+//! whose clients keep reading hold little, so stalled clients cannot hold them up.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -19,6 +20,8 @@ use super::Outgoing;
 pub const MAX_QUEUED_BYTES: usize = 2 << 20;
 /// Bytes of responses all streams together may have queued.
 pub const MAX_TOTAL_QUEUED_BYTES: usize = 64 << 20;
+/// A stream holding less than this is still filled when the total is reached.
+const SMALL_QUEUE_BYTES: usize = 16 << 10;
 
 /// What all streams' queues hold together, shared by every outbox of a hub.
 #[derive(Default)]
@@ -58,16 +61,19 @@ impl Outbox {
     /// Whether another response fits. A full queue (or total) is marked starved, so
     /// draining it wakes the catch-up.
     pub fn has_room(&self) -> bool {
-        if self.budget.queued_bytes.load(Ordering::Relaxed) >= MAX_TOTAL_QUEUED_BYTES {
+        let mut queue = self.queue.lock().expect("outbox lock");
+        if queue.bytes >= MAX_QUEUED_BYTES {
+            queue.starved = true;
+            return false;
+        }
+        if queue.bytes >= SMALL_QUEUE_BYTES
+            && self.budget.queued_bytes.load(Ordering::Relaxed) >= MAX_TOTAL_QUEUED_BYTES
+        {
+            queue.starved = true;
             self.budget.starved.store(true, Ordering::Relaxed);
             return false;
         }
-        let mut queue = self.queue.lock().expect("outbox lock");
-        let room = queue.bytes < MAX_QUEUED_BYTES;
-        if !room {
-            queue.starved = true;
-        }
-        room
+        true
     }
 
     pub fn push(&self, item: Outgoing) {
@@ -97,11 +103,12 @@ impl Outbox {
                 if let Some((item, size)) = queue.items.pop_front() {
                     queue.bytes -= size;
                     let total = self.budget.queued_bytes.fetch_sub(size, Ordering::Relaxed) - size;
-                    if queue.starved && queue.bytes < MAX_QUEUED_BYTES / 2 {
+                    // Wake the catch-up once there is room again for what was refused.
+                    if queue.starved && queue.bytes < SMALL_QUEUE_BYTES {
                         queue.starved = false;
                         self.catch_up.notify_one();
                     }
-                    if total < MAX_TOTAL_QUEUED_BYTES / 2
+                    if total < MAX_TOTAL_QUEUED_BYTES
                         && self.budget.starved.swap(false, Ordering::Relaxed)
                     {
                         self.catch_up.notify_one();
