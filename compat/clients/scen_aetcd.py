@@ -8,6 +8,7 @@ import sys
 import traceback
 
 import aetcd
+import aetcd.rtypes
 from aetcd import rpc
 
 host, port = sys.argv[1], int(sys.argv[2])
@@ -142,11 +143,192 @@ async def status_members(c):
         print("member name=%r peer_urls=%r client_urls=%r" % (m.name, m.peer_urls, m.client_urls))
 
 
+# ---------------------------------------------------------------- watch/lease
+# aetcd creates a watch synchronously (watch() returns after the "created"
+# response), so writes made afterwards are always seen. Events are consumed
+# by a task; the scenario waits (bounded) for a marker value, never a sleep.
+LEASE_NAMES = {}
+
+
+def ev_text(ev):
+    s = "%s key=%r value=%r create=%d mod=%d ver=%d lease=%s" % (
+        ev.kind, ev.kv.key, ev.kv.value, ev.kv.create_revision, ev.kv.mod_revision,
+        ev.kv.version, LEASE_NAMES.get(ev.kv.lease, ev.kv.lease))
+    if ev.prev_kv is not None:
+        s += " prev=(value=%r mod=%d ver=%d lease=%s)" % (
+            ev.prev_kv.value, ev.prev_kv.mod_revision, ev.prev_kv.version,
+            LEASE_NAMES.get(ev.prev_kv.lease, ev.prev_kv.lease))
+    return s
+
+
+class Collector:
+    def __init__(self, w):
+        self.w = w
+        self.events = []
+        self.error = None
+        self.changed = asyncio.Event()
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self):
+        try:
+            async for ev in self.w:
+                self.events.append(ev)
+                self.changed.set()
+        except Exception as e:  # noqa
+            self.error = e
+        self.changed.set()
+
+    async def wait(self, pred, timeout=15):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not pred(self.events) and not self.task.done():
+            self.changed.clear()
+            try:
+                await asyncio.wait_for(self.changed.wait(), max(0.01, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                print("timed out waiting (%d s); got %d events" % (timeout, len(self.events)))
+                return False
+        return pred(self.events)
+
+    async def stop(self):
+        await self.w.cancel()
+        try:
+            await asyncio.wait_for(self.task, 10)
+            return True
+        except asyncio.TimeoutError:
+            self.task.cancel()
+            return False
+
+
+def has_value(v):
+    return lambda evs: any(e.kv.value == v for e in evs)
+
+
+def show_err(e):
+    if e is None:
+        return "None"
+    return err_text(e)
+
+
+async def watch(c):
+    r1 = await c.put(b"w/k", b"a")
+    await c.put(b"w/other", b"x")
+    await c.put(b"w/k", b"b")
+    await c.delete(b"w/k")
+    r5 = await c.put(b"w/k", b"c")
+    print("writes at revs %d..%d" % (r1.header.revision, r5.header.revision))
+    col = Collector(await c.watch(b"w/k", start_revision=r1.header.revision, prev_kv=True))
+    await col.wait(has_value(b"c"))
+    await c.put(b"w/k", b"end")
+    await col.wait(has_value(b"end"))
+    print("stopped:", await col.stop(), "error:", show_err(col.error))
+    for ev in col.events:
+        print("key+start_revision+prev_kv |", ev_text(ev))
+
+    col = Collector(await c.watch_prefix(b"wp/"))
+    puts = Collector(await c.watch_prefix(b"wp/", kind=aetcd.rtypes.EventKind.PUT))
+    dels = Collector(await c.watch_prefix(b"wp/", kind=aetcd.rtypes.EventKind.DELETE))
+    await c.put(b"wp/a", b"1")
+    await c.put(b"wpx", b"outside")
+    await c.put(b"wp/b", b"2")
+    await c.delete(b"wp/a")
+    await c.delete_prefix(b"wp/")
+    await c.put(b"wp/end", b"end")
+    await c.delete(b"wp/end")
+    for name, cl, n in (("prefix", col, 6), ("prefix PUT only", puts, 3), ("prefix DELETE only", dels, 3)):
+        await cl.wait(lambda evs: len(evs) >= n)
+        print("stopped:", await cl.stop(), "error:", show_err(cl.error))
+        for ev in cl.events:
+            print(name, "|", ev_text(ev))
+    await c.put(b"wp/after", b"after cancel")
+    print("events after cancel:", sum(1 for cl in (col, puts, dels) for e in cl.events if e.kv.key == b"wp/after"))
+
+    try:
+        ev = await c.watch_once(b"w/once", timeout=1)
+        print("watch_once (no writes) ->", ev_text(ev))
+    except Exception as e:  # noqa
+        print("watch_once (no writes) ->", err_text(e))
+
+
+async def watch_compacted(c):
+    r1 = await c.put(b"wc/k", b"a")
+    await c.put(b"wc/k", b"b")
+    r3 = await c.put(b"wc/k", b"c")
+    await c.compact(r3.header.revision)
+    for name, rev in (("compacted", r1.header.revision), ("compact point", r3.header.revision)):
+        try:
+            col = Collector(await c.watch(b"wc/k", start_revision=rev))
+            await col.wait(lambda evs: len(evs) >= 1, timeout=10)
+            await col.stop()
+            print("watch from %s rev -> events %r error %s" % (
+                name, [ev_text(e) for e in col.events], show_err(col.error)))
+        except Exception as e:  # noqa
+            print("watch from %s rev ->" % name, err_text(e))
+
+
+async def lease(c):
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    ls = await c.lease(60)
+    LEASE_NAMES[ls.id] = "<L1>"
+    print("grant ttl:", ls.ttl, "id nonzero:", ls.id != 0)
+    await c.put(b"lc/a", b"1", lease=ls.id)
+    await c.put(b"lc/b", b"2", lease=ls.id)
+    await c.put(b"lc/c", b"3")
+    for x in await c.get_prefix(b"lc/"):
+        print("get", kv(x).replace("lease=%d" % x.lease, "lease=" + LEASE_NAMES.get(x.lease, str(x.lease))))
+    info = await c.get_lease_info(ls.id)
+    el = loop.time() - t0
+    print("info id ok:", info.ID == ls.id, "grantedTTL:", info.grantedTTL,
+          "TTL consistent:", int(60 - el) - 1 <= info.TTL <= 60, "keys:", sorted(info.keys))
+    print("~ info TTL", info.TTL, "elapsed %.2f" % el)
+    r = await ls.refresh()
+    print("refresh -> id ok:", r.ID == ls.id, "TTL:", r.TTL)
+    print("granted_ttl:", await ls.granted_ttl(), "keys:", sorted(await ls.keys()))
+    info = await c.get_lease_info(ls.id, keys=False)
+    print("info keys=False -> keys:", list(info.keys))
+    col = Collector(await c.watch_prefix(b"lc/", prev_kv=True))
+    await ls.revoke()
+    await c.put(b"lc/z", b"end")
+    await col.wait(has_value(b"end"))
+    await col.stop()
+    for ev in col.events:
+        print("watch lc/ |", ev_text(ev))
+    for key in (b"lc/a", b"lc/b", b"lc/c"):
+        g = await c.get(key)
+        print("get %r ->" % key, g if g is None else kv(g))
+    info = await c.get_lease_info(ls.id)
+    print("after revoke: TTL=%d grantedTTL=%d keys=%r" % (info.TTL, info.grantedTTL, list(info.keys)))
+    for name, coro in (("revoke again", ls.revoke()), ("refresh revoked", ls.refresh()),
+                       ("put with revoked lease", c.put(b"lc/d", b"4", lease=ls.id)),
+                       ("grant id=4242", c.lease(30, lease_id=4242)),
+                       ("grant id=4242 again", c.lease(30, lease_id=4242)),
+                       ("info unknown", c.get_lease_info(999)),
+                       ("refresh unknown", c.refresh_lease(999)),
+                       ("revoke unknown", c.revoke_lease(999)),
+                       ("revoke 4242", c.revoke_lease(4242))):
+        try:
+            r = await coro
+            if r is None:
+                print(name, "-> None")
+            elif type(r).__name__ == "Lease":
+                print(name, "-> id=%d ttl=%d" % (r.id, r.ttl))
+            elif hasattr(r, "grantedTTL"):
+                print(name, "-> ID=%d TTL=%d grantedTTL=%d keys=%r" % (r.ID, r.TTL, r.grantedTTL, list(r.keys)))
+            elif hasattr(r, "TTL"):
+                print(name, "-> ID=%s TTL=%d" % (LEASE_NAMES.get(r.ID, r.ID), r.TTL))
+            else:
+                print(name, "->", type(r).__name__)
+        except Exception as e:  # noqa
+            print(name, "->", err_text(e))
+
+
 async def main():
     c = aetcd.Client(host=host, port=port, timeout=10)
     async with c:
         for name, fn in (("kv-basic", kv_basic), ("kv-txn", kv_txn), ("kv-sort", kv_sort),
-                         ("kv-compact", kv_compact), ("status-members", status_members)):
+                         ("kv-compact", kv_compact), ("status-members", status_members),
+                         ("watch", watch), ("watch-compacted", watch_compacted), ("lease", lease)):
             print("## scenario " + name, flush=True)
             try:
                 await fn(c)

@@ -255,4 +255,299 @@ def _():
     show_get("l/k")
 
 
+# ---------------------------------------------------------------- watch/lease
+# Watches are created synchronously by python-etcd3 (add_watch_callback waits
+# for the "created" response), so writes made after watch()/watch_prefix()
+# return are always seen. Events are collected on a thread; the main thread
+# waits (bounded) for a marker event, never a fixed sleep.
+
+
+def ev_text(ev, prev=False):
+    kind = type(ev).__name__.replace("Event", "").upper()
+    s = "%s key=%r value=%r create=%d mod=%d ver=%d lease=%s" % (
+        kind, ev.key, ev.value, ev.create_revision, ev.mod_revision, ev.version,
+        lease_name(ev.lease))
+    if prev:
+        if ev._event.HasField("prev_kv"):
+            s += " prev=(value=%r mod=%d ver=%d lease=%s)" % (
+                ev.prev_value, ev.prev_mod_revision, ev.prev_version, lease_name(ev.prev_lease))
+        else:
+            s += " prev=None"
+    return s
+
+
+LEASE_NAMES = {}
+
+
+def lease_name(lease_id):
+    if lease_id == 0:
+        return "0"
+    return LEASE_NAMES.get(lease_id, "<unnamed lease>")
+
+
+class Collector(object):
+    """Consumes a watch iterator on a thread; wait() blocks (bounded) until a
+    predicate over the collected items holds."""
+
+    def __init__(self, iterator):
+        self.items = []
+        self.error = None
+        self.ended = threading.Event()
+        self.cond = threading.Condition()
+        self.th = threading.Thread(target=self._run, args=(iterator,), daemon=True)
+        self.th.start()
+
+    def _run(self, iterator):
+        try:
+            for x in iterator:
+                with self.cond:
+                    self.items.append(x)
+                    self.cond.notify_all()
+        except Exception as e:  # noqa
+            self.error = e
+        finally:
+            self.ended.set()
+            with self.cond:
+                self.cond.notify_all()
+
+    def wait(self, pred, timeout=15):
+        deadline = time.time() + timeout
+        with self.cond:
+            while not pred(self.items) and not self.ended.is_set():
+                left = deadline - time.time()
+                if left <= 0:
+                    print("timed out waiting (%d s); got %d items" % (timeout, len(self.items)))
+                    return False
+                self.cond.wait(left)
+        return pred(self.items)
+
+
+def has_value(v):
+    def pred(items):
+        for x in items:
+            evs = x.events if hasattr(x, "events") else [x]
+            if any(e.value == v for e in evs):
+                return True
+        return False
+    return pred
+
+
+@scenario("watch-start-revision-prev-kv")
+def _():
+    r1 = c.put("wr/k", "a")
+    c.put("wr/other", "x")
+    c.put("wr/k", "b")
+    c.delete("wr/k")
+    r5 = c.put("wr/k", "c")
+    print("writes at revs %d..%d, watching wr/k from %d" % (
+        r1.header.revision, r5.header.revision, r1.header.revision))
+    it, cancel = c.watch_response("wr/k", start_revision=r1.header.revision, prev_kv=True)
+    col = Collector(it)
+    col.wait(has_value(b"c"))
+    c.put("wr/k", "end")
+    col.wait(has_value(b"end"))
+    cancel()
+    col.ended.wait(10)
+    for resp in col.items:
+        print("response header.rev=%d events:" % resp.header.revision)
+        for ev in resp.events:
+            print("  ", ev_text(ev, prev=True))
+    print("iterator ended after cancel:", col.ended.is_set(), "error:", col.error)
+
+
+@scenario("watch-prefix-iterator-cancel")
+def _():
+    it, cancel = c.watch_prefix("wp/")
+    col = Collector(it)
+    c.put("wp/a", "1")
+    c.put("wpx", "outside")
+    c.put("wp", "outside")
+    c.put("wp/b", "2")
+    c.delete("wp/a")
+    c.put("wp/a", "3")
+    c.put("wp/end", "end")
+    col.wait(has_value(b"end"))
+    cancel()
+    ended = col.ended.wait(10)
+    c.put("wp/after", "not seen")
+    for ev in col.items:
+        print("event", ev_text(ev))
+    print("iterator ended after cancel:", ended, "error:", col.error)
+    print("events after cancel:", [e.key for e in col.items if e.key == b"wp/after"])
+
+
+@scenario("watch-ids-several-watchers")
+def _():
+    got = {}
+    lock = threading.Lock()
+
+    def cb_for(name):
+        def cb(resp):
+            with lock:
+                if isinstance(resp, Exception):
+                    got.setdefault(name, []).append("ERR " + err_text(resp))
+                else:
+                    got.setdefault(name, []).extend(ev_text(e, prev=True) for e in resp.events)
+        return cb
+    ids = [c.add_watch_callback("wi/k", cb_for("key")),
+           c.add_watch_callback("wi/k", cb_for("key+prev_kv"), prev_kv=True),
+           c.add_watch_callback("wi/", cb_for("range wi/..wi/l"), range_end="wi/l"),
+           c.add_watch_callback("wi/l", cb_for("from wi/l"), range_end="\0")]
+    print("watch ids (one stream):", ids)
+    c.put("wi/k", "1")
+    c.put("wi/z", "2")
+    c.delete("wi/k")
+    c.put("wi/k", "end")
+    c.put("wi/z", "end")
+    deadline = time.time() + 15
+    want = {"key": 3, "key+prev_kv": 3, "range wi/..wi/l": 3, "from wi/l": 2}
+    while time.time() < deadline:
+        with lock:
+            if all(len(got.get(k, [])) >= n for k, n in want.items()):
+                break
+        time.sleep(0.05)
+    for i in ids:
+        c.cancel_watch(i)
+    for name in want:
+        for e in got.get(name, []):
+            print(name, "|", e)
+
+
+@scenario("watch-response-grouping")
+def _():
+    c.put("wg/c", "0")
+    it, cancel = c.watch_prefix_response("wg/", prev_kv=True)
+    col = Collector(it)
+    t = c.transactions
+    c.transaction(compare=[], success=[t.put("wg/a", "1"), t.put("wg/b", "2"), t.delete("wg/c")], failure=[])
+    c.delete_prefix("wg/")
+    lease = c.lease(60)
+    LEASE_NAMES[lease.id] = "<Lg>"
+    c.put("wg/x", "x", lease=lease)
+    c.put("wg/y", "y", lease=lease)
+    lease.revoke()
+    c.put("wg/end", "end")
+    col.wait(has_value(b"end"))
+    cancel()
+    col.ended.wait(10)
+    for resp in col.items:
+        print("response header.rev=%d events:" % resp.header.revision)
+        for ev in resp.events:
+            print("  ", ev_text(ev, prev=True))
+
+
+@scenario("watch-compacted-revision")
+def _():
+    r1 = c.put("wc/k", "a")
+    c.put("wc/k", "b")
+    r3 = c.put("wc/k", "c")
+    c.compact(r3.header.revision)
+    for name, rev in (("compacted", r1.header.revision), ("compact point", r3.header.revision)):
+        it, cancel = c.watch("wc/k", start_revision=rev)
+        col = Collector(it)
+        col.wait(lambda items: len(items) >= 1, timeout=10)
+        cancel()
+        col.ended.wait(10)
+        print("watch from %s rev -> events %r error %s" % (
+            name, [ev_text(e) for e in col.items],
+            "None" if col.error is None else "%s compacted_revision=%s" % (
+                type(col.error).__name__,
+                "r3" if getattr(col.error, "compacted_revision", None) == r3.header.revision
+                else getattr(col.error, "compacted_revision", None))))
+    try:
+        r = c.watch_once("wc/k", timeout=1)
+        print("watch_once (no writes) ->", ev_text(r))
+    except Exception as e:  # noqa
+        print("watch_once (no writes) ->", err_text(e))
+
+
+@scenario("lease-lifecycle")
+def _():
+    t0 = time.time()
+    lease = c.lease(60)
+    LEASE_NAMES[lease.id] = "<L1>"
+    print("grant ttl:", lease.ttl, "id nonzero:", lease.id != 0)
+    c.put("lc/a", "1", lease=lease)
+    c.put("lc/b", "2", lease=lease.id)
+    c.put("lc/c", "3")
+    for v, m in c.get_prefix("lc/"):
+        print("get", v, meta(m).replace("lease=%d" % m.lease_id, "lease=" + lease_name(m.lease_id)))
+    info = c.get_lease_info(lease.id)
+    el = time.time() - t0
+    print("info id ok:", info.ID == lease.id, "grantedTTL:", info.grantedTTL,
+          "TTL consistent:", int(60 - el) - 1 <= info.TTL <= 60, "keys:", sorted(info.keys))
+    print("~ info TTL", info.TTL, "elapsed %.2f" % el)
+    rs = lease.refresh()
+    print("refresh ->", [(r.ID == lease.id, r.TTL) for r in rs])
+    print("granted_ttl:", lease.granted_ttl, "keys:", sorted(lease.keys))
+    lease.revoke()
+    for key in ("lc/a", "lc/b", "lc/c"):
+        show_get(key)
+    info = c.get_lease_info(lease.id)
+    print("after revoke: TTL=%d grantedTTL=%d keys=%r" % (info.TTL, info.grantedTTL, list(info.keys)))
+    try:
+        lease.revoke()
+        print("revoke again -> ok")
+    except Exception as e:  # noqa
+        print("revoke again ->", err_text(e))
+    rs = lease.refresh()
+    print("refresh revoked ->", [(r.ID == lease.id, r.TTL) for r in rs])
+
+
+@scenario("lease-explicit-id-and-unknown")
+def _():
+    lease = c.lease(30, lease_id=4242)
+    LEASE_NAMES[4242] = "4242"
+    print("grant id=4242 -> id=%d ttl=%d" % (lease.id, lease.ttl))
+    try:
+        c.lease(30, lease_id=4242)
+        print("grant same id again -> ok")
+    except Exception as e:  # noqa
+        print("grant same id again ->", err_text(e))
+    short = c.lease(1)
+    LEASE_NAMES[short.id] = "<short>"
+    print("grant ttl=1 -> ttl=%d" % short.ttl)
+    try:
+        c.put("lu/k", "v", lease=999)
+        print("put with unknown lease -> ok")
+    except Exception as e:  # noqa
+        print("put with unknown lease ->", err_text(e))
+    show_get("lu/k")
+    info = c.get_lease_info(999)
+    print("info unknown -> ID=%d TTL=%d grantedTTL=%d keys=%r" % (info.ID, info.TTL, info.grantedTTL, list(info.keys)))
+    try:
+        print("refresh unknown ->", [(r.ID, r.TTL) for r in c.refresh_lease(999)])
+    except Exception as e:  # noqa
+        print("refresh unknown ->", err_text(e))
+    try:
+        c.revoke_lease(999)
+        print("revoke unknown -> ok")
+    except Exception as e:  # noqa
+        print("revoke unknown ->", err_text(e))
+    c.revoke_lease(4242)
+    print("revoked 4242")
+
+
+@scenario("lease-expiry-seen-by-watch")
+def _():
+    lease = c.lease(2)
+    LEASE_NAMES[lease.id] = "<L2s>"
+    print("grant ttl:", lease.ttl)
+    c.put("le/k", "v", lease=lease)
+    it, cancel = c.watch("le/k", prev_kv=True)
+    col = Collector(it)
+    t0 = time.time()
+    col.wait(lambda items: len(items) >= 1, timeout=20)
+    el = time.time() - t0
+    cancel()
+    col.ended.wait(10)
+    for ev in col.items:
+        print("event", ev_text(ev, prev=True))
+    print("expired within 1..10 s:", 1 <= el <= 10)
+    print("~ expired after %.2f s" % el)
+    show_get("le/k")
+    info = c.get_lease_info(lease.id)
+    print("info after expiry: TTL=%d keys=%r" % (info.TTL, list(info.keys)))
+
+
 c.close()

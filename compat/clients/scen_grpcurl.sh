@@ -22,6 +22,12 @@ norm() {
   sed -E -e 's/"(clusterId|memberId|raftTerm|leader|ID|raftIndex|raftAppliedIndex|dbSize|dbSizeInUse)": "[0-9]+"/"\1": "<\1>"/' \
          -e 's/"version": "3\.[0-9.]+"/"version": "<VERSION>"/'
 }
+# lease scenarios keep lease IDs (chosen by the request, not random)
+norm_lease() {
+  sed -E -e 's/"(clusterId|memberId|raftTerm)": "[0-9]+"/"\1": "<\1>"/'
+}
+# remaining TTL of lease 7 (granted 30 s in scenario 10, a few seconds earlier)
+ttl_norm() { sed -E 's/"TTL": "(2[0-9]|30)"/"TTL": "<20..30>"/'; }
 echo "## scenario 01 list"
 g "$EP" list | while IFS= read -r l; do
   case "$l" in etcdserverpb.*|exit*) echo "$l" ;; *) echo "~ $l" ;; esac
@@ -44,3 +50,24 @@ echo "## scenario 09 Cluster/MemberList"
 g "$EP" etcdserverpb.Cluster/MemberList | norm
 echo "## scenario 10 Lease/LeaseGrant needs=lease"
 g -d '{"TTL":"30","ID":"7"}' "$EP" etcdserverpb.Lease/LeaseGrant | norm
+echo "## scenario 11 Lease/LeaseTimeToLive granted ID 7"
+g -d '{"ID":"7","keys":true}' "$EP" etcdserverpb.Lease/LeaseTimeToLive | norm_lease | ttl_norm
+echo "## scenario 12 Lease/LeaseTimeToLive unknown ID"
+g -d '{"ID":"12345","keys":true}' "$EP" etcdserverpb.Lease/LeaseTimeToLive | norm_lease
+echo "## scenario 13 Lease/LeaseLeases"
+g "$EP" etcdserverpb.Lease/LeaseLeases | norm_lease
+echo "## scenario 14 Lease/LeaseKeepAlive ID 7"
+g -d '{"ID":"7"}' "$EP" etcdserverpb.Lease/LeaseKeepAlive | norm_lease
+echo "## scenario 15 Lease/LeaseKeepAlive unknown ID"
+g -d '{"ID":"12345"}' "$EP" etcdserverpb.Lease/LeaseKeepAlive | norm_lease
+echo "## scenario 16 Lease/LeaseRevoke unknown ID"
+g -d '{"ID":"12345"}' "$EP" etcdserverpb.Lease/LeaseRevoke | norm_lease
+echo "## scenario 17 Lease/LeaseGrant ID 7 again"
+g -d '{"TTL":"30","ID":"7"}' "$EP" etcdserverpb.Lease/LeaseGrant | norm_lease
+echo "## scenario 18 KV/Put with lease 7, LeaseTimeToLive keys, LeaseRevoke, KV/Range"
+g -d '{"key":"bGVhc2Vk","value":"dg==","lease":"7"}' "$EP" etcdserverpb.KV/Put | norm_lease
+g -d '{"ID":"7","keys":true}' "$EP" etcdserverpb.Lease/LeaseTimeToLive | norm_lease | ttl_norm
+g -d '{"ID":"7"}' "$EP" etcdserverpb.Lease/LeaseRevoke | norm_lease
+g -d '{"key":"bGVhc2Vk"}' "$EP" etcdserverpb.KV/Range | norm_lease
+echo "## scenario 19 Lease/LeaseLeases after revoke"
+g "$EP" etcdserverpb.Lease/LeaseLeases | norm_lease
