@@ -75,6 +75,8 @@ pub struct InitialMember {
 pub struct Identity {
     pub member_id: u64,
     pub cluster_id: u64,
+    /// `--initial-cluster-token`: also salts the IDs of members added later.
+    pub cluster_token: String,
     pub name: String,
     pub client_urls: Vec<String>,
     pub initial_members: Vec<InitialMember>,
@@ -103,6 +105,7 @@ impl Identity {
         Identity {
             member_id,
             cluster_id: cluster_id(&ids),
+            cluster_token: config.initial_cluster_token.clone(),
             name: config.name.clone(),
             client_urls: config
                 .advertise_client_urls

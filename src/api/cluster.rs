@@ -1,14 +1,22 @@
-//! `etcdserverpb.Cluster`: the member list; membership changes not yet.
+//! `etcdserverpb.Cluster`: the member list and membership changes, which Raft applies
+//! (openraft's joint consensus).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::ChangeMembers;
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
+use url::Url;
 
-use super::not_yet;
+use crate::error::EtcdError;
 use crate::node::Node;
+use crate::proto::etcdserverpb::cluster_client::ClusterClient;
 use crate::proto::etcdserverpb::cluster_server::Cluster;
 use crate::proto::etcdserverpb::*;
-use crate::raft;
+use crate::raft::{self, MemberInfo};
 
 pub struct ClusterService {
     node: Arc<Node>,
@@ -45,27 +53,215 @@ impl ClusterService {
     }
 }
 
+/// etcd's membership errors.
+mod errors {
+    use tonic::Status;
+
+    pub fn peer_url_exists() -> Status {
+        Status::failed_precondition("etcdserver: Peer URLs already exists")
+    }
+    pub fn bad_urls() -> Status {
+        Status::invalid_argument("etcdserver: given member URLs are invalid")
+    }
+    pub fn not_found() -> Status {
+        Status::not_found("etcdserver: member not found")
+    }
+    pub fn not_learner() -> Status {
+        Status::failed_precondition("etcdserver: can only promote a learner member")
+    }
+    pub fn learner_not_ready() -> Status {
+        Status::failed_precondition(
+            "etcdserver: can only promote a learner member which is in sync with leader",
+        )
+    }
+    pub fn too_many_learners() -> Status {
+        Status::failed_precondition("etcdserver: too many learner members in cluster")
+    }
+}
+
+/// etcd allows one learner at a time.
+const MAX_LEARNERS: usize = 1;
+/// A learner is in sync when it has replicated this share of the leader's log, as etcd
+/// decides (90%).
+const LEARNER_READY_PERCENT: u64 = 90;
+
+impl ClusterService {
+    /// Membership changes are the leader's: on a follower, the request goes to the
+    /// leader's client URL, as a client would send it.
+    async fn leader_client(&self) -> Result<Option<ClusterClient<Channel>>, Status> {
+        let me = self.node.identity.member_id;
+        let leader = self.node.raft.metrics().borrow().current_leader;
+        match leader {
+            Some(id) if id == me => Ok(None),
+            Some(id) => {
+                let published = raft::published_members(&self.node.storage);
+                let url = published
+                    .get(&id)
+                    .and_then(|m| m.client_urls.first().cloned())
+                    .ok_or_else(|| Status::from(EtcdError::NotLeader))?;
+                let channel = Endpoint::from_shared(url)
+                    .map_err(|_| Status::from(EtcdError::NotLeader))?
+                    .connect()
+                    .await
+                    .map_err(|_| Status::from(EtcdError::NotLeader))?;
+                Ok(Some(ClusterClient::new(channel)))
+            }
+            None => Err(EtcdError::NoLeader.into()),
+        }
+    }
+
+    fn membership(&self) -> (BTreeMap<u64, MemberInfo>, BTreeSet<u64>) {
+        let metrics = self.node.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let nodes = membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
+        (nodes, membership.voter_ids().collect())
+    }
+
+    async fn change(&self, changes: ChangeMembers<u64, MemberInfo>) -> Result<(), Status> {
+        let outcome = tokio::time::timeout(
+            self.node.request_timeout(),
+            self.node.raft.change_membership(changes, false),
+        )
+        .await
+        .map_err(|_| Status::from(EtcdError::Timeout))?;
+        outcome.map(|_| ()).map_err(|e| match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
+                EtcdError::NotLeader.into()
+            }
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+                Status::failed_precondition(format!("cairn: membership change refused: {e}"))
+            }
+            RaftError::Fatal(_) => EtcdError::Stopped.into(),
+        })
+    }
+
+    fn response_header(&self) -> Option<ResponseHeader> {
+        Some(self.node.cluster_header())
+    }
+}
+
+/// Peer URLs as etcd accepts them: absolute http(s) URLs, printed as etcd prints them.
+fn parse_peer_urls(urls: &[String]) -> Result<Vec<String>, Status> {
+    if urls.is_empty() {
+        return Err(errors::bad_urls());
+    }
+    urls.iter()
+        .map(|u| match Url::parse(u) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.port().is_some() => {
+                Ok(crate::cluster::url_string(&url))
+            }
+            _ => Err(errors::bad_urls()),
+        })
+        .collect()
+}
+
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn member_add(
         &self,
-        _: Request<MemberAddRequest>,
+        request: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
-        Err(not_yet("Cluster.MemberAdd"))
+        if let Some(mut leader) = self.leader_client().await? {
+            return leader.member_add(request.into_inner()).await;
+        }
+        let r = request.into_inner();
+        let peer_urls = parse_peer_urls(&r.peer_ur_ls)?;
+        let (nodes, voters) = self.membership();
+        if nodes
+            .values()
+            .any(|n| n.peer_urls.iter().any(|u| peer_urls.contains(u)))
+        {
+            return Err(errors::peer_url_exists());
+        }
+        let learners = nodes.keys().filter(|id| !voters.contains(id)).count();
+        if r.is_learner && learners >= MAX_LEARNERS {
+            return Err(errors::too_many_learners());
+        }
+        let now_secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let id = crate::cluster::added_member_id(
+            &peer_urls,
+            &self.node.identity.cluster_token,
+            now_secs,
+        );
+        let info = MemberInfo {
+            name: String::new(),
+            peer_urls: peer_urls.clone(),
+            client_urls: Vec::new(),
+        };
+        let changes = if r.is_learner {
+            ChangeMembers::AddNodes(BTreeMap::from([(id, info)]))
+        } else {
+            ChangeMembers::AddVoters(BTreeMap::from([(id, info)]))
+        };
+        self.change(changes).await?;
+        Ok(Response::new(MemberAddResponse {
+            header: self.response_header(),
+            member: Some(Member {
+                id,
+                name: String::new(),
+                peer_ur_ls: peer_urls,
+                client_ur_ls: Vec::new(),
+                is_learner: r.is_learner,
+            }),
+            members: self.members(),
+        }))
     }
 
     async fn member_remove(
         &self,
-        _: Request<MemberRemoveRequest>,
+        request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
-        Err(not_yet("Cluster.MemberRemove"))
+        if let Some(mut leader) = self.leader_client().await? {
+            return leader.member_remove(request.into_inner()).await;
+        }
+        let id = request.into_inner().id;
+        let (nodes, voters) = self.membership();
+        if !nodes.contains_key(&id) {
+            return Err(errors::not_found());
+        }
+        let changes = if voters.contains(&id) {
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        };
+        self.change(changes).await?;
+        Ok(Response::new(MemberRemoveResponse {
+            header: self.response_header(),
+            members: self.members(),
+        }))
     }
 
     async fn member_update(
         &self,
-        _: Request<MemberUpdateRequest>,
+        request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
-        Err(not_yet("Cluster.MemberUpdate"))
+        if let Some(mut leader) = self.leader_client().await? {
+            return leader.member_update(request.into_inner()).await;
+        }
+        let r = request.into_inner();
+        let peer_urls = parse_peer_urls(&r.peer_ur_ls)?;
+        let (nodes, _) = self.membership();
+        let Some(current) = nodes.get(&r.id) else {
+            return Err(errors::not_found());
+        };
+        if nodes
+            .iter()
+            .any(|(id, n)| *id != r.id && n.peer_urls.iter().any(|u| peer_urls.contains(u)))
+        {
+            return Err(errors::peer_url_exists());
+        }
+        let info = MemberInfo {
+            peer_urls,
+            ..current.clone()
+        };
+        self.change(ChangeMembers::SetNodes(BTreeMap::from([(r.id, info)])))
+            .await?;
+        Ok(Response::new(MemberUpdateResponse {
+            header: self.response_header(),
+            members: self.members(),
+        }))
     }
 
     async fn member_list(
@@ -80,8 +276,34 @@ impl Cluster for ClusterService {
 
     async fn member_promote(
         &self,
-        _: Request<MemberPromoteRequest>,
+        request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        Err(not_yet("Cluster.MemberPromote"))
+        if let Some(mut leader) = self.leader_client().await? {
+            return leader.member_promote(request.into_inner()).await;
+        }
+        let id = request.into_inner().id;
+        let (nodes, voters) = self.membership();
+        if !nodes.contains_key(&id) {
+            return Err(errors::not_found());
+        }
+        if voters.contains(&id) {
+            return Err(errors::not_learner());
+        }
+        let metrics = self.node.raft.metrics().borrow().clone();
+        let leader_index = metrics.last_log_index.unwrap_or(0);
+        let matched = metrics
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&id).cloned().flatten())
+            .map_or(0, |log_id| log_id.index);
+        if matched * 100 < leader_index * LEARNER_READY_PERCENT {
+            return Err(errors::learner_not_ready());
+        }
+        self.change(ChangeMembers::AddVoterIds(BTreeSet::from([id])))
+            .await?;
+        Ok(Response::new(MemberPromoteResponse {
+            header: self.response_header(),
+            members: self.members(),
+        }))
     }
 }

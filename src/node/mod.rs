@@ -290,6 +290,11 @@ impl Node {
         }
     }
 
+    /// etcd's request timeout: 5 s plus two election timeouts.
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
     pub fn is_leader(&self) -> bool {
         self.raft.metrics().borrow().current_leader == Some(self.identity.member_id)
     }
