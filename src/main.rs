@@ -69,8 +69,21 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on client URLs {addrs:?}"))?;
     let mut peer_addrs = Vec::new();
+    let mut peer_unix_listeners = Vec::new();
     for url in &config.listen_peer_urls {
-        peer_addrs.push(resolve(url).await?);
+        if url.scheme().starts_with("unix") {
+            // As etcd: `unix://NAME:PORT` is a socket file named `NAME:PORT`.
+            let path = cairn::cluster::url_string(url)
+                .trim_start_matches("unixs://")
+                .trim_start_matches("unix://")
+                .to_string();
+            let _ = std::fs::remove_file(&path);
+            let listener = tokio::net::UnixListener::bind(&path)
+                .with_context(|| format!("cannot listen on peer URL {url}"))?;
+            peer_unix_listeners.push(listener);
+        } else {
+            peer_addrs.push(resolve(url).await?);
+        }
     }
     let peer_listeners = api::bind(&peer_addrs)
         .await
@@ -88,9 +101,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
     );
 
     let (stop_peers, peers_stopped) = tokio::sync::oneshot::channel::<()>();
-    let peer_server = cairn::peer::serve(node.clone(), peer_listeners, async {
-        let _ = peers_stopped.await;
-    });
+    let peer_server =
+        cairn::peer::serve(node.clone(), peer_listeners, peer_unix_listeners, async {
+            let _ = peers_stopped.await;
+        });
     let (stop_serving, stopped) = tokio::sync::oneshot::channel::<()>();
     let (health, server) = api::serve(node.clone(), listeners, async {
         let _ = stopped.await;

@@ -11,8 +11,8 @@ use futures::StreamExt;
 use openraft::error::{ClientWriteError, RaftError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio::net::{TcpListener, UnixListener};
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 
@@ -159,10 +159,12 @@ fn write_error(e: RaftError<u64, ClientWriteError<u64, crate::raft::MemberInfo>>
     }
 }
 
-/// Serves the peer API on `listeners` until `shutdown` resolves.
+/// Serves the peer API on `listeners` (TCP) and `unix_listeners` (unix sockets) until
+/// `shutdown` resolves.
 pub fn serve(
     node: Arc<Node>,
     listeners: Vec<TcpListener>,
+    unix_listeners: Vec<UnixListener>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
     // Members are trusted, and one append may carry many large entries.
@@ -176,12 +178,27 @@ pub fn serve(
                 let _ = stream.set_nodelay(true);
             })
         });
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stopped_unix = stopped.clone();
+    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let unix_incoming =
+        futures::stream::select_all(unix_listeners.into_iter().map(UnixListenerStream::new));
+    let unix_service = service.clone();
     tokio::spawn(async move {
-        if let Err(e) = Server::builder()
+        let tcp = Server::builder()
             .add_service(service)
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await
-        {
+            .serve_with_incoming_shutdown(incoming, until_stopped(stopped));
+        let unix = Server::builder()
+            .add_service(unix_service)
+            .serve_with_incoming_shutdown(unix_incoming, until_stopped(stopped_unix));
+        let stopper = async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        };
+        let (tcp, unix, ()) = tokio::join!(tcp, unix, stopper);
+        if let Err(e) = tcp.and(unix) {
             tracing::error!(error = %e, "peer API server failed");
         }
     })
