@@ -124,14 +124,14 @@ pub struct Flags {
     /// Refuse membership changes that would lose quorum (membership changes: not yet).
     #[arg(long, env = "ETCD_STRICT_RECONFIG_CHECK", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     pub strict_reconfig_check: Option<bool>,
-    /// Compare data hashes with peers before serving (multi-member clusters: not yet).
+    /// Compare data hashes with peers before serving (not yet).
     #[arg(long, env = "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     pub experimental_initial_corrupt_check: Option<bool>,
     /// Auth token type (auth: not yet).
     #[arg(long, env = "ETCD_AUTH_TOKEN")]
     pub auth_token: Option<String>,
-    /// Peer TLS settings. Accepted because there is no peer traffic to protect yet: the peer
-    /// transport arrives with multi-member clusters, and must honour them then.
+    /// Peer TLS settings. Peer TLS is not built: accepted only for a cluster of one, which
+    /// has no peer traffic to protect; refused otherwise.
     #[arg(long, env = "ETCD_PEER_AUTO_TLS", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     pub peer_auto_tls: Option<bool>,
     #[arg(long, env = "ETCD_PEER_CERT_FILE")]
@@ -353,12 +353,14 @@ impl Config {
             ignored.push("--enable-v2: Cairn does not serve etcd's v2 API".to_string());
         }
         if f.strict_reconfig_check.is_some() {
-            ignored
-                .push("--strict-reconfig-check: membership changes are not built yet".to_string());
+            ignored.push(
+                "--strict-reconfig-check: a member added as a voter joins the quorum only once it has caught up, so no change can lose quorum"
+                    .to_string(),
+            );
         }
         if f.experimental_initial_corrupt_check == Some(true) {
             ignored.push(
-                "--experimental-initial-corrupt-check: no peers to compare with (multi-member clusters are not built yet)"
+                "--experimental-initial-corrupt-check: the start-up hash comparison with peers is not built yet"
                     .to_string(),
             );
         }
@@ -378,11 +380,19 @@ impl Config {
             || f.peer_client_cert_auth == Some(true)
             || f.peer_cert_allowed_cn.is_some()
             || f.peer_cert_allowed_hostname.is_some();
-        if peer_tls_given {
-            ignored.push(
-                "peer TLS flags: no peer traffic yet (multi-member clusters are not built)"
-                    .to_string(),
+        // Peer TLS is not built: accepted only where no peer traffic can happen (a cluster
+        // of one), since plaintext where TLS was asked for would be a silent downgrade.
+        let alone = f.initial_cluster_state.as_deref().unwrap_or("new") == "new"
+            && f.initial_cluster
+                .as_deref()
+                .is_none_or(|spec| spec.split(',').filter(|m| !m.is_empty()).count() <= 1);
+        if peer_tls_given && !alone {
+            return Err(
+                "peer TLS flags are not supported yet: Cairn's peer traffic is not encrypted".to_string(),
             );
+        }
+        if peer_tls_given {
+            ignored.push("peer TLS flags: a cluster of one has no peer traffic".to_string());
         }
         let log_level = f.log_level.unwrap_or_else(|| "info".to_string());
         if !["debug", "info", "warn", "error", "panic", "fatal"].contains(&log_level.as_str()) {

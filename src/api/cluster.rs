@@ -46,7 +46,7 @@ impl ClusterService {
                     name,
                     peer_ur_ls: info.peer_urls.clone(),
                     client_ur_ls: client_urls,
-                    is_learner: !voters.contains(id),
+                    is_learner: !voters.contains(id) && !info.voter_when_caught_up,
                 }
             })
             .collect()
@@ -81,9 +81,6 @@ mod errors {
 
 /// etcd allows one learner at a time.
 const MAX_LEARNERS: usize = 1;
-/// A learner is in sync when it has replicated this share of the leader's log, as etcd
-/// decides (90%).
-const LEARNER_READY_PERCENT: u64 = 90;
 
 impl ClusterService {
     /// Membership changes are the leader's: on a follower, the request goes to the
@@ -173,7 +170,10 @@ impl Cluster for ClusterService {
         {
             return Err(errors::peer_url_exists());
         }
-        let learners = nodes.keys().filter(|id| !voters.contains(id)).count();
+        let learners = nodes
+            .iter()
+            .filter(|(id, n)| !voters.contains(id) && !n.voter_when_caught_up)
+            .count();
         if r.is_learner && learners >= MAX_LEARNERS {
             return Err(errors::too_many_learners());
         }
@@ -185,17 +185,16 @@ impl Cluster for ClusterService {
             &self.node.identity.cluster_token,
             now_secs,
         );
+        // Every member joins as a learner; one added as a voter is made a voter once it has
+        // caught up (`node::membership`), which etcd's quorum counts at once.
         let info = MemberInfo {
             name: String::new(),
             peer_urls: peer_urls.clone(),
             client_urls: Vec::new(),
+            voter_when_caught_up: !r.is_learner,
         };
-        let changes = if r.is_learner {
-            ChangeMembers::AddNodes(BTreeMap::from([(id, info)]))
-        } else {
-            ChangeMembers::AddVoters(BTreeMap::from([(id, info)]))
-        };
-        self.change(changes).await?;
+        self.change(ChangeMembers::AddNodes(BTreeMap::from([(id, info)])))
+            .await?;
         Ok(Response::new(MemberAddResponse {
             header: self.response_header(),
             member: Some(Member {
@@ -286,17 +285,11 @@ impl Cluster for ClusterService {
         if !nodes.contains_key(&id) {
             return Err(errors::not_found());
         }
-        if voters.contains(&id) {
+        if voters.contains(&id) || nodes[&id].voter_when_caught_up {
             return Err(errors::not_learner());
         }
         let metrics = self.node.raft.metrics().borrow().clone();
-        let leader_index = metrics.last_log_index.unwrap_or(0);
-        let matched = metrics
-            .replication
-            .as_ref()
-            .and_then(|r| r.get(&id).cloned().flatten())
-            .map_or(0, |log_id| log_id.index);
-        if matched * 100 < leader_index * LEARNER_READY_PERCENT {
+        if !raft::learner_in_sync(&metrics, id) {
             return Err(errors::learner_not_ready());
         }
         self.change(ChangeMembers::AddVoterIds(BTreeSet::from([id])))

@@ -7,6 +7,7 @@
 //! May call `storage`, `mvcc`, `watch`, `lease`, `raft`, `cluster` and `config`.
 
 mod lease_expiry;
+mod membership;
 mod proposer;
 mod read_barrier;
 
@@ -125,6 +126,7 @@ impl Node {
                         name: m.name.clone(),
                         peer_urls: m.peer_urls.clone(),
                         client_urls,
+                        voter_when_caught_up: false,
                     };
                     (m.id, info)
                 })
@@ -155,6 +157,7 @@ impl Node {
             election_timeout: Duration::from_millis(config.election_timeout_ms),
         });
         tokio::spawn(lease_expiry::run(Arc::downgrade(&node)));
+        tokio::spawn(membership::run(Arc::downgrade(&node)));
         Ok(node)
     }
 

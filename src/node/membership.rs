@@ -1,0 +1,48 @@
+//! The leader's side of membership: a member added as a voter joined as a learner, and is
+//! made a voter once it has caught up (then it counts in the quorum).
+
+use std::collections::BTreeSet;
+use std::sync::Weak;
+use std::time::Duration;
+
+use openraft::ChangeMembers;
+
+use super::Node;
+use crate::raft;
+
+const CHECK_INTERVAL: Duration = Duration::from_millis(500);
+
+pub async fn run(node: Weak<Node>) {
+    let mut check = tokio::time::interval(CHECK_INTERVAL);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        check.tick().await;
+        let Some(node) = node.upgrade() else { return };
+        if !node.is_leader() {
+            continue;
+        }
+        let metrics = node.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let ready: BTreeSet<u64> = membership
+            .nodes()
+            .filter(|(id, info)| {
+                info.voter_when_caught_up
+                    && !voters.contains(id)
+                    && raft::learner_in_sync(&metrics, **id)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        if ready.is_empty() {
+            continue;
+        }
+        let change = node
+            .raft
+            .change_membership(ChangeMembers::AddVoterIds(ready.clone()), false);
+        match tokio::time::timeout(node.request_timeout(), change).await {
+            Ok(Ok(_)) => tracing::info!(members = ?ready, "added members are voters now"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "making caught-up members voters"),
+            Err(_) => tracing::warn!("making caught-up members voters timed out"),
+        }
+    }
+}
