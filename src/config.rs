@@ -388,7 +388,8 @@ impl Config {
                 .is_none_or(|spec| spec.split(',').filter(|m| !m.is_empty()).count() <= 1);
         if peer_tls_given && !alone {
             return Err(
-                "peer TLS flags are not supported yet: Cairn's peer traffic is not encrypted".to_string(),
+                "peer TLS flags are not supported yet: Cairn's peer traffic is not encrypted"
+                    .to_string(),
             );
         }
         if peer_tls_given {

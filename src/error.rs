@@ -46,10 +46,12 @@ pub enum EtcdError {
     LeaseExists = 18,
     #[error("etcdserver: too large lease TTL")]
     LeaseTtlTooLarge = 19,
+    #[error("etcdserver: rpc not supported for learner")]
+    NotSupportedForLearner = 20,
 }
 
 impl EtcdError {
-    const ALL: [EtcdError; 19] = [
+    const ALL: [EtcdError; 20] = [
         EtcdError::EmptyKey,
         EtcdError::KeyNotFound,
         EtcdError::ValueProvided,
@@ -69,6 +71,7 @@ impl EtcdError {
         EtcdError::Corrupt,
         EtcdError::LeaseExists,
         EtcdError::LeaseTtlTooLarge,
+        EtcdError::NotSupportedForLearner,
     ];
 
     pub fn code(self) -> Code {
@@ -80,7 +83,7 @@ impl EtcdError {
             NoSpace | TooManyRequests => Code::ResourceExhausted,
             LeaseNotFound => Code::NotFound,
             NotLeader | LeaseExists => Code::FailedPrecondition,
-            NoLeader | Stopped | Timeout => Code::Unavailable,
+            NoLeader | Stopped | Timeout | NotSupportedForLearner => Code::Unavailable,
             Corrupt => Code::DataLoss,
         }
     }

@@ -53,6 +53,9 @@ impl Kv for KvService {
         let r = request.into_inner();
         validate::range(&r)?;
         if !r.serializable {
+            if self.node.is_learner() {
+                return Err(EtcdError::NotSupportedForLearner.into());
+            }
             self.node.read_barrier().await?;
         }
         let mut response = apply::range(&self.node.mvcc.read_view(), &r)?;

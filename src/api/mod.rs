@@ -3,6 +3,7 @@
 //! Translates and validates only: reads go to `apply` over the MVCC store after the node's
 //! read barrier, writes go to the node's proposer. May call `node`, `apply` and `mvcc`.
 
+mod admission;
 mod cluster;
 mod kv;
 mod lease;
@@ -105,6 +106,10 @@ pub async fn serve(
         .layer(tower::util::MapResponseLayer::new(
             transport_errors::oversized_message_as_grpc_go,
         ))
+        .layer(tower::filter::FilterLayer::new({
+            let node = node.clone();
+            move |request| admission::admit(&node, request)
+        }))
         .add_service(
             KvServer::new(kv::KvService::new(node.clone()))
                 .max_decoding_message_size(max_message_bytes)

@@ -298,6 +298,19 @@ impl Node {
         self.request_timeout
     }
 
+    /// A learner in the membership (not one added as a voter, waiting to catch up): it
+    /// serves only what etcd lets learners serve.
+    pub fn is_learner(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let membership = metrics.membership_config.membership();
+        let me = self.identity.member_id;
+        membership
+            .get_node(&me)
+            .is_some_and(|info| !info.voter_when_caught_up)
+            && !membership.voter_ids().any(|id| id == me)
+    }
+
     pub fn is_leader(&self) -> bool {
         self.raft.metrics().borrow().current_leader == Some(self.identity.member_id)
     }

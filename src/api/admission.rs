@@ -1,0 +1,37 @@
+//! Who may call what, before a request reaches a service, as etcd's interceptors decide:
+//! a learner serves only `Maintenance.Status` and serializable ranges (checked in `kv`),
+//! and a request that asks for a leader (`hasleader` metadata) is refused without one.
+
+use std::sync::Arc;
+
+use tonic::codegen::http::Request;
+use tonic::Status;
+
+use crate::error::EtcdError;
+use crate::node::Node;
+
+/// etcd's metadata key for "fail unless there is a leader" (clientv3.WithRequireLeader).
+const REQUIRE_LEADER_KEY: &str = "hasleader";
+
+/// RPCs a learner serves: everything but writes and linearizable reads, which it cannot.
+/// A range is let through here and checked for `serializable` by the KV service.
+const LEARNER_PATHS: [&str; 2] = ["/etcdserverpb.Maintenance/Status", "/etcdserverpb.KV/Range"];
+
+pub fn admit<B>(node: &Arc<Node>, request: Request<B>) -> Result<Request<B>, Status> {
+    let path = request.uri().path();
+    if !path.starts_with("/etcdserverpb.") && !path.starts_with("/v3") {
+        // Health and reflection are for everyone.
+        return Ok(request);
+    }
+    if node.is_learner() && !LEARNER_PATHS.contains(&path) {
+        return Err(EtcdError::NotSupportedForLearner.into());
+    }
+    let wants_leader = request
+        .headers()
+        .get(REQUIRE_LEADER_KEY)
+        .is_some_and(|v| v.as_bytes() == b"true");
+    if wants_leader && node.raft.metrics().borrow().current_leader.is_none() {
+        return Err(EtcdError::NoLeader.into());
+    }
+    Ok(request)
+}
