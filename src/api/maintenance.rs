@@ -50,7 +50,7 @@ impl Maintenance for MaintenanceService {
             raft_applied_index: metrics.last_applied.map_or(0, |l| l.index),
             errors: Vec::new(),
             db_size_in_use: db_size,
-            is_learner: false,
+            is_learner: self.node.is_learner(),
         }))
     }
 
