@@ -37,6 +37,8 @@ pub enum StorageError {
     RocksDb(#[from] rocksdb::Error),
     #[error("corrupt record: {0}")]
     Corrupt(&'static str),
+    #[error("i/o: {0}")]
+    Io(String),
 }
 
 pub type StorageResult<T> = Result<T, StorageError>;

@@ -229,11 +229,15 @@ impl Mvcc {
         let _ = rx.wait_for(|done| *done >= rev).await;
     }
 
-    /// Replaces the whole state after a snapshot was installed underneath: reloads from disk.
-    pub fn reload(&self) -> StorageResult<()> {
+    /// Replaces the whole state: `rewrite` replaces the storage underneath (a snapshot is
+    /// installed), then the state is reloaded from it. Readers and writers wait meanwhile,
+    /// so none sees a half-replaced store.
+    pub fn replace(&self, rewrite: impl FnOnce() -> StorageResult<()>) -> StorageResult<()> {
+        let mut state = self.state.write().expect("mvcc lock");
+        rewrite()?;
         let mut fresh = load_state(&self.storage)?;
         let job = compact_loaded(&mut fresh);
-        *self.state.write().expect("mvcc lock") = fresh;
+        *state = fresh;
         if let Some(job) = job {
             // The compactor lives as long as the process.
             let _ = self.compactor.send(job);

@@ -6,9 +6,10 @@
 //! not synced on their own: the Raft log is the durable record, and entries past the last
 //! applied id on disk are applied again at start-up.
 //!
-//! A snapshot is a file: a stream of `(column family, key, value)` records of the `kv` and
-//! `meta` column families, read from a RocksDB snapshot taken at an entry boundary, so
-//! neither building nor installing one holds the state in memory.
+//! A snapshot is a file: a stream of `(column family, key, value)` records of the `kv`,
+//! `meta` and `lease` column families, read from a RocksDB snapshot taken at an entry
+//! boundary, so neither building nor installing one holds the state in memory. Installing
+//! holds the store (readers wait) and is redone at start-up if a crash interrupted it.
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -18,7 +19,7 @@ use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError};
 use prost::Message;
 use rocksdb::WriteBatch;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 
 use super::{BatchResults, LogId, MemberInfo, StoredMembership, TypeConfig};
 use crate::apply::apply_request;
@@ -27,10 +28,14 @@ use crate::mvcc::{Mvcc, WriteBatchGuard};
 use crate::proto::cairnraftpb::{
     apply_result, internal_request, ApplyResult, ApplyResults, InternalRequest, MemberAttributes,
 };
-use crate::storage::{Storage, CF_KV, CF_LEASE, CF_META};
+use crate::storage::{Storage, CF_KV, CF_LEASE, CF_META, CF_RAFT_STATE};
 use crate::watch::WatchHub;
 
 const META_APPLIED: &[u8] = b"applied";
+/// In the `raft_state` column family (which an install does not replace): the snapshot
+/// being installed. Set, synced, before the state is cleared; removed in the install's last
+/// synced batch. Found at start-up, it means a crash interrupted the install: it is redone.
+const KEY_INSTALLING: &[u8] = b"installing_snapshot";
 const META_MEMBERSHIP: &[u8] = b"membership";
 /// Prefix of published member attributes: `member/` + member ID (8 bytes, big-endian).
 const META_MEMBER_PREFIX: &[u8] = b"member/";
@@ -75,6 +80,17 @@ impl StateMachine {
         snapshot_dir: PathBuf,
     ) -> Result<StateMachine, StorageError<u64>> {
         std::fs::create_dir_all(&snapshot_dir).map_err(sm_write_err)?;
+        let installing = storage
+            .db()
+            .get_cf(storage.cf(CF_RAFT_STATE), KEY_INSTALLING)
+            .map_err(sm_read_err)?;
+        if let Some(path) = installing {
+            let path = PathBuf::from(String::from_utf8_lossy(&path).into_owned());
+            tracing::warn!(snapshot = %path.display(), "redoing a snapshot install a stop interrupted");
+            mvcc.replace(|| install_records(&storage, &path))
+                .map_err(sm_write_err)?;
+            lessor.reload().map_err(sm_write_err)?;
+        }
         let meta = storage.cf(CF_META);
         let (applied, membership) =
             read_applied_state(|key| storage.db().get_cf(meta, key).map_err(sm_read_err))?;
@@ -213,8 +229,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         write_meta_file(&path, meta).await?;
         publish(&received, &path).await?;
         self.watch.begin_reset();
-        load_snapshot_into_storage(&self.storage, &path).await?;
-        self.mvcc.reload().map_err(sm_write_err)?;
+        let storage = self.storage.clone();
+        tokio::task::block_in_place(|| self.mvcc.replace(|| install_records(&storage, &path)))
+            .map_err(sm_write_err)?;
         self.lessor.reload().map_err(sm_write_err)?;
         self.watch.reset(self.mvcc.current_rev());
         self.applied = meta.last_log_id;
@@ -365,46 +382,59 @@ fn write_records(
     out.into_inner().map_err(|e| e.into_error())?.sync_all()
 }
 
-/// Replaces the `kv` and `meta` column families with a snapshot's records.
-async fn load_snapshot_into_storage(
-    storage: &Storage,
-    path: &Path,
-) -> Result<(), StorageError<u64>> {
+/// Replaces the snapshot's column families with its records, crash-safely (see
+/// `KEY_INSTALLING`). Reads the file record by record, writing bounded batches.
+fn install_records(storage: &Storage, path: &Path) -> crate::storage::StorageResult<()> {
+    use std::io::Read;
+    let io = |e: std::io::Error| crate::storage::StorageError::Io(e.to_string());
+    let raft_state = storage.cf(CF_RAFT_STATE);
+    let mut marker = WriteBatch::default();
+    marker.put_cf(
+        raft_state,
+        KEY_INSTALLING,
+        path.to_string_lossy().as_bytes(),
+    );
+    storage.write(marker, true)?;
     let mut clear = WriteBatch::default();
     for cf_name in SNAPSHOT_CFS {
         let cf = storage.cf(cf_name);
         for item in storage.db().iterator_cf(cf, rocksdb::IteratorMode::Start) {
-            let (key, _) = item.map_err(sm_write_err)?;
+            let (key, _) = item?;
             clear.delete_cf(cf, key);
+            if clear.len() >= INSTALL_RECORDS_PER_BATCH {
+                storage.write(std::mem::take(&mut clear), false)?;
+            }
         }
     }
-    storage.write(clear, false).map_err(sm_write_err)?;
-    let file = tokio::fs::File::open(path).await.map_err(snapshot_err)?;
-    let mut reader = BufReader::new(file);
+    storage.write(clear, false)?;
+    let mut reader = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
     let mut batch = WriteBatch::default();
     loop {
-        let tag = match reader.read_u8().await {
-            Ok(tag) => tag,
+        let mut tag = [0u8; 1];
+        match reader.read_exact(&mut tag) {
+            Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::UnexpectedEof => break,
-            Err(e) => return Err(snapshot_err(e)),
-        };
+            Err(e) => return Err(io(e)),
+        }
         let cf_name = SNAPSHOT_CFS
-            .get(tag as usize)
-            .ok_or_else(|| snapshot_err(std::io::Error::other("bad snapshot record tag")))?;
-        let key_len = reader.read_u32().await.map_err(snapshot_err)? as usize;
-        let mut key = vec![0; key_len];
-        reader.read_exact(&mut key).await.map_err(snapshot_err)?;
-        let value_len = reader.read_u32().await.map_err(snapshot_err)? as usize;
-        let mut value = vec![0; value_len];
-        reader.read_exact(&mut value).await.map_err(snapshot_err)?;
+            .get(tag[0] as usize)
+            .ok_or(crate::storage::StorageError::Corrupt("snapshot record tag"))?;
+        let mut read_field = || -> crate::storage::StorageResult<Vec<u8>> {
+            let mut len = [0u8; 4];
+            reader.read_exact(&mut len).map_err(io)?;
+            let mut field = vec![0; u32::from_be_bytes(len) as usize];
+            reader.read_exact(&mut field).map_err(io)?;
+            Ok(field)
+        };
+        let key = read_field()?;
+        let value = read_field()?;
         batch.put_cf(storage.cf(cf_name), key, value);
         if batch.len() >= INSTALL_RECORDS_PER_BATCH {
-            storage
-                .write(std::mem::take(&mut batch), false)
-                .map_err(sm_write_err)?;
+            storage.write(std::mem::take(&mut batch), false)?;
         }
     }
-    storage.write(batch, true).map_err(sm_write_err)
+    batch.delete_cf(raft_state, KEY_INSTALLING);
+    storage.write(batch, true)
 }
 
 async fn latest_snapshot(dir: &Path) -> Result<Option<(PathBuf, Meta)>, StorageError<u64>> {
