@@ -153,6 +153,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tokio::select! {
             _ = terminate.recv() => tracing::info!("received terminated signal, shutting down"),
             _ = interrupt.recv() => tracing::info!("received interrupt signal, shutting down"),
+            _ = node.removed() => tracing::info!("removed from the cluster, shutting down"),
         }
     }
 

@@ -21,7 +21,7 @@ use crate::node::Node;
 use crate::proto::cairnpeerpb::peer_server::{Peer, PeerServer};
 use crate::proto::cairnpeerpb::{
     ClusterInfoRequest, ClusterInfoResponse, PeerMember, ProposeResponse, RaftMessage,
-    ReadIndexRequest, ReadIndexResponse,
+    ReadIndexRequest, ReadIndexResponse, RemovedRequest, RemovedResponse,
 };
 use crate::proto::cairnraftpb::Proposal;
 use crate::proto::etcdserverpb::{
@@ -100,6 +100,14 @@ impl Peer for PeerService {
             },
         };
         Ok(Response::new(response))
+    }
+
+    async fn removed(
+        &self,
+        _: Request<RemovedRequest>,
+    ) -> Result<Response<RemovedResponse>, Status> {
+        self.node.mark_removed();
+        Ok(Response::new(RemovedResponse {}))
     }
 
     async fn cluster_info(

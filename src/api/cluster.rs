@@ -226,6 +226,12 @@ impl Cluster for ClusterService {
             ChangeMembers::RemoveNodes(BTreeSet::from([id]))
         };
         self.change(changes).await?;
+        // The removed member no longer hears from the leader: tell it, so it stops. Best
+        // effort: it may be down already.
+        if let Ok(mut removed) = self.node.peers.client(id, &nodes[&id]) {
+            let tell = removed.removed(crate::proto::cairnpeerpb::RemovedRequest {});
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tell).await;
+        }
         Ok(Response::new(MemberRemoveResponse {
             header: self.response_header(),
             members: self.members(),

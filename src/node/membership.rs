@@ -1,5 +1,6 @@
-//! The leader's side of membership: a member added as a voter joined as a learner, and is
-//! made a voter once it has caught up (then it counts in the quorum).
+//! Membership seen from this member: the leader makes a member added as a voter (it joined
+//! as a learner) a voter once it has caught up, so it then counts in the quorum; and a
+//! member that finds itself removed from the cluster stops, as etcd's does.
 
 use std::collections::BTreeSet;
 use std::sync::Weak;
@@ -18,11 +19,16 @@ pub async fn run(node: Weak<Node>) {
     loop {
         check.tick().await;
         let Some(node) = node.upgrade() else { return };
+        let metrics = node.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let me = node.identity.member_id;
+        if membership.nodes().next().is_some() && membership.get_node(&me).is_none() {
+            node.mark_removed();
+            return;
+        }
         if !node.is_leader() {
             continue;
         }
-        let metrics = node.raft.metrics().borrow().clone();
-        let membership = metrics.membership_config.membership();
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
         let ready: BTreeSet<u64> = membership
             .nodes()

@@ -67,6 +67,8 @@ pub struct Node {
     /// etcd's request timeout: 5 s plus two election timeouts.
     request_timeout: Duration,
     election_timeout: Duration,
+    /// Set once this member finds itself removed from the cluster: it should stop.
+    removed: tokio::sync::watch::Sender<bool>,
 }
 
 impl Node {
@@ -155,6 +157,7 @@ impl Node {
             read_barrier,
             request_timeout,
             election_timeout: Duration::from_millis(config.election_timeout_ms),
+            removed: tokio::sync::watch::channel(false).0,
         });
         tokio::spawn(lease_expiry::run(Arc::downgrade(&node)));
         tokio::spawn(membership::run(Arc::downgrade(&node)));
@@ -291,6 +294,19 @@ impl Node {
                 ..LeaseTimeToLiveResponse::default()
             },
         }
+    }
+
+    /// This member has been removed from the cluster: it should stop.
+    pub fn mark_removed(&self) {
+        if !self.removed.send_replace(true) {
+            tracing::warn!("the member has been permanently removed from the cluster");
+        }
+    }
+
+    /// Resolves when this member has been removed from the cluster.
+    pub async fn removed(&self) {
+        let mut removed = self.removed.subscribe();
+        let _ = removed.wait_for(|removed| *removed).await;
     }
 
     /// etcd's request timeout: 5 s plus two election timeouts.

@@ -105,9 +105,13 @@ pub async fn start(
     let config = RaftConfig {
         cluster_name: settings.cluster_name,
         heartbeat_interval: settings.heartbeat_interval_ms,
-        // etcd randomises the election timeout in [timeout, 2*timeout).
-        election_timeout_min: settings.election_timeout_ms,
-        election_timeout_max: settings.election_timeout_ms * 2,
+        // A follower that has heard from a leader waits openraft's leader lease (the
+        // maximum election timeout) plus a random election timeout before it campaigns; so
+        // the silence before an election is [1.25, 1.5) × --election-timeout, near etcd's
+        // randomised [1, 2) ×. Within the lease it also refuses to vote, which keeps a
+        // rejoining member from deposing a healthy leader.
+        election_timeout_min: settings.election_timeout_ms / 2,
+        election_timeout_max: settings.election_timeout_ms * 3 / 4,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_count),
         max_in_snapshot_log_to_keep: LOG_ENTRIES_KEPT_AFTER_SNAPSHOT.min(settings.snapshot_count),
         max_payload_entries: MAX_ENTRIES_PER_APPEND,

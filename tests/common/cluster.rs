@@ -1,0 +1,537 @@
+//! Multi-member test harness: runs N server processes that form one cluster.
+//!
+//! Each member is started with etcd's own cluster flags (`--name`,
+//! `--initial-advertise-peer-urls`, `--listen-peer-urls`, `--listen-client-urls`,
+//! `--advertise-client-urls`, `--initial-cluster-token`, `--initial-cluster`,
+//! `--initial-cluster-state`) on loopback ports, so the same tests run against Cairn and,
+//! with `CAIRN_TEST_SERVER_BIN=/usr/bin/etcd`, against etcd 3.4. A member counts as started
+//! once it prints the ready line, as a single `TestServer` does.
+//!
+//! All members of a cluster keep their data under one temporary directory, which outlives
+//! kills and restarts; dropping the cluster kills every member that still runs.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use etcd_client::{Client, ConnectOptions};
+
+use super::{
+    next_port_pair, path_str, server_bin, spawn_reader, LogState, SharedLog, READY_LINE,
+    STOP_TIMEOUT,
+};
+
+/// Time for every member of a fresh cluster to become ready. Members wait for each other
+/// (a member is ready only once the cluster has a leader), so this covers all of them.
+const CLUSTER_READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time for one (re)started member to become ready.
+const MEMBER_READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// A safety net against a hung call, not a performance bound: a test that waits on a
+/// server fails instead of hanging.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Lines of each member's output printed when a test fails.
+const LOG_TAIL_LINES: usize = 400;
+
+/// One member process of a `TestCluster`.
+struct Member {
+    name: String,
+    client_port: u16,
+    peer_port: u16,
+    data_dir: PathBuf,
+    /// `--initial-cluster` and `--initial-cluster-state` it is started with.
+    initial_cluster: String,
+    initial_state: &'static str,
+    child: Option<Child>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+    log: SharedLog,
+    /// Its member ID, once a status answer told it (it never changes).
+    id: Option<u64>,
+}
+
+impl Member {
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+
+    fn push_log(&self, line: String) -> usize {
+        let (lock, _) = &*self.log;
+        let mut st = lock.lock().unwrap();
+        st.lines.push(line);
+        st.lines.len()
+    }
+
+    fn tail(&self, n: usize) -> String {
+        let (lock, _) = &*self.log;
+        let st = lock.lock().unwrap();
+        let from = st.lines.len().saturating_sub(n);
+        let mut out = format!(
+            "---- output of member {} (last {} of {} lines) ----\n",
+            self.name,
+            st.lines.len() - from,
+            st.lines.len()
+        );
+        for l in &st.lines[from..] {
+            out.push_str(l);
+            out.push('\n');
+        }
+        out.push_str(&format!("---- end of output of member {} ----", self.name));
+        out
+    }
+
+    fn join_readers(&mut self) {
+        for h in self.readers.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+pub struct TestCluster {
+    dir: tempfile::TempDir,
+    token: String,
+    extra_args: Vec<String>,
+    members: Vec<Member>,
+}
+
+impl TestCluster {
+    /// Starts `n` fresh members named `m1`..`mN` that form one cluster, and waits until
+    /// every one of them is ready. `extra_args` are passed to every member.
+    pub fn start(n: usize, extra_args: &[&str]) -> TestCluster {
+        assert!(n >= 1, "a cluster has at least one member");
+        let dir = tempfile::Builder::new()
+            .prefix("kvcluster-")
+            .tempdir()
+            .expect("create tempdir");
+        // A token per cluster, so that members of two test clusters can never join up.
+        let token = format!(
+            "cairn-test-{}-{}",
+            std::process::id(),
+            dir.path().file_name().unwrap().to_string_lossy()
+        );
+        let mut cluster = TestCluster {
+            dir,
+            token,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            members: Vec::new(),
+        };
+        for i in 0..n {
+            cluster.prepare_member(&format!("m{}", i + 1));
+        }
+        let initial = cluster.initial_cluster_of(&(0..n).collect::<Vec<_>>());
+        for m in &mut cluster.members {
+            m.initial_cluster = initial.clone();
+            m.initial_state = "new";
+        }
+        // Every member must be running before any can become ready.
+        let all: Vec<usize> = (0..n).collect();
+        cluster.spawn_and_wait(&all, CLUSTER_READY_TIMEOUT);
+        cluster
+    }
+
+    /// Number of members known to the harness (running or not).
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn name(&self, i: usize) -> &str {
+        &self.members[i].name
+    }
+
+    pub fn endpoint(&self, i: usize) -> String {
+        self.members[i].endpoint()
+    }
+
+    pub fn peer_url(&self, i: usize) -> String {
+        self.members[i].peer_url()
+    }
+
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.members[i].data_dir.clone()
+    }
+
+    pub fn is_running(&self, i: usize) -> bool {
+        self.members[i].child.is_some()
+    }
+
+    /// Indices of the members whose process runs.
+    pub fn running(&self) -> Vec<usize> {
+        (0..self.len()).filter(|&i| self.is_running(i)).collect()
+    }
+
+    /// Client URLs of all members, running or not.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(Member::endpoint).collect()
+    }
+
+    /// `name=peer-url,...` of the given members, as `--initial-cluster` takes it.
+    pub fn initial_cluster_of(&self, members: &[usize]) -> String {
+        members
+            .iter()
+            .map(|&i| format!("{}={}", self.members[i].name, self.members[i].peer_url()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// A client that knows every member's endpoint and balances over them.
+    pub async fn client(&self) -> Client {
+        Self::connect(self.endpoints()).await
+    }
+
+    /// A client that talks to member `i` only.
+    pub async fn member_client(&self, i: usize) -> Client {
+        Self::connect(vec![self.endpoint(i)]).await
+    }
+
+    /// A client over the endpoints of the given members.
+    pub async fn client_of(&self, members: &[usize]) -> Client {
+        Self::connect(members.iter().map(|&i| self.endpoint(i)).collect()).await
+    }
+
+    async fn connect(endpoints: Vec<String>) -> Client {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(REQUEST_TIMEOUT);
+        Client::connect(&endpoints, Some(options))
+            .await
+            .unwrap_or_else(|e| panic!("connect to {endpoints:?}: {e}"))
+    }
+
+    /// Member `i`'s ID, from the header of its own status answer.
+    pub async fn member_id(&mut self, i: usize) -> u64 {
+        if let Some(id) = self.members[i].id {
+            return id;
+        }
+        let mut c = self.member_client(i).await;
+        let status = c
+            .status()
+            .await
+            .unwrap_or_else(|e| panic!("status of member {}: {e}", self.name(i)));
+        let id = status.header().expect("status has a header").member_id();
+        assert_ne!(id, 0, "member {} reports member ID 0", self.name(i));
+        self.members[i].id = Some(id);
+        id
+    }
+
+    /// The index of the member with this ID, if the harness has learned it.
+    pub fn index_of_id(&self, id: u64) -> Option<usize> {
+        self.members.iter().position(|m| m.id == Some(id))
+    }
+
+    /// Waits until every running member reports the same leader and that leader is a
+    /// running member; returns its index. Panics with the last observations at the
+    /// deadline.
+    pub async fn wait_for_leader(&mut self, within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        let mut last = String::new();
+        loop {
+            let mut leaders = Vec::new();
+            let mut answered_all = true;
+            last.clear();
+            for i in self.running() {
+                match self.probe_status(i).await {
+                    Ok((id, leader)) => {
+                        self.members[i].id = Some(id);
+                        last.push_str(&format!("{}: id {id:x} leader {leader:x}; ", self.name(i)));
+                        leaders.push(leader);
+                    }
+                    Err(e) => {
+                        last.push_str(&format!("{}: {e}; ", self.name(i)));
+                        answered_all = false;
+                    }
+                }
+            }
+            if answered_all && !leaders.is_empty() {
+                let leader = leaders[0];
+                if leader != 0 && leaders.iter().all(|&l| l == leader) {
+                    if let Some(i) = self.index_of_id(leader) {
+                        if self.is_running(i) {
+                            return i;
+                        }
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                panic!("no agreed leader among running members within {within:?}: {last}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// (member ID, leader ID) from member `i`'s status, with a short bound per call so
+    /// that an unresponsive member does not stall a poll.
+    async fn probe_status(&self, i: usize) -> Result<(u64, u64), String> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(1))
+            .with_timeout(Duration::from_secs(2));
+        let mut c = Client::connect([self.endpoint(i)], Some(options))
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = c.status().await.map_err(|e| e.to_string())?;
+        let id = status.header().map(|h| h.member_id()).unwrap_or(0);
+        Ok((id, status.leader()))
+    }
+
+    /// Indices of running members other than `leader`.
+    pub fn followers(&self, leader: usize) -> Vec<usize> {
+        self.running()
+            .into_iter()
+            .filter(|&i| i != leader)
+            .collect()
+    }
+
+    /// Abrupt stop of member `i`: SIGKILL, and reap the process.
+    pub fn kill9(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        let mut child = m.child.take().expect("member not running");
+        child.kill().expect("kill -9 member");
+        child.wait().expect("reap member");
+        m.join_readers();
+        m.push_log("[harness] killed with SIGKILL".to_string());
+    }
+
+    /// Graceful stop of member `i`: SIGTERM, then it must exit cleanly within 10 s.
+    pub fn stop(&mut self, i: usize) {
+        let name = self.name(i).to_string();
+        let m = &mut self.members[i];
+        let mut child = m.child.take().expect("member not running");
+        let pid = child.id();
+        m.push_log("[harness] sending SIGTERM".to_string());
+        // SAFETY: plain kill(2) on our own child, which has not been reaped yet.
+        let rc = unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill -TERM {pid} failed");
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for member") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                m.join_readers();
+                panic!("member {name} did not exit within {STOP_TIMEOUT:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        m.join_readers();
+        // etcd re-raises SIGTERM (exit by signal 15 / status 143); Cairn exits 0. Anything
+        // else (an abort, a crash) is a failed shutdown.
+        use std::os::unix::process::ExitStatusExt;
+        let clean =
+            status.code() == Some(0) || status.code() == Some(143) || status.signal() == Some(15);
+        assert!(
+            clean,
+            "member {name} did not stop cleanly on SIGTERM ({status})"
+        );
+    }
+
+    /// Starts member `i` again on its data dir and ports; waits until it is ready.
+    pub fn restart(&mut self, i: usize) {
+        self.restart_many(&[i]);
+    }
+
+    /// Starts the given stopped members together, then waits until each is ready. Use it
+    /// when the members need each other to reach a quorum.
+    pub fn restart_many(&mut self, members: &[usize]) {
+        for &i in members {
+            if self.is_running(i) {
+                self.stop(i);
+            }
+        }
+        self.spawn_and_wait(members, MEMBER_READY_TIMEOUT);
+    }
+
+    /// Reserves ports and a data dir for a new member named `name` without starting it;
+    /// returns its index. Its `--initial-cluster` is every member known to the harness and
+    /// its state `existing`: the flags of a member that joins a running cluster after a
+    /// member add. `set_initial_cluster` changes that.
+    pub fn prepare_member(&mut self, name: &str) -> usize {
+        assert!(
+            self.members.iter().all(|m| m.name != name),
+            "member name {name} already used"
+        );
+        let (client_port, peer_port) = next_port_pair();
+        self.members.push(Member {
+            name: name.to_string(),
+            client_port,
+            peer_port,
+            data_dir: self.dir.path().join(format!("{name}.etcd")),
+            initial_cluster: String::new(),
+            initial_state: "existing",
+            child: None,
+            readers: Vec::new(),
+            log: Arc::new((Mutex::new(LogState::default()), Condvar::new())),
+            id: None,
+        });
+        let i = self.members.len() - 1;
+        let all: Vec<usize> = (0..self.members.len()).collect();
+        self.members[i].initial_cluster = self.initial_cluster_of(&all);
+        i
+    }
+
+    /// Sets the `--initial-cluster` member `i` is started with.
+    pub fn set_initial_cluster(&mut self, i: usize, initial_cluster: String) {
+        self.members[i].initial_cluster = initial_cluster;
+    }
+
+    /// Starts a prepared member (see `prepare_member`) and waits until it is ready.
+    pub fn start_member(&mut self, i: usize) {
+        assert!(
+            !self.is_running(i),
+            "member {} already running",
+            self.name(i)
+        );
+        self.spawn_and_wait(&[i], MEMBER_READY_TIMEOUT);
+    }
+
+    /// Moves stopped member `i` to a fresh peer port, for a peer URL update; returns the
+    /// new peer URL. Its next start listens and advertises there.
+    pub fn move_peer_port(&mut self, i: usize) -> String {
+        assert!(!self.is_running(i), "stop member {} first", self.name(i));
+        let old = self.peer_url(i);
+        let (_, peer_port) = next_port_pair();
+        self.members[i].peer_port = peer_port;
+        let new = self.peer_url(i);
+        self.members[i].initial_cluster = self.members[i].initial_cluster.replace(&old, &new);
+        new
+    }
+
+    /// Waits up to `within` for member `i`'s process to exit on its own (for example after
+    /// it was removed from the cluster); returns its exit status, or None if it still runs.
+    pub fn wait_exit(&mut self, i: usize, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        let m = &mut self.members[i];
+        loop {
+            let child = m.child.as_mut().expect("member not running");
+            if let Some(status) = child.try_wait().expect("wait for member") {
+                m.child = None;
+                m.join_readers();
+                m.push_log(format!("[harness] exited on its own ({status})"));
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// All of member `i`'s output so far (all its runs).
+    pub fn logs(&self, i: usize) -> String {
+        self.members[i].tail(usize::MAX)
+    }
+
+    fn args(&self, i: usize) -> Vec<String> {
+        let m = &self.members[i];
+        let mut args: Vec<String> = vec![
+            "--name".into(),
+            m.name.clone(),
+            "--data-dir".into(),
+            path_str(&m.data_dir),
+            "--listen-client-urls".into(),
+            m.endpoint(),
+            "--advertise-client-urls".into(),
+            m.endpoint(),
+            "--listen-peer-urls".into(),
+            m.peer_url(),
+            "--initial-advertise-peer-urls".into(),
+            m.peer_url(),
+            "--initial-cluster-token".into(),
+            self.token.clone(),
+            "--initial-cluster".into(),
+            m.initial_cluster.clone(),
+            "--initial-cluster-state".into(),
+            m.initial_state.into(),
+        ];
+        args.extend(self.extra_args.iter().cloned());
+        args
+    }
+
+    /// Spawns the given members, then waits until each has printed the ready line (in this
+    /// run) or exited.
+    fn spawn_and_wait(&mut self, members: &[usize], within: Duration) {
+        let mut starts = Vec::new();
+        for &i in members {
+            assert!(
+                !self.is_running(i),
+                "member {} already running",
+                self.name(i)
+            );
+            let args = self.args(i);
+            let m = &mut self.members[i];
+            let start_index = m.push_log(format!("[harness] starting {:?} {args:?}", server_bin()));
+            let mut child = Command::new(server_bin())
+                .args(&args)
+                .current_dir(self.dir.path())
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("spawn {:?}: {e}", server_bin()));
+            m.readers = vec![
+                spawn_reader(child.stdout.take().unwrap(), "out", m.log.clone()),
+                spawn_reader(child.stderr.take().unwrap(), "err", m.log.clone()),
+            ];
+            m.child = Some(child);
+            starts.push((i, start_index));
+        }
+        let deadline = Instant::now() + within;
+        for (i, start_index) in starts {
+            self.wait_ready(i, start_index, deadline, within);
+        }
+    }
+
+    fn wait_ready(&mut self, i: usize, start_index: usize, deadline: Instant, within: Duration) {
+        let name = self.name(i).to_string();
+        let m = &mut self.members[i];
+        let log = m.log.clone();
+        let (lock, cvar) = &*log;
+        let mut st = lock.lock().unwrap();
+        loop {
+            if st.lines[start_index..]
+                .iter()
+                .any(|l| l.contains(READY_LINE))
+            {
+                return;
+            }
+            if let Ok(Some(status)) = m.child.as_mut().unwrap().try_wait() {
+                drop(st);
+                m.child = None;
+                m.join_readers();
+                panic!("member {name} exited before becoming ready ({status})");
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                drop(st);
+                panic!(
+                    "member {name} not ready within {within:?} (no line containing \
+                     {READY_LINE:?})"
+                );
+            }
+            let wait = (deadline - now).min(Duration::from_millis(100));
+            st = cvar.wait_timeout(st, wait).unwrap().0;
+        }
+    }
+}
+
+/// Kills every member that still runs; when the test is failing, prints the tail of each
+/// member's output so that the failure report shows it.
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for m in &mut self.members {
+            if let Some(mut child) = m.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if std::thread::panicking() {
+            for m in &mut self.members {
+                m.join_readers();
+                eprintln!("{}", m.tail(LOG_TAIL_LINES));
+            }
+        }
+    }
+}
