@@ -11,19 +11,16 @@ use crate::config::Config;
 /// etcd's member ID: the first 8 bytes (big-endian) of SHA-1 over the sorted peer URLs
 /// followed by the cluster token. A member keeps its ID across restarts.
 pub fn member_id(peer_urls: &[String], cluster_token: &str) -> u64 {
-    let mut urls = peer_urls.to_vec();
-    urls.sort();
-    let mut hasher = Sha1::new();
-    for url in &urls {
-        hasher.update(url.as_bytes());
-    }
-    hasher.update(cluster_token.as_bytes());
-    first_u64(&hasher.finalize())
+    member_hash(peer_urls, cluster_token, None)
 }
 
 /// etcd's ID for a member added at run time: as `member_id`, with the time of the addition
 /// (Unix seconds) after the token, so a member added again later gets a new ID.
 pub fn added_member_id(peer_urls: &[String], cluster_token: &str, unix_secs: u64) -> u64 {
+    member_hash(peer_urls, cluster_token, Some(unix_secs))
+}
+
+fn member_hash(peer_urls: &[String], cluster_token: &str, unix_secs: Option<u64>) -> u64 {
     let mut urls = peer_urls.to_vec();
     urls.sort();
     let mut hasher = Sha1::new();
@@ -31,7 +28,9 @@ pub fn added_member_id(peer_urls: &[String], cluster_token: &str, unix_secs: u64
         hasher.update(url.as_bytes());
     }
     hasher.update(cluster_token.as_bytes());
-    hasher.update(unix_secs.to_be_bytes());
+    if let Some(secs) = unix_secs {
+        hasher.update(secs.to_be_bytes());
+    }
     first_u64(&hasher.finalize())
 }
 

@@ -4,17 +4,15 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::validate;
+use super::{complete_header, mismatch, propose, validate};
 use crate::apply;
 use crate::error::EtcdError;
 use crate::node::Node;
-use crate::proto::cairnraftpb::{
-    apply_result::Result as Applied, internal_request, InternalRequest,
-};
+use crate::proto::cairnraftpb::{apply_result::Result as Applied, internal_request};
 use crate::proto::etcdserverpb::kv_server::Kv;
 use crate::proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
-    PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
 
 pub struct KvService {
@@ -25,23 +23,6 @@ impl KvService {
     pub fn new(node: Arc<Node>) -> KvService {
         KvService { node }
     }
-
-    /// Completes a header from `apply` (which only knows the revision).
-    fn header(&self, partial: Option<ResponseHeader>) -> Option<ResponseHeader> {
-        Some(self.node.header(partial.map_or(0, |h| h.revision)))
-    }
-
-    async fn propose(&self, request: internal_request::Request) -> Result<Applied, Status> {
-        let request = InternalRequest {
-            request: Some(request),
-        };
-        Ok(self.node.propose(request).await?)
-    }
-}
-
-/// The apply result did not match the request: only a damaged log could cause it.
-fn mismatch() -> Status {
-    EtcdError::Corrupt.into()
 }
 
 #[tonic::async_trait]
@@ -59,16 +40,16 @@ impl Kv for KvService {
             self.node.read_barrier().await?;
         }
         let mut response = apply::range(&self.node.mvcc.read_view(), &r)?;
-        response.header = self.header(response.header);
+        response.header = complete_header(&self.node, response.header);
         Ok(Response::new(response))
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let r = request.into_inner();
         validate::put(&r)?;
-        match self.propose(internal_request::Request::Put(r)).await? {
+        match propose(&self.node, internal_request::Request::Put(r)).await? {
             Applied::Put(mut response) => {
-                response.header = self.header(response.header);
+                response.header = complete_header(&self.node, response.header);
                 Ok(Response::new(response))
             }
             _ => Err(mismatch()),
@@ -81,12 +62,9 @@ impl Kv for KvService {
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         let r = request.into_inner();
         validate::delete_range(&r)?;
-        match self
-            .propose(internal_request::Request::DeleteRange(r))
-            .await?
-        {
+        match propose(&self.node, internal_request::Request::DeleteRange(r)).await? {
             Applied::DeleteRange(mut response) => {
-                response.header = self.header(response.header);
+                response.header = complete_header(&self.node, response.header);
                 Ok(Response::new(response))
             }
             _ => Err(mismatch()),
@@ -103,12 +81,12 @@ impl Kv for KvService {
             }
             let view = self.node.mvcc.read_view();
             let mut response = apply::txn::txn(&mut { view }, &self.node.lessor, &r)?;
-            response.header = self.header(response.header);
+            response.header = complete_header(&self.node, response.header);
             return Ok(Response::new(response));
         }
-        match self.propose(internal_request::Request::Txn(r)).await? {
+        match propose(&self.node, internal_request::Request::Txn(r)).await? {
             Applied::Txn(mut response) => {
-                response.header = self.header(response.header);
+                response.header = complete_header(&self.node, response.header);
                 Ok(Response::new(response))
             }
             _ => Err(mismatch()),
@@ -121,15 +99,12 @@ impl Kv for KvService {
     ) -> Result<Response<CompactionResponse>, Status> {
         let r = request.into_inner();
         let (revision, physical) = (r.revision, r.physical);
-        match self
-            .propose(internal_request::Request::Compaction(r))
-            .await?
-        {
+        match propose(&self.node, internal_request::Request::Compaction(r)).await? {
             Applied::Compaction(mut response) => {
                 if physical {
                     self.node.mvcc.wait_physically_compacted(revision).await;
                 }
-                response.header = self.header(response.header);
+                response.header = complete_header(&self.node, response.header);
                 Ok(Response::new(response))
             }
             _ => Err(mismatch()),

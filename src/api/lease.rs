@@ -8,18 +8,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::BoxStream;
-use crate::error::EtcdError;
+use super::{complete_header, mismatch, propose, BoxStream};
 use crate::lease::NO_LEASE;
 use crate::node::Node;
-use crate::proto::cairnraftpb::{
-    apply_result::Result as Applied, internal_request, InternalRequest,
-};
+use crate::proto::cairnraftpb::{apply_result::Result as Applied, internal_request};
 use crate::proto::etcdserverpb::lease_server::Lease;
 use crate::proto::etcdserverpb::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
     LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
-    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, ResponseHeader,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 
 pub struct LeaseService {
@@ -47,21 +44,6 @@ impl LeaseService {
             }
         }
     }
-
-    fn header(&self, partial: Option<ResponseHeader>) -> Option<ResponseHeader> {
-        Some(self.node.header(partial.map_or(0, |h| h.revision)))
-    }
-
-    async fn propose(&self, request: internal_request::Request) -> Result<Applied, Status> {
-        let request = InternalRequest {
-            request: Some(request),
-        };
-        Ok(self.node.propose(request).await?)
-    }
-}
-
-fn mismatch() -> Status {
-    EtcdError::Corrupt.into()
 }
 
 #[tonic::async_trait]
@@ -74,12 +56,9 @@ impl Lease for LeaseService {
         if r.id == NO_LEASE {
             r.id = self.choose_id();
         }
-        match self
-            .propose(internal_request::Request::LeaseGrant(r))
-            .await?
-        {
+        match propose(&self.node, internal_request::Request::LeaseGrant(r)).await? {
             Applied::LeaseGrant(mut response) => {
-                response.header = self.header(response.header);
+                response.header = complete_header(&self.node, response.header);
                 Ok(Response::new(response))
             }
             _ => Err(mismatch()),
@@ -91,12 +70,9 @@ impl Lease for LeaseService {
         request: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
         let r = request.into_inner();
-        match self
-            .propose(internal_request::Request::LeaseRevoke(r))
-            .await?
-        {
+        match propose(&self.node, internal_request::Request::LeaseRevoke(r)).await? {
             Applied::LeaseRevoke(mut response) => {
-                response.header = self.header(response.header);
+                response.header = complete_header(&self.node, response.header);
                 Ok(Response::new(response))
             }
             _ => Err(mismatch()),

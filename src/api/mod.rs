@@ -24,7 +24,12 @@ use tonic::transport::Server;
 use tonic::Status;
 use tonic_health::ServingStatus;
 
+use crate::error::EtcdError;
 use crate::node::Node;
+use crate::proto::cairnraftpb::{
+    apply_result::Result as Applied, internal_request, InternalRequest,
+};
+use crate::proto::etcdserverpb::ResponseHeader;
 use crate::proto::etcdserverpb::{
     auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
     lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
@@ -50,6 +55,24 @@ const HEALTH_SERVICES: [&str; 5] = [
 
 fn not_yet(what: &str) -> Status {
     Status::unimplemented(format!("cairn: {what} is not implemented yet"))
+}
+
+/// Proposes one request through Raft and waits for its applied result.
+async fn propose(node: &Node, request: internal_request::Request) -> Result<Applied, Status> {
+    let request = InternalRequest {
+        request: Some(request),
+    };
+    Ok(node.propose(request).await?)
+}
+
+/// Completes a header from `apply` (which only knows the revision).
+fn complete_header(node: &Node, partial: Option<ResponseHeader>) -> Option<ResponseHeader> {
+    Some(node.header(partial.map_or(0, |h| h.revision)))
+}
+
+/// The apply result did not match the request: only a damaged log could cause it.
+fn mismatch() -> Status {
+    EtcdError::Corrupt.into()
 }
 
 /// Health as probes see it: NOT_SERVING until ready, SERVING after, NOT_SERVING when stopping.

@@ -488,31 +488,16 @@ impl TestCluster {
         let name = self.name(i).to_string();
         let m = &mut self.members[i];
         let log = m.log.clone();
-        let (lock, cvar) = &*log;
-        let mut st = lock.lock().unwrap();
-        loop {
-            if st.lines[start_index..]
-                .iter()
-                .any(|l| l.contains(READY_LINE))
-            {
-                return;
-            }
-            if let Ok(Some(status)) = m.child.as_mut().unwrap().try_wait() {
-                drop(st);
+        match super::wait_ready_line(&log, start_index, m.child.as_mut().unwrap(), deadline) {
+            Ok(()) => {}
+            Err(super::NotReady::Exited(status)) => {
                 m.child = None;
                 m.join_readers();
                 panic!("member {name} exited before becoming ready ({status})");
             }
-            let now = Instant::now();
-            if now >= deadline {
-                drop(st);
-                panic!(
-                    "member {name} not ready within {within:?} (no line containing \
-                     {READY_LINE:?})"
-                );
-            }
-            let wait = (deadline - now).min(Duration::from_millis(100));
-            st = cvar.wait_timeout(st, wait).unwrap().0;
+            Err(super::NotReady::TimedOut) => panic!(
+                "member {name} not ready within {within:?} (no line containing {READY_LINE:?})"
+            ),
         }
     }
 }

@@ -25,6 +25,41 @@ const READY_LINE: &str = "ready to serve client requests";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why a server did not print its ready line.
+pub enum NotReady {
+    Exited(std::process::ExitStatus),
+    TimedOut,
+}
+
+/// Waits until the output logged after `start_index` holds the ready line, the process
+/// exits, or `deadline` passes; woken by each new line.
+pub fn wait_ready_line(
+    log: &Arc<(Mutex<LogState>, Condvar)>,
+    start_index: usize,
+    child: &mut Child,
+    deadline: Instant,
+) -> Result<(), NotReady> {
+    let (lock, cvar) = &**log;
+    let mut st = lock.lock().unwrap();
+    loop {
+        if st.lines[start_index..]
+            .iter()
+            .any(|l| l.contains(READY_LINE))
+        {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(NotReady::Exited(status));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(NotReady::TimedOut);
+        }
+        let wait = (deadline - now).min(Duration::from_millis(100));
+        st = cvar.wait_timeout(st, wait).unwrap().0;
+    }
+}
+
 /// Path of the server binary under test.
 pub fn server_bin() -> PathBuf {
     if let Ok(bin) = std::env::var("CAIRN_TEST_SERVER_BIN") {
@@ -65,7 +100,7 @@ fn next_port_pair() -> (u16, u16) {
 }
 
 #[derive(Default)]
-struct LogState {
+pub struct LogState {
     lines: Vec<String>,
 }
 
@@ -222,31 +257,18 @@ impl TestServer {
         self.child = Some(child);
 
         let deadline = Instant::now() + READY_TIMEOUT;
-        let (lock, cvar) = &*self.log;
-        let mut st = lock.lock().unwrap();
-        loop {
-            if st.lines[start_index..]
-                .iter()
-                .any(|l| l.contains(READY_LINE))
-            {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.as_mut().unwrap().try_wait() {
-                drop(st);
+        let child = self.child.as_mut().unwrap();
+        match wait_ready_line(&self.log, start_index, child, deadline) {
+            Ok(()) => {}
+            Err(NotReady::Exited(status)) => {
                 self.child = None;
                 self.join_readers();
                 panic!("server exited before becoming ready ({status}); its output follows");
             }
-            let now = Instant::now();
-            if now >= deadline {
-                drop(st);
-                panic!(
-                    "server not ready within {READY_TIMEOUT:?} (no line containing \
-                     {READY_LINE:?}); its output follows"
-                );
-            }
-            let wait = (deadline - now).min(Duration::from_millis(100));
-            st = cvar.wait_timeout(st, wait).unwrap().0;
+            Err(NotReady::TimedOut) => panic!(
+                "server not ready within {READY_TIMEOUT:?} (no line containing \
+                 {READY_LINE:?}); its output follows"
+            ),
         }
     }
 
