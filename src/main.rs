@@ -157,9 +157,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
 
-    // Stop taking requests, let in-flight ones finish (long-lived streams get a bounded
-    // grace period), then stop Raft and sync storage.
+    // Hand leadership over first (clients find the new leader at once), then stop taking
+    // requests, let in-flight ones finish (long-lived streams get a bounded grace
+    // period), then stop Raft and sync storage.
     health.set(false).await;
+    node.hand_off_leadership().await;
     if let Some(task) = auto_compaction {
         task.abort();
     }

@@ -21,7 +21,8 @@ use crate::node::Node;
 use crate::proto::cairnpeerpb::peer_server::{Peer, PeerServer};
 use crate::proto::cairnpeerpb::{
     ClusterInfoRequest, ClusterInfoResponse, PeerMember, ProposeResponse, RaftMessage,
-    ReadIndexRequest, ReadIndexResponse, RemovedRequest, RemovedResponse,
+    ReadIndexRequest, ReadIndexResponse, RemovedRequest, RemovedResponse, TimeoutNowRequest,
+    TimeoutNowResponse,
 };
 use crate::proto::cairnraftpb::Proposal;
 use crate::proto::etcdserverpb::{
@@ -100,6 +101,19 @@ impl Peer for PeerService {
             },
         };
         Ok(Response::new(response))
+    }
+
+    async fn timeout_now(
+        &self,
+        _: Request<TimeoutNowRequest>,
+    ) -> Result<Response<TimeoutNowResponse>, Status> {
+        self.node
+            .raft
+            .trigger()
+            .elect()
+            .await
+            .map_err(|_| Status::from(EtcdError::Stopped))?;
+        Ok(Response::new(TimeoutNowResponse {}))
     }
 
     async fn removed(

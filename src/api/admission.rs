@@ -30,7 +30,7 @@ pub fn admit<B>(node: &Arc<Node>, request: Request<B>) -> Result<Request<B>, Sta
         .headers()
         .get(REQUIRE_LEADER_KEY)
         .is_some_and(|v| v.as_bytes() == b"true");
-    if wants_leader && node.raft.metrics().borrow().current_leader.is_none() {
+    if wants_leader && node.leader_id().is_none() {
         return Err(EtcdError::NoLeader.into());
     }
     Ok(request)

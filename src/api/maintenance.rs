@@ -44,7 +44,7 @@ impl Maintenance for MaintenanceService {
             header: Some(self.node.header(0)),
             version: ETCD_API_VERSION.to_string(),
             db_size,
-            leader: metrics.current_leader.unwrap_or(0),
+            leader: self.node.leader_id().unwrap_or(0),
             raft_index: metrics.last_log_index.unwrap_or(0),
             raft_term: metrics.current_term,
             raft_applied_index: metrics.last_applied.map_or(0, |l| l.index),

@@ -23,7 +23,7 @@ use crate::storage::Storage;
 use crate::watch::WatchHub;
 
 pub use log_store::LogStore;
-pub use network::{leader, Leader, Peers};
+pub use network::{leader, leader_id, Leader, Peers};
 pub use state_machine::{published_members, StateMachine};
 
 /// A member as Raft knows it: the node data carried in membership entries.

@@ -176,10 +176,28 @@ pub enum Leader {
 pub fn leader(raft: &super::Raft, peers: &Peers, me: u64) -> Option<Leader> {
     let metrics = raft.metrics();
     let metrics = metrics.borrow();
-    let leader = metrics.current_leader?;
+    let leader = leader_id(raft, &metrics)?;
     if leader == me {
         return Some(Leader::Me);
     }
     let info = metrics.membership_config.membership().get_node(&leader)?;
     peers.client(leader, info).ok().map(Leader::Other)
+}
+
+/// The leader, except that a leader no quorum has answered for longer than an election
+/// timeout is no leader: cut off from its peers, it cannot commit anything, and etcd's
+/// leader steps down then (CheckQuorum). openraft 0.9's leader does not step down, so
+/// Cairn reports it the way etcd would.
+pub fn leader_id(
+    raft: &super::Raft,
+    metrics: &openraft::RaftMetrics<u64, MemberInfo>,
+) -> Option<u64> {
+    let leader = metrics.current_leader?;
+    let quorum_timeout_ms = raft.config().election_timeout_max;
+    let lost_quorum = leader == metrics.id
+        && metrics.membership_config.membership().voter_ids().count() > 1
+        && metrics
+            .millis_since_quorum_ack
+            .is_some_and(|ms| ms > quorum_timeout_ms);
+    (!lost_quorum).then_some(leader)
 }
