@@ -6,6 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::{not_yet, BoxStream};
 use crate::config::ETCD_API_VERSION;
+use crate::error::EtcdError;
 use crate::node::Node;
 use crate::proto::etcdserverpb::alarm_request::AlarmAction;
 use crate::proto::etcdserverpb::maintenance_server::Maintenance;
@@ -102,11 +103,39 @@ impl Maintenance for MaintenanceService {
         Err(not_yet("Maintenance.Snapshot"))
     }
 
+    /// Leadership transfer, asked of the leader, as etcd's.
     async fn move_leader(
         &self,
-        _: Request<MoveLeaderRequest>,
+        request: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
-        Err(not_yet("Maintenance.MoveLeader"))
+        let target = request.into_inner().target_id;
+        if !self.node.is_leader() {
+            return Err(EtcdError::NotLeader.into());
+        }
+        let metrics = self.node.raft.metrics().borrow().clone();
+        if !metrics
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|id| id == target)
+        {
+            return Err(Status::failed_precondition(
+                "etcdserver: bad leader transferee",
+            ));
+        }
+        if target != self.node.identity.member_id {
+            self.node
+                .transfer_leadership(target, self.node.request_timeout())
+                .await
+                .map_err(|_| {
+                    Status::unavailable(
+                        "etcdserver: request timed out, leader transfer took too long",
+                    )
+                })?;
+        }
+        Ok(Response::new(MoveLeaderResponse {
+            header: Some(self.node.header(0)),
+        }))
     }
 
     async fn downgrade(
