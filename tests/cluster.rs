@@ -28,6 +28,8 @@ const CATCH_UP_WAIT: Duration = Duration::from_secs(90);
 /// Deadline for a single answer that must come (a watch event, a keep-alive answer).
 const ANSWER_WAIT: Duration = Duration::from_secs(20);
 
+/// What a learner answers to a write or a linearizable read, as etcd 3.4 words it.
+const NOT_FOR_LEARNER: &str = "etcdserver: rpc not supported for learner";
 /// The text of a promote refused because the learner lags behind, as etcd 3.4 words it.
 const LEARNER_NOT_READY: &str =
     "etcdserver: can only promote a learner member which is in sync with leader";
@@ -991,6 +993,13 @@ async fn learner_added_then_promoted() {
         CATCH_UP_WAIT,
     )
     .await;
+
+    // A learner serves only serializable reads (and Status): writes and linearizable
+    // reads are refused with etcd's error.
+    let refused = grpc_error(nc.put("learner/write", "no", None).await);
+    assert_eq!(refused, (Code::Unavailable, NOT_FOR_LEARNER.to_string()));
+    let refused = grpc_error(nc.get("learner/", None).await);
+    assert_eq!(refused, (Code::Unavailable, NOT_FOR_LEARNER.to_string()));
 
     // Promotion is refused until the learner has caught up (or while the cluster is
     // unhealthy); then it must succeed.
