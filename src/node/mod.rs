@@ -2,11 +2,14 @@
 //! together, and the two doors the API uses: `propose` for writes, `read_barrier` for
 //! linearizable reads.
 //!
-//! Also the leader's side of leases: promotion and expiry (`lease_expiry`).
+//! Also: leases (`leases`), membership (`membership`), leadership transfer
+//! (`leadership`) and this member's identity (`identity`).
 //!
 //! May call `storage`, `mvcc`, `watch`, `lease`, `raft`, `cluster` and `config`.
 
-mod lease_expiry;
+mod identity;
+mod leadership;
+mod leases;
 mod membership;
 mod proposer;
 mod read_barrier;
@@ -28,19 +31,17 @@ use crate::mvcc::Mvcc;
 use crate::proto::cairnraftpb::{
     apply_result, internal_request, ApplyResult, InternalRequest, MemberAttributes,
 };
-use crate::proto::etcdserverpb::{
-    LeaseKeepAliveRequest, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, ResponseHeader,
-};
+use crate::proto::etcdserverpb::ResponseHeader;
 use crate::raft::{self, MemberInfo, Peers, Raft, RaftSettings};
-use crate::storage::{Storage, CF_RAFT_STATE};
+use crate::storage::Storage;
 use crate::watch::WatchHub;
+use identity::{has_identity, join, restore_or_save_identity};
 use proposer::Proposer;
 use read_barrier::ReadBarrier;
 
 /// Bytes etcd adds around a request in its Raft entry; counted against
 /// `--max-request-bytes` so the same requests pass and fail as with etcd.
 const RAFT_REQUEST_OVERHEAD_BYTES: usize = 12;
-const KEY_IDENTITY: &[u8] = b"identity";
 
 /// Limits from the command line that the API enforces.
 #[derive(Debug, Clone, Copy)]
@@ -159,7 +160,7 @@ impl Node {
             election_timeout: Duration::from_millis(config.election_timeout_ms),
             removed: tokio::sync::watch::channel(false).0,
         });
-        tokio::spawn(lease_expiry::run(Arc::downgrade(&node)));
+        tokio::spawn(leases::run(Arc::downgrade(&node)));
         tokio::spawn(membership::run(Arc::downgrade(&node)));
         Ok(node)
     }
@@ -237,65 +238,6 @@ impl Node {
         }
     }
 
-    /// A lease keep-alive, answered by the leader: the TTL, 0 for an unknown lease.
-    pub async fn lease_renew(&self, id: i64) -> Result<i64, EtcdError> {
-        match raft::leader(&self.raft, &self.peers, self.identity.member_id) {
-            Some(raft::Leader::Me) => Ok(self.lessor.renew(id)?.unwrap_or(0)),
-            Some(raft::Leader::Other(mut leader)) => {
-                let request = LeaseKeepAliveRequest { id };
-                let answer =
-                    tokio::time::timeout(self.request_timeout, leader.lease_keep_alive(request))
-                        .await
-                        .map_err(|_| EtcdError::Timeout)?
-                        .map_err(|_| EtcdError::Timeout)?;
-                Ok(answer.into_inner().ttl)
-            }
-            None => Err(EtcdError::NoLeader),
-        }
-    }
-
-    /// A lease's remaining TTL, as the leader (which keeps expiry times) knows it.
-    pub async fn lease_time_to_live(
-        &self,
-        request: LeaseTimeToLiveRequest,
-    ) -> Result<LeaseTimeToLiveResponse, EtcdError> {
-        match raft::leader(&self.raft, &self.peers, self.identity.member_id) {
-            Some(raft::Leader::Me) => Ok(self.local_lease_time_to_live(request)),
-            Some(raft::Leader::Other(mut leader)) => {
-                let answer =
-                    tokio::time::timeout(self.request_timeout, leader.lease_time_to_live(request))
-                        .await
-                        .map_err(|_| EtcdError::Timeout)?
-                        .map_err(|_| EtcdError::Timeout)?;
-                let mut response = answer.into_inner();
-                response.header = Some(self.header(0));
-                Ok(response)
-            }
-            None => Err(EtcdError::NoLeader),
-        }
-    }
-
-    /// This member's answer to a time-to-live request: an unknown lease has TTL -1, as
-    /// etcd answers.
-    pub fn local_lease_time_to_live(&self, r: LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse {
-        let header = Some(self.header(0));
-        match self.lessor.time_to_live(r.id, r.keys) {
-            Some(status) => LeaseTimeToLiveResponse {
-                header,
-                id: r.id,
-                ttl: status.remaining_secs,
-                granted_ttl: status.granted_secs,
-                keys: status.keys,
-            },
-            None => LeaseTimeToLiveResponse {
-                header,
-                id: r.id,
-                ttl: -1,
-                ..LeaseTimeToLiveResponse::default()
-            },
-        }
-    }
-
     /// This member has been removed from the cluster: it should stop.
     pub fn mark_removed(&self) {
         if !self.removed.send_replace(true) {
@@ -345,83 +287,6 @@ impl Node {
         }
     }
 
-    /// Before a leader stops: hands leadership to the most caught-up voter, so clients see a
-    /// new leader within milliseconds rather than after an election timeout, as with etcd.
-    pub async fn hand_off_leadership(&self) {
-        if !self.is_leader() {
-            return;
-        }
-        let me = self.identity.member_id;
-        let metrics = self.raft.metrics().borrow().clone();
-        let Some(target) = metrics
-            .membership_config
-            .membership()
-            .voter_ids()
-            .filter(|id| *id != me)
-            .max_by_key(|id| {
-                metrics
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(id).cloned().flatten())
-                    .map_or(0, |log_id| log_id.index)
-            })
-        else {
-            return;
-        };
-        let started = std::time::Instant::now();
-        match self
-            .transfer_leadership(target, self.election_timeout)
-            .await
-        {
-            Ok(()) => tracing::info!(
-                new_leader = %format!("{target:x}"),
-                took = ?started.elapsed(),
-                "leadership handed off"
-            ),
-            Err(_) => tracing::warn!("leadership handoff did not complete; an election follows"),
-        }
-    }
-
-    /// Makes voter `target` the leader: asks it to campaign at once (Raft's TimeoutNow),
-    /// again each half election timeout, until it leads or `within` has passed. A leader
-    /// elected less than openraft's leader lease ago refuses to vote for the target, so the
-    /// first ask may not do; a later one does.
-    pub async fn transfer_leadership(
-        &self,
-        target: u64,
-        within: Duration,
-    ) -> Result<(), EtcdError> {
-        let deadline = tokio::time::Instant::now() + within;
-        let info = self
-            .raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .get_node(&target)
-            .cloned()
-            .ok_or(EtcdError::NotLeader)?;
-        let mut client = self
-            .peers
-            .client(target, &info)
-            .map_err(|_| EtcdError::Timeout)?;
-        loop {
-            let ask = client.timeout_now(crate::proto::cairnpeerpb::TimeoutNowRequest {});
-            let _ = tokio::time::timeout(self.election_timeout / 2, ask).await;
-            let leads = self
-                .raft
-                .wait(Some(self.election_timeout / 2))
-                .metrics(|m| m.current_leader == Some(target), "the target leads")
-                .await;
-            if leads.is_ok() {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(EtcdError::Timeout);
-            }
-        }
-    }
-
     /// Stops Raft and makes every write durable.
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {
@@ -440,93 +305,4 @@ fn min_lease_ttl_secs(heartbeat_interval_ms: u64, election_timeout_ms: u64) -> i
     let election_ticks = election_timeout_ms / heartbeat_interval_ms.max(1);
     let min_ttl_ms = (3 * election_ticks / 2) * heartbeat_interval_ms;
     min_ttl_ms.div_ceil(1000) as i64
-}
-
-fn has_identity(storage: &Storage) -> anyhow::Result<bool> {
-    Ok(storage
-        .db()
-        .get_cf(storage.cf(CF_RAFT_STATE), KEY_IDENTITY)?
-        .is_some())
-}
-
-/// A member started with `--initial-cluster-state existing` and no data learns its ID and
-/// the cluster's from the running members (it was given an ID by `member add`), as etcd
-/// does: it is the member whose peer URLs are this member's.
-async fn join(derived: Identity, timeout: Duration) -> anyhow::Result<Identity> {
-    let me = derived
-        .initial_members
-        .iter()
-        .find(|m| m.id == derived.member_id)
-        .context("this member is not in --initial-cluster")?
-        .clone();
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut last_error = String::from("no other member in --initial-cluster");
-    loop {
-        for other in derived.initial_members.iter().filter(|m| m.id != me.id) {
-            let Some(url) = other.peer_urls.first() else {
-                continue;
-            };
-            let answer = async {
-                let mut client =
-                    crate::proto::cairnpeerpb::peer_client::PeerClient::connect(url.clone())
-                        .await
-                        .map_err(|e| e.to_string())?;
-                client
-                    .cluster_info(crate::proto::cairnpeerpb::ClusterInfoRequest {})
-                    .await
-                    .map(|r| r.into_inner())
-                    .map_err(|e| e.to_string())
-            };
-            match tokio::time::timeout(Duration::from_secs(1), answer).await {
-                Ok(Ok(info)) => {
-                    let mut mine = me.peer_urls.clone();
-                    mine.sort();
-                    let found = info.members.iter().find(|m| {
-                        let mut urls = m.peer_urls.clone();
-                        urls.sort();
-                        urls == mine
-                    });
-                    let Some(found) = found else {
-                        anyhow::bail!(
-                            "no member of the running cluster has peer URLs {:?}; add this member first (etcdctl member add)",
-                            me.peer_urls
-                        );
-                    };
-                    return Ok(Identity {
-                        member_id: found.id,
-                        cluster_id: info.cluster_id,
-                        ..derived
-                    });
-                }
-                Ok(Err(e)) => last_error = format!("{}: {e}", other.name),
-                Err(_) => last_error = format!("{}: no answer", other.name),
-            }
-        }
-        if tokio::time::Instant::now() >= deadline {
-            anyhow::bail!("cannot reach the running cluster to join it: {last_error}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// The member and cluster IDs are fixed when the data directory is created: a restart with
-/// other flags keeps them, as etcd does.
-fn restore_or_save_identity(storage: &Storage, derived: Identity) -> anyhow::Result<Identity> {
-    let cf = storage.cf(CF_RAFT_STATE);
-    if let Some(bytes) = storage.db().get_cf(cf, KEY_IDENTITY)? {
-        let (member_id, cluster_id): (u64, u64) = bincode::deserialize(&bytes)?;
-        return Ok(Identity {
-            member_id,
-            cluster_id,
-            ..derived
-        });
-    }
-    let mut batch = rocksdb::WriteBatch::default();
-    batch.put_cf(
-        cf,
-        KEY_IDENTITY,
-        bincode::serialize(&(derived.member_id, derived.cluster_id))?,
-    );
-    storage.write(batch, true)?;
-    Ok(derived)
 }

@@ -1,0 +1,103 @@
+//! Who this member is: its member and cluster IDs, fixed when the data directory is
+//! created, or learned from the running members when it joins one.
+
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::cluster::Identity;
+use crate::storage::{Storage, CF_RAFT_STATE};
+
+const KEY_IDENTITY: &[u8] = b"identity";
+
+pub(super) fn has_identity(storage: &Storage) -> anyhow::Result<bool> {
+    Ok(storage
+        .db()
+        .get_cf(storage.cf(CF_RAFT_STATE), KEY_IDENTITY)?
+        .is_some())
+}
+
+/// A member started with `--initial-cluster-state existing` and no data learns its ID and
+/// the cluster's from the running members (it was given an ID by `member add`), as etcd
+/// does: it is the member whose peer URLs are this member's.
+pub(super) async fn join(derived: Identity, timeout: Duration) -> anyhow::Result<Identity> {
+    let me = derived
+        .initial_members
+        .iter()
+        .find(|m| m.id == derived.member_id)
+        .context("this member is not in --initial-cluster")?
+        .clone();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last_error = String::from("no other member in --initial-cluster");
+    loop {
+        for other in derived.initial_members.iter().filter(|m| m.id != me.id) {
+            let Some(url) = other.peer_urls.first() else {
+                continue;
+            };
+            let answer = async {
+                let mut client =
+                    crate::proto::cairnpeerpb::peer_client::PeerClient::connect(url.clone())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                client
+                    .cluster_info(crate::proto::cairnpeerpb::ClusterInfoRequest {})
+                    .await
+                    .map(|r| r.into_inner())
+                    .map_err(|e| e.to_string())
+            };
+            match tokio::time::timeout(Duration::from_secs(1), answer).await {
+                Ok(Ok(info)) => {
+                    let mut mine = me.peer_urls.clone();
+                    mine.sort();
+                    let found = info.members.iter().find(|m| {
+                        let mut urls = m.peer_urls.clone();
+                        urls.sort();
+                        urls == mine
+                    });
+                    let Some(found) = found else {
+                        anyhow::bail!(
+                            "no member of the running cluster has peer URLs {:?}; add this member first (etcdctl member add)",
+                            me.peer_urls
+                        );
+                    };
+                    return Ok(Identity {
+                        member_id: found.id,
+                        cluster_id: info.cluster_id,
+                        ..derived
+                    });
+                }
+                Ok(Err(e)) => last_error = format!("{}: {e}", other.name),
+                Err(_) => last_error = format!("{}: no answer", other.name),
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("cannot reach the running cluster to join it: {last_error}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The member and cluster IDs are fixed when the data directory is created: a restart with
+/// other flags keeps them, as etcd does.
+pub(super) fn restore_or_save_identity(
+    storage: &Storage,
+    derived: Identity,
+) -> anyhow::Result<Identity> {
+    let cf = storage.cf(CF_RAFT_STATE);
+    if let Some(bytes) = storage.db().get_cf(cf, KEY_IDENTITY)? {
+        let (member_id, cluster_id): (u64, u64) = bincode::deserialize(&bytes)?;
+        return Ok(Identity {
+            member_id,
+            cluster_id,
+            ..derived
+        });
+    }
+    let mut batch = rocksdb::WriteBatch::default();
+    batch.put_cf(
+        cf,
+        KEY_IDENTITY,
+        bincode::serialize(&(derived.member_id, derived.cluster_id))?,
+    );
+    storage.write(batch, true)?;
+    Ok(derived)
+}
