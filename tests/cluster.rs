@@ -894,15 +894,7 @@ async fn member_add_then_the_new_member_joins_and_serves() {
         "linearizable read of older data on the new member"
     );
     nc.put("after-add", "2", None).await.unwrap();
-    for i in 0..4 {
-        let r = c
-            .member_client(i)
-            .await
-            .get("after-add", None)
-            .await
-            .unwrap();
-        assert_eq!(r.kvs().len(), 1, "on {}", c.name(i));
-    }
+    assert_each_holds(&c, 0..4, "after-add").await;
 }
 
 #[tokio::test]
@@ -940,15 +932,7 @@ async fn member_remove_of_a_follower() {
     // The two left form the whole cluster now: writes and reads work on both.
     let mut kc = c.client_of(&kept).await;
     kc.put("after-remove", "1", None).await.unwrap();
-    for &i in &kept {
-        let r = c
-            .member_client(i)
-            .await
-            .get("after-remove", None)
-            .await
-            .unwrap();
-        assert_eq!(r.kvs().len(), 1, "on {}", c.name(i));
-    }
+    assert_each_holds(&c, kept.iter().copied(), "after-remove").await;
 }
 
 #[tokio::test]
@@ -1117,4 +1101,12 @@ async fn member_update_moves_a_member_to_new_peer_urls() {
         kvs(&mut mc, "moved/", false).await,
         expected_keys("moved/", 20)
     );
+}
+
+/// Linearizable reads on each of `members` find `key`.
+async fn assert_each_holds(c: &TestCluster, members: impl IntoIterator<Item = usize>, key: &str) {
+    for i in members {
+        let r = c.member_client(i).await.get(key, None).await.unwrap();
+        assert_eq!(r.kvs().len(), 1, "{key} on {}", c.name(i));
+    }
 }
