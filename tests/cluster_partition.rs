@@ -257,6 +257,18 @@ async fn isolated_leader_cannot_write_and_the_majority_goes_on() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // A client that requires a leader is refused there, with etcd's answer.
+    let endpoint = c.endpoint(old);
+    let options = etcd_client::ConnectOptions::new()
+        .with_require_leader(true)
+        .with_timeout(Duration::from_secs(5));
+    let mut rc = Client::connect([endpoint], Some(options)).await.unwrap();
+    let refused = grpc_error(rc.get("p/", None).await);
+    assert_eq!(
+        refused,
+        (Code::Unavailable, "etcdserver: no leader".to_string()),
+        "a request that requires a leader, on the isolated old leader"
+    );
 
     c.heal();
     // The old leader catches up with the majority's writes...
