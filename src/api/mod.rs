@@ -1,7 +1,9 @@
 //! The client API: etcd's gRPC services, gRPC health and reflection on the client URLs.
 //!
 //! Translates and validates only: reads go to `apply` over the MVCC store after the node's
-//! read barrier, writes go to the node's proposer. May call `node`, `apply` and `mvcc`.
+//! read barrier, writes go to the node's proposer, watch streams to the watch hub, lease
+//! and membership requests to the node (and its lessor and Raft). May call `node`, `apply`,
+//! `mvcc`, `watch`, `lease` and `raft`.
 
 mod admission;
 mod cluster;
