@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::cluster::TestCluster;
+use common::cluster::{kvs, TestCluster};
 use common::{assert_grpc_error, grpc_error, rev, Code};
 use etcd_client::{
     Client, Compare, CompareOp, EventType, GetOptions, MemberAddOptions, PutOptions, Txn, TxnOp,
@@ -37,32 +37,6 @@ const LEARNER_NOT_READY: &str =
 // ---------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------
-
-fn prefix_opts(serializable: bool) -> GetOptions {
-    let o = GetOptions::new().with_prefix();
-    if serializable {
-        o.with_serializable()
-    } else {
-        o
-    }
-}
-
-/// key -> value of every key under `prefix`, read from the member(s) behind `c`.
-async fn kvs(c: &mut Client, prefix: &str, serializable: bool) -> BTreeMap<String, String> {
-    let resp = c
-        .get(prefix, Some(prefix_opts(serializable)))
-        .await
-        .unwrap_or_else(|e| panic!("get prefix {prefix:?} (serializable: {serializable}): {e}"));
-    resp.kvs()
-        .iter()
-        .map(|kv| {
-            (
-                String::from_utf8_lossy(kv.key()).into_owned(),
-                String::from_utf8_lossy(kv.value()).into_owned(),
-            )
-        })
-        .collect()
-}
 
 /// Puts `n` keys `{prefix}{i:05}` = `value-{i}`, `concurrency` at a time; every put must
 /// succeed.

@@ -10,7 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::cluster::TestCluster;
+use common::cluster::{kvs, TestCluster};
 use common::{grpc_error, Code};
 use etcd_client::{Client, GetOptions};
 use tokio::time::timeout;
@@ -47,27 +47,6 @@ fn is_no_quorum_answer(code: Code, message: &str) -> bool {
 // ---------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------
-
-/// key -> value of every key under `prefix` on the member(s) behind `c`.
-async fn kvs(c: &mut Client, prefix: &str, serializable: bool) -> BTreeMap<String, String> {
-    let mut opts = GetOptions::new().with_prefix();
-    if serializable {
-        opts = opts.with_serializable();
-    }
-    let resp = c
-        .get(prefix, Some(opts))
-        .await
-        .unwrap_or_else(|e| panic!("get prefix {prefix:?} (serializable: {serializable}): {e}"));
-    resp.kvs()
-        .iter()
-        .map(|kv| {
-            (
-                String::from_utf8_lossy(kv.key()).into_owned(),
-                String::from_utf8_lossy(kv.value()).into_owned(),
-            )
-        })
-        .collect()
-}
 
 /// Puts `{prefix}{i:03}` = `v{i}` for each `i` in `range`, one after the other; every put
 /// must succeed. Adds them to `want`.

@@ -24,17 +24,14 @@
 //! nothing within a side. Needs Linux `/proc` and the same user as the members.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, ConnectOptions};
 
 use super::proxy::Proxy;
-use super::{
-    next_port_pair, path_str, server_bin, spawn_reader, LogState, SharedLog, READY_LINE,
-    STOP_TIMEOUT,
-};
+use super::{next_port_pair, path_str, server_bin, LogState, SharedLog, READY_LINE, STOP_TIMEOUT};
 
 /// Time for every member of a fresh cluster to become ready. Members wait for each other
 /// (a member is ready only once the cluster has a leader), so this covers all of them.
@@ -549,18 +546,8 @@ impl TestCluster {
             let args = self.args(i);
             let m = &mut self.members[i];
             let start_index = m.push_log(format!("[harness] starting {:?} {args:?}", server_bin()));
-            let mut child = Command::new(server_bin())
-                .args(&args)
-                .current_dir(self.dir.path())
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap_or_else(|e| panic!("spawn {:?}: {e}", server_bin()));
-            m.readers = vec![
-                spawn_reader(child.stdout.take().unwrap(), "out", m.log.clone()),
-                spawn_reader(child.stderr.take().unwrap(), "err", m.log.clone()),
-            ];
+            let (child, readers) = super::spawn_server(&args, self.dir.path(), &m.log);
+            m.readers = readers;
             m.child = Some(child);
             starts.push((i, start_index));
         }
@@ -605,4 +592,30 @@ impl Drop for TestCluster {
             }
         }
     }
+}
+
+/// key -> value of every key under `prefix`, read from the member(s) behind `c`, as a
+/// serializable or a linearizable range.
+pub async fn kvs(
+    c: &mut etcd_client::Client,
+    prefix: &str,
+    serializable: bool,
+) -> std::collections::BTreeMap<String, String> {
+    let mut opts = etcd_client::GetOptions::new().with_prefix();
+    if serializable {
+        opts = opts.with_serializable();
+    }
+    let resp = c
+        .get(prefix, Some(opts))
+        .await
+        .unwrap_or_else(|e| panic!("get prefix {prefix:?} (serializable: {serializable}): {e}"));
+    resp.kvs()
+        .iter()
+        .map(|kv| {
+            (
+                String::from_utf8_lossy(kv.key()).into_owned(),
+                String::from_utf8_lossy(kv.value()).into_owned(),
+            )
+        })
+        .collect()
 }

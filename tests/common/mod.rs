@@ -26,6 +26,28 @@ const READY_LINE: &str = "ready to serve client requests";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Starts the server binary in `dir` with `args`; its stdout and stderr lines go to `log`
+/// through the returned reader threads.
+pub fn spawn_server(
+    args: &[String],
+    dir: &Path,
+    log: &SharedLog,
+) -> (Child, Vec<std::thread::JoinHandle<()>>) {
+    let mut child = Command::new(server_bin())
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {:?}: {e}", server_bin()));
+    let readers = vec![
+        spawn_reader(child.stdout.take().unwrap(), "out", log.clone()),
+        spawn_reader(child.stderr.take().unwrap(), "err", log.clone()),
+    ];
+    (child, readers)
+}
+
 /// Why a server did not print its ready line.
 pub enum NotReady {
     Exited(std::process::ExitStatus),
@@ -105,7 +127,7 @@ pub struct LogState {
     lines: Vec<String>,
 }
 
-type SharedLog = Arc<(Mutex<LogState>, Condvar)>;
+pub type SharedLog = Arc<(Mutex<LogState>, Condvar)>;
 
 fn spawn_reader<R: Read + Send + 'static>(
     stream: R,
@@ -243,18 +265,8 @@ impl TestServer {
             ));
             st.lines.len()
         };
-        let mut child = Command::new(server_bin())
-            .args(self.args())
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {:?}: {e}", server_bin()));
-        self.readers = vec![
-            spawn_reader(child.stdout.take().unwrap(), "out", self.log.clone()),
-            spawn_reader(child.stderr.take().unwrap(), "err", self.log.clone()),
-        ];
+        let (child, readers) = spawn_server(&self.args(), self.dir.path(), &self.log);
+        self.readers = readers;
         self.child = Some(child);
 
         let deadline = Instant::now() + READY_TIMEOUT;
