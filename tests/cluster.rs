@@ -916,16 +916,8 @@ async fn learner_added_then_promoted() {
     let mut all = c.client().await;
     put_keys(&all, "learner/", 50, 4).await;
 
-    let new = c.prepare_member("m4");
+    let (new, resp) = add_learner(&mut c, &all, "m4").await;
     let url = c.peer_url(new);
-    let resp = membership_change("member add --learner", || {
-        let (mut c, url) = (all.clone(), url.clone());
-        async move {
-            c.member_add([url], Some(MemberAddOptions::new().with_is_learner()))
-                .await
-        }
-    })
-    .await;
     let added = resp.member().expect("member add returns the member");
     let id = added.id();
     assert!(added.is_learner(), "{resp:?}");
@@ -1006,16 +998,7 @@ async fn promote_of_a_learner_not_in_sync_fails() {
     c.wait_for_leader(LEADER_WAIT).await;
     let mut all = c.client().await;
     // Added but never started: it has received nothing.
-    let never = c.prepare_member("m4");
-    let url = c.peer_url(never);
-    let resp = membership_change("member add --learner", || {
-        let (mut c, url) = (all.clone(), url.clone());
-        async move {
-            c.member_add([url], Some(MemberAddOptions::new().with_is_learner()))
-                .await
-        }
-    })
-    .await;
+    let (_never_started, resp) = add_learner(&mut c, &all, "m4").await;
     let id = resp.member().expect("member add returns the member").id();
 
     assert_grpc_error(
@@ -1083,4 +1066,23 @@ async fn assert_each_holds(c: &TestCluster, members: impl IntoIterator<Item = us
         let r = c.member_client(i).await.get(key, None).await.unwrap();
         assert_eq!(r.kvs().len(), 1, "{key} on {}", c.name(i));
     }
+}
+
+/// Prepares member `name` (ports, data dir; not started) and adds it as a learner.
+async fn add_learner(
+    c: &mut TestCluster,
+    all: &Client,
+    name: &str,
+) -> (usize, etcd_client::MemberAddResponse) {
+    let new = c.prepare_member(name);
+    let url = c.peer_url(new);
+    let resp = membership_change("member add --learner", || {
+        let (mut c, url) = (all.clone(), url.clone());
+        async move {
+            c.member_add([url], Some(MemberAddOptions::new().with_is_learner()))
+                .await
+        }
+    })
+    .await;
+    (new, resp)
 }
