@@ -10,6 +10,8 @@ use clap::Parser;
 use serde::Deserialize;
 use url::Url;
 
+use crate::tls::TlsSettings;
+
 /// The etcd release whose API Cairn serves; reported by `Status` and `--version`.
 pub const ETCD_API_VERSION: &str = "3.4.0";
 /// The cluster version Cairn members agree on (etcd's major.minor).
@@ -130,22 +132,57 @@ pub struct Flags {
     /// Auth token type (auth: not yet).
     #[arg(long, env = "ETCD_AUTH_TOKEN")]
     pub auth_token: Option<String>,
-    /// Peer TLS settings. Peer TLS is not built: accepted only for a cluster of one, which
-    /// has no peer traffic to protect; refused otherwise.
-    #[arg(long, env = "ETCD_PEER_AUTO_TLS", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
-    pub peer_auto_tls: Option<bool>,
+    // Client TLS (`https` client URLs).
+    /// Path to the client server TLS certificate file.
+    #[arg(long, env = "ETCD_CERT_FILE")]
+    pub cert_file: Option<PathBuf>,
+    /// Path to the client server TLS key file.
+    #[arg(long, env = "ETCD_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Require clients to present a certificate signed by --trusted-ca-file.
+    #[arg(long, env = "ETCD_CLIENT_CERT_AUTH", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub client_cert_auth: Option<bool>,
+    /// Path to the client server TLS trusted CA certificate file.
+    #[arg(long, env = "ETCD_TRUSTED_CA_FILE")]
+    pub trusted_ca_file: Option<PathBuf>,
+    /// Client TLS using a generated, self-signed certificate.
+    #[arg(long, env = "ETCD_AUTO_TLS", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub auto_tls: Option<bool>,
+    /// Path to the client certificate revocation list file.
+    #[arg(long, env = "ETCD_CLIENT_CRL_FILE")]
+    pub client_crl_file: Option<PathBuf>,
+
+    // Peer TLS (`https` peer URLs).
+    /// Path to the peer server TLS certificate file.
     #[arg(long, env = "ETCD_PEER_CERT_FILE")]
-    pub peer_cert_file: Option<String>,
+    pub peer_cert_file: Option<PathBuf>,
+    /// Path to the peer server TLS key file.
     #[arg(long, env = "ETCD_PEER_KEY_FILE")]
-    pub peer_key_file: Option<String>,
-    #[arg(long, env = "ETCD_PEER_TRUSTED_CA_FILE")]
-    pub peer_trusted_ca_file: Option<String>,
+    pub peer_key_file: Option<PathBuf>,
+    /// Require peers to present a certificate signed by --peer-trusted-ca-file.
     #[arg(long, env = "ETCD_PEER_CLIENT_CERT_AUTH", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     pub peer_client_cert_auth: Option<bool>,
+    /// Path to the peer server TLS trusted CA file.
+    #[arg(long, env = "ETCD_PEER_TRUSTED_CA_FILE")]
+    pub peer_trusted_ca_file: Option<PathBuf>,
+    /// Peer TLS using generated, self-signed certificates.
+    #[arg(long, env = "ETCD_PEER_AUTO_TLS", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub peer_auto_tls: Option<bool>,
+    /// Path to the peer certificate revocation list file.
+    #[arg(long, env = "ETCD_PEER_CRL_FILE")]
+    pub peer_crl_file: Option<PathBuf>,
+    /// Validity of auto TLS certificates, in years.
+    #[arg(long, env = "ETCD_SELF_SIGNED_CERT_VALIDITY")]
+    pub self_signed_cert_validity: Option<u32>,
+    /// Allowed common name of peer certificates (not yet: refused).
     #[arg(long, env = "ETCD_PEER_CERT_ALLOWED_CN")]
     pub peer_cert_allowed_cn: Option<String>,
+    /// Allowed host name of peer certificates (not yet: refused).
     #[arg(long, env = "ETCD_PEER_CERT_ALLOWED_HOSTNAME")]
     pub peer_cert_allowed_hostname: Option<String>,
+    /// TLS cipher suites (not yet: refused).
+    #[arg(long, env = "ETCD_CIPHER_SUITES")]
+    pub cipher_suites: Option<String>,
 }
 
 /// The `--config-file` YAML: etcd's keys, all optional.
@@ -170,6 +207,20 @@ struct FileConfig {
     auto_compaction_mode: Option<String>,
     auto_compaction_retention: Option<serde_yaml::Value>,
     log_level: Option<String>,
+    client_transport_security: Option<FileSecurity>,
+    peer_transport_security: Option<FileSecurity>,
+    self_signed_cert_validity: Option<u32>,
+}
+
+/// etcd's `client-transport-security` and `peer-transport-security` YAML sections.
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "kebab-case")]
+struct FileSecurity {
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    client_cert_auth: Option<bool>,
+    trusted_ca_file: Option<PathBuf>,
+    auto_tls: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,6 +261,10 @@ pub struct Config {
     pub log_level: String,
     pub max_concurrent_streams: Option<u32>,
     pub watch_progress_interval: Duration,
+    /// TLS of the client URLs that are `https`.
+    pub client_tls: TlsSettings,
+    /// TLS of the peer URLs that are `https`, and of connections to other members.
+    pub peer_tls: TlsSettings,
     /// Flags given that Cairn accepts but does not act on, each with the reason.
     pub ignored: Vec<String>,
 }
@@ -229,33 +284,48 @@ impl Config {
         };
         // etcd: a config file replaces flags and environment variables entirely.
         let f = match file {
-            Some(file) => Flags {
-                name: file.name,
-                data_dir: file.data_dir,
-                listen_client_urls: file.listen_client_urls,
-                advertise_client_urls: file.advertise_client_urls,
-                listen_peer_urls: file.listen_peer_urls,
-                initial_advertise_peer_urls: file.initial_advertise_peer_urls,
-                initial_cluster: file.initial_cluster,
-                initial_cluster_state: file.initial_cluster_state,
-                initial_cluster_token: file.initial_cluster_token,
-                heartbeat_interval: file.heartbeat_interval,
-                election_timeout: file.election_timeout,
-                snapshot_count: file.snapshot_count,
-                quota_backend_bytes: file.quota_backend_bytes,
-                max_request_bytes: file.max_request_bytes,
-                max_txn_ops: file.max_txn_ops,
-                auto_compaction_mode: file.auto_compaction_mode,
-                auto_compaction_retention: file.auto_compaction_retention.map(|v| match v {
-                    serde_yaml::Value::String(s) => s,
-                    other => serde_yaml::to_string(&other)
-                        .unwrap_or_default()
-                        .trim()
-                        .to_string(),
-                }),
-                log_level: file.log_level,
-                ..Flags::default()
-            },
+            Some(mut file) => {
+                let client_security = file.client_transport_security.take().unwrap_or_default();
+                let peer_security = file.peer_transport_security.take().unwrap_or_default();
+                Flags {
+                    name: file.name,
+                    data_dir: file.data_dir,
+                    listen_client_urls: file.listen_client_urls,
+                    advertise_client_urls: file.advertise_client_urls,
+                    listen_peer_urls: file.listen_peer_urls,
+                    initial_advertise_peer_urls: file.initial_advertise_peer_urls,
+                    initial_cluster: file.initial_cluster,
+                    initial_cluster_state: file.initial_cluster_state,
+                    initial_cluster_token: file.initial_cluster_token,
+                    heartbeat_interval: file.heartbeat_interval,
+                    election_timeout: file.election_timeout,
+                    snapshot_count: file.snapshot_count,
+                    quota_backend_bytes: file.quota_backend_bytes,
+                    max_request_bytes: file.max_request_bytes,
+                    max_txn_ops: file.max_txn_ops,
+                    auto_compaction_mode: file.auto_compaction_mode,
+                    auto_compaction_retention: file.auto_compaction_retention.map(|v| match v {
+                        serde_yaml::Value::String(s) => s,
+                        other => serde_yaml::to_string(&other)
+                            .unwrap_or_default()
+                            .trim()
+                            .to_string(),
+                    }),
+                    log_level: file.log_level,
+                    cert_file: client_security.cert_file,
+                    key_file: client_security.key_file,
+                    client_cert_auth: client_security.client_cert_auth,
+                    trusted_ca_file: client_security.trusted_ca_file,
+                    auto_tls: client_security.auto_tls,
+                    peer_cert_file: peer_security.cert_file,
+                    peer_key_file: peer_security.key_file,
+                    peer_client_cert_auth: peer_security.client_cert_auth,
+                    peer_trusted_ca_file: peer_security.trusted_ca_file,
+                    peer_auto_tls: peer_security.auto_tls,
+                    self_signed_cert_validity: file.self_signed_cert_validity,
+                    ..Flags::default()
+                }
+            }
             None => flags,
         };
 
@@ -373,27 +443,63 @@ impl Config {
                     .to_string(),
             );
         }
-        let peer_tls_given = f.peer_auto_tls == Some(true)
-            || f.peer_cert_file.is_some()
-            || f.peer_key_file.is_some()
-            || f.peer_trusted_ca_file.is_some()
-            || f.peer_client_cert_auth == Some(true)
-            || f.peer_cert_allowed_cn.is_some()
-            || f.peer_cert_allowed_hostname.is_some();
-        // Peer TLS is not built: accepted only where no peer traffic can happen (a cluster
-        // of one), since plaintext where TLS was asked for would be a silent downgrade.
-        let alone = f.initial_cluster_state.as_deref().unwrap_or("new") == "new"
-            && f.initial_cluster
-                .as_deref()
-                .is_none_or(|spec| spec.split(',').filter(|m| !m.is_empty()).count() <= 1);
-        if peer_tls_given && !alone {
+        for (given, flag) in [
+            (f.peer_cert_allowed_cn.is_some(), "--peer-cert-allowed-cn"),
+            (
+                f.peer_cert_allowed_hostname.is_some(),
+                "--peer-cert-allowed-hostname",
+            ),
+            (f.cipher_suites.is_some(), "--cipher-suites"),
+        ] {
+            // Ignoring a restriction the user asked for would weaken their security.
+            if given {
+                return Err(format!("{flag} is not supported yet"));
+            }
+        }
+        let validity_years = f.self_signed_cert_validity.unwrap_or(1);
+        let client_tls = TlsSettings {
+            cert_file: f.cert_file,
+            key_file: f.key_file,
+            trusted_ca_file: f.trusted_ca_file,
+            client_cert_auth: f.client_cert_auth == Some(true),
+            auto_tls: f.auto_tls == Some(true),
+            crl_file: f.client_crl_file,
+            self_signed_cert_validity_years: validity_years,
+        };
+        let peer_tls = TlsSettings {
+            cert_file: f.peer_cert_file,
+            key_file: f.peer_key_file,
+            trusted_ca_file: f.peer_trusted_ca_file,
+            client_cert_auth: f.peer_client_cert_auth == Some(true),
+            auto_tls: f.peer_auto_tls == Some(true),
+            crl_file: f.peer_crl_file,
+            self_signed_cert_validity_years: validity_years,
+        };
+        for url in &listen_client_urls {
+            if url.scheme() == "https" && !client_tls.is_configured() {
+                return Err(format!(
+                    "TLS key/cert (--cert-file, --key-file) must be provided for client url {} with HTTPS scheme",
+                    crate::cluster::url_string(url)
+                ));
+            }
+        }
+        for url in listen_peer_urls
+            .iter()
+            .chain(&initial_advertise_peer_urls)
+            .chain(initial_cluster.iter().flat_map(|(_, urls)| urls))
+        {
+            if url.scheme() == "unixs" {
+                return Err(format!(
+                    "{}: TLS over unix sockets (unixs) is not supported yet",
+                    crate::cluster::url_string(url)
+                ));
+            }
+        }
+        if listen_peer_urls.iter().any(|u| u.scheme() == "https") && !peer_tls.is_configured() {
             return Err(
-                "peer TLS flags are not supported yet: Cairn's peer traffic is not encrypted"
+                "TLS key/cert (--peer-cert-file, --peer-key-file) or --peer-auto-tls must be provided for peer urls with HTTPS scheme"
                     .to_string(),
             );
-        }
-        if peer_tls_given {
-            ignored.push("peer TLS flags: a cluster of one has no peer traffic".to_string());
         }
         let log_level = f.log_level.unwrap_or_else(|| "info".to_string());
         if !["debug", "info", "warn", "error", "panic", "fatal"].contains(&log_level.as_str()) {
@@ -424,6 +530,8 @@ impl Config {
             log_level,
             max_concurrent_streams: f.max_concurrent_streams,
             watch_progress_interval,
+            client_tls,
+            peer_tls,
             ignored,
         })
     }

@@ -16,6 +16,7 @@
 //! - [`api`]: the gRPC services; validates and translates, nothing more.
 //! - [`node`]: a running member; batches writes into Raft proposals, serves read barriers.
 //! - [`peer`]: the peer API's server: Raft's messages, and requests followers forward.
+//! - [`tls`]: TLS on the client and peer ports: certificates, handshakes, auto TLS.
 //! - [`raft`]: openraft's log store, state machine and networking on RocksDB.
 //! - [`apply`]: etcd's request semantics (Range, Put, DeleteRange, Txn, Compact).
 //! - [`auto_compaction`]: `--auto-compaction-*`, proposed through Raft like any compaction.
@@ -38,4 +39,5 @@ pub mod peer;
 pub mod proto;
 pub mod raft;
 pub mod storage;
+pub mod tls;
 pub mod watch;

@@ -65,10 +65,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
     for url in &config.listen_client_urls {
         addrs.push(resolve(url).await?);
     }
+    let client_secure: Vec<bool> = config
+        .listen_client_urls
+        .iter()
+        .map(|u| u.scheme() == "https")
+        .collect();
     let listeners = api::bind(&addrs)
         .await
         .with_context(|| format!("cannot listen on client URLs {addrs:?}"))?;
     let mut peer_addrs = Vec::new();
+    let mut peer_secure = Vec::new();
     let mut peer_unix_listeners = Vec::new();
     for url in &config.listen_peer_urls {
         if url.scheme().starts_with("unix") {
@@ -83,6 +89,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             peer_unix_listeners.push(listener);
         } else {
             peer_addrs.push(resolve(url).await?);
+            peer_secure.push(url.scheme() == "https");
         }
     }
     let peer_listeners = api::bind(&peer_addrs)
@@ -101,11 +108,19 @@ async fn run(config: Config) -> anyhow::Result<()> {
     );
 
     let (stop_peers, peers_stopped) = tokio::sync::oneshot::channel::<()>();
-    let peer_server =
-        cairn::peer::serve(node.clone(), peer_listeners, peer_unix_listeners, async {
+    let peer_server = cairn::peer::serve(
+        node.clone(),
+        peer_listeners.into_iter().zip(peer_secure).collect(),
+        peer_unix_listeners,
+        async {
             let _ = peers_stopped.await;
-        });
+        },
+    );
     let (stop_serving, stopped) = tokio::sync::oneshot::channel::<()>();
+    let listeners = listeners
+        .into_iter()
+        .zip(client_secure.iter().copied())
+        .collect();
     let (health, server) = api::serve(node.clone(), listeners, async {
         let _ = stopped.await;
     })
@@ -147,8 +162,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
             node.identity.cluster_id
         );
         tracing::info!("ready to serve client requests");
-        for addr in &addrs {
-            tracing::info!("serving insecure client requests on {addr}");
+        for (addr, secure) in addrs.iter().zip(&client_secure) {
+            if *secure {
+                tracing::info!("serving client requests on {addr}");
+            } else {
+                tracing::info!(
+                    "serving insecure client requests on {addr}, this is strongly discouraged!"
+                );
+            }
         }
         tokio::select! {
             _ = terminate.recv() => tracing::info!("received terminated signal, shutting down"),

@@ -6,13 +6,11 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
-
 use openraft::error::{ClientWriteError, RaftError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::net::{TcpListener, UnixListener};
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 
@@ -185,21 +183,21 @@ fn write_error(e: RaftError<u64, ClientWriteError<u64, crate::raft::MemberInfo>>
 /// `shutdown` resolves.
 pub fn serve(
     node: Arc<Node>,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<(TcpListener, bool)>,
     unix_listeners: Vec<UnixListener>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
     // Members are trusted, and one append may carry many large entries.
-    let service = PeerServer::new(PeerService { node })
+    let service = PeerServer::new(PeerService { node: node.clone() })
         .max_decoding_message_size(usize::MAX)
         .max_encoding_message_size(usize::MAX);
-    // Heartbeats and votes are small and must not wait for Nagle's algorithm.
-    let incoming = futures::stream::select_all(listeners.into_iter().map(TcpListenerStream::new))
-        .map(|accepted| {
-            accepted.inspect(|stream| {
-                let _ = stream.set_nodelay(true);
-            })
-        });
+    let incoming = match crate::tls::incoming(listeners, node.peer_tls.as_ref()) {
+        Ok(incoming) => incoming,
+        Err(e) => {
+            tracing::error!(error = %e, "peer API server cannot start");
+            return tokio::spawn(async {});
+        }
+    };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let stopped_unix = stopped.clone();
     let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

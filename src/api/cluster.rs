@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::ChangeMembers;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use url::Url;
 
@@ -96,11 +96,12 @@ impl ClusterService {
                     .get(&id)
                     .and_then(|m| m.client_urls.first().cloned())
                     .ok_or_else(|| Status::from(EtcdError::NotLeader))?;
-                let channel = Endpoint::from_shared(url)
-                    .map_err(|_| Status::from(EtcdError::NotLeader))?
-                    .connect()
-                    .await
-                    .map_err(|_| Status::from(EtcdError::NotLeader))?;
+                let channel = crate::tls::channel(
+                    &url,
+                    self.node.client_tls.as_ref(),
+                    self.node.request_timeout(),
+                )
+                .map_err(|_| Status::from(EtcdError::NotLeader))?;
                 Ok(Some(ClusterClient::new(channel)))
             }
             None => Err(EtcdError::NoLeader.into()),

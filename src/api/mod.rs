@@ -19,9 +19,8 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic::Status;
 use tonic_health::ServingStatus;
@@ -105,11 +104,11 @@ pub async fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<TcpListener>> {
     Ok(listeners)
 }
 
-/// Serves the client API on `listeners` until `shutdown` resolves; the returned task ends
-/// when in-flight requests are done.
+/// Serves the client API on `listeners` (each with whether it is an `https` URL's) until
+/// `shutdown` resolves; the returned task ends when in-flight requests are done.
 pub async fn serve(
     node: Arc<Node>,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<(TcpListener, bool)>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(Health, tokio::task::JoinHandle<()>)> {
     let max_message_bytes = node.limits.max_request_bytes + GRPC_OVERHEAD_BYTES;
@@ -171,16 +170,7 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
 
-    // Small responses must leave at once: without TCP_NODELAY, Nagle's algorithm meets the
-    // client's delayed ACK and a reply can wait ~40 ms.
-    let incoming = futures::stream::select_all(listeners.into_iter().map(TcpListenerStream::new))
-        .map(|accepted| {
-            accepted.inspect(|stream| {
-                if let Err(e) = stream.set_nodelay(true) {
-                    tracing::debug!(error = %e, "cannot set TCP_NODELAY on a client connection");
-                }
-            })
-        });
+    let incoming = crate::tls::incoming(listeners, node.client_tls.as_ref())?;
     let task = tokio::spawn(async move {
         if let Err(e) = router
             .serve_with_incoming_shutdown(incoming, shutdown)

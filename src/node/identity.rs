@@ -20,7 +20,11 @@ pub(super) fn has_identity(storage: &Storage) -> anyhow::Result<bool> {
 /// A member started with `--initial-cluster-state existing` and no data learns its ID and
 /// the cluster's from the running members (it was given an ID by `member add`), as etcd
 /// does: it is the member whose peer URLs are this member's.
-pub(super) async fn join(derived: Identity, timeout: Duration) -> anyhow::Result<Identity> {
+pub(super) async fn join(
+    derived: Identity,
+    peers: &crate::raft::Peers,
+    timeout: Duration,
+) -> anyhow::Result<Identity> {
     let me = derived
         .initial_members
         .iter()
@@ -35,10 +39,7 @@ pub(super) async fn join(derived: Identity, timeout: Duration) -> anyhow::Result
                 continue;
             };
             let answer = async {
-                let mut client =
-                    crate::proto::cairnpeerpb::peer_client::PeerClient::connect(url.clone())
-                        .await
-                        .map_err(|e| e.to_string())?;
+                let mut client = peers.client_for_url(url)?;
                 client
                     .cluster_info(crate::proto::cairnpeerpb::ClusterInfoRequest {})
                     .await

@@ -61,6 +61,10 @@ pub struct Node {
     pub lessor: Arc<Lessor>,
     /// Connections to the other members.
     pub peers: Arc<Peers>,
+    /// TLS of the client port, when its flags configure it.
+    pub client_tls: Option<crate::tls::Tls>,
+    /// TLS of the peer port, when its flags configure it.
+    pub peer_tls: Option<crate::tls::Tls>,
     pub storage: Arc<Storage>,
     pub limits: Limits,
     proposer: Proposer,
@@ -83,10 +87,24 @@ impl Node {
             Storage::open(&member_dir.join("db"))
                 .with_context(|| format!("cannot open storage in {}", member_dir.display()))?,
         );
+        let client_tls = crate::tls::load_for_port(
+            &config.client_tls,
+            &config.data_dir,
+            "client",
+            &config.listen_client_urls,
+        )?;
+        let peer_tls = crate::tls::load_for_port(
+            &config.peer_tls,
+            &config.data_dir,
+            "peer",
+            &config.listen_peer_urls,
+        )?;
+        let peers = Arc::new(Peers::new(peer_tls.clone()));
         let mut derived = Identity::from_config(config);
         if config.initial_cluster_state == ClusterState::Existing && !has_identity(&storage)? {
             derived = join(
                 derived,
+                &peers,
                 Duration::from_millis(5000 + 2 * config.election_timeout_ms),
             )
             .await?;
@@ -94,7 +112,6 @@ impl Node {
         let identity = restore_or_save_identity(&storage, derived)?;
         let mvcc = Mvcc::open(storage.clone())?;
         let watch = WatchHub::start(mvcc.clone());
-        let peers = Arc::new(Peers::default());
         let lessor = Lessor::open(
             storage.clone(),
             min_lease_ttl_secs(config.heartbeat_interval_ms, config.election_timeout_ms),
@@ -147,6 +164,8 @@ impl Node {
             watch,
             lessor,
             peers,
+            client_tls,
+            peer_tls,
             storage,
             limits: Limits {
                 max_request_bytes: config.max_request_bytes as usize,

@@ -20,7 +20,7 @@ use openraft::raft::{
 use openraft::AnyError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::{MemberInfo, TypeConfig};
 use crate::proto::cairnpeerpb::peer_client::PeerClient;
@@ -31,12 +31,28 @@ use crate::proto::cairnpeerpb::RaftMessage;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Connections to the other members' peer URLs.
-#[derive(Default)]
 pub struct Peers {
     clients: Mutex<HashMap<(u64, String), PeerClient<Channel>>>,
+    /// Peer TLS, for `https` peer URLs.
+    tls: Option<crate::tls::Tls>,
 }
 
 impl Peers {
+    pub fn new(tls: Option<crate::tls::Tls>) -> Peers {
+        Peers {
+            clients: Mutex::default(),
+            tls,
+        }
+    }
+
+    /// A client for a peer URL, not shared (for one-off requests before Raft runs).
+    pub fn client_for_url(&self, url: &str) -> Result<PeerClient<Channel>, String> {
+        let channel = crate::tls::channel(url, self.tls.as_ref(), CONNECT_TIMEOUT)?;
+        Ok(PeerClient::new(channel)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX))
+    }
+
     /// The client for `member`, at its first peer URL.
     pub fn client(&self, member: u64, info: &MemberInfo) -> Result<PeerClient<Channel>, String> {
         let url = info
@@ -48,14 +64,9 @@ impl Peers {
         if let Some(client) = clients.get(&(member, url.clone())) {
             return Ok(client.clone());
         }
-        let channel = Endpoint::from_shared(url.clone())
-            .map_err(|e| format!("member {member:x}: bad peer URL {url}: {e}"))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
-            .connect_lazy();
-        let client = PeerClient::new(channel)
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX);
+        let client = self
+            .client_for_url(&url)
+            .map_err(|e| format!("member {member:x}: {e}"))?;
         clients.insert((member, url), client.clone());
         Ok(client)
     }

@@ -1,0 +1,530 @@
+//! TLS on the client and peer ports, as etcd's `--cert-file`/`--peer-cert-file` families
+//! and `--auto-tls`/`--peer-auto-tls` configure it: certificates read from files or
+//! generated and kept in the data directory, the server side of accepted connections, and
+//! the client side of the connections a member makes (to peers, and to the leader's client
+//! URL when forwarding).
+//!
+//! Owns rustls configuration and handshakes; calls nothing else in Cairn.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures::stream::{BoxStream, Stream, StreamExt};
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
+};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tonic::transport::server::Connected;
+
+/// A client that opens a connection and never finishes the handshake gives up its slot
+/// after this.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in progress per listener; further connections wait in the kernel's backlog.
+const MAX_PENDING_HANDSHAKES: usize = 256;
+/// gRPC is HTTP/2 only; a client offering other protocols by ALPN only is refused in the
+/// handshake rather than after it.
+const ALPN_H2: &[u8] = b"h2";
+
+/// One port's TLS flags, as etcd names them (`--cert-file`, or `--peer-cert-file` for peers).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub trusted_ca_file: Option<PathBuf>,
+    /// Require a client certificate signed by `trusted_ca_file`.
+    pub client_cert_auth: bool,
+    /// Generate a self-signed certificate when no certificate file is given.
+    pub auto_tls: bool,
+    /// Client certificates revoked by this PEM list are refused.
+    pub crl_file: Option<PathBuf>,
+    /// Validity of an auto-generated certificate, in years.
+    pub self_signed_cert_validity_years: u32,
+}
+
+impl TlsSettings {
+    /// True when this port has something to serve TLS with.
+    pub fn is_configured(&self) -> bool {
+        self.cert_file.is_some() || self.auto_tls
+    }
+}
+
+/// The TLS configuration of one port (client or peer), server and client sides.
+#[derive(Clone)]
+pub struct Tls {
+    server: Arc<ServerConfig>,
+    client: Arc<ClientConfig>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
+    }
+}
+
+impl Tls {
+    /// Builds the configuration from `settings`. With auto TLS and no certificate file, a
+    /// self-signed certificate for `hosts` is generated in `auto_dir` on first start and
+    /// reused afterwards, so clients that pinned it keep working.
+    pub fn load(settings: &TlsSettings, auto_dir: &Path, hosts: &[String]) -> anyhow::Result<Tls> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let (cert_file, key_file, self_signed) = match (&settings.cert_file, &settings.key_file) {
+            (Some(cert), Some(key)) => (cert.clone(), key.clone(), false),
+            (Some(_), None) | (None, Some(_)) => {
+                anyhow::bail!(
+                    "a certificate file needs its key file, and a key file its certificate"
+                )
+            }
+            (None, None) if settings.auto_tls => {
+                let (cert, key) = self_signed_files(
+                    auto_dir,
+                    hosts,
+                    settings.self_signed_cert_validity_years.max(1),
+                )?;
+                (cert, key, true)
+            }
+            (None, None) => {
+                anyhow::bail!("no certificate: give a certificate and key file, or auto TLS")
+            }
+        };
+        let chain = read_certs(&cert_file)?;
+        let key = PrivateKeyDer::from_pem_file(&key_file)
+            .with_context(|| format!("cannot read a private key from {}", key_file.display()))?;
+        let trusted = match &settings.trusted_ca_file {
+            Some(path) => {
+                let mut roots = RootCertStore::empty();
+                for cert in read_certs(path)? {
+                    roots
+                        .add(cert)
+                        .with_context(|| format!("bad CA certificate in {}", path.display()))?;
+                }
+                Some(Arc::new(roots))
+            }
+            None => None,
+        };
+
+        let server = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?;
+        let server = if settings.client_cert_auth {
+            let roots = trusted.clone().context(
+                "client certificate authentication needs a trusted CA file to check certificates against",
+            )?;
+            let mut verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
+            if let Some(crl_file) = &settings.crl_file {
+                verifier = verifier.with_crls(read_crls(crl_file)?);
+            }
+            server.with_client_cert_verifier(verifier.build()?)
+        } else {
+            server.with_no_client_auth()
+        };
+        let mut server = server
+            .with_single_cert(chain.clone(), key.clone_key())
+            .context("the certificate does not match its key")?;
+        server.alpn_protocols = vec![ALPN_H2.to_vec()];
+
+        // As a client, a member checks servers against the trusted CA when one is given.
+        // Without one (auto TLS, or certificates from a CA the member was not told about) it
+        // accepts any certificate, as etcd's members do: peer URLs come from the cluster's
+        // own membership, agreed through Raft, not from the network.
+        let client = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?;
+        let client = match (&trusted, self_signed) {
+            (Some(roots), false) => client.with_root_certificates(roots.clone()),
+            _ => client
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyServerCertificate(provider))),
+        };
+        let mut client = client
+            .with_client_auth_cert(chain, key)
+            .context("the certificate does not match its key")?;
+        client.alpn_protocols = vec![ALPN_H2.to_vec()];
+
+        Ok(Tls {
+            server: Arc::new(server),
+            client: Arc::new(client),
+        })
+    }
+
+    /// Wraps accepted connections in TLS. Handshakes run beside the accept loop, at most
+    /// `MAX_PENDING_HANDSHAKES` at a time; a failed one only drops that connection.
+    pub fn accept<S, I>(&self, connections: I) -> BoxStream<'static, io::Result<Accepted<S>>>
+    where
+        I: Stream<Item = io::Result<S>> + Send + 'static,
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let acceptor = tokio_rustls::TlsAcceptor::from(self.server.clone());
+        let (ready, ready_rx) = tokio::sync::mpsc::channel(MAX_PENDING_HANDSHAKES);
+        tokio::spawn(async move {
+            let mut connections = std::pin::pin!(connections);
+            loop {
+                // A slot is taken before accepting, so a flood of slow handshakes waits in
+                // the kernel's backlog instead of in memory.
+                let slot = tokio::select! {
+                    slot = ready.clone().reserve_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => return,
+                    },
+                };
+                let stream = tokio::select! {
+                    next = connections.next() => match next {
+                        Some(Ok(stream)) => stream,
+                        Some(Err(e)) => {
+                            slot.send(Err(e));
+                            continue;
+                        }
+                        None => return,
+                    },
+                    // The server stopped: release the listener.
+                    () = ready.closed() => return,
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            slot.send(Ok(Accepted::Tls(Box::new(tls))));
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        tokio_stream::wrappers::ReceiverStream::new(ready_rx).boxed()
+    }
+
+    /// A tonic connector that dials `host:port` over TCP and TLS.
+    pub fn connector(&self) -> TlsConnector {
+        TlsConnector {
+            connector: tokio_rustls::TlsConnector::from(self.client.clone()),
+        }
+    }
+}
+
+/// Connections that are accepted as they are, when a port serves plaintext.
+pub fn plain<S, I>(connections: I) -> BoxStream<'static, io::Result<Accepted<S>>>
+where
+    I: Stream<Item = io::Result<S>> + Send + 'static,
+    S: Send + 'static,
+{
+    connections
+        .map(|accepted| accepted.map(Accepted::Plain))
+        .boxed()
+}
+
+/// A connection accepted on a client or peer port: as it came, or after a TLS handshake.
+pub enum Accepted<S> {
+    Plain(S),
+    Tls(Box<tokio_rustls::server::TlsStream<S>>),
+}
+
+impl<S: Connected> Connected for Accepted<S> {
+    type ConnectInfo = S::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        match self {
+            Accepted::Plain(s) => s.connect_info(),
+            Accepted::Tls(tls) => tls.get_ref().0.connect_info(),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Accepted<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Accepted::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Accepted::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Accepted<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Accepted::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Accepted::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Accepted::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Accepted::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Accepted::Plain(s) => s.is_write_vectored(),
+            Accepted::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Accepted::Plain(s) => Pin::new(s).poll_flush(cx),
+            Accepted::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Accepted::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Accepted::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Dials `host:port` over TLS for tonic's `Endpoint::connect_with_connector`.
+#[derive(Clone)]
+pub struct TlsConnector {
+    connector: tokio_rustls::TlsConnector,
+}
+
+impl tower_service::Service<http::Uri> for TlsConnector {
+    type Response = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn std::future::Future<Output = io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let connector = self.connector.clone();
+        Box::pin(async move {
+            let invalid = |what: &str| {
+                io::Error::new(io::ErrorKind::InvalidInput, format!("{what} in {uri}"))
+            };
+            let host = uri.host().ok_or_else(|| invalid("no host"))?;
+            let port = uri.port_u16().ok_or_else(|| invalid("no port"))?;
+            // An IPv6 host comes bracketed in a URI.
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
+            let name = ServerName::try_from(host.clone()).map_err(|_| invalid("bad host name"))?;
+            let tcp = TcpStream::connect((host.as_str(), port)).await?;
+            tcp.set_nodelay(true)?;
+            let tls = connector.connect(name, tcp).await?;
+            Ok(TokioIo::new(tls))
+        })
+    }
+}
+
+fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("cannot read certificates from {}", path.display()))?;
+    anyhow::ensure!(!certs.is_empty(), "no certificate in {}", path.display());
+    Ok(certs)
+}
+
+fn read_crls(path: &Path) -> anyhow::Result<Vec<CertificateRevocationListDer<'static>>> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read revocation list {}", path.display()))?;
+    // etcd reads the list as DER; PEM is accepted too.
+    let pem = CertificateRevocationListDer::pem_slice_iter(&bytes).collect::<Result<Vec<_>, _>>();
+    match pem {
+        Ok(crls) if !crls.is_empty() => Ok(crls),
+        _ => Ok(vec![CertificateRevocationListDer::from(bytes)]),
+    }
+}
+
+/// The certificate and key of auto TLS in `dir` (`cert.pem`, `key.pem`, as etcd names
+/// them), generated when missing: ECDSA P-256, valid for `hosts`.
+fn self_signed_files(
+    dir: &Path,
+    hosts: &[String],
+    validity_years: u32,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    if cert_path.exists() && key_path.exists() {
+        return Ok((cert_path, key_path));
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut params = rcgen::CertificateParams::new(hosts.to_vec())?;
+    // As etcd's: organization "etcd", no common name.
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "etcd");
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now;
+    params.not_after = now + time::Duration::days(365 * i64::from(validity_years));
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyEncipherment,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    params.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let cert = params.self_signed(&key)?;
+    write_private(&key_path, key.serialize_pem().as_bytes())?;
+    std::fs::write(&cert_path, cert.pem())
+        .with_context(|| format!("cannot write {}", cert_path.display()))?;
+    Ok((cert_path, key_path))
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(bytes)?;
+    Ok(())
+}
+
+/// Accepts any server certificate, still checking that the server holds its key.
+#[derive(Debug)]
+struct AnyServerCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyServerCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A lazily connecting channel to `url`: over TLS when the URL is `https`, which needs
+/// `tls`; as it is otherwise (`http`, `unix`).
+pub fn channel(
+    url: &str,
+    tls: Option<&Tls>,
+    connect_timeout: Duration,
+) -> Result<tonic::transport::Channel, String> {
+    let endpoint = |url: String| {
+        tonic::transport::Endpoint::from_shared(url.clone())
+            .map(|e| e.connect_timeout(connect_timeout).tcp_nodelay(true))
+            .map_err(|e| format!("bad URL {url}: {e}"))
+    };
+    match url.strip_prefix("https://") {
+        Some(authority) => {
+            let tls = tls.ok_or_else(|| {
+                format!("{url} is https, but this member has no TLS configured to reach it")
+            })?;
+            // tonic is handed an http URL: TLS is this connector's, and tonic, when built
+            // with its own TLS, refuses an https URL that its TLS is not configured for.
+            Ok(endpoint(format!("http://{authority}"))?
+                .connect_with_connector_lazy(tls.connector()))
+        }
+        None => Ok(endpoint(url.to_string())?.connect_lazy()),
+    }
+}
+
+/// Loads one port's TLS when its flags configure any: certificates valid for the hosts of
+/// `listen_urls`, auto TLS kept under `<data-dir>/fixtures/<port>` as etcd keeps it.
+pub fn load_for_port(
+    settings: &TlsSettings,
+    data_dir: &Path,
+    port: &str,
+    listen_urls: &[url::Url],
+) -> anyhow::Result<Option<Tls>> {
+    if !settings.is_configured() {
+        return Ok(None);
+    }
+    let hosts: Vec<String> = listen_urls
+        .iter()
+        .filter_map(|u| u.host_str())
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string())
+        .collect();
+    let auto_dir = data_dir.join("fixtures").join(port);
+    Tls::load(settings, &auto_dir, &hosts)
+        .map(Some)
+        .with_context(|| format!("{port} TLS"))
+}
+
+/// The connections accepted on `listeners`, each paired with whether its URL is `https`:
+/// those through a TLS handshake with `tls`, the others as they come. Every connection gets
+/// TCP_NODELAY: small replies (heartbeats, single-key reads) must not wait for Nagle's
+/// algorithm to meet the other side's delayed ACK (~40 ms).
+pub fn incoming(
+    listeners: Vec<(tokio::net::TcpListener, bool)>,
+    tls: Option<&Tls>,
+) -> anyhow::Result<BoxStream<'static, io::Result<Accepted<TcpStream>>>> {
+    let mut streams = Vec::with_capacity(listeners.len());
+    for (listener, secure) in listeners {
+        let connections =
+            tokio_stream::wrappers::TcpListenerStream::new(listener).map(|accepted| {
+                accepted.inspect(|stream| {
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                    }
+                })
+            });
+        streams.push(match (secure, tls) {
+            (false, _) => plain(connections),
+            (true, Some(tls)) => tls.accept(connections),
+            (true, None) => anyhow::bail!("an https URL needs a certificate"),
+        });
+    }
+    Ok(futures::stream::select_all(streams).boxed())
+}
