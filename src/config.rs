@@ -681,12 +681,51 @@ mod tests {
     }
 
     #[test]
-    fn client_tls_is_refused_not_ignored() {
-        // Serving plaintext to a user who asked for TLS would be a silent downgrade.
-        assert!(parse(&["--cert-file", "a.crt"]).is_err());
-        assert!(parse(&["--auto-tls"]).is_err());
-        let c = parse(&["--peer-auto-tls", "--peer-cert-file", "p.crt"]).unwrap();
-        assert_eq!(c.ignored.len(), 1);
+    fn tls_flags_follow_etcd() {
+        let c = parse(&[
+            "--cert-file",
+            "a.crt",
+            "--key-file",
+            "a.key",
+            "--client-cert-auth",
+        ])
+        .unwrap();
+        assert_eq!(c.client_tls.cert_file, Some(PathBuf::from("a.crt")));
+        assert!(c.client_tls.client_cert_auth);
+        let c = parse(&["--peer-auto-tls", "--peer-trusted-ca-file", "ca.crt"]).unwrap();
+        assert!(c.peer_tls.auto_tls);
+        assert!(c.ignored.is_empty(), "{:?}", c.ignored);
+        // An https URL needs something to serve TLS with (etcd's message).
+        let err = parse(&["--listen-client-urls", "https://127.0.0.1:2379"]).unwrap_err();
+        assert!(
+            err.contains("TLS key/cert (--cert-file, --key-file) must be provided"),
+            "{err}"
+        );
+        assert!(parse(&[
+            "--listen-client-urls",
+            "https://127.0.0.1:2379",
+            "--auto-tls"
+        ])
+        .is_ok());
+        // Restrictions not built yet are refused, not ignored: ignoring them would weaken
+        // what the user asked for.
+        assert!(parse(&["--cipher-suites", "TLS_AES_128_GCM_SHA256"]).is_err());
+        assert!(parse(&["--peer-cert-allowed-cn", "peer"]).is_err());
+        assert!(parse(&["--listen-peer-urls", "unixs://a:1"]).is_err());
+    }
+
+    #[test]
+    fn config_file_transport_security() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            "listen-client-urls: https://127.0.0.1:2379\nclient-transport-security:\n  cert-file: s.crt\n  key-file: s.key\n  trusted-ca-file: ca.crt\npeer-transport-security:\n  auto-tls: true\n",
+        )
+        .unwrap();
+        let c = parse(&["--config-file", path.to_str().unwrap()]).unwrap();
+        assert_eq!(c.client_tls.trusted_ca_file, Some(PathBuf::from("ca.crt")));
+        assert!(c.peer_tls.auto_tls);
     }
 
     #[test]

@@ -116,13 +116,19 @@ impl Tls {
 
         let server = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()?;
-        let server = if settings.client_cert_auth {
+        // As etcd: a trusted CA file alone also makes client certificates required.
+        let server = if settings.client_cert_auth || trusted.is_some() {
             let roots = trusted.clone().context(
                 "client certificate authentication needs a trusted CA file to check certificates against",
             )?;
             let mut verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
             if let Some(crl_file) = &settings.crl_file {
-                verifier = verifier.with_crls(read_crls(crl_file)?);
+                // etcd checks only the client's own certificate against the list, and a
+                // certificate the list does not cover is good.
+                verifier = verifier
+                    .with_crls(read_crls(crl_file)?)
+                    .only_check_end_entity_revocation()
+                    .allow_unknown_revocation_status();
             }
             server.with_client_cert_verifier(verifier.build()?)
         } else {

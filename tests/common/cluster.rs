@@ -60,6 +60,8 @@ struct Member {
     id: Option<u64>,
     /// In a proxied cluster, the proxy in front of its peer port, whose port it advertises.
     proxy: Option<Proxy>,
+    /// `http`, or `https` for peer TLS.
+    peer_scheme: &'static str,
 }
 
 impl Member {
@@ -70,12 +72,12 @@ impl Member {
     /// The peer URL it advertises (its proxy's, in a proxied cluster).
     fn peer_url(&self) -> String {
         let port = self.proxy.as_ref().map_or(self.peer_port, Proxy::port);
-        format!("http://127.0.0.1:{port}")
+        format!("{}://127.0.0.1:{port}", self.peer_scheme)
     }
 
     /// The peer URL it listens on.
     fn listen_peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
+        format!("{}://127.0.0.1:{}", self.peer_scheme, self.peer_port)
     }
 
     fn push_log(&self, line: String) -> usize {
@@ -117,13 +119,20 @@ pub struct TestCluster {
     members: Vec<Member>,
     /// Whether members get a proxy in front of their peer port (`start_proxied`).
     proxied: bool,
+    /// Scheme of every member's peer URLs: `http`, or `https` for peer TLS.
+    peer_scheme: &'static str,
 }
 
 impl TestCluster {
     /// Starts `n` fresh members named `m1`..`mN` that form one cluster, and waits until
     /// every one of them is ready. `extra_args` are passed to every member.
     pub fn start(n: usize, extra_args: &[&str]) -> TestCluster {
-        Self::start_inner(n, extra_args, false)
+        Self::start_inner(n, extra_args, false, "http")
+    }
+
+    /// Like `start`, with `https` peer URLs: `extra_args` must give peer TLS flags.
+    pub fn start_peer_tls(n: usize, extra_args: &[&str]) -> TestCluster {
+        Self::start_inner(n, extra_args, false, "https")
     }
 
     /// Like `start`, with a proxy (`tests/common/proxy.rs`) in front of each member's peer
@@ -131,10 +140,15 @@ impl TestCluster {
     /// `--initial-cluster` at) its proxy's, so all peer traffic to it passes the proxy and
     /// `partition` can cut it.
     pub fn start_proxied(n: usize, extra_args: &[&str]) -> TestCluster {
-        Self::start_inner(n, extra_args, true)
+        Self::start_inner(n, extra_args, true, "http")
     }
 
-    fn start_inner(n: usize, extra_args: &[&str], proxied: bool) -> TestCluster {
+    fn start_inner(
+        n: usize,
+        extra_args: &[&str],
+        proxied: bool,
+        peer_scheme: &'static str,
+    ) -> TestCluster {
         assert!(n >= 1, "a cluster has at least one member");
         let dir = tempfile::Builder::new()
             .prefix("kvcluster-")
@@ -152,6 +166,7 @@ impl TestCluster {
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             members: Vec::new(),
             proxied,
+            peer_scheme,
         };
         for i in 0..n {
             cluster.prepare_member(&format!("m{}", i + 1));
@@ -444,6 +459,7 @@ impl TestCluster {
             log: Arc::new((Mutex::new(LogState::default()), Condvar::new())),
             id: None,
             proxy: self.proxied.then(|| Proxy::start(peer_port)),
+            peer_scheme: self.peer_scheme,
         });
         let i = self.members.len() - 1;
         let all: Vec<usize> = (0..self.members.len()).collect();

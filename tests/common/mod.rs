@@ -157,6 +157,8 @@ pub struct TestServer {
     dir: tempfile::TempDir,
     client_port: u16,
     peer_port: u16,
+    /// `http`, or `https` for client TLS.
+    client_scheme: &'static str,
     extra_args: Vec<String>,
     child: Option<Child>,
     readers: Vec<std::thread::JoinHandle<()>>,
@@ -171,6 +173,20 @@ impl TestServer {
 
     /// Like `start`, with an explicit `--name`.
     pub fn start_named(name: &str, extra_args: &[&str]) -> TestServer {
+        Self::start_with_scheme(name, "http", extra_args)
+    }
+
+    /// Like `start`, with an `https` client URL: `extra_args` must give client TLS flags.
+    /// `client()` does not speak TLS; connect with `endpoint()` and TLS options instead.
+    pub fn start_client_tls(extra_args: &[&str]) -> TestServer {
+        Self::start_with_scheme("cairn-test", "https", extra_args)
+    }
+
+    fn start_with_scheme(
+        name: &str,
+        client_scheme: &'static str,
+        extra_args: &[&str],
+    ) -> TestServer {
         let (client_port, peer_port) = next_port_pair();
         let mut server = TestServer {
             name: name.to_string(),
@@ -180,6 +196,7 @@ impl TestServer {
                 .expect("create tempdir"),
             client_port,
             peer_port,
+            client_scheme,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             child: None,
             readers: Vec::new(),
@@ -194,7 +211,7 @@ impl TestServer {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        format!("{}://127.0.0.1:{}", self.client_scheme, self.client_port)
     }
 
     pub fn peer_url(&self) -> String {
