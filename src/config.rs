@@ -41,7 +41,9 @@ mod default {
 #[command(
     name = "cairn",
     about = "Cairn: an etcd-v3-compatible, Raft-replicated key-value store",
-    disable_version_flag = true
+    disable_version_flag = true,
+    // As Go's flag package: a flag given twice takes its last value.
+    args_override_self = true
 )]
 pub struct Flags {
     /// Print the version and exit.
@@ -726,6 +728,21 @@ mod tests {
         let c = parse(&["--config-file", path.to_str().unwrap()]).unwrap();
         assert_eq!(c.client_tls.trusted_ca_file, Some(PathBuf::from("ca.crt")));
         assert!(c.peer_tls.auto_tls);
+    }
+
+    #[test]
+    fn repeated_flag_takes_last_value() {
+        let c = parse(&[
+            "--client-cert-auth",
+            "--client-cert-auth",
+            "--name",
+            "a",
+            "--name",
+            "b",
+        ])
+        .unwrap();
+        assert!(c.client_tls.client_cert_auth);
+        assert_eq!(c.name, "b");
     }
 
     #[test]
