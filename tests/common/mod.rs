@@ -182,13 +182,45 @@ impl TestServer {
         Self::start_with_scheme("cairn-test", "https", extra_args)
     }
 
+    /// Like `start_client_tls`, for a server that must refuse to start: waits until it
+    /// exits and returns its exit status and output. Panics if it becomes ready instead.
+    pub fn start_client_tls_expecting_exit(
+        extra_args: &[&str],
+    ) -> (std::process::ExitStatus, String) {
+        let mut server = Self::prepare("cairn-test", "https", extra_args);
+        let start_index = server.log_start();
+        let (child, readers) = spawn_server(&server.args(), server.dir.path(), &server.log);
+        server.readers = readers;
+        let child = server.child.insert(child);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        match wait_ready_line(&server.log, start_index, child, deadline) {
+            Ok(()) => panic!("server became ready, but it was expected to exit"),
+            Err(NotReady::TimedOut) => {
+                panic!("server neither exited nor became ready within {READY_TIMEOUT:?}")
+            }
+            Err(NotReady::Exited(status)) => {
+                server.child = None;
+                // The output is complete once its pipes have closed.
+                server.join_readers();
+                (status, server.logs())
+            }
+        }
+    }
+
     fn start_with_scheme(
         name: &str,
         client_scheme: &'static str,
         extra_args: &[&str],
     ) -> TestServer {
+        let mut server = Self::prepare(name, client_scheme, extra_args);
+        server.spawn_and_wait();
+        server
+    }
+
+    /// Ports and a data dir for a server, not started yet.
+    fn prepare(name: &str, client_scheme: &'static str, extra_args: &[&str]) -> TestServer {
         let (client_port, peer_port) = next_port_pair();
-        let mut server = TestServer {
+        TestServer {
             name: name.to_string(),
             dir: tempfile::Builder::new()
                 .prefix("kvtest-")
@@ -201,9 +233,7 @@ impl TestServer {
             child: None,
             readers: Vec::new(),
             log: Arc::new((Mutex::new(LogState::default()), Condvar::new())),
-        };
-        server.spawn_and_wait();
-        server
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -270,18 +300,21 @@ impl TestServer {
         args
     }
 
+    /// Logs the command line of the run about to start; returns where its output begins.
+    fn log_start(&self) -> usize {
+        let (lock, _) = &*self.log;
+        let mut st = lock.lock().unwrap();
+        st.lines.push(format!(
+            "[harness] starting {:?} {:?}",
+            server_bin(),
+            self.args()
+        ));
+        st.lines.len()
+    }
+
     fn spawn_and_wait(&mut self) {
         assert!(self.child.is_none(), "server already running");
-        let start_index = {
-            let (lock, _) = &*self.log;
-            let mut st = lock.lock().unwrap();
-            st.lines.push(format!(
-                "[harness] starting {:?} {:?}",
-                server_bin(),
-                self.args()
-            ));
-            st.lines.len()
-        };
+        let start_index = self.log_start();
         let (child, readers) = spawn_server(&self.args(), self.dir.path(), &self.log);
         self.readers = readers;
         self.child = Some(child);
