@@ -238,3 +238,7 @@ fn go_arch() -> &'static str {
         other => other,
     }
 }
+
+/// jemalloc rather than glibc's malloc: see Cargo.toml.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

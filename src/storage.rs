@@ -30,6 +30,9 @@ const COLUMN_FAMILIES: [&str; 5] = [CF_RAFT_LOG, CF_RAFT_STATE, CF_KV, CF_META, 
 const BLOCK_CACHE_BYTES: usize = 32 << 20;
 /// Memtable size per column family; bounds resident memory under write load.
 const WRITE_BUFFER_BYTES: usize = 16 << 20;
+/// The Raft log's memtable: entries are read back only by slow followers and purged after
+/// each snapshot, so a small memtable costs little and saves resident memory.
+const RAFT_LOG_WRITE_BUFFER_BYTES: usize = 4 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -67,9 +70,13 @@ impl Storage {
         // Many small synced writes: let RocksDB group concurrent writers into one WAL write.
         db_opts.set_enable_pipelined_write(true);
 
-        let cfs = COLUMN_FAMILIES
-            .iter()
-            .map(|name| ColumnFamilyDescriptor::new(*name, cf_opts.clone()));
+        let cfs = COLUMN_FAMILIES.iter().map(|name| {
+            let mut opts = cf_opts.clone();
+            if *name == CF_RAFT_LOG {
+                opts.set_write_buffer_size(RAFT_LOG_WRITE_BUFFER_BYTES);
+            }
+            ColumnFamilyDescriptor::new(*name, opts)
+        });
         let db = DB::open_cf_descriptors(&db_opts, path, cfs)?;
         Ok(Storage { db })
     }
