@@ -102,15 +102,7 @@ impl Tls {
         let key = PrivateKeyDer::from_pem_file(&key_file)
             .with_context(|| format!("cannot read a private key from {}", key_file.display()))?;
         let trusted = match &settings.trusted_ca_file {
-            Some(path) => {
-                let mut roots = RootCertStore::empty();
-                for cert in read_certs(path)? {
-                    roots
-                        .add(cert)
-                        .with_context(|| format!("bad CA certificate in {}", path.display()))?;
-                }
-                Some(Arc::new(roots))
-            }
+            Some(path) => Some(read_roots(path)?),
             None => None,
         };
 
@@ -340,6 +332,16 @@ impl tower_service::Service<http::Uri> for TlsConnector {
     }
 }
 
+fn read_roots(path: &Path) -> anyhow::Result<Arc<RootCertStore>> {
+    let mut roots = RootCertStore::empty();
+    for cert in read_certs(path)? {
+        roots
+            .add(cert)
+            .with_context(|| format!("bad CA certificate in {}", path.display()))?;
+    }
+    Ok(Arc::new(roots))
+}
+
 fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
@@ -460,11 +462,11 @@ impl ServerCertVerifier for AnyServerCertificate {
     }
 }
 
-/// A lazily connecting channel to `url`: over TLS when the URL is `https`, which needs
-/// `tls`; as it is otherwise (`http`, `unix`).
+/// A lazily connecting channel to `url`: over TLS through `tls` when the URL is `https`;
+/// as it is otherwise (`http`, `unix`).
 pub fn channel(
     url: &str,
-    tls: Option<&Tls>,
+    tls: Option<TlsConnector>,
     connect_timeout: Duration,
 ) -> Result<tonic::transport::Channel, String> {
     let endpoint = |url: String| {
@@ -474,16 +476,41 @@ pub fn channel(
     };
     match url.strip_prefix("https://") {
         Some(authority) => {
-            let tls = tls.ok_or_else(|| {
-                format!("{url} is https, but this member has no TLS configured to reach it")
-            })?;
+            let tls =
+                tls.ok_or_else(|| format!("{url} is https, but no TLS is configured to reach it"))?;
             // tonic is handed an http URL: TLS is this connector's, and tonic, when built
             // with its own TLS, refuses an https URL that its TLS is not configured for.
-            Ok(endpoint(format!("http://{authority}"))?
-                .connect_with_connector_lazy(tls.connector()))
+            Ok(endpoint(format!("http://{authority}"))?.connect_with_connector_lazy(tls))
         }
         None => Ok(endpoint(url.to_string())?.connect_lazy()),
     }
+}
+
+/// A connector for a client that is not a member (such as cairn-bench): checks servers
+/// against the CA certificates in `ca_file` and, when given, presents `identity`
+/// (certificate and key files).
+pub fn client_connector(
+    ca_file: &Path,
+    identity: Option<(&Path, &Path)>,
+) -> anyhow::Result<TlsConnector> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(read_roots(ca_file)?);
+    let mut config = match identity {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                read_certs(cert)?,
+                PrivateKeyDer::from_pem_file(key)
+                    .with_context(|| format!("cannot read a private key from {}", key.display()))?,
+            )
+            .context("the certificate does not match its key")?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Ok(TlsConnector {
+        connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+    })
 }
 
 /// Loads one port's TLS when its flags configure any: certificates valid for the hosts of

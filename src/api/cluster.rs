@@ -98,7 +98,10 @@ impl ClusterService {
                     .ok_or_else(|| Status::from(EtcdError::NotLeader))?;
                 let channel = crate::tls::channel(
                     &url,
-                    self.node.client_tls.as_ref(),
+                    self.node
+                        .client_tls
+                        .as_ref()
+                        .map(crate::tls::Tls::connector),
                     self.node.request_timeout(),
                 )
                 .map_err(|_| Status::from(EtcdError::NotLeader))?;

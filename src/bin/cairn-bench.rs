@@ -87,6 +87,25 @@ struct Cli {
     /// Per-request timeout in seconds; a timed-out request counts as an error.
     #[arg(long, global = true, default_value_t = 10)]
     timeout: u64,
+    /// CA certificate file for https endpoints (etcd's benchmark flag name).
+    #[arg(long, global = true)]
+    cacert: Option<std::path::PathBuf>,
+    /// Client certificate file, for servers that require one.
+    #[arg(
+        long = "cert",
+        id = "client_cert",
+        global = true,
+        requires = "client_key"
+    )]
+    client_cert: Option<std::path::PathBuf>,
+    /// Client key file. (Its own id: subcommands have a `key` argument.)
+    #[arg(
+        long = "key",
+        id = "client_key",
+        global = true,
+        requires = "client_cert"
+    )]
+    client_key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -234,7 +253,14 @@ async fn run(cli: Cli) -> Result<()> {
     }
     check_cmd(&cli.cmd)?;
     let timeout = Duration::from_secs(cli.timeout);
-    let chans = connect(&cli.endpoints, cli.conns, timeout).await?;
+    let tls = match &cli.cacert {
+        Some(ca) => Some(cairn::tls::client_connector(
+            ca,
+            cli.client_cert.as_deref().zip(cli.client_key.as_deref()),
+        )?),
+        None => None,
+    };
+    let chans = connect(&cli.endpoints, cli.conns, timeout, tls).await?;
     let version = server_version(&chans[0], timeout).await;
     let rss_before = cli.pid.map(rss_kb).transpose()?;
     let g = Global {
@@ -760,7 +786,12 @@ fn kv(ch: Channel) -> KvClient<Channel> {
     KvClient::new(ch).max_decoding_message_size(MAX_DECODE_BYTES)
 }
 
-async fn connect(endpoints: &[String], conns: usize, to: Duration) -> Result<Vec<Channel>> {
+async fn connect(
+    endpoints: &[String],
+    conns: usize,
+    to: Duration,
+    tls: Option<cairn::tls::TlsConnector>,
+) -> Result<Vec<Channel>> {
     let mut chans = Vec::with_capacity(conns);
     for i in 0..conns {
         let ep = endpoints[i % endpoints.len()].trim();
@@ -769,13 +800,23 @@ async fn connect(endpoints: &[String], conns: usize, to: Duration) -> Result<Vec
         } else {
             format!("http://{ep}")
         };
-        let ch = Endpoint::from_shared(uri.clone())
-            .with_context(|| format!("bad endpoint {ep:?}"))?
-            .connect_timeout(to)
-            .tcp_nodelay(true)
-            .connect()
-            .await
-            .with_context(|| format!("connecting to {uri}"))?;
+        // As cairn::tls::channel, but connected now, so an unreachable server fails here
+        // rather than in every request.
+        let endpoint = |uri: String| {
+            Endpoint::from_shared(uri)
+                .with_context(|| format!("bad endpoint {ep:?}"))
+                .map(|e| e.connect_timeout(to).tcp_nodelay(true))
+        };
+        let ch = match (uri.strip_prefix("https://"), &tls) {
+            (Some(authority), Some(tls)) => {
+                endpoint(format!("http://{authority}"))?
+                    .connect_with_connector(tls.clone())
+                    .await
+            }
+            (Some(_), None) => bail!("{uri}: an https endpoint needs --cacert"),
+            (None, _) => endpoint(uri.clone())?.connect().await,
+        }
+        .with_context(|| format!("connecting to {uri}"))?;
         chans.push(ch);
     }
     Ok(chans)

@@ -47,7 +47,11 @@ impl Peers {
 
     /// A client for a peer URL, not shared (for one-off requests before Raft runs).
     pub fn client_for_url(&self, url: &str) -> Result<PeerClient<Channel>, String> {
-        let channel = crate::tls::channel(url, self.tls.as_ref(), CONNECT_TIMEOUT)?;
+        let channel = crate::tls::channel(
+            url,
+            self.tls.as_ref().map(crate::tls::Tls::connector),
+            CONNECT_TIMEOUT,
+        )?;
         Ok(PeerClient::new(channel)
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX))
