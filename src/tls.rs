@@ -168,11 +168,8 @@ impl Tls {
             loop {
                 // A slot is taken before accepting, so a flood of slow handshakes waits in
                 // the kernel's backlog instead of in memory.
-                let slot = tokio::select! {
-                    slot = ready.clone().reserve_owned() => match slot {
-                        Ok(slot) => slot,
-                        Err(_) => return,
-                    },
+                let Ok(slot) = ready.clone().reserve_owned().await else {
+                    return;
                 };
                 let stream = tokio::select! {
                     next = connections.next() => match next {
@@ -192,8 +189,12 @@ impl Tls {
                         Ok(Ok(tls)) => {
                             slot.send(Ok(Accepted::Tls(Box::new(tls))));
                         }
-                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                        // As etcd, which logs each rejected connection: a client or peer
+                        // with the wrong certificate is a configuration error to see.
+                        Ok(Err(e)) => tracing::warn!(error = %e, "rejected a TLS connection"),
+                        Err(_) => tracing::warn!(
+                            "rejected a TLS connection: no handshake within {HANDSHAKE_TIMEOUT:?}"
+                        ),
                     }
                 });
             }
