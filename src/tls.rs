@@ -32,7 +32,9 @@ use tonic::transport::server::Connected;
 /// after this.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshakes in progress per listener; further connections wait in the kernel's backlog.
-const MAX_PENDING_HANDSHAKES: usize = 256;
+/// Each runs on its own, so stalled ones delay others only once this many are stalled
+/// (at a few KiB each, 1,024 bound the memory a flood can hold to a few MiB).
+const MAX_PENDING_HANDSHAKES: usize = 1024;
 /// gRPC is HTTP/2 only; a client offering other protocols by ALPN only is refused in the
 /// handshake rather than after it.
 const ALPN_H2: &[u8] = b"h2";

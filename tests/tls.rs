@@ -300,6 +300,38 @@ async fn https_client_url_serves_tls_only() {
 }
 
 #[tokio::test]
+async fn stalled_handshakes_do_not_shut_out_other_clients() {
+    // Fault: connections that open TCP and never send a TLS ClientHello (a stuck client, or
+    // a flood). Each handshake must wait on its own, so a real client is served at once.
+    const STALLED_CONNECTIONS: usize = 300;
+    let pki = Pki::generate();
+    let server = TestServer::start_client_tls(&str_args(&pki.server_cert_args("")));
+    let endpoint = server.endpoint();
+    let addr = endpoint.trim_start_matches("https://").to_string();
+    let mut stalled = Vec::with_capacity(STALLED_CONNECTIONS);
+    for _ in 0..STALLED_CONNECTIONS {
+        stalled.push(
+            tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("open a stalled connection"),
+        );
+    }
+    let got = put_get(&endpoint, Some(pki.client_tls(None)), "tls/stalled", "v").await;
+    assert_eq!(got, Ok("v".to_string()));
+    // Served while every stalled connection is still waiting: not after the server gave
+    // up on some of them and so made room (a closed one reads end-of-file).
+    let mut buf = [0u8; 1];
+    let closed = stalled
+        .iter()
+        .filter(|s| matches!(s.try_read(&mut buf), Ok(0)))
+        .count();
+    assert_eq!(
+        closed, 0,
+        "the client was served only after stalled handshakes were dropped"
+    );
+}
+
+#[tokio::test]
 async fn client_cert_auth_admits_only_certificates_from_the_trusted_ca() {
     let pki = Pki::generate();
     let mut args = pki.server_cert_args("");
