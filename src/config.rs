@@ -10,7 +10,7 @@ use clap::Parser;
 use serde::Deserialize;
 use url::Url;
 
-use crate::tls::TlsSettings;
+use crate::tls::{AllowedPeer, TlsSettings};
 
 /// The etcd release whose API Cairn serves; reported by `Status` and `--version`.
 pub const ETCD_API_VERSION: &str = "3.4.0";
@@ -176,10 +176,10 @@ pub struct Flags {
     /// Validity of auto TLS certificates, in years.
     #[arg(long, env = "ETCD_SELF_SIGNED_CERT_VALIDITY")]
     pub self_signed_cert_validity: Option<u32>,
-    /// Allowed common name of peer certificates (not yet: refused).
+    /// Common name a peer's certificate must have.
     #[arg(long, env = "ETCD_PEER_CERT_ALLOWED_CN")]
     pub peer_cert_allowed_cn: Option<String>,
-    /// Allowed host name of peer certificates (not yet: refused).
+    /// Host name a peer's certificate must be valid for.
     #[arg(long, env = "ETCD_PEER_CERT_ALLOWED_HOSTNAME")]
     pub peer_cert_allowed_hostname: Option<String>,
     /// TLS cipher suites (not yet: refused).
@@ -445,19 +445,20 @@ impl Config {
                     .to_string(),
             );
         }
-        for (given, flag) in [
-            (f.peer_cert_allowed_cn.is_some(), "--peer-cert-allowed-cn"),
-            (
-                f.peer_cert_allowed_hostname.is_some(),
-                "--peer-cert-allowed-hostname",
-            ),
-            (f.cipher_suites.is_some(), "--cipher-suites"),
-        ] {
-            // Ignoring a restriction the user asked for would weaken their security.
-            if given {
-                return Err(format!("{flag} is not supported yet"));
-            }
+        // Ignoring a restriction the user asked for would weaken their security.
+        if f.cipher_suites.is_some() {
+            return Err("--cipher-suites is not supported yet".to_string());
         }
+        let allowed_peer = match (f.peer_cert_allowed_cn, f.peer_cert_allowed_hostname) {
+            (Some(cn), Some(hostname)) => {
+                return Err(format!(
+                    "AllowedCN and AllowedHostname are mutually exclusive (cn={cn:?}, hostname={hostname:?})"
+                ))
+            }
+            (Some(cn), None) => Some(AllowedPeer::CommonName(cn)),
+            (None, Some(hostname)) => Some(AllowedPeer::Hostname(hostname)),
+            (None, None) => None,
+        };
         let validity_years = f.self_signed_cert_validity.unwrap_or(1);
         let client_tls = TlsSettings {
             cert_file: f.cert_file,
@@ -467,6 +468,7 @@ impl Config {
             auto_tls: f.auto_tls == Some(true),
             crl_file: f.client_crl_file,
             self_signed_cert_validity_years: validity_years,
+            allowed: None,
         };
         let peer_tls = TlsSettings {
             cert_file: f.peer_cert_file,
@@ -476,6 +478,7 @@ impl Config {
             auto_tls: f.peer_auto_tls == Some(true),
             crl_file: f.peer_crl_file,
             self_signed_cert_validity_years: validity_years,
+            allowed: allowed_peer,
         };
         for url in &listen_client_urls {
             if url.scheme() == "https" && !client_tls.is_configured() {
@@ -712,7 +715,19 @@ mod tests {
         // Restrictions not built yet are refused, not ignored: ignoring them would weaken
         // what the user asked for.
         assert!(parse(&["--cipher-suites", "TLS_AES_128_GCM_SHA256"]).is_err());
-        assert!(parse(&["--peer-cert-allowed-cn", "peer"]).is_err());
+        let c = parse(&["--peer-cert-allowed-cn", "peer"]).unwrap();
+        assert_eq!(
+            c.peer_tls.allowed,
+            Some(AllowedPeer::CommonName("peer".into()))
+        );
+        let err = parse(&[
+            "--peer-cert-allowed-cn",
+            "a",
+            "--peer-cert-allowed-hostname",
+            "b",
+        ])
+        .unwrap_err();
+        assert!(err.contains("mutually exclusive"), "{err}");
         assert!(parse(&["--listen-peer-urls", "unixs://a:1"]).is_err());
     }
 

@@ -17,13 +17,18 @@ use anyhow::Context as _;
 use futures::stream::{BoxStream, Stream, StreamExt};
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{
     CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
 };
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::{
+    ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tonic::transport::server::Connected;
@@ -53,6 +58,35 @@ pub struct TlsSettings {
     pub crl_file: Option<PathBuf>,
     /// Validity of an auto-generated certificate, in years.
     pub self_signed_cert_validity_years: u32,
+    /// What the other side's certificate must also show (peers only).
+    pub allowed: Option<AllowedPeer>,
+}
+
+/// `--peer-cert-allowed-cn` / `--peer-cert-allowed-hostname`: beyond a trusted signature,
+/// a peer's certificate must carry this common name, or be valid for this host name. As
+/// etcd, this holds both ways: for peers connecting in and for peers this member dials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedPeer {
+    CommonName(String),
+    Hostname(String),
+}
+
+impl AllowedPeer {
+    fn check(&self, cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        let admitted = match self {
+            AllowedPeer::CommonName(cn) => common_name(cert).as_deref() == Some(cn.as_str()),
+            AllowedPeer::Hostname(host) => ServerName::try_from(host.as_str())
+                .ok()
+                .zip(webpki::EndEntityCert::try_from(cert).ok())
+                .is_some_and(|(name, ee)| ee.verify_is_valid_for_subject_name(&name).is_ok()),
+        };
+        // Sent as a bad_certificate alert, which etcd's peers report as such.
+        admitted
+            .then_some(())
+            .ok_or(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName,
+            ))
+    }
 }
 
 impl TlsSettings {
@@ -124,7 +158,14 @@ impl Tls {
                     .only_check_end_entity_revocation()
                     .allow_unknown_revocation_status();
             }
-            server.with_client_cert_verifier(verifier.build()?)
+            let verifier = verifier.build()?;
+            server.with_client_cert_verifier(match &settings.allowed {
+                Some(allowed) => Arc::new(AllowedClient {
+                    inner: verifier,
+                    allowed: allowed.clone(),
+                }),
+                None => verifier,
+            })
         } else {
             server.with_no_client_auth()
         };
@@ -139,12 +180,23 @@ impl Tls {
         // own membership, agreed through Raft, not from the network.
         let client = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()?;
-        let client = match (&trusted, self_signed) {
-            (Some(roots), false) => client.with_root_certificates(roots.clone()),
-            _ => client
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyServerCertificate(provider))),
+        let verifier: Arc<dyn ServerCertVerifier> = match (&trusted, self_signed) {
+            (Some(roots), false) => {
+                WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
+                    .build()?
+            }
+            _ => Arc::new(AnyServerCertificate(provider)),
         };
+        let verifier = match &settings.allowed {
+            Some(allowed) => Arc::new(AllowedServer {
+                inner: verifier,
+                allowed: allowed.clone(),
+            }),
+            None => verifier,
+        };
+        let client = client
+            .dangerous()
+            .with_custom_certificate_verifier(verifier);
         let mut client = client
             .with_client_auth_cert(chain, key)
             .context("the certificate does not match its key")?;
@@ -193,7 +245,12 @@ impl Tls {
                         }
                         // As etcd, which logs each rejected connection: a client or peer
                         // with the wrong certificate is a configuration error to see.
-                        Ok(Err(e)) => tracing::warn!(error = %e, "rejected a TLS connection"),
+                        Ok(Err(e)) => {
+                            tracing::warn!(
+                                "rejected a TLS connection: {}",
+                                refusal(&e, Side::Server)
+                            )
+                        }
                         Err(_) => tracing::warn!(
                             "rejected a TLS connection: no handshake within {HANDSHAKE_TIMEOUT:?}"
                         ),
@@ -329,10 +386,55 @@ impl tower_service::Service<http::Uri> for TlsConnector {
             let name = ServerName::try_from(host.clone()).map_err(|_| invalid("bad host name"))?;
             let tcp = TcpStream::connect((host.as_str(), port)).await?;
             tcp.set_nodelay(true)?;
-            let tls = connector.connect(name, tcp).await?;
+            let tls = connector.connect(name, tcp).await.inspect_err(|e| {
+                tracing::warn!(
+                    "TLS handshake with {host}:{port} failed: {}",
+                    refusal(e, Side::Client)
+                );
+            })?;
             Ok(TokioIo::new(tls))
         })
     }
+}
+
+/// Which end of a handshake this member was.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Server,
+    Client,
+}
+
+/// How a failed handshake reads in the log, worded as etcd's logs word it: a refusal by
+/// the other side as Go's TLS stack ("remote error: tls: bad certificate"), and a peer
+/// certificate this member's server turned down for `--peer-cert-allowed-*` as etcd's
+/// listener ("client certificate authentication failed").
+fn refusal(e: &io::Error, side: Side) -> String {
+    use rustls::AlertDescription as A;
+    let alert = match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::AlertReceived(alert)) => alert,
+        // A server checks no names on client certificates: only `AllowedPeer` does.
+        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))
+            if side == Side::Server =>
+        {
+            return "client certificate authentication failed".to_string();
+        }
+        _ => return e.to_string(),
+    };
+    let text = match alert {
+        A::BadCertificate => "bad certificate".to_string(),
+        A::UnknownCA => "unknown certificate authority".to_string(),
+        A::CertificateRevoked => "revoked certificate".to_string(),
+        A::CertificateExpired => "expired certificate".to_string(),
+        A::CertificateUnknown => "unknown certificate".to_string(),
+        A::CertificateRequired => "certificate required".to_string(),
+        A::HandshakeFailure => "handshake failure".to_string(),
+        A::AccessDenied => "access denied".to_string(),
+        other => format!("{other:?}"),
+    };
+    format!("remote error: tls: {text}")
 }
 
 fn read_roots(path: &Path) -> anyhow::Result<Arc<RootCertStore>> {
@@ -563,4 +665,224 @@ pub fn incoming(
         });
     }
     Ok(futures::stream::select_all(streams).boxed())
+}
+
+/// A client-certificate verifier that also applies `--peer-cert-allowed-*`.
+#[derive(Debug)]
+struct AllowedClient {
+    inner: Arc<dyn ClientCertVerifier>,
+    allowed: AllowedPeer,
+}
+
+impl ClientCertVerifier for AllowedClient {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        self.allowed.check(end_entity)?;
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// A server-certificate verifier that also applies `--peer-cert-allowed-*`.
+#[derive(Debug)]
+struct AllowedServer {
+    inner: Arc<dyn ServerCertVerifier>,
+    allowed: AllowedPeer,
+}
+
+impl ServerCertVerifier for AllowedServer {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verified = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        self.allowed.check(end_entity)?;
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The subject common name of a certificate (DER), when it has one as a string.
+///
+/// A few lines of DER walking rather than an X.509 crate: the one that would do it changes
+/// the features of a crate RocksDB's build script uses, and so rebuilds RocksDB. Only
+/// certificates that webpki has already verified, so well-formed, reach here.
+fn common_name(cert: &[u8]) -> Option<String> {
+    const SEQUENCE: u8 = 0x30;
+    const SET: u8 = 0x31;
+    const OID: u8 = 0x06;
+    const VERSION: u8 = 0xa0;
+    const COMMON_NAME_OID: [u8; 3] = [0x55, 0x04, 0x03]; // 2.5.4.3
+    let (certificate, _) = der_expect(cert, SEQUENCE)?;
+    let (tbs, _) = der_expect(certificate, SEQUENCE)?;
+    let mut rest = tbs;
+    if rest.first() == Some(&VERSION) {
+        rest = der_next(rest)?.2;
+    }
+    // Serial number, signature algorithm, issuer, validity; then the subject.
+    for _ in 0..4 {
+        rest = der_next(rest)?.2;
+    }
+    let (mut names, _) = der_expect(rest, SEQUENCE)?;
+    while !names.is_empty() {
+        let (mut attributes, next) = der_expect(names, SET)?;
+        while !attributes.is_empty() {
+            let (attribute, after) = der_expect(attributes, SEQUENCE)?;
+            let (oid, value) = der_expect(attribute, OID)?;
+            if oid == COMMON_NAME_OID {
+                // UTF8String, PrintableString or IA5String: bytes that are text.
+                return String::from_utf8(der_next(value)?.1.to_vec()).ok();
+            }
+            attributes = after;
+        }
+        names = next;
+    }
+    None
+}
+
+/// One DER element: its tag, its content, and what follows it.
+fn der_next(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let tag = *input.first()?;
+    let first = usize::from(*input.get(1)?);
+    let (len, header) = if first < 0x80 {
+        (first, 2)
+    } else {
+        let bytes = first & 0x7f;
+        if bytes == 0 || bytes > 4 {
+            return None;
+        }
+        let mut len = 0usize;
+        for i in 0..bytes {
+            len = (len << 8) | usize::from(*input.get(2 + i)?);
+        }
+        (len, 2 + bytes)
+    };
+    let end = header.checked_add(len)?;
+    Some((tag, input.get(header..end)?, input.get(end..)?))
+}
+
+fn der_expect(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (found, content, rest) = der_next(input)?;
+    (found == tag).then_some((content, rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn certificate(common_name: Option<&str>, names: &[&str]) -> CertificateDer<'static> {
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "etcd");
+        if let Some(cn) = common_name {
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, cn);
+        }
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    #[test]
+    fn common_name_is_read_from_the_subject() {
+        let cert = certificate(Some("example.com"), &["localhost"]);
+        assert_eq!(common_name(&cert).as_deref(), Some("example.com"));
+        assert_eq!(common_name(&certificate(None, &["localhost"])), None);
+        assert_eq!(common_name(&cert[..cert.len() / 2]), None);
+    }
+
+    #[test]
+    fn allowed_peer_checks_common_name_or_host_name() {
+        let cert = certificate(Some("example.com"), &["localhost", "127.0.0.1"]);
+        assert!(AllowedPeer::CommonName("example.com".into())
+            .check(&cert)
+            .is_ok());
+        assert!(AllowedPeer::CommonName("example2.com".into())
+            .check(&cert)
+            .is_err());
+        assert!(AllowedPeer::Hostname("localhost".into())
+            .check(&cert)
+            .is_ok());
+        assert!(AllowedPeer::Hostname("127.0.0.1".into())
+            .check(&cert)
+            .is_ok());
+        assert!(AllowedPeer::Hostname("example2.com".into())
+            .check(&cert)
+            .is_err());
+    }
 }
