@@ -18,7 +18,7 @@ use futures::stream::{BoxStream, Stream, StreamExt};
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::CryptoProvider;
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{
     CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
@@ -163,6 +163,7 @@ impl Tls {
                 Some(allowed) => Arc::new(AllowedClient {
                     inner: verifier,
                     allowed: allowed.clone(),
+                    algorithms: provider.signature_verification_algorithms,
                 }),
                 None => verifier,
             })
@@ -185,12 +186,15 @@ impl Tls {
                 WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
                     .build()?
             }
-            _ => Arc::new(AnyServerCertificate(provider)),
+            _ => Arc::new(AnyServerCertificate {
+                algorithms: provider.signature_verification_algorithms,
+            }),
         };
         let verifier = match &settings.allowed {
             Some(allowed) => Arc::new(AllowedServer {
                 inner: verifier,
                 allowed: allowed.clone(),
+                algorithms: provider.signature_verification_algorithms,
             }),
             None => verifier,
         };
@@ -424,15 +428,15 @@ fn refusal(e: &io::Error, side: Side) -> String {
         _ => return e.to_string(),
     };
     let text = match alert {
-        A::BadCertificate => "bad certificate".to_string(),
-        A::UnknownCA => "unknown certificate authority".to_string(),
-        A::CertificateRevoked => "revoked certificate".to_string(),
-        A::CertificateExpired => "expired certificate".to_string(),
-        A::CertificateUnknown => "unknown certificate".to_string(),
-        A::CertificateRequired => "certificate required".to_string(),
-        A::HandshakeFailure => "handshake failure".to_string(),
-        A::AccessDenied => "access denied".to_string(),
-        other => format!("{other:?}"),
+        A::BadCertificate => "bad certificate",
+        A::UnknownCA => "unknown certificate authority",
+        A::CertificateRevoked => "revoked certificate",
+        A::CertificateExpired => "expired certificate",
+        A::CertificateUnknown => "unknown certificate",
+        A::CertificateRequired => "certificate required",
+        A::HandshakeFailure => "handshake failure",
+        A::AccessDenied => "access denied",
+        other => return format!("remote error: tls: {other:?}"),
     };
     format!("remote error: tls: {text}")
 }
@@ -518,9 +522,40 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The handshake-signature half of a certificate verifier, the same for every verifier
+/// here: checked with the crypto provider's algorithms (`self.algorithms`), as rustls's own
+/// WebPKI verifiers check it.
+macro_rules! provider_signatures {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.algorithms.supported_schemes()
+        }
+    };
+}
+
 /// Accepts any server certificate, still checking that the server holds its key.
 #[derive(Debug)]
-struct AnyServerCertificate(Arc<CryptoProvider>);
+struct AnyServerCertificate {
+    algorithms: WebPkiSupportedAlgorithms,
+}
 
 impl ServerCertVerifier for AnyServerCertificate {
     fn verify_server_cert(
@@ -534,37 +569,7 @@ impl ServerCertVerifier for AnyServerCertificate {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+    provider_signatures!();
 }
 
 /// A lazily connecting channel to `url`: over TLS through `tls` when the URL is `https`;
@@ -672,6 +677,7 @@ pub fn incoming(
 struct AllowedClient {
     inner: Arc<dyn ClientCertVerifier>,
     allowed: AllowedPeer,
+    algorithms: WebPkiSupportedAlgorithms,
 }
 
 impl ClientCertVerifier for AllowedClient {
@@ -700,27 +706,7 @@ impl ClientCertVerifier for AllowedClient {
         Ok(verified)
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
+    provider_signatures!();
 }
 
 /// A server-certificate verifier that also applies `--peer-cert-allowed-*`.
@@ -728,6 +714,7 @@ impl ClientCertVerifier for AllowedClient {
 struct AllowedServer {
     inner: Arc<dyn ServerCertVerifier>,
     allowed: AllowedPeer,
+    algorithms: WebPkiSupportedAlgorithms,
 }
 
 impl ServerCertVerifier for AllowedServer {
@@ -750,27 +737,7 @@ impl ServerCertVerifier for AllowedServer {
         Ok(verified)
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
+    provider_signatures!();
 }
 
 /// The subject common name of a certificate (DER), when it has one as a string.
