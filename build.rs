@@ -17,7 +17,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     env::set_var("PROTOC", protoc);
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
 
+    // Services use Cairn's codec: prost's, with smaller per-RPC buffers (see `proto::Codec`).
     tonic_prost_build::configure()
+        .codec_path("crate::proto::Codec")
         .file_descriptor_set_path(out_dir.join("etcd_api_descriptor.bin"))
         .compile_protos(API_PROTOS, &["proto"])?;
 
@@ -35,6 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let peer_dir = out_dir.join("peer");
     std::fs::create_dir_all(&peer_dir)?;
     tonic_prost_build::configure()
+        .codec_path("crate::proto::Codec")
         .out_dir(&peer_dir)
         .compile_protos(&["proto/raft_peer.proto"], &["proto"])?;
 

@@ -17,6 +17,7 @@
 //! - [`node`]: a running member; batches writes into Raft proposals, serves read barriers.
 //! - [`peer`]: the peer API's server: Raft's messages, and requests followers forward.
 //! - [`tls`]: TLS on the client and peer ports: certificates, handshakes, auto TLS.
+//! - [`net`]: connection plumbing: replies coalesced into fewer writes.
 //! - [`raft`]: openraft's log store, state machine and networking on RocksDB.
 //! - [`apply`]: etcd's request semantics (Range, Put, DeleteRange, Txn, Compact).
 //! - [`auto_compaction`]: `--auto-compaction-*`, proposed through Raft like any compaction.
@@ -34,6 +35,7 @@ pub mod config;
 pub mod error;
 pub mod lease;
 pub mod mvcc;
+pub mod net;
 pub mod node;
 pub mod peer;
 pub mod proto;

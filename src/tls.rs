@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::net::CoalescedWrites;
 use anyhow::Context as _;
 use futures::stream::{BoxStream, Stream, StreamExt};
 use hyper_util::rt::TokioIo;
@@ -648,11 +649,12 @@ pub fn load_for_port(
 /// The connections accepted on `listeners`, each paired with whether its URL is `https`:
 /// those through a TLS handshake with `tls`, the others as they come. Every connection gets
 /// TCP_NODELAY: small replies (heartbeats, single-key reads) must not wait for Nagle's
-/// algorithm to meet the other side's delayed ACK (~40 ms).
+/// algorithm to meet the other side's delayed ACK (~40 ms); and its writes are coalesced
+/// (`net::CoalescedWrites`).
 pub fn incoming(
     listeners: Vec<(tokio::net::TcpListener, bool)>,
     tls: Option<&Tls>,
-) -> anyhow::Result<BoxStream<'static, io::Result<Accepted<TcpStream>>>> {
+) -> anyhow::Result<BoxStream<'static, io::Result<CoalescedWrites<Accepted<TcpStream>>>>> {
     let mut streams = Vec::with_capacity(listeners.len());
     for (listener, secure) in listeners {
         let connections =
@@ -669,7 +671,9 @@ pub fn incoming(
             (true, None) => anyhow::bail!("an https URL needs a certificate"),
         });
     }
-    Ok(futures::stream::select_all(streams).boxed())
+    Ok(futures::stream::select_all(streams)
+        .map(|accepted| accepted.map(CoalescedWrites::new))
+        .boxed())
 }
 
 /// A client-certificate verifier that also applies `--peer-cert-allowed-*`.
