@@ -299,6 +299,7 @@ async fn run(cli: Cli) -> Result<()> {
         (None, None) => None,
     };
     let rss_before = cli.pid.map(rss_kb).transpose()?;
+    let cpu_before = cli.pid.map(cpu_seconds).transpose()?;
     let g = Global {
         chans,
         unary,
@@ -331,6 +332,11 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::LeaseKeepalive => ("lease-keepalive", lease_keepalive(&g).await),
     };
     let rss_after = cli.pid.and_then(|p| rss_kb(p).ok());
+    let server_cpu_s = cli
+        .pid
+        .and_then(|p| cpu_seconds(p).ok())
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     let r = Report {
         name,
         cli: &summary,
@@ -338,6 +344,7 @@ async fn run(cli: Cli) -> Result<()> {
         out,
         rss_before,
         rss_after,
+        server_cpu_s,
     };
     if cli.json {
         println!("{}", r.json());
@@ -1054,6 +1061,25 @@ async fn server_version(ch: &Channel, to: Duration) -> Option<String> {
     Some(r.ok()?.ok()?.into_inner().version).filter(|v| !v.is_empty())
 }
 
+/// User plus system CPU time of process `pid` so far, from /proc/PID/stat.
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start at the state, field 3;
+    // utime and stime are fields 14 and 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<u64>().ok());
+    let (Some(user), Some(system)) = (ticks(14), ticks(15)) else {
+        bail!("no CPU times in /proc/{pid}/stat");
+    };
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Ok((user + system) as f64 / per_second)
+}
+
 fn rss_kb(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status"))?;
@@ -1202,6 +1228,8 @@ struct Report<'a> {
     out: Outcome,
     rss_before: Option<u64>,
     rss_after: Option<u64>,
+    /// CPU time (user + system) the server spent during the workload.
+    server_cpu_s: Option<f64>,
 }
 
 const QUANTILES: [(&str, f64); 4] = [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999)];
@@ -1214,6 +1242,14 @@ impl Report<'_> {
         } else {
             0.0
         }
+    }
+
+    /// The server's CPU time per successful request: its cost, whatever the load generator's.
+    fn server_cpu_us_per_request(&self) -> Option<f64> {
+        let ok = self.out.stats.ok;
+        self.server_cpu_s
+            .filter(|_| ok > 0)
+            .map(|s| s * 1e6 / ok as f64)
     }
 
     fn mean_ms(&self) -> Option<f64> {
@@ -1253,6 +1289,9 @@ impl Report<'_> {
             let a = self.rss_after.map_or("-".into(), |a| a.to_string());
             s += &format!("  server rss   {b} kB before, {a} kB after\n");
         }
+        if let (Some(cpu), Some(per)) = (self.server_cpu_s, self.server_cpu_us_per_request()) {
+            s += &format!("  server cpu   {cpu:.2} s, {per:.1} µs per request\n");
+        }
         s
     }
 
@@ -1276,6 +1315,8 @@ impl Report<'_> {
             "max_ms": st.ms(None),
             "rss_kb_before": self.rss_before,
             "rss_kb_after": self.rss_after,
+            "server_cpu_s": self.server_cpu_s,
+            "server_cpu_us_per_req": self.server_cpu_us_per_request(),
         });
         for (k, v) in &self.out.notes {
             j[*k] = (*v).into();
