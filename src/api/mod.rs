@@ -11,6 +11,7 @@ mod kv;
 mod lease;
 mod maintenance;
 mod not_yet;
+mod server;
 mod transport_errors;
 mod validate;
 mod watch;
@@ -21,7 +22,6 @@ use std::sync::Arc;
 
 use futures::Stream;
 use tokio::net::TcpListener;
-use tonic::transport::Server;
 use tonic::Status;
 use tonic_health::ServingStatus;
 
@@ -125,21 +125,13 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let router = Server::builder()
-        .max_concurrent_streams(node.limits.max_concurrent_streams)
-        .layer(tower::util::MapResponseLayer::new(
-            transport_errors::oversized_message_as_grpc_go,
-        ))
-        .layer(tower::filter::FilterLayer::new({
-            let node = node.clone();
-            move |request| admission::admit(&node, request)
-        }))
-        .add_service(
+    let services = vec![
+        server::named(
             KvServer::new(kv::KvService::new(node.clone()))
                 .max_decoding_message_size(max_message_bytes)
                 .max_encoding_message_size(usize::MAX),
-        )
-        .add_service(
+        ),
+        server::named(
             WatchServer::new(watch::WatchService::new(
                 node.clone(),
                 node.limits.watch_progress_interval,
@@ -147,37 +139,42 @@ pub async fn serve(
             ))
             .max_decoding_message_size(max_message_bytes)
             .max_encoding_message_size(usize::MAX),
-        )
-        .add_service(
+        ),
+        server::named(
             LeaseServer::new(lease::LeaseService::new(node.clone()))
                 .max_decoding_message_size(max_message_bytes),
-        )
-        .add_service(
+        ),
+        server::named(
             ClusterServer::new(cluster::ClusterService::new(node.clone()))
                 .max_decoding_message_size(max_message_bytes),
-        )
-        .add_service(
+        ),
+        server::named(
             MaintenanceServer::new(maintenance::MaintenanceService::new(node.clone()))
                 .max_decoding_message_size(max_message_bytes)
                 .max_encoding_message_size(usize::MAX),
-        )
-        .add_service(AuthServer::new(not_yet::NotYet).max_decoding_message_size(max_message_bytes))
-        .add_service(LockServer::new(not_yet::NotYet).max_decoding_message_size(max_message_bytes))
-        .add_service(
+        ),
+        server::named(
+            AuthServer::new(not_yet::NotYet).max_decoding_message_size(max_message_bytes),
+        ),
+        server::named(
+            LockServer::new(not_yet::NotYet).max_decoding_message_size(max_message_bytes),
+        ),
+        server::named(
             ElectionServer::new(not_yet::NotYet).max_decoding_message_size(max_message_bytes),
-        )
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha);
+        ),
+        server::named(health_service),
+        server::named(reflection_v1),
+        server::named(reflection_v1alpha),
+    ];
 
     let incoming = crate::tls::incoming(listeners, node.client_tls.as_ref())?;
-    let task = tokio::spawn(async move {
-        if let Err(e) = router
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "client API server failed");
-        }
-    });
+    let max_concurrent_streams = node.limits.max_concurrent_streams;
+    let task = tokio::spawn(server::serve(
+        node,
+        services,
+        max_concurrent_streams,
+        incoming,
+        shutdown,
+    ));
     Ok((health, task))
 }
