@@ -25,7 +25,9 @@ impl IndexEntry {
 
 #[derive(Debug, Default)]
 pub struct KeyIndex {
-    keys: BTreeMap<Vec<u8>, Vec<IndexEntry>>,
+    /// Boxed slices, not `Vec`s: 8 bytes less per key, and more keys per cache line while
+    /// a lookup walks the tree.
+    keys: BTreeMap<Box<[u8]>, Vec<IndexEntry>>,
 }
 
 /// Where a range stops: one key, below a bound, or at the end of the key space.
@@ -97,7 +99,7 @@ impl KeyIndex {
     pub fn put(&mut self, key: &[u8], rev: Revision) -> IndexEntry {
         let history = match self.keys.get_mut(key) {
             Some(h) => h,
-            None => self.keys.entry(key.to_vec()).or_default(),
+            None => self.keys.entry(key.into()).or_default(),
         };
         let entry = match history.last() {
             Some(last) if !last.is_tombstone() => IndexEntry {
@@ -131,7 +133,7 @@ impl KeyIndex {
     pub fn restore(&mut self, key: &[u8], entry: IndexEntry) {
         let history = match self.keys.get_mut(key) {
             Some(h) => h,
-            None => self.keys.entry(key.to_vec()).or_default(),
+            None => self.keys.entry(key.into()).or_default(),
         };
         history.push(entry);
     }

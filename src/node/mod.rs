@@ -219,12 +219,8 @@ impl Node {
         if size_bytes > self.limits.max_request_bytes {
             return Err(EtcdError::RequestTooLarge);
         }
-        let result = tokio::time::timeout(
-            self.request_timeout,
-            self.proposer.propose(request, size_bytes),
-        )
-        .await
-        .map_err(|_| EtcdError::Timeout)??;
+        // The proposer answers by the request's deadline (see `Proposer::spawn`).
+        let result = self.proposer.propose(request, size_bytes).await?;
         match result {
             ApplyResult {
                 result: Some(apply_result::Result::Error(n)),
