@@ -70,7 +70,7 @@ impl Peer for PeerService {
         &self,
         request: Request<Proposal>,
     ) -> Result<Response<ProposeResponse>, Status> {
-        let batch = Batch(request.into_inner());
+        let batch = Batch(std::sync::Arc::new(request.into_inner()));
         let response = match self.node.raft.client_write(batch).await {
             Ok(written) => ProposeResponse {
                 results: Some(written.data.0),

@@ -115,12 +115,15 @@ async fn run(raft: Raft, peers: Arc<Peers>, me: u64, mut queue: mpsc::Receiver<P
         let deadline = tokio::time::Instant::from_std(deadline);
         let (requests, replies): (Vec<_>, Vec<_>) =
             batch.into_iter().map(|p| (p.request, p.reply)).unzip();
-        let proposal = Batch(Proposal { requests });
+        let proposal = Batch(Arc::new(Proposal { requests }));
         match leader(&raft, &peers, me) {
             Some(Leader::Me) => {}
             Some(Leader::Other(mut client)) => {
                 tokio::spawn(async move {
-                    let forwarded = tokio::time::timeout_at(deadline, client.propose(proposal.0));
+                    let forwarded = tokio::time::timeout_at(
+                        deadline,
+                        client.propose(Arc::unwrap_or_clone(proposal.0)),
+                    );
                     let outcome = match forwarded.await {
                         Ok(Ok(answer)) => match answer.into_inner() {
                             answer if answer.error != 0 => {

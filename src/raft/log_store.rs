@@ -7,11 +7,16 @@
 //! an async worker. (openraft 0.9 waits for each flush before appending again, so N is 1
 //! there; batching happens in `node::proposer`.) Raft acknowledges a write only after its
 //! entry's callback fires, so no acknowledged write is lost.
+//!
+//! The newest entries are also kept decoded (`Recent`): the state machine, and replication
+//! to followers, read each entry back right after it is appended, and would otherwise read
+//! and decode it again from RocksDB.
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, RaftLogReader, StorageError, StorageIOError, Vote};
@@ -32,6 +37,84 @@ pub struct LogStore {
     /// Flush callbacks waiting for the next fsync. Unbounded, but the number of entries in
     /// flight is bounded upstream by the proposer's in-flight batch limit.
     flusher: mpsc::Sender<Flushed>,
+    /// Shared by the store and its readers.
+    recent: Arc<Mutex<Recent>>,
+}
+
+/// Bounds of `Recent`: enough for the entries being applied and replicated (the proposer
+/// keeps two batches in flight), little enough not to show in the server's memory.
+const RECENT_MAX_ENTRIES: usize = 8;
+const RECENT_MAX_BYTES: usize = 2 << 20;
+
+/// The newest entries of the log, decoded: always a suffix of the log (empty at start).
+#[derive(Default)]
+struct Recent {
+    /// (entry, its encoded size), consecutive indexes, the last one the log's last.
+    entries: VecDeque<(Entry<TypeConfig>, usize)>,
+    bytes: usize,
+}
+
+impl Recent {
+    fn push(&mut self, entry: Entry<TypeConfig>, size_bytes: usize) {
+        let follows = self
+            .entries
+            .back()
+            .is_none_or(|(last, _)| last.log_id.index + 1 == entry.log_id.index);
+        if !follows {
+            // Not expected (appends follow the last entry, truncation trims the tail), but
+            // a gap would break the suffix invariant: start again from this entry.
+            self.clear();
+        }
+        self.entries.push_back((entry, size_bytes));
+        self.bytes += size_bytes;
+        while self.entries.len() > RECENT_MAX_ENTRIES
+            || (self.bytes > RECENT_MAX_BYTES && self.entries.len() > 1)
+        {
+            self.pop_front();
+        }
+    }
+
+    fn pop_front(&mut self) {
+        if let Some((_, size)) = self.entries.pop_front() {
+            self.bytes -= size;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+
+    /// Entries from `start` to the end of the log, if all of them are here.
+    fn from(&self, start: u64) -> Option<impl Iterator<Item = &Entry<TypeConfig>>> {
+        let (first, _) = self.entries.front()?;
+        let skip = usize::try_from(start.checked_sub(first.log_id.index)?).ok()?;
+        Some(self.entries.iter().skip(skip).map(|(e, _)| e))
+    }
+
+    /// Drops entries from `index` on (a truncated tail).
+    fn truncate(&mut self, index: u64) {
+        while self
+            .entries
+            .back()
+            .is_some_and(|(e, _)| e.log_id.index >= index)
+        {
+            if let Some((_, size)) = self.entries.pop_back() {
+                self.bytes -= size;
+            }
+        }
+    }
+
+    /// Drops entries up to `index` (purged).
+    fn purge(&mut self, index: u64) {
+        while self
+            .entries
+            .front()
+            .is_some_and(|(e, _)| e.log_id.index <= index)
+        {
+            self.pop_front();
+        }
+    }
 }
 
 fn index_key(index: u64) -> [u8; 8] {
@@ -57,6 +140,7 @@ impl LogStore {
         Ok(LogStore {
             storage,
             flusher: tx,
+            recent: Arc::default(),
         })
     }
 
@@ -119,6 +203,18 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(i) => i + 1,
             Bound::Unbounded => 0,
         };
+        let cached: Option<Vec<_>> = {
+            let recent = self.recent.lock().expect("recent entries lock");
+            recent.from(start).map(|entries| {
+                entries
+                    .take_while(|e| range.contains(&e.log_id.index))
+                    .cloned()
+                    .collect()
+            })
+        };
+        if let Some(entries) = cached {
+            return Ok(entries);
+        }
         let cf = self.storage.cf(CF_RAFT_LOG);
         let iter = self.storage.db().iterator_cf(
             cf,
@@ -195,11 +291,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let cf = self.storage.cf(CF_RAFT_LOG);
         let mut batch = WriteBatch::default();
+        let mut appended = Vec::new();
         for entry in entries {
             let bytes = bincode::serialize(&entry).map_err(write_err)?;
-            batch.put_cf(cf, index_key(entry.log_id.index), bytes);
+            batch.put_cf(cf, index_key(entry.log_id.index), &bytes);
+            appended.push((entry, bytes.len()));
         }
         self.storage.write(batch, false).map_err(write_err)?;
+        // After the write: a reader that finds an entry here finds it in RocksDB too.
+        let mut recent = self.recent.lock().expect("recent entries lock");
+        for (entry, size_bytes) in appended {
+            recent.push(entry, size_bytes);
+        }
+        drop(recent);
         self.flusher
             .send(callback)
             .map_err(|_| write_err(std::io::Error::other("log flusher stopped")))?;
@@ -214,6 +318,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             index_key(u64::MAX),
         );
         batch.delete_cf(self.storage.cf(CF_RAFT_LOG), index_key(u64::MAX));
+        self.recent
+            .lock()
+            .expect("recent entries lock")
+            .truncate(log_id.index);
         self.write(batch, true)
     }
 
@@ -226,7 +334,69 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             index_key(0),
             index_key(log_id.index + 1),
         );
+        self.recent
+            .lock()
+            .expect("recent entries lock")
+            .purge(log_id.index);
         // Synced: the purge must not outlive, on disk, the state it relies on being durable.
         self.write(batch, true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    fn entry(index: u64) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    fn indexes(recent: &Recent, start: u64) -> Option<Vec<u64>> {
+        recent
+            .from(start)
+            .map(|entries| entries.map(|e| e.log_id.index).collect())
+    }
+
+    #[test]
+    fn recent_entries_stay_a_bounded_suffix_of_the_log() {
+        let mut recent = Recent::default();
+        assert_eq!(indexes(&recent, 1), None);
+        for i in 1..=10 {
+            recent.push(entry(i), 100);
+        }
+        // Only the newest RECENT_MAX_ENTRIES are kept; older starts go to RocksDB.
+        assert_eq!(indexes(&recent, 3), Some((3..=10).collect()));
+        assert_eq!(indexes(&recent, 2), None);
+        assert_eq!(recent.bytes, RECENT_MAX_ENTRIES * 100);
+
+        recent.truncate(9);
+        assert_eq!(indexes(&recent, 7), Some(vec![7, 8]));
+        recent.push(entry(9), 100);
+        recent.purge(5);
+        assert_eq!(indexes(&recent, 6), Some(vec![6, 7, 8, 9]));
+        assert_eq!(indexes(&recent, 5), None);
+        assert_eq!(indexes(&recent, 12), Some(vec![]));
+
+        // A gap starts over rather than leave a hole.
+        recent.push(entry(20), 100);
+        assert_eq!(indexes(&recent, 20), Some(vec![20]));
+        assert_eq!(indexes(&recent, 9), None);
+        assert_eq!(recent.bytes, 100);
+    }
+
+    #[test]
+    fn recent_entries_are_bounded_in_bytes() {
+        let mut recent = Recent::default();
+        for i in 1..=3 {
+            recent.push(entry(i), RECENT_MAX_BYTES / 2);
+        }
+        assert_eq!(indexes(&recent, 2), Some(vec![2, 3]));
+        // One entry over the budget is still kept: it is the one about to be applied.
+        recent.push(entry(4), RECENT_MAX_BYTES * 2);
+        assert_eq!(indexes(&recent, 4), Some(vec![4]));
     }
 }

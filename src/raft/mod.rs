@@ -56,9 +56,10 @@ impl fmt::Display for MemberInfo {
     }
 }
 
-/// A Raft entry's payload: a batch of client requests (see `server::proposer`).
+/// A Raft entry's payload: a batch of client requests (see `node::proposer`). Shared, so
+/// that the log store's recent entries and the state machine read one copy.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Batch(pub Proposal);
+pub struct Batch(pub Arc<Proposal>);
 
 /// What applying a `Batch` returned, one result per request.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -168,13 +169,13 @@ fn deserialize_message<'de, M: Message + Default, D: Deserializer<'de>>(
 
 impl Serialize for Batch {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        serialize_message(&self.0, s)
+        serialize_message(&*self.0, s)
     }
 }
 
 impl<'de> Deserialize<'de> for Batch {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        deserialize_message(d).map(Batch)
+        deserialize_message(d).map(|p| Batch(Arc::new(p)))
     }
 }
 
@@ -198,7 +199,7 @@ mod tests {
 
     #[test]
     fn batch_survives_the_log_encoding() {
-        let batch = Batch(Proposal {
+        let batch = Batch(Arc::new(Proposal {
             requests: vec![InternalRequest {
                 request: Some(internal_request::Request::Put(PutRequest {
                     key: b"k".to_vec(),
@@ -206,7 +207,7 @@ mod tests {
                     ..PutRequest::default()
                 })),
             }],
-        });
+        }));
         let bytes = bincode::serialize(&batch).unwrap();
         let back: Batch = bincode::deserialize(&bytes).unwrap();
         assert_eq!(back, batch);
