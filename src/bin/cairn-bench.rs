@@ -835,6 +835,17 @@ fn kv(ch: Channel) -> KvClient<Channel> {
     KvClient::new(ch).max_decoding_message_size(MAX_DECODE_BYTES)
 }
 
+/// Connection `i`'s endpoint (round-robin over `endpoints`), as given and as a URI.
+fn nth_endpoint(endpoints: &[String], i: usize) -> (&str, String) {
+    let ep = endpoints[i % endpoints.len()].trim();
+    let uri = if ep.contains("://") {
+        ep.to_string()
+    } else {
+        format!("http://{ep}")
+    };
+    (ep, uri)
+}
+
 async fn connect(
     endpoints: &[String],
     conns: usize,
@@ -843,12 +854,7 @@ async fn connect(
 ) -> Result<Vec<Channel>> {
     let mut chans = Vec::with_capacity(conns);
     for i in 0..conns {
-        let ep = endpoints[i % endpoints.len()].trim();
-        let uri = if ep.contains("://") {
-            ep.to_string()
-        } else {
-            format!("http://{ep}")
-        };
+        let (ep, uri) = nth_endpoint(endpoints, i);
         // As cairn::tls::channel, but connected now, so an unreachable server fails here
         // rather than in every request.
         let endpoint = |uri: String| {
@@ -915,12 +921,7 @@ impl Unary {
     ) -> Result<Vec<Unary>> {
         let mut all = Vec::with_capacity(conns);
         for i in 0..conns {
-            let ep = endpoints[i % endpoints.len()].trim();
-            let uri = if ep.contains("://") {
-                ep.to_string()
-            } else {
-                format!("http://{ep}")
-            };
+            let (ep, uri) = nth_endpoint(endpoints, i);
             let uri: http::Uri = uri
                 .parse()
                 .with_context(|| format!("bad endpoint {ep:?}"))?;
