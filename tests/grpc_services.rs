@@ -102,3 +102,34 @@ async fn features_not_built_yet_answer_unimplemented_with_their_name() {
     // The server keeps serving after refusing.
     client.put("still", "here", None).await.unwrap();
 }
+
+#[tokio::test]
+async fn unknown_services_and_methods_answer_unimplemented() {
+    let server = TestServer::start(&[]);
+    let mut grpc = tonic::client::Grpc::new(channel(&server).await);
+    for path in [
+        "/no.such.Service/Call",
+        "/etcdserverpb.KV/NoSuchMethod",
+        "/etcdserverpb.KVX/Put",
+        "/",
+    ] {
+        grpc.ready().await.unwrap();
+        let status = grpc
+            .unary(
+                tonic::Request::new(()),
+                tonic::codegen::http::uri::PathAndQuery::from_static(path),
+                tonic_prost::ProstCodec::<(), ()>::default(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unimplemented, "{path}");
+    }
+    // The connection still serves.
+    let mut health = HealthClient::new(channel(&server).await);
+    health
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap();
+}

@@ -80,8 +80,9 @@ where
             Err(status) => return refusal(status),
         };
         // "/etcdserverpb.KV/Put" is served by "etcdserverpb.KV".
-        let name = request.uri().path()[1..].split('/').next().unwrap_or("");
-        let Some((_, service)) = self.services.iter().find(|(n, _)| *n == name) else {
+        let path = request.uri().path();
+        let name = path.strip_prefix('/').unwrap_or(path).split('/').next();
+        let Some((_, service)) = self.services.iter().find(|(n, _)| Some(*n) == name) else {
             // As tonic's router: UNIMPLEMENTED with no message.
             return refusal(Status::unimplemented(""));
         };
