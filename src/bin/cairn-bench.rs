@@ -10,6 +10,9 @@
 //! Every workload hands out request numbers `0..total` to `--clients` workers (paced by
 //! `--rate`), which share `--conns` gRPC connections round-robin. Latencies of successful
 //! requests go into an HDR histogram; failed or timed-out requests are counted, never fatal.
+//! Unary workloads (put, range, txn-put) call through `Unary`, a lean gRPC client on the h2
+//! crate; streaming ones (watch, lease keep-alive) through tonic. With `--pid`, the server's
+//! RSS and its CPU time per request are reported too.
 
 use std::collections::HashMap;
 use std::future::Future;
