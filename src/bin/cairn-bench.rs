@@ -877,11 +877,7 @@ async fn connect(
                 endpoint(uri.clone())?
                     .connect_with_connector(tower::service_fn(|uri: http::Uri| async move {
                         let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
-                        let stream = tokio::net::TcpStream::connect(authority).await?;
-                        stream.set_nodelay(true)?;
-                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                            cairn::net::CoalescedWrites::new(stream),
-                        ))
+                        tcp(&authority).await.map(hyper_util::rt::TokioIo::new)
                     }))
                     .await
             }
@@ -947,13 +943,10 @@ impl Unary {
                 (handshake(io).await?, http::uri::Scheme::HTTPS)
             }
             (Some("https"), None) => bail!("an https endpoint needs --cacert"),
-            _ => {
-                let tcp = tokio::net::TcpStream::connect(authority.as_str()).await?;
-                tcp.set_nodelay(true)?;
-                // Requests that are ready together leave in one write, as the server's replies.
-                let io = cairn::net::CoalescedWrites::new(tcp);
-                (handshake(io).await?, http::uri::Scheme::HTTP)
-            }
+            _ => (
+                handshake(tcp(authority.as_str()).await?).await?,
+                http::uri::Scheme::HTTP,
+            ),
         };
         Ok(Unary {
             send,
@@ -996,7 +989,7 @@ impl Unary {
             return Err(format!("HTTP status {}", head.status));
         }
         // A call refused at once carries its status in the headers, with no body.
-        if grpc_status(&head.headers)?.is_some() {
+        if grpc_status(&head.headers)? {
             return Err("Unknown: a reply without a message".into());
         }
         let mut message = BytesMut::new();
@@ -1006,7 +999,7 @@ impl Unary {
             message.extend_from_slice(&chunk);
         }
         let trailers = body.trailers().await.map_err(failed)?.unwrap_or_default();
-        if grpc_status(&trailers)?.is_none() {
+        if !grpc_status(&trailers)? {
             return Err("Unknown: no grpc-status in the trailers".into());
         }
         match message.get(..GRPC_PREFIX_BYTES) {
@@ -1019,6 +1012,16 @@ impl Unary {
             _ => Err("Unknown: a malformed reply message".into()),
         }
     }
+}
+
+/// A plaintext connection to `authority`. Requests that are ready together leave in one
+/// write, as the server's replies do.
+async fn tcp(
+    authority: &str,
+) -> std::io::Result<cairn::net::CoalescedWrites<tokio::net::TcpStream>> {
+    let stream = tokio::net::TcpStream::connect(authority).await?;
+    stream.set_nodelay(true)?;
+    Ok(cairn::net::CoalescedWrites::new(stream))
 }
 
 /// Starts an HTTP/2 connection over `io`, driven by a task of its own.
@@ -1034,10 +1037,10 @@ where
     Ok(send)
 }
 
-/// `Ok(None)` without a `grpc-status`, `Ok(Some(()))` for OK, else the status as an error.
-fn grpc_status(headers: &http::HeaderMap) -> Result<Option<()>, String> {
+/// Whether `headers` carry a `grpc-status`; a status other than OK is the error.
+fn grpc_status(headers: &http::HeaderMap) -> Result<bool, String> {
     let Some(code) = headers.get("grpc-status") else {
-        return Ok(None);
+        return Ok(false);
     };
     let code: i32 = code
         .to_str()
@@ -1045,7 +1048,7 @@ fn grpc_status(headers: &http::HeaderMap) -> Result<Option<()>, String> {
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| format!("Unknown: bad grpc-status {code:?}"))?;
     if code == 0 {
-        return Ok(Some(()));
+        return Ok(true);
     }
     let message = headers
         .get("grpc-message")

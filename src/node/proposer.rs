@@ -92,8 +92,7 @@ async fn run(raft: Raft, peers: Arc<Peers>, me: u64, mut queue: mpsc::Receiver<P
         };
         let now = Instant::now();
         let mut bytes = 0;
-        let mut batch = Vec::new();
-        let mut deadline = None;
+        let mut batch: Vec<Pending> = Vec::new();
         let mut next = Some(first);
         while let Some(p) = next {
             if p.deadline <= now {
@@ -101,7 +100,6 @@ async fn run(raft: Raft, peers: Arc<Peers>, me: u64, mut queue: mpsc::Receiver<P
                 let _ = p.reply.send(Err(EtcdError::Timeout));
             } else {
                 bytes += p.size_bytes;
-                deadline = Some(deadline.map_or(p.deadline, |d: Instant| d.min(p.deadline)));
                 batch.push(p);
             }
             if batch.len() >= MAX_BATCH_REQUESTS || bytes >= MAX_BATCH_BYTES {
@@ -109,7 +107,7 @@ async fn run(raft: Raft, peers: Arc<Peers>, me: u64, mut queue: mpsc::Receiver<P
             }
             next = queue.try_recv().ok();
         }
-        let Some(deadline) = deadline else {
+        let Some(deadline) = batch.iter().map(|p| p.deadline).min() else {
             continue;
         };
         let deadline = tokio::time::Instant::from_std(deadline);
