@@ -751,6 +751,8 @@ async fn collect_events(
 // Running requests
 
 /// Runs `total` requests on `clients` workers; `op(connection, request number, rng)` makes one.
+/// Each worker runs in the task of its connection (`net::ConnectionTasks`), as the server
+/// runs its calls: a worker per task would cost more wake-ups than the server's own work.
 async fn run_requests<F, Fut>(g: &Global, op: F) -> Outcome
 where
     F: Fn(Unary, u64, &mut Rng) -> Fut + Send + Sync + 'static,
@@ -759,22 +761,31 @@ where
     let op = Arc::new(op);
     let pacer = Arc::new(Pacer::new(g.total, g.rate));
     let start = Instant::now();
-    let handles = (0..g.clients)
+    let workers: Vec<_> = (0..g.clients)
         .map(|w| {
             let (op, pacer, to) = (op.clone(), pacer.clone(), g.timeout);
             let conn = g.unary[w % g.unary.len()].clone();
-            tokio::spawn(async move {
+            let (done, stats) = tokio::sync::oneshot::channel();
+            conn.tasks.clone().spawn(async move {
                 let (mut st, mut rng) = (Stats::new(), Rng::new(w as u64));
                 while let Some(i) = pacer.next().await {
                     let fut = op(conn.clone(), i, &mut rng);
                     let t = Instant::now();
                     st.record(t, with_timeout(to, fut).await);
                 }
-                st
-            })
+                let _ = done.send(st);
+            });
+            stats
         })
         .collect();
-    let stats = join_stats(handles).await;
+    let mut stats = Stats::new();
+    for worker in workers {
+        match worker.await {
+            Ok(st) => stats.merge(st),
+            // Its connection ended under it, taking the worker along.
+            Err(_) => stats.err("connection closed with a request in flight".into()),
+        }
+    }
     Outcome {
         stats,
         elapsed: start.elapsed(),
@@ -899,6 +910,8 @@ async fn connect(
 #[derive(Clone)]
 struct Unary {
     send: h2::client::SendRequest<Bytes>,
+    /// Starts futures in the task that drives this connection.
+    tasks: cairn::net::Spawner,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
 }
@@ -936,7 +949,7 @@ impl Unary {
 
     async fn connect(uri: &http::Uri, tls: Option<cairn::tls::TlsConnector>) -> Result<Unary> {
         let authority = uri.authority().context("no host:port")?.clone();
-        let (send, scheme) = match (uri.scheme_str(), tls) {
+        let ((send, tasks), scheme) = match (uri.scheme_str(), tls) {
             (Some("https"), Some(mut tls)) => {
                 use tower::Service;
                 let io = tls.call(uri.clone()).await?.into_inner();
@@ -950,6 +963,7 @@ impl Unary {
         };
         Ok(Unary {
             send,
+            tasks,
             scheme,
             authority,
         })
@@ -1024,17 +1038,20 @@ async fn tcp(
     Ok(cairn::net::CoalescedWrites::new(stream))
 }
 
-/// Starts an HTTP/2 connection over `io`, driven by a task of its own.
-async fn handshake<T>(io: T) -> Result<h2::client::SendRequest<Bytes>>
+/// Starts an HTTP/2 connection over `io`, driven by a task of its own, which also runs
+/// what is started through the returned spawner.
+async fn handshake<T>(io: T) -> Result<(h2::client::SendRequest<Bytes>, cairn::net::Spawner)>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (send, connection) = h2::client::handshake(io).await?;
+    let mut tasks = cairn::net::ConnectionTasks::default();
+    let spawner = tasks.spawner();
     tokio::spawn(async move {
         // Ends when the connection does; calls in flight see the error.
-        let _ = connection.await;
+        let _ = tasks.drive(std::pin::pin!(connection)).await;
     });
-    Ok(send)
+    Ok((send, spawner))
 }
 
 /// Whether `headers` carry a `grpc-status`; a status other than OK is the error.

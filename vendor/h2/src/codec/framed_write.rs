@@ -76,6 +76,10 @@ const CHAIN_THRESHOLD: usize = 256;
 /// fragmented data being sent, and hereby improve the throughput.
 const CHAIN_THRESHOLD_WITHOUT_VECTORED_IO: usize = 1024;
 
+/// Cairn: DATA payloads up to this size are copied into the write buffer when they fit
+/// (see `Encoder::buffer`).
+const COPIED_PAYLOAD_MAX_BYTES: usize = 4 * 1_024;
+
 // TODO: Make generic
 impl<T, B> FramedWrite<T, B>
 where
@@ -237,7 +241,14 @@ where
                     return Err(PayloadTooBig);
                 }
 
-                if len >= self.chain_threshold {
+                // Cairn: a payload up to COPIED_PAYLOAD_MAX_BYTES that fits in the buffer
+                // is copied, not chained. A chained payload must be written before any
+                // other frame is buffered, so each one cost a write of its own: a gRPC
+                // message of a few hundred bytes (a put with a 256-byte value, a range
+                // reply) took one syscall per request instead of sharing one.
+                let free = self.buf.get_ref().capacity() - self.buf.get_ref().len();
+                let copied = len <= COPIED_PAYLOAD_MAX_BYTES && len + frame::HEADER_LEN <= free;
+                if len >= self.chain_threshold && !copied {
                     let head = v.head();
 
                     // Encode the frame head to the buffer
