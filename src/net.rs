@@ -147,7 +147,16 @@ struct Started {
 
 impl Spawner {
     pub fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
-        self.0.futures.lock().expect("started futures").push(future.boxed());
+        // A panic ends only its own call, as it would in a task of its own, not every call
+        // of the connection.
+        let call = std::panic::AssertUnwindSafe(future)
+            .catch_unwind()
+            .map(|outcome| {
+                if outcome.is_err() {
+                    tracing::error!("a call panicked; its connection goes on");
+                }
+            });
+        self.0.futures.lock().expect("started futures").push(call.boxed());
         self.0.task.wake();
     }
 }
@@ -319,13 +328,14 @@ mod tests {
         let (end_connection, connection) = tokio::sync::oneshot::channel::<()>();
         let (dropped_tx, dropped) = tokio::sync::oneshot::channel::<()>();
         // Started from another task while the connection is being driven: it must wake
-        // the driver, run, and end the "connection".
+        // the driver, run, and end the "connection". A call that panics ends alone.
         let starter = tokio::spawn(async move {
             spawner.spawn(std::future::pending::<()>().map(move |()| drop(dropped_tx)));
             spawner.spawn(async move {
                 let _ = end_connection.send(());
             });
         });
+        tasks.spawner().spawn(async { panic!("a call that panics") });
         tasks.drive(std::pin::pin!(connection)).await.unwrap();
         starter.await.unwrap();
         // What still ran when the connection ended was dropped with it.
