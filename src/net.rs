@@ -1,17 +1,11 @@
 //! Connection plumbing shared by the server's listeners and the load generator: writes
-//! coalesced across a scheduler round, and calls run inside their connection's task. Owns
-//! no state beyond one connection; calls nothing in Cairn.
+//! coalesced across a scheduler round. Owns no state beyond one connection; calls nothing
+//! in Cairn.
 
-use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use futures::future::BoxFuture;
-use futures::stream::FuturesUnordered;
-use futures::task::AtomicWaker;
-use futures::{FutureExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tonic::transport::server::Connected;
 
@@ -115,99 +109,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CoalescedWrites<S> {
     }
 }
 
-/// The calls of one HTTP/2 connection, run by the task that drives the connection instead
-/// of a task each.
-///
-/// A call and its connection hand frames to each other: as separate tasks, every request
-/// and every reply costs a wake-up of the other task, and each call a task spawned and
-/// freed. Run together, a call's reply is queued and written by the same task, in the same
-/// poll. The price is that one connection's calls share one thread at a time; a gRPC
-/// handler that waits does so on a channel, not on this thread.
-#[derive(Default)]
-pub struct ConnectionTasks {
-    spawner: Spawner,
-    /// Outlives each `drive`, so a connection driven again after a graceful-shutdown
-    /// request still finishes the calls it had started.
-    running: FuturesUnordered<BoxFuture<'static, ()>>,
-}
-
-/// Starts futures in a connection's task; hyper takes it as its executor.
-#[derive(Clone, Default)]
-pub struct Spawner(Arc<Started>);
-
-#[derive(Default)]
-struct Started {
-    /// Started since the task last looked. Bounded by what starts calls: hyper one per
-    /// accepted stream (at most `max_concurrent_streams` open), the load generator one per
-    /// client.
-    futures: Mutex<Vec<BoxFuture<'static, ()>>>,
-    /// The connection's task, woken when a future is started from outside it.
-    task: AtomicWaker,
-}
-
-impl Spawner {
-    pub fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
-        // A panic ends only its own call, as it would in a task of its own, not every call
-        // of the connection.
-        let call = std::panic::AssertUnwindSafe(future)
-            .catch_unwind()
-            .map(|outcome| {
-                if outcome.is_err() {
-                    tracing::error!("a call panicked; its connection goes on");
-                }
-            });
-        self.0.futures.lock().expect("started futures").push(call.boxed());
-        self.0.task.wake();
-    }
-}
-
-impl<F: Future<Output = ()> + Send + 'static> hyper::rt::Executor<F> for Spawner {
-    fn execute(&self, future: F) {
-        self.spawn(future);
-    }
-}
-
-/// Passes over a connection and its calls in one poll before the task lets others run.
-const MAX_PASSES_PER_POLL: usize = 16;
-
-impl ConnectionTasks {
-    pub fn spawner(&self) -> Spawner {
-        self.spawner.clone()
-    }
-
-    /// Polls `connection` and the futures started through `spawner` until the connection
-    /// ends. Calls still running then are dropped: their streams are gone with it.
-    pub async fn drive<C: Future>(&mut self, mut connection: Pin<&mut C>) -> C::Output {
-        let started = self.spawner.0.clone();
-        poll_fn(|cx| {
-            started.task.register(cx.waker());
-            for _ in 0..MAX_PASSES_PER_POLL {
-                if let Poll::Ready(output) = connection.as_mut().poll(cx) {
-                    self.running.clear();
-                    return Poll::Ready(output);
-                }
-                let new = std::mem::take(&mut *started.futures.lock().expect("started futures"));
-                let mut progressed = !new.is_empty();
-                self.running.extend(new);
-                while let Poll::Ready(Some(())) = self.running.poll_next_unpin(cx) {
-                    progressed = true;
-                }
-                // A call that finished left its last frames with the connection: poll it
-                // again to queue them now rather than after another wake-up.
-                if !progressed {
-                    return Poll::Pending;
-                }
-            }
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        })
-        .await
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[tokio::test]
@@ -319,27 +224,5 @@ mod tests {
         let after = writes.load(std::sync::atomic::Ordering::Relaxed);
         // 20 chained bodies would take at least 20 writes.
         assert!(after - before <= 4, "{} writes for {REQUESTS} requests", after - before);
-    }
-
-    #[tokio::test]
-    async fn started_futures_run_in_the_driving_task_until_the_connection_ends() {
-        let mut tasks = ConnectionTasks::default();
-        let spawner = tasks.spawner();
-        let (end_connection, connection) = tokio::sync::oneshot::channel::<()>();
-        let (dropped_tx, dropped) = tokio::sync::oneshot::channel::<()>();
-        // Started from another task while the connection is being driven: it must wake
-        // the driver, run, and end the "connection". A call that panics ends alone.
-        let starter = tokio::spawn(async move {
-            spawner.spawn(std::future::pending::<()>().map(move |()| drop(dropped_tx)));
-            spawner.spawn(async move {
-                let _ = end_connection.send(());
-            });
-        });
-        tasks.spawner().spawn(async { panic!("a call that panics") });
-        tasks.drive(std::pin::pin!(connection)).await.unwrap();
-        starter.await.unwrap();
-        // What still ran when the connection ended was dropped with it.
-        assert!(tasks.running.is_empty());
-        assert!(dropped.await.is_err());
     }
 }

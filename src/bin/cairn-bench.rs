@@ -751,8 +751,7 @@ async fn collect_events(
 // Running requests
 
 /// Runs `total` requests on `clients` workers; `op(connection, request number, rng)` makes one.
-/// Each worker runs in the task of its connection (`net::ConnectionTasks`), as the server
-/// runs its calls: a worker per task would cost more wake-ups than the server's own work.
+/// Each worker runs in the task of its connection (see `Workers`).
 async fn run_requests<F, Fut>(g: &Global, op: F) -> Outcome
 where
     F: Fn(Unary, u64, &mut Rng) -> Fut + Send + Sync + 'static,
@@ -910,8 +909,8 @@ async fn connect(
 #[derive(Clone)]
 struct Unary {
     send: h2::client::SendRequest<Bytes>,
-    /// Starts futures in the task that drives this connection.
-    tasks: cairn::net::Spawner,
+    /// Starts workers in the task that drives this connection.
+    tasks: Workers,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
 }
@@ -1038,20 +1037,79 @@ async fn tcp(
     Ok(cairn::net::CoalescedWrites::new(stream))
 }
 
-/// Starts an HTTP/2 connection over `io`, driven by a task of its own, which also runs
-/// what is started through the returned spawner.
-async fn handshake<T>(io: T) -> Result<(h2::client::SendRequest<Bytes>, cairn::net::Spawner)>
+/// Starts an HTTP/2 connection over `io`, driven by a task of its own, which also runs the
+/// workers started through the returned `Workers`.
+async fn handshake<T>(io: T) -> Result<(h2::client::SendRequest<Bytes>, Workers)>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (send, connection) = h2::client::handshake(io).await?;
-    let mut tasks = cairn::net::ConnectionTasks::default();
-    let spawner = tasks.spawner();
+    let workers = Workers::default();
+    let driven = workers.clone();
     tokio::spawn(async move {
         // Ends when the connection does; calls in flight see the error.
-        let _ = tasks.drive(std::pin::pin!(connection)).await;
+        let _ = driven.drive(std::pin::pin!(connection)).await;
     });
-    Ok((send, spawner))
+    Ok((send, workers))
+}
+
+/// The workers of one connection, run by the task that drives the connection rather than a
+/// task each.
+///
+/// A worker and its connection hand frames to each other: as separate tasks, each request
+/// and each reply cost a wake-up of the other task, which on two shared cores is CPU taken
+/// from the server under test. Run together, a worker's request is queued and written, and
+/// its reply read and handed over, by the same task. (The server does not do this: there a
+/// slow call would hold up the other calls of its connection.)
+#[derive(Clone, Default)]
+struct Workers(Arc<Started>);
+
+#[derive(Default)]
+struct Started {
+    /// Started since the driving task last looked; at most --clients in all.
+    futures: std::sync::Mutex<Vec<futures::future::BoxFuture<'static, ()>>>,
+    /// The driving task, woken when a worker is started from elsewhere.
+    task: futures::task::AtomicWaker,
+}
+
+/// Passes over a connection and its workers in one poll before the task lets others run.
+const MAX_PASSES_PER_POLL: usize = 16;
+
+impl Workers {
+    fn spawn(&self, worker: impl Future<Output = ()> + Send + 'static) {
+        use futures::FutureExt;
+        self.0.futures.lock().expect("started workers").push(worker.boxed());
+        self.0.task.wake();
+    }
+
+    /// Polls `connection` and the started workers until the connection ends; workers still
+    /// running then are dropped with it.
+    async fn drive<C: Future>(&self, mut connection: std::pin::Pin<&mut C>) -> C::Output {
+        use futures::stream::FuturesUnordered;
+        let mut running = FuturesUnordered::new();
+        std::future::poll_fn(|cx| {
+            self.0.task.register(cx.waker());
+            for _ in 0..MAX_PASSES_PER_POLL {
+                if let std::task::Poll::Ready(output) = connection.as_mut().poll(cx) {
+                    return std::task::Poll::Ready(output);
+                }
+                let new = std::mem::take(&mut *self.0.futures.lock().expect("started workers"));
+                let mut progressed = !new.is_empty();
+                running.extend(new);
+                while let std::task::Poll::Ready(Some(())) = running.poll_next_unpin(cx) {
+                    progressed = true;
+                }
+                // A worker that finished left frames with the connection: poll it again to
+                // queue them now rather than after another wake-up.
+                if !progressed {
+                    return std::task::Poll::Pending;
+                }
+            }
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        })
+        .await
+    }
 }
 
 /// Whether `headers` carry a `grpc-status`; a status other than OK is the error.
@@ -1346,5 +1404,36 @@ impl Report<'_> {
             j[*k] = (*v).into();
         }
         j
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn workers_run_in_the_driving_task_until_the_connection_ends() {
+        let workers = Workers::default();
+        let (end_connection, connection) = tokio::sync::oneshot::channel::<()>();
+        let (dropped_tx, dropped) = tokio::sync::oneshot::channel::<()>();
+        // Started from another task while the connection is driven: they must wake the
+        // driver and run; the second ends the "connection".
+        let starter = {
+            let workers = workers.clone();
+            tokio::spawn(async move {
+                let never = std::future::pending::<()>();
+                workers.spawn(async move {
+                    never.await;
+                    drop(dropped_tx);
+                });
+                workers.spawn(async move {
+                    let _ = end_connection.send(());
+                });
+            })
+        };
+        workers.drive(std::pin::pin!(connection)).await.unwrap();
+        starter.await.unwrap();
+        // The worker still running when the connection ended was dropped with it.
+        assert!(dropped.await.is_err());
     }
 }
