@@ -751,7 +751,6 @@ async fn collect_events(
 // Running requests
 
 /// Runs `total` requests on `clients` workers; `op(connection, request number, rng)` makes one.
-/// Each worker runs in the task of its connection (see `Workers`).
 async fn run_requests<F, Fut>(g: &Global, op: F) -> Outcome
 where
     F: Fn(Unary, u64, &mut Rng) -> Fut + Send + Sync + 'static,
@@ -760,31 +759,22 @@ where
     let op = Arc::new(op);
     let pacer = Arc::new(Pacer::new(g.total, g.rate));
     let start = Instant::now();
-    let workers: Vec<_> = (0..g.clients)
+    let handles = (0..g.clients)
         .map(|w| {
             let (op, pacer, to) = (op.clone(), pacer.clone(), g.timeout);
             let conn = g.unary[w % g.unary.len()].clone();
-            let (done, stats) = tokio::sync::oneshot::channel();
-            conn.tasks.clone().spawn(async move {
+            tokio::spawn(async move {
                 let (mut st, mut rng) = (Stats::new(), Rng::new(w as u64));
                 while let Some(i) = pacer.next().await {
                     let fut = op(conn.clone(), i, &mut rng);
                     let t = Instant::now();
                     st.record(t, with_timeout(to, fut).await);
                 }
-                let _ = done.send(st);
-            });
-            stats
+                st
+            })
         })
         .collect();
-    let mut stats = Stats::new();
-    for worker in workers {
-        match worker.await {
-            Ok(st) => stats.merge(st),
-            // Its connection ended under it, taking the worker along.
-            Err(_) => stats.err("connection closed with a request in flight".into()),
-        }
-    }
+    let stats = join_stats(handles).await;
     Outcome {
         stats,
         elapsed: start.elapsed(),
@@ -909,8 +899,6 @@ async fn connect(
 #[derive(Clone)]
 struct Unary {
     send: h2::client::SendRequest<Bytes>,
-    /// Starts workers in the task that drives this connection.
-    tasks: Workers,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
 }
@@ -948,7 +936,7 @@ impl Unary {
 
     async fn connect(uri: &http::Uri, tls: Option<cairn::tls::TlsConnector>) -> Result<Unary> {
         let authority = uri.authority().context("no host:port")?.clone();
-        let ((send, tasks), scheme) = match (uri.scheme_str(), tls) {
+        let (send, scheme) = match (uri.scheme_str(), tls) {
             (Some("https"), Some(mut tls)) => {
                 use tower::Service;
                 let io = tls.call(uri.clone()).await?.into_inner();
@@ -962,7 +950,6 @@ impl Unary {
         };
         Ok(Unary {
             send,
-            tasks,
             scheme,
             authority,
         })
@@ -1037,79 +1024,17 @@ async fn tcp(
     Ok(cairn::net::CoalescedWrites::new(stream))
 }
 
-/// Starts an HTTP/2 connection over `io`, driven by a task of its own, which also runs the
-/// workers started through the returned `Workers`.
-async fn handshake<T>(io: T) -> Result<(h2::client::SendRequest<Bytes>, Workers)>
+/// Starts an HTTP/2 connection over `io`, driven by a task of its own.
+async fn handshake<T>(io: T) -> Result<h2::client::SendRequest<Bytes>>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (send, connection) = h2::client::handshake(io).await?;
-    let workers = Workers::default();
-    let driven = workers.clone();
     tokio::spawn(async move {
         // Ends when the connection does; calls in flight see the error.
-        let _ = driven.drive(std::pin::pin!(connection)).await;
+        let _ = connection.await;
     });
-    Ok((send, workers))
-}
-
-/// The workers of one connection, run by the task that drives the connection rather than a
-/// task each.
-///
-/// A worker and its connection hand frames to each other: as separate tasks, each request
-/// and each reply cost a wake-up of the other task, which on two shared cores is CPU taken
-/// from the server under test. Run together, a worker's request is queued and written, and
-/// its reply read and handed over, by the same task. (The server does not do this: there a
-/// slow call would hold up the other calls of its connection.)
-#[derive(Clone, Default)]
-struct Workers(Arc<Started>);
-
-#[derive(Default)]
-struct Started {
-    /// Started since the driving task last looked; at most --clients in all.
-    futures: std::sync::Mutex<Vec<futures::future::BoxFuture<'static, ()>>>,
-    /// The driving task, woken when a worker is started from elsewhere.
-    task: futures::task::AtomicWaker,
-}
-
-/// Passes over a connection and its workers in one poll before the task lets others run.
-const MAX_PASSES_PER_POLL: usize = 16;
-
-impl Workers {
-    fn spawn(&self, worker: impl Future<Output = ()> + Send + 'static) {
-        use futures::FutureExt;
-        self.0.futures.lock().expect("started workers").push(worker.boxed());
-        self.0.task.wake();
-    }
-
-    /// Polls `connection` and the started workers until the connection ends; workers still
-    /// running then are dropped with it.
-    async fn drive<C: Future>(&self, mut connection: std::pin::Pin<&mut C>) -> C::Output {
-        use futures::stream::FuturesUnordered;
-        let mut running = FuturesUnordered::new();
-        std::future::poll_fn(|cx| {
-            self.0.task.register(cx.waker());
-            for _ in 0..MAX_PASSES_PER_POLL {
-                if let std::task::Poll::Ready(output) = connection.as_mut().poll(cx) {
-                    return std::task::Poll::Ready(output);
-                }
-                let new = std::mem::take(&mut *self.0.futures.lock().expect("started workers"));
-                let mut progressed = !new.is_empty();
-                running.extend(new);
-                while let std::task::Poll::Ready(Some(())) = running.poll_next_unpin(cx) {
-                    progressed = true;
-                }
-                // A worker that finished left frames with the connection: poll it again to
-                // queue them now rather than after another wake-up.
-                if !progressed {
-                    return std::task::Poll::Pending;
-                }
-            }
-            cx.waker().wake_by_ref();
-            std::task::Poll::Pending
-        })
-        .await
-    }
+    Ok(send)
 }
 
 /// Whether `headers` carry a `grpc-status`; a status other than OK is the error.
@@ -1404,36 +1329,5 @@ impl Report<'_> {
             j[*k] = (*v).into();
         }
         j
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn workers_run_in_the_driving_task_until_the_connection_ends() {
-        let workers = Workers::default();
-        let (end_connection, connection) = tokio::sync::oneshot::channel::<()>();
-        let (dropped_tx, dropped) = tokio::sync::oneshot::channel::<()>();
-        // Started from another task while the connection is driven: they must wake the
-        // driver and run; the second ends the "connection".
-        let starter = {
-            let workers = workers.clone();
-            tokio::spawn(async move {
-                let never = std::future::pending::<()>();
-                workers.spawn(async move {
-                    never.await;
-                    drop(dropped_tx);
-                });
-                workers.spawn(async move {
-                    let _ = end_connection.send(());
-                });
-            })
-        };
-        workers.drive(std::pin::pin!(connection)).await.unwrap();
-        starter.await.unwrap();
-        // The worker still running when the connection ended was dropped with it.
-        assert!(dropped.await.is_err());
     }
 }
