@@ -150,16 +150,6 @@ mod tests {
         writes: Arc<std::sync::atomic::AtomicUsize>,
     }
 
-    impl<S: AsyncRead + Unpin> AsyncRead for CountedWrites<S> {
-        fn poll_read(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &mut ReadBuf<'_>,
-        ) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
-        }
-    }
-
     impl<S: AsyncWrite + Unpin> AsyncWrite for CountedWrites<S> {
         fn poll_write(
             self: Pin<&mut Self>,
@@ -169,7 +159,8 @@ mod tests {
             let this = self.get_mut();
             let written = Pin::new(&mut this.inner).poll_write(cx, buf);
             if written.is_ready() {
-                this.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                this.writes
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             written
         }
@@ -190,10 +181,14 @@ mod tests {
         const REQUESTS: usize = 20;
         let (client_io, server_io) = tokio::io::duplex(1 << 20);
         let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let client_io = CountedWrites {
-            inner: client_io,
-            writes: writes.clone(),
-        };
+        let (client_reads, client_writes) = tokio::io::split(client_io);
+        let client_io = tokio::io::join(
+            client_reads,
+            CountedWrites {
+                inner: client_writes,
+                writes: writes.clone(),
+            },
+        );
         let server = tokio::spawn(async move {
             let mut server = h2::server::handshake(server_io).await.unwrap();
             let mut bodies = 0;
@@ -215,7 +210,8 @@ mod tests {
         for _ in 0..REQUESTS {
             let head = http::Request::post("http://cairn/x").body(()).unwrap();
             let (response, mut body) = send.send_request(head, false).unwrap();
-            body.send_data(bytes::Bytes::from(vec![7u8; 2000]), true).unwrap();
+            body.send_data(bytes::Bytes::from(vec![7u8; 2000]), true)
+                .unwrap();
             streams.push((response, body));
         }
         let before = writes.load(std::sync::atomic::Ordering::Relaxed);
@@ -223,6 +219,10 @@ mod tests {
         assert_eq!(server.await.unwrap(), REQUESTS * 2000);
         let after = writes.load(std::sync::atomic::Ordering::Relaxed);
         // 20 chained bodies would take at least 20 writes.
-        assert!(after - before <= 4, "{} writes for {REQUESTS} requests", after - before);
+        assert!(
+            after - before <= 4,
+            "{} writes for {REQUESTS} requests",
+            after - before
+        );
     }
 }
