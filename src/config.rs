@@ -395,6 +395,14 @@ impl Config {
         let auto_compaction = match f.auto_compaction_mode.as_deref().unwrap_or("periodic") {
             "periodic" => match parse_retention_period(retention)? {
                 d if d.is_zero() => AutoCompaction::Disabled,
+                // The compactor samples the revision every tenth of the retention, which must
+                // not be zero (etcd 3.4 divides by zero and crashes on such a retention).
+                d if d < MIN_PERIODIC_RETENTION => {
+                    return Err(format!(
+                        "invalid auto-compaction-retention {retention:?}: a periodic retention \
+                         is at least {MIN_PERIODIC_RETENTION:?}"
+                    ))
+                }
                 d => AutoCompaction::Periodic(d),
             },
             "revision" => match retention.parse::<i64>() {
@@ -541,6 +549,9 @@ impl Config {
         })
     }
 }
+
+/// The shortest periodic retention: the compactor samples every tenth of it.
+const MIN_PERIODIC_RETENTION: Duration = Duration::from_nanos(10);
 
 /// etcd's periodic retention: a bare integer is hours, otherwise a Go duration ("30m").
 fn parse_retention_period(s: &str) -> Result<Duration, String> {
@@ -806,6 +817,12 @@ mod tests {
             Ok(AutoCompaction::Periodic(Duration::from_millis(250)))
         );
         assert!(periodic("soon").is_err());
+        // Shorter than ten samples of a nanosecond: refused, not a compactor that panics.
+        assert!(periodic("9ns").is_err());
+        assert_eq!(
+            periodic("10ns"),
+            Ok(AutoCompaction::Periodic(Duration::from_nanos(10)))
+        );
         let revision = parse(&[
             "--auto-compaction-mode",
             "revision",

@@ -26,6 +26,7 @@
 //! - [`mvcc`]: revisions, the key index, history and compaction.
 //! - [`storage`]: the RocksDB instance and its column families.
 //! - [`error`]: etcd's error codes and messages.
+//! - [`failpoints`]: named fault-injection points for tests (cargo feature `failpoints`).
 
 pub mod api;
 pub mod apply;
@@ -33,6 +34,7 @@ pub mod auto_compaction;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod failpoints;
 pub mod lease;
 pub mod mvcc;
 pub mod net;

@@ -36,10 +36,24 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&config.log_level);
+    let failpoints_http = match cairn::failpoints::setup_from_env() {
+        Ok(addr) => addr,
+        Err(e) => {
+            eprintln!("cairn: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
+    if let Some(addr) = failpoints_http {
+        runtime.spawn(async move {
+            if let Err(e) = cairn::failpoints::serve_http(addr).await {
+                tracing::error!(error = %e, "failpoint HTTP endpoint");
+            }
+        });
+    }
     let code = match runtime.block_on(run(config)) {
         Ok(()) => 0,
         Err(e) => {
@@ -144,6 +158,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         ready = ready => { ready?; false }
         _ = terminate.recv() => true,
         _ = interrupt.recv() => true,
+        reason = node.raft_stopped() => return Err(raft_stopped(reason)),
     };
     let mut auto_compaction = None;
     if !signalled {
@@ -175,6 +190,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
             _ = terminate.recv() => tracing::info!("received terminated signal, shutting down"),
             _ = interrupt.recv() => tracing::info!("received interrupt signal, shutting down"),
             _ = node.removed() => tracing::info!("removed from the cluster, shutting down"),
+            reason = node.raft_stopped() => {
+                health.set(false).await;
+                return Err(raft_stopped(reason));
+            }
         }
     }
 
@@ -197,6 +216,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, peer_server).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Raft stopped on a fatal error: the member exits at once with an error (as etcd does),
+/// which ends its client connections, so that clients fail over to a healthy member. What
+/// it had acknowledged is durable; the log sync is not retried on a failed disk.
+fn raft_stopped(reason: String) -> anyhow::Error {
+    anyhow::anyhow!("raft stopped on a fatal error, exiting: {reason}")
 }
 
 /// The socket address a listen URL names; `localhost` is the IPv4 loopback, as for etcd.

@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use openraft::error::{ClientWriteError, RaftError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::net::{TcpListener, UnixListener};
@@ -70,15 +69,26 @@ impl Peer for PeerService {
         &self,
         request: Request<Proposal>,
     ) -> Result<Response<ProposeResponse>, Status> {
+        // A member that does not lead says so before proposing: the write was certainly not
+        // applied, and the forwarding member answers `not leader`.
+        if !self.node.is_leader() {
+            return Ok(Response::new(ProposeResponse {
+                results: None,
+                error: EtcdError::NotLeader.number(),
+                index: 0,
+            }));
+        }
         let batch = Batch(std::sync::Arc::new(request.into_inner()));
         let response = match self.node.raft.client_write(batch).await {
             Ok(written) => ProposeResponse {
                 results: Some(written.data.0),
                 error: 0,
+                index: written.log_id.index,
             },
             Err(e) => ProposeResponse {
                 results: None,
-                error: write_error(e).number(),
+                error: crate::node::write_error(e).number(),
+                index: 0,
             },
         };
         Ok(Response::new(response))
@@ -147,7 +157,7 @@ impl Peer for PeerService {
         request: Request<LeaseKeepAliveRequest>,
     ) -> Result<Response<LeaseKeepAliveResponse>, Status> {
         let id = request.into_inner().id;
-        let ttl = self.node.lessor.renew(id)?.unwrap_or(0);
+        let ttl = self.node.lease_renew_as_leader(id).await?;
         Ok(Response::new(LeaseKeepAliveResponse {
             header: Some(self.node.header(0)),
             id,
@@ -165,17 +175,6 @@ impl Peer for PeerService {
         Ok(Response::new(
             self.node.local_lease_time_to_live(request.into_inner()),
         ))
-    }
-}
-
-fn write_error(e: RaftError<u64, ClientWriteError<u64, crate::raft::MemberInfo>>) -> EtcdError {
-    match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) if f.leader_id.is_some() => {
-            EtcdError::NotLeader
-        }
-        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => EtcdError::NoLeader,
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(_)) => EtcdError::NotLeader,
-        RaftError::Fatal(_) => EtcdError::Stopped,
     }
 }
 

@@ -273,6 +273,41 @@ async fn follower_serves_serializable_reads_eventually() {
     wait_serializable(&mut fc, c.name(follower), "ser/", &want, ANSWER_WAIT).await;
 }
 
+/// A write a follower acknowledged is visible to a serializable read on that follower right
+/// after: the follower answers only once it has applied the write itself, as etcd does
+/// (clientv3's ordering checks reject a read older than a revision the client has seen).
+#[tokio::test]
+async fn follower_reads_its_own_acknowledged_writes() {
+    const WRITES: i64 = 500;
+    let mut c = TestCluster::start(3, &[]);
+    let leader = c.wait_for_leader(LEADER_WAIT).await;
+    let follower = c.followers(leader)[0];
+    let mut fc = c.member_client(follower).await;
+    let mut stale = Vec::new();
+    for i in 0..WRITES {
+        let put = fc.put("own", i.to_string(), None).await.expect("put");
+        let put_rev = rev(put.header());
+        let got = fc
+            .get("own", Some(GetOptions::new().with_serializable()))
+            .await
+            .expect("serializable get");
+        let value = got
+            .kvs()
+            .first()
+            .map(|kv| kv.value_str().unwrap().to_string());
+        if rev(got.header()) < put_rev || value.as_deref() != Some(i.to_string().as_str()) {
+            stale.push((i, put_rev, rev(got.header()), value));
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "{} of {WRITES} serializable reads right after an acknowledged put saw older data \
+         (write, its revision, the read's revision, the value read): {:?}",
+        stale.len(),
+        &stale[..stale.len().min(10)]
+    );
+}
+
 #[tokio::test]
 async fn follower_runs_transactions() {
     let mut c = TestCluster::start(3, &[]);
@@ -634,6 +669,66 @@ async fn follower_catches_up(extra_args: &[&str], n: usize) -> (TestCluster, usi
         c.name(follower)
     );
     (c, follower)
+}
+
+/// A follower restarted behind a log of large entries (64 KiB values written by many
+/// clients at once, so their puts share entries of megabytes) catches up from the log. Each
+/// append to it must be small enough to be taken within openraft's per-append timeout (the
+/// heartbeat interval), or it would time out and be resent unchanged for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_catches_up_from_a_log_of_large_entries() {
+    const PUTS: usize = 1500;
+    const VALUE_BYTES: usize = 64 << 10;
+    const WRITERS: usize = 200;
+    let mut c = TestCluster::start(3, &[]);
+    let leader = c.wait_for_leader(LEADER_WAIT).await;
+    let follower = c.followers(leader)[0];
+    c.stop(follower);
+
+    let writer = c.client_of(&c.running()).await;
+    let value = "x".repeat(VALUE_BYTES);
+    futures::stream::iter(0..PUTS)
+        .map(|i| {
+            let mut w = writer.clone();
+            let value = value.clone();
+            async move {
+                w.put(format!("big/{i:05}"), value, None)
+                    .await
+                    .unwrap_or_else(|e| panic!("put {i}: {e}"))
+            }
+        })
+        .buffer_unordered(WRITERS)
+        .collect::<Vec<_>>()
+        .await;
+
+    blocking(|| c.restart(follower));
+    let restarted_at = Instant::now();
+    let mut fc = c.member_client(follower).await;
+    let deadline = restarted_at + CATCH_UP_WAIT;
+    loop {
+        let count = fc
+            .get(
+                "big/",
+                Some(
+                    GetOptions::new()
+                        .with_prefix()
+                        .with_count_only()
+                        .with_serializable(),
+                ),
+            )
+            .await
+            .map(|r| r.count());
+        if count.as_ref().ok() == Some(&(PUTS as i64)) {
+            eprintln!("caught up {:?} after its restart", restarted_at.elapsed());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} holds {count:?} of the {PUTS} large values {CATCH_UP_WAIT:?} after its restart",
+            c.name(follower)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test]

@@ -373,3 +373,57 @@ async fn isolated_follower_does_not_interrupt_the_majority() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------
+// Streams that require a leader
+// ---------------------------------------------------------------------------------
+
+/// Deadline for a stream that requires a leader to end once its member lost the leader:
+/// etcd ends it after 3 election timeouts without one (3.7-3.8 s with the default 1 s).
+const NO_LEADER_STREAM_END_WAIT: Duration = Duration::from_secs(15);
+
+/// A watch opened with `WithRequireLeader` on a member that is then cut off from the others
+/// ends with `etcdserver: no leader`, as etcd's do, so that its client (kube-apiserver)
+/// moves to a member with a leader. A watch on the same member that did not ask for a
+/// leader stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_requiring_a_leader_ends_when_its_member_is_isolated() {
+    let mut c = TestCluster::start_proxied(3, &[]);
+    let leader = c.wait_for_leader(LEADER_WAIT).await;
+    let follower = c.followers(leader)[0];
+
+    let mut requiring = c.member_client_requiring_leader(follower).await;
+    let mut requiring_stream = requiring.watch("w/", None).await.expect("watch");
+    let created = requiring_stream.message().await.expect("created");
+    assert!(created.is_some_and(|r| r.created()));
+    let mut plain = c.member_client(follower).await;
+    let mut plain_stream = plain.watch("w/", None).await.expect("watch");
+    let created = plain_stream.message().await.expect("created");
+    assert!(created.is_some_and(|r| r.created()));
+
+    c.partition(&[follower]);
+    let cut_at = Instant::now();
+    let ended = timeout(NO_LEADER_STREAM_END_WAIT, requiring_stream.message())
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "a watch requiring a leader on the isolated {} is still open after \
+                 {NO_LEADER_STREAM_END_WAIT:?}",
+                c.name(follower)
+            )
+        });
+    eprintln!(
+        "watch requiring a leader ended {:?} after the cut",
+        cut_at.elapsed()
+    );
+    assert_eq!(
+        grpc_error(ended),
+        (Code::Unavailable, "etcdserver: no leader".to_string())
+    );
+    // The other watch is still open: nothing ended it.
+    let still_open = timeout(Duration::from_millis(500), plain_stream.message()).await;
+    assert!(
+        still_open.is_err(),
+        "a watch that did not require a leader must stay open, got {still_open:?}"
+    );
+}

@@ -26,12 +26,25 @@ pub fn admit<B>(node: &Arc<Node>, request: Request<B>) -> Result<Request<B>, Sta
     if node.is_learner() && !LEARNER_PATHS.contains(&path) {
         return Err(EtcdError::NotSupportedForLearner.into());
     }
-    let wants_leader = request
-        .headers()
-        .get(REQUIRE_LEADER_KEY)
-        .is_some_and(|v| v.as_bytes() == b"true");
+    let wants_leader = requires_leader(
+        request
+            .headers()
+            .get(REQUIRE_LEADER_KEY)
+            .map(|v| v.as_bytes()),
+    );
     if wants_leader && node.leader_id().is_none() {
         return Err(EtcdError::NoLeader.into());
     }
     Ok(request)
+}
+
+/// Whether a request's `hasleader` metadata asks for a leader.
+fn requires_leader(value: Option<&[u8]>) -> bool {
+    value == Some(b"true")
+}
+
+/// Whether a stream asked for a leader: it then ends when its member has been without one
+/// for too long (`Node::leader_lost`), as etcd's do.
+pub fn stream_requires_leader(metadata: &tonic::metadata::MetadataMap) -> bool {
+    requires_leader(metadata.get(REQUIRE_LEADER_KEY).map(|v| v.as_bytes()))
 }

@@ -104,6 +104,8 @@ struct Sender {
     ready: VecDeque<WatchResponse>,
     fragment_bytes: usize,
     _slot: ConnectionSlot,
+    /// Asked for a leader (`WithRequireLeader`): ends when the member has lost its leader.
+    requires_leader: bool,
     done: bool,
 }
 
@@ -122,6 +124,7 @@ impl Watch for WatchService {
         request: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let slot = ConnectionSlot::take(&self.streams_per_connection, request.remote_addr())?;
+        let requires_leader = super::admission::stream_requires_leader(request.metadata());
         let stream = Arc::new(
             self.node
                 .watch
@@ -148,6 +151,7 @@ impl Watch for WatchService {
             ready: VecDeque::new(),
             fragment_bytes: self.fragment_bytes,
             _slot: slot,
+            requires_leader,
             done: false,
         };
         let responses = futures::stream::unfold(sender, |mut sender| async move {
@@ -204,6 +208,7 @@ impl Sender {
     async fn next(&mut self) -> Option<Result<WatchResponse, Status>> {
         loop {
             if let Some(response) = self.ready.pop_front() {
+                fail::fail_point!("watch_before_send");
                 return Some(Ok(response));
             }
             if self.done {
@@ -228,6 +233,10 @@ impl Sender {
                     }
                 }
                 _ = self.progress.tick() => self.stream.progress_tick(),
+                _ = self.node.leader_lost(), if self.requires_leader => {
+                    self.done = true;
+                    return Some(Err(crate::error::EtcdError::NoLeader.into()));
+                }
             }
         }
     }
@@ -278,10 +287,13 @@ impl Sender {
             Outgoing::Events {
                 watch_id,
                 rev,
-                mut events,
+                events,
                 prev_kv,
                 fragment,
             } => {
+                // The hub shares events between streams; this stream's copy is made only
+                // now, as it is sent.
+                let mut events: Vec<Event> = events.into_iter().map(Arc::unwrap_or_clone).collect();
                 if prev_kv {
                     self.fill_prev_kvs(&mut events);
                 }

@@ -1,9 +1,39 @@
-//! Leadership transfer: a stopping leader hands over, and MoveLeader.
+//! Leadership transfer (a stopping leader hands over, and MoveLeader), and the monitor
+//! that tells streams which asked for a leader when there has been none for too long.
 
+use std::sync::Weak;
 use std::time::Duration;
 
 use super::Node;
 use crate::error::EtcdError;
+
+/// Election timeouts without a leader after which streams that require one end, as etcd's
+/// `monitorLeader` decides (kube-apiserver then moves to a member that has a leader).
+const MAX_ELECTIONS_WITHOUT_LEADER: u32 = 3;
+
+/// Checks once per election timeout whether a leader is known; after
+/// `MAX_ELECTIONS_WITHOUT_LEADER` checks in a row without one, `Node::leader_lost` fires
+/// (until a leader is known again).
+pub(super) async fn monitor_leader(node: Weak<Node>) {
+    let Some(period) = node.upgrade().map(|n| n.election_timeout) else {
+        return;
+    };
+    let mut check = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut checks_without_leader = 0;
+    loop {
+        check.tick().await;
+        let Some(node) = node.upgrade() else { return };
+        if node.leader_id().is_some() {
+            checks_without_leader = 0;
+        } else {
+            checks_without_leader += 1;
+        }
+        let lost = checks_without_leader >= MAX_ELECTIONS_WITHOUT_LEADER;
+        node.leader_lost
+            .send_if_modified(|was| std::mem::replace(was, lost) != lost);
+    }
+}
 
 impl Node {
     /// Before a leader stops: hands leadership to the most caught-up voter, so clients see a
@@ -41,6 +71,13 @@ impl Node {
             ),
             Err(_) => tracing::warn!("leadership handoff did not complete; an election follows"),
         }
+    }
+
+    /// Resolves once this member has been without a leader for `MAX_ELECTIONS_WITHOUT_LEADER`
+    /// election timeouts (at once if it is now): streams that require a leader then end.
+    pub async fn leader_lost(&self) {
+        let mut lost = self.leader_lost.subscribe();
+        let _ = lost.wait_for(|lost| *lost).await;
     }
 
     /// Makes voter `target` the leader: asks it to campaign at once (Raft's TimeoutNow),

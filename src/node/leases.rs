@@ -73,7 +73,7 @@ impl Node {
     /// A lease keep-alive, answered by the leader: the TTL, 0 for an unknown lease.
     pub async fn lease_renew(&self, id: i64) -> Result<i64, EtcdError> {
         match raft::leader(&self.raft, &self.peers, self.identity.member_id) {
-            Some(raft::Leader::Me) => Ok(self.lessor.renew(id)?.unwrap_or(0)),
+            Some(raft::Leader::Me) => self.lease_renew_as_leader(id).await,
             Some(raft::Leader::Other(mut leader)) => {
                 let request = LeaseKeepAliveRequest { id };
                 let answer =
@@ -85,6 +85,16 @@ impl Node {
             }
             None => Err(EtcdError::NoLeader),
         }
+    }
+
+    /// A keep-alive this member answers as the leader (its own clients' and those followers
+    /// forward). A quorum confirms the leadership first (a read-index round, shared with
+    /// concurrent reads): a leader deposed without knowing it (its Raft core stalled in a
+    /// disk write, or cut off) must not renew a lease that the new leader may already have
+    /// revoked and another client taken over (etcd #15247).
+    pub async fn lease_renew_as_leader(&self, id: i64) -> Result<i64, EtcdError> {
+        self.read_barrier().await?;
+        Ok(self.lessor.renew(id)?.unwrap_or(0))
     }
 
     /// A lease's remaining TTL, as the leader (which keeps expiry times) knows it.

@@ -2,8 +2,8 @@
 //! together, and the two doors the API uses: `propose` for writes, `read_barrier` for
 //! linearizable reads.
 //!
-//! Also: leases (`leases`), membership (`membership`), leadership transfer
-//! (`leadership`) and this member's identity (`identity`).
+//! Also: leases (`leases`), membership (`membership`), leadership transfer and the
+//! leader monitor (`leadership`) and this member's identity (`identity`).
 //!
 //! May call `storage`, `mvcc`, `watch`, `lease`, `raft`, `cluster` and `config`.
 
@@ -14,6 +14,7 @@ mod membership;
 mod proposer;
 mod read_barrier;
 
+pub use proposer::write_error;
 pub use read_barrier::read_error;
 
 use std::collections::BTreeMap;
@@ -74,6 +75,8 @@ pub struct Node {
     election_timeout: Duration,
     /// Set once this member finds itself removed from the cluster: it should stop.
     removed: tokio::sync::watch::Sender<bool>,
+    /// Set while this member has been without a leader for too long (`leadership`).
+    leader_lost: tokio::sync::watch::Sender<bool>,
 }
 
 impl Node {
@@ -178,8 +181,10 @@ impl Node {
             request_timeout,
             election_timeout: Duration::from_millis(config.election_timeout_ms),
             removed: tokio::sync::watch::channel(false).0,
+            leader_lost: tokio::sync::watch::channel(false).0,
         });
         tokio::spawn(leases::run(Arc::downgrade(&node)));
+        tokio::spawn(leadership::monitor_leader(Arc::downgrade(&node)));
         tokio::spawn(membership::run(Arc::downgrade(&node)));
         Ok(node)
     }
@@ -250,6 +255,22 @@ impl Node {
                 revision
             },
             raft_term: self.raft.metrics().borrow().current_term,
+        }
+    }
+
+    /// Resolves when Raft has stopped on its own: a fatal error (a failed or full disk, a
+    /// state machine that could not apply) ended its core. The member can then neither
+    /// commit nor learn of commits, and must not go on serving frozen data: the answer is
+    /// the reason, for the log before the process exits (as etcd exits).
+    pub async fn raft_stopped(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        let stopped = metrics.wait_for(|m| m.running_state.is_err()).await;
+        match stopped {
+            Ok(m) => match &m.running_state {
+                Err(fatal) => fatal.to_string(),
+                Ok(()) => unreachable!("waited for an error"),
+            },
+            Err(_) => "raft stopped".to_string(),
         }
     }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use std::time::{Duration, Instant};
 
-use openraft::error::ClientWriteError;
+use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::error::EtcdError;
@@ -117,21 +117,30 @@ async fn run(raft: Raft, peers: Arc<Peers>, me: u64, mut queue: mpsc::Receiver<P
         match leader(&raft, &peers, me) {
             Some(Leader::Me) => {}
             Some(Leader::Other(mut client)) => {
+                let raft = raft.clone();
                 tokio::spawn(async move {
-                    let forwarded = tokio::time::timeout_at(
-                        deadline,
-                        client.propose(Arc::unwrap_or_clone(proposal.0)),
-                    );
-                    let outcome = match forwarded.await {
-                        Ok(Ok(answer)) => match answer.into_inner() {
-                            answer if answer.error != 0 => {
-                                Err(EtcdError::from_number(answer.error))
-                            }
-                            answer => Ok(answer.results.unwrap_or_default().results),
-                        },
-                        // The leader is gone or cut off: as etcd, the request timed out.
-                        Ok(Err(_)) | Err(_) => Err(EtcdError::Timeout),
+                    let forwarded = async {
+                        let answer = client
+                            .propose(Arc::unwrap_or_clone(proposal.0))
+                            .await
+                            // The leader is gone or cut off: as etcd, the request timed out.
+                            .map_err(|_| EtcdError::Timeout)?
+                            .into_inner();
+                        if answer.error != 0 {
+                            return Err(EtcdError::from_number(answer.error));
+                        }
+                        // As etcd, answer only once this member has applied the write too,
+                        // so that a serializable read or a watch here right after the
+                        // answer sees it.
+                        raft.wait(None)
+                            .applied_index_at_least(Some(answer.index), "forwarded write")
+                            .await
+                            .map_err(|_| EtcdError::Stopped)?;
+                        Ok(answer.results.unwrap_or_default().results)
                     };
+                    let outcome = tokio::time::timeout_at(deadline, forwarded)
+                        .await
+                        .unwrap_or(Err(EtcdError::Timeout));
                     deliver(replies, outcome);
                     drop(permit);
                 });
@@ -147,7 +156,7 @@ async fn run(raft: Raft, peers: Arc<Peers>, me: u64, mut queue: mpsc::Receiver<P
                 tokio::spawn(async move {
                     let outcome = match tokio::time::timeout_at(deadline, applied).await {
                         Ok(Ok(Ok(response))) => Ok(response.data.0.results),
-                        Ok(Ok(Err(e))) => Err(write_error(e)),
+                        Ok(Ok(Err(e))) => Err(write_error(RaftError::APIError(e))),
                         Ok(Err(_)) => Err(EtcdError::Stopped),
                         Err(_) => Err(EtcdError::Timeout),
                     };
@@ -180,10 +189,18 @@ fn deliver(
     }
 }
 
-fn write_error(e: ClientWriteError<u64, crate::raft::MemberInfo>) -> EtcdError {
+/// How a write Raft did not apply is reported. openraft answers ForwardToLeader both when
+/// this member no longer led as the write arrived and when a new leader truncated the
+/// entry after it was appended, and a truncated entry may still be committed by a later
+/// leader that has it. So the outcome is unknown, and it is reported as etcd reports such
+/// writes: `request timed out`, which clients do not take for "not applied". A definite
+/// `not leader` is answered only before anything is proposed (`leader()` is checked
+/// first).
+pub fn write_error(e: RaftError<u64, ClientWriteError<u64, crate::raft::MemberInfo>>) -> EtcdError {
     match e {
-        ClientWriteError::ForwardToLeader(f) if f.leader_id.is_some() => EtcdError::NotLeader,
-        ClientWriteError::ForwardToLeader(_) => EtcdError::NoLeader,
-        ClientWriteError::ChangeMembershipError(_) => EtcdError::NotLeader,
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => EtcdError::Timeout,
+        // Refused before anything was appended (a membership change already in progress).
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(_)) => EtcdError::NotLeader,
+        RaftError::Fatal(_) => EtcdError::Stopped,
     }
 }

@@ -39,6 +39,9 @@ pub struct LogStore {
     flusher: mpsc::Sender<Flushed>,
     /// Shared by the store and its readers.
     recent: Arc<Mutex<Recent>>,
+    /// The log index up to which the state machine no longer needs the log
+    /// (`StateMachine::recoverable_index`): purges wait for it.
+    recoverable: tokio::sync::watch::Receiver<u64>,
 }
 
 /// Bounds of `Recent`: enough for the entries being applied and replicated (the proposer
@@ -130,7 +133,10 @@ fn write_err(e: impl std::error::Error + 'static) -> StorageError<u64> {
 }
 
 impl LogStore {
-    pub fn open(storage: Arc<Storage>) -> StorageResult<LogStore> {
+    pub fn open(
+        storage: Arc<Storage>,
+        recoverable: tokio::sync::watch::Receiver<u64>,
+    ) -> StorageResult<LogStore> {
         let (tx, rx) = mpsc::channel::<Flushed>();
         let flusher_storage = storage.clone();
         std::thread::Builder::new()
@@ -141,6 +147,7 @@ impl LogStore {
             storage,
             flusher: tx,
             recent: Arc::default(),
+            recoverable,
         })
     }
 
@@ -182,15 +189,24 @@ fn run_flusher(storage: Arc<Storage>, rx: mpsc::Receiver<Flushed>) {
     while let Ok(first) = rx.recv() {
         let mut waiting = vec![first];
         waiting.extend(rx.try_iter());
-        let result = storage.sync_wal();
+        let result = sync_wal(&storage);
         for callback in waiting {
-            let outcome = match &result {
-                Ok(()) => Ok(()),
-                Err(e) => Err(std::io::Error::other(e.to_string())),
-            };
+            let outcome = result.clone().map_err(std::io::Error::other);
             callback.log_io_completed(outcome);
         }
     }
+}
+
+/// The flusher's fsync, with its failpoints: `return` is a failed (or full) disk.
+fn sync_wal(storage: &Storage) -> Result<(), String> {
+    fail::fail_point!("raft_log_before_fsync", |_| Err(
+        crate::failpoints::disk_full("raft_log_before_fsync").to_string()
+    ));
+    storage.sync_wal().map_err(|e| e.to_string())?;
+    fail::fail_point!("raft_log_after_fsync", |_| Err(
+        crate::failpoints::disk_full("raft_log_after_fsync").to_string()
+    ));
+    Ok(())
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -289,6 +305,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
+        fail::fail_point!("raft_log_before_append", |_| Err(write_err(
+            crate::failpoints::disk_full("raft_log_before_append")
+        )));
         let cf = self.storage.cf(CF_RAFT_LOG);
         let mut batch = WriteBatch::default();
         let mut appended = Vec::new();
@@ -326,6 +345,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError<u64>> {
+        // After a snapshot install openraft purges at once, while the state machine is still
+        // installing: the entries go only once the state no longer needs them.
+        self.recoverable
+            .wait_for(|index| *index >= log_id.index)
+            .await
+            .map_err(|_| write_err(std::io::Error::other("the state machine stopped")))?;
         let mut batch = WriteBatch::default();
         let bytes = bincode::serialize(&log_id).map_err(write_err)?;
         batch.put_cf(self.storage.cf(CF_RAFT_STATE), KEY_LAST_PURGED, bytes);

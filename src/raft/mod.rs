@@ -119,8 +119,8 @@ pub async fn start(
         ..RaftConfig::default()
     }
     .validate()?;
-    let log_store = LogStore::open(storage.clone())?;
-    let state_machine = StateMachine::open(storage, mvcc, watch, lessor, snapshot_dir)?;
+    let state_machine = StateMachine::open(storage.clone(), mvcc, watch, lessor, snapshot_dir)?;
+    let log_store = LogStore::open(storage, state_machine.recoverable_index())?;
     let raft = Raft::new(
         member_id,
         Arc::new(config),

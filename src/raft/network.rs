@@ -10,7 +10,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -29,6 +30,12 @@ use crate::proto::cairnpeerpb::RaftMessage;
 /// A peer that does not answer a connection attempt within this is unreachable for now;
 /// Raft retries later.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Bytes of entries one append carries, unless its first entry alone is larger. openraft
+/// 0.9 gives each append one heartbeat interval to be sent, stored and fsynced by the
+/// follower; a follower catching up from far behind must get pieces it can take in that
+/// time, or every append times out and is resent unchanged, for ever.
+const MAX_APPEND_BYTES: usize = 1 << 20;
 
 /// Connections to the other members' peer URLs.
 pub struct Peers {
@@ -159,6 +166,15 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<u64>, openraft::error::Infallible> {
+        fail::fail_point!("raft_before_send_append", |_| Err(RPCError::Unreachable(
+            Unreachable::new(&AnyError::error("failpoint raft_before_send_append"))
+        )));
+        if let Some(fitting) = entries_within(&rpc.entries, MAX_APPEND_BYTES) {
+            // openraft sends the next appends with at most this many entries.
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(fitting),
+            ));
+        }
         self.call(Method::AppendEntries, &rpc, &option).await
     }
 
@@ -177,6 +193,24 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
     ) -> RpcResult<VoteResponse<u64>, openraft::error::Infallible> {
         self.call(Method::Vote, &rpc, &option).await
     }
+}
+
+/// When `entries` come to more than `max_bytes`, how many of the first ones fit (at least
+/// one); `None` when all of them fit.
+fn entries_within(entries: &[openraft::Entry<TypeConfig>], max_bytes: usize) -> Option<u64> {
+    let mut bytes = 0;
+    for (i, entry) in entries.iter().enumerate() {
+        bytes += match &entry.payload {
+            openraft::EntryPayload::Normal(batch) => prost::Message::encoded_len(&*batch.0),
+            // Blank and membership entries are small.
+            _ => 0,
+        };
+        if bytes > max_bytes {
+            // A single entry goes alone, whatever its size.
+            return (entries.len() > 1).then_some(i.max(1) as u64);
+        }
+    }
+    None
 }
 
 /// Where requests only the leader can serve go.

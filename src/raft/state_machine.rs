@@ -36,6 +36,8 @@ const META_APPLIED: &[u8] = b"applied";
 /// being installed. Set, synced, before the state is cleared; removed in the install's last
 /// synced batch. Found at start-up, it means a crash interrupted the install: it is redone.
 const KEY_INSTALLING: &[u8] = b"installing_snapshot";
+/// Where a snapshot sent by the leader is received (builds write `*.building` files).
+const RECEIVING_FILE: &str = "snapshot.receiving";
 const META_MEMBERSHIP: &[u8] = b"membership";
 /// Prefix of published member attributes: `member/` + member ID (8 bytes, big-endian).
 const META_MEMBER_PREFIX: &[u8] = b"member/";
@@ -57,6 +59,13 @@ pub struct StateMachine {
     snapshot_dir: PathBuf,
     applied: Option<LogId>,
     membership: StoredMembership,
+    /// The log index up to which the state no longer needs the log: what it applied, or
+    /// what a snapshot install covers once its redo marker is durable. The log store purges
+    /// no further (see `LogStore::purge`).
+    recoverable: tokio::sync::watch::Sender<u64>,
+    /// Held while snapshot files are published, removed or opened: openraft runs a build
+    /// and an install at the same time, and neither may remove what the other is using.
+    files: Arc<tokio::sync::Mutex<()>>,
 }
 
 fn sm_read_err(e: impl std::error::Error + 'static) -> StorageError<u64> {
@@ -87,13 +96,16 @@ impl StateMachine {
         if let Some(path) = installing {
             let path = PathBuf::from(String::from_utf8_lossy(&path).into_owned());
             tracing::warn!(snapshot = %path.display(), "redoing a snapshot install a stop interrupted");
-            mvcc.replace(|| install_records(&storage, &path))
+            mvcc.replace(|| load_records(&storage, &path))
                 .map_err(sm_write_err)?;
             lessor.reload().map_err(sm_write_err)?;
+            // Watchers are told of changes after the store's revision from here on.
+            watch.reset(mvcc.current_rev());
         }
         let meta = storage.cf(CF_META);
         let (applied, membership) =
             read_applied_state(|key| storage.db().get_cf(meta, key).map_err(sm_read_err))?;
+        remove_leftovers(&snapshot_dir, applied).map_err(sm_write_err)?;
         Ok(StateMachine {
             storage,
             mvcc,
@@ -102,7 +114,23 @@ impl StateMachine {
             snapshot_dir,
             applied,
             membership,
+            recoverable: tokio::sync::watch::channel(applied.map_or(0, |l| l.index)).0,
+            files: Arc::default(),
         })
+    }
+
+    /// Follows the log index up to which the state no longer needs the log.
+    pub fn recoverable_index(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.recoverable.subscribe()
+    }
+
+    fn set_recoverable(&self, log_id: Option<LogId>) {
+        let index = log_id.map_or(0, |l| l.index);
+        self.recoverable.send_if_modified(|was| {
+            let newer = index > *was;
+            *was = (*was).max(index);
+            newer
+        });
     }
 }
 
@@ -135,7 +163,14 @@ impl StateMachine {
         let membership = bincode::serialize(&self.membership).map_err(sm_write_err)?;
         guard.batch_mut().put_cf(meta, META_APPLIED, applied);
         guard.batch_mut().put_cf(meta, META_MEMBERSHIP, membership);
+        fail::fail_point!("apply_before_commit", |_| Err(sm_write_err(
+            crate::failpoints::disk_full("apply_before_commit")
+        )));
         let committed = guard.commit().map_err(sm_write_err)?;
+        fail::fail_point!("apply_after_commit", |_| Err(sm_write_err(
+            crate::failpoints::disk_full("apply_after_commit")
+        )));
+        self.set_recoverable(self.applied);
         self.watch.notify(committed);
         Ok(())
     }
@@ -199,13 +234,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             storage: self.storage.clone(),
             mvcc: self.mvcc.clone(),
             snapshot_dir: self.snapshot_dir.clone(),
+            files: self.files.clone(),
         }
     }
 
     async fn begin_receiving_snapshot(
         &mut self,
     ) -> Result<Box<tokio::fs::File>, StorageError<u64>> {
-        let path = self.snapshot_dir.join("receiving.part");
+        let path = self.snapshot_dir.join(RECEIVING_FILE);
         let file = tokio::fs::File::options()
             .read(true)
             .write(true)
@@ -224,25 +260,35 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), StorageError<u64>> {
         snapshot.sync_all().await.map_err(snapshot_err)?;
         drop(snapshot);
-        let received = self.snapshot_dir.join("receiving.part");
+        let received = self.snapshot_dir.join(RECEIVING_FILE);
         let path = snapshot_path(&self.snapshot_dir, meta);
-        write_meta_file(&path, meta).await?;
-        publish(&received, &path).await?;
+        {
+            let _files = self.files.lock().await;
+            write_meta_file(&path, meta, "receiving").await?;
+            publish(&received, &path).await?;
+        }
         self.watch.begin_reset();
         let storage = self.storage.clone();
-        tokio::task::block_in_place(|| self.mvcc.replace(|| install_records(&storage, &path)))
+        // openraft purges the log the snapshot covers while this runs: only once the redo
+        // marker is durable may it go, or a crash here would leave a state behind the log.
+        tokio::task::block_in_place(|| write_install_marker(&storage, &path))
+            .map_err(sm_write_err)?;
+        self.set_recoverable(meta.last_log_id);
+        tokio::task::block_in_place(|| self.mvcc.replace(|| load_records(&storage, &path)))
             .map_err(sm_write_err)?;
         self.lessor.reload().map_err(sm_write_err)?;
         self.watch.reset(self.mvcc.current_rev());
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        remove_other_snapshots(&self.snapshot_dir, &path).await;
+        let _files = self.files.lock().await;
+        remove_older_snapshots(&self.snapshot_dir, meta.last_log_id).await;
         Ok(())
     }
 
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
+        let _files = self.files.lock().await;
         let Some((path, meta)) = latest_snapshot(&self.snapshot_dir).await? else {
             return Ok(None);
         };
@@ -258,13 +304,14 @@ pub struct SnapshotBuilder {
     storage: Arc<Storage>,
     mvcc: Arc<Mvcc>,
     snapshot_dir: PathBuf,
+    files: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
         // Holding the store for writing pins an entry boundary: no apply is half-done.
         let storage = &self.storage;
-        let (records_path, meta) = {
+        let (path, tmp, meta) = {
             let guard = self.mvcc.write();
             let snap = storage.db().snapshot();
             drop(guard);
@@ -279,20 +326,25 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
                 }),
             };
             let path = snapshot_path(&self.snapshot_dir, &meta);
-            let tmp = path.with_extension("tmp");
+            let tmp = path.with_extension("snap.building");
             // Written synchronously from the RocksDB snapshot: a blocking section, but it
             // streams record by record and never holds the state in memory.
+            fail::fail_point!("snapshot_build_before_write", |_| Err(snapshot_err(
+                crate::failpoints::disk_full("snapshot_build_before_write")
+            )));
             tokio::task::block_in_place(|| write_records(storage, &snap, &tmp))
                 .map_err(snapshot_err)?;
-            // The meta first: a `.snap` is only ever visible with its meta beside it.
-            write_meta_file(&path, &meta).await?;
-            publish(&tmp, &path).await?;
-            (path, meta)
+            fail::fail_point!("snapshot_build_before_rename", |_| Err(snapshot_err(
+                crate::failpoints::disk_full("snapshot_build_before_rename")
+            )));
+            (path, tmp, meta)
         };
-        remove_other_snapshots(&self.snapshot_dir, &records_path).await;
-        let file = tokio::fs::File::open(&records_path)
-            .await
-            .map_err(snapshot_err)?;
+        let _files = self.files.lock().await;
+        // The meta first: a `.snap` is only ever visible with its meta beside it.
+        write_meta_file(&path, &meta, "building").await?;
+        publish(&tmp, &path).await?;
+        remove_older_snapshots(&self.snapshot_dir, meta.last_log_id).await;
+        let file = tokio::fs::File::open(&path).await.map_err(snapshot_err)?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(file),
@@ -350,10 +402,16 @@ fn meta_path(snapshot: &Path) -> PathBuf {
     snapshot.with_extension("meta")
 }
 
-async fn write_meta_file(snapshot: &Path, meta: &Meta) -> Result<(), StorageError<u64>> {
+/// Writes a snapshot's meta file, through a temporary file whose name says who writes it
+/// (`tmp_tag`: a build and an install never share one).
+async fn write_meta_file(
+    snapshot: &Path,
+    meta: &Meta,
+    tmp_tag: &str,
+) -> Result<(), StorageError<u64>> {
     let bytes = serde_json::to_vec(meta).map_err(snapshot_err)?;
     let path = meta_path(snapshot);
-    let tmp = path.with_extension("meta.tmp");
+    let tmp = path.with_extension(format!("meta.{tmp_tag}"));
     let mut file = tokio::fs::File::create(&tmp).await.map_err(snapshot_err)?;
     file.write_all(&bytes).await.map_err(snapshot_err)?;
     file.sync_all().await.map_err(snapshot_err)?;
@@ -382,19 +440,37 @@ fn write_records(
     out.into_inner().map_err(|e| e.into_error())?.sync_all()
 }
 
-/// Replaces the snapshot's column families with its records, crash-safely (see
-/// `KEY_INSTALLING`). Reads the file record by record, writing bounded batches.
-fn install_records(storage: &Storage, path: &Path) -> crate::storage::StorageResult<()> {
-    use std::io::Read;
-    let io = |e: std::io::Error| crate::storage::StorageError::Io(e.to_string());
-    let raft_state = storage.cf(CF_RAFT_STATE);
+fn storage_io(e: std::io::Error) -> crate::storage::StorageError {
+    crate::storage::StorageError::Io(e.to_string())
+}
+
+/// Records, synced, that the snapshot at `path` is being installed: from here on a
+/// restart redoes the install (see `KEY_INSTALLING`).
+fn write_install_marker(storage: &Storage, path: &Path) -> crate::storage::StorageResult<()> {
+    let failpoint = |name: &'static str| Err(storage_io(crate::failpoints::disk_full(name)));
     let mut marker = WriteBatch::default();
     marker.put_cf(
-        raft_state,
+        storage.cf(CF_RAFT_STATE),
         KEY_INSTALLING,
         path.to_string_lossy().as_bytes(),
     );
+    fail::fail_point!("snapshot_install_before_marker", |_| failpoint(
+        "snapshot_install_before_marker"
+    ));
     storage.write(marker, true)?;
+    fail::fail_point!("snapshot_install_after_marker", |_| failpoint(
+        "snapshot_install_after_marker"
+    ));
+    Ok(())
+}
+
+/// Replaces the snapshot's column families with its records and then removes the install
+/// marker. Reads the file record by record, writing bounded batches.
+fn load_records(storage: &Storage, path: &Path) -> crate::storage::StorageResult<()> {
+    use std::io::Read;
+    let io = storage_io;
+    let failpoint = |name: &'static str| Err(io(crate::failpoints::disk_full(name)));
+    let raft_state = storage.cf(CF_RAFT_STATE);
     let mut clear = WriteBatch::default();
     for cf_name in SNAPSHOT_CFS {
         let cf = storage.cf(cf_name);
@@ -433,8 +509,17 @@ fn install_records(storage: &Storage, path: &Path) -> crate::storage::StorageRes
             storage.write(std::mem::take(&mut batch), false)?;
         }
     }
-    batch.delete_cf(raft_state, KEY_INSTALLING);
-    storage.write(batch, true)
+    storage.write(batch, false)?;
+    fail::fail_point!("snapshot_install_after_load", |_| failpoint(
+        "snapshot_install_after_load"
+    ));
+    let mut done = WriteBatch::default();
+    done.delete_cf(raft_state, KEY_INSTALLING);
+    storage.write(done, true)?;
+    fail::fail_point!("snapshot_install_after_finish", |_| failpoint(
+        "snapshot_install_after_finish"
+    ));
+    Ok(())
 }
 
 async fn latest_snapshot(dir: &Path) -> Result<Option<(PathBuf, Meta)>, StorageError<u64>> {
@@ -462,17 +547,100 @@ async fn latest_snapshot(dir: &Path) -> Result<Option<(PathBuf, Meta)>, StorageE
     Ok(best)
 }
 
-/// Removes every file but the kept snapshot and its meta: older snapshots and the leftovers
-/// of interrupted builds or transfers.
-async fn remove_other_snapshots(dir: &Path, keep: &Path) {
+/// At start-up, before anything else uses the directory: removes what an interrupted build
+/// or transfer left, and snapshots ahead of the state. Those were received but a crash came
+/// before their install was marked for redo (`KEY_INSTALLING`); offered to Raft as this
+/// member's snapshot, they would claim entries it has not applied. The leader sends them
+/// again.
+fn remove_leftovers(dir: &Path, applied: Option<LogId>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let ahead = || -> bool {
+            std::fs::read(meta_path(&path))
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<Meta>(&bytes).ok())
+                .is_some_and(|meta| meta.last_log_id > applied)
+        };
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("snap") if ahead() => {
+                tracing::warn!(snapshot = %path.display(), "removing a snapshot whose install never began");
+                std::fs::remove_file(meta_path(&path))?;
+                std::fs::remove_file(&path)?;
+            }
+            Some("building" | "receiving" | "part") => std::fs::remove_file(&path)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Removes the published snapshots older than `kept` (with their metas). Never a file
+/// being written (a build's or a transfer's: those are cleaned up at start-up, see
+/// `remove_leftovers`), nor a newer snapshot. Called with `StateMachine::files` held.
+async fn remove_older_snapshots(dir: &Path, kept: Option<LogId>) {
     let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
         return;
     };
-    let keep_meta = meta_path(keep);
     while let Ok(Some(entry)) = entries.next_entry().await {
         let path = entry.path();
-        if path != keep && path != keep_meta {
-            let _ = tokio::fs::remove_file(&path).await;
+        if path.extension().and_then(|e| e.to_str()) != Some("snap") {
+            continue;
         }
+        let Ok(bytes) = tokio::fs::read(meta_path(&path)).await else {
+            continue;
+        };
+        if serde_json::from_slice::<Meta>(&bytes).is_ok_and(|meta| meta.last_log_id < kept) {
+            let _ = tokio::fs::remove_file(&path).await;
+            let _ = tokio::fs::remove_file(meta_path(&path)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::CommittedLeaderId;
+
+    fn meta_at(index: u64) -> Meta {
+        let log_id = LogId::new(CommittedLeaderId::new(1, 1), index);
+        Meta {
+            last_log_id: Some(log_id),
+            last_membership: StoredMembership::default(),
+            snapshot_id: format!("1-1-{index}"),
+        }
+    }
+
+    /// A build and an install run at once: the cleanup after either one removes older
+    /// published snapshots only, never the other's files in progress nor a newer snapshot.
+    #[tokio::test]
+    async fn snapshot_cleanup_spares_files_in_progress_and_newer_snapshots() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        let mut published = Vec::new();
+        for index in [10, 20, 30] {
+            let path = snapshot_path(dir, &meta_at(index));
+            std::fs::write(&path, b"records").unwrap();
+            write_meta_file(&path, &meta_at(index), "building")
+                .await
+                .unwrap();
+            published.push(path);
+        }
+        let in_progress = [
+            dir.join(RECEIVING_FILE),
+            snapshot_path(dir, &meta_at(40)).with_extension("snap.building"),
+            meta_path(&snapshot_path(dir, &meta_at(40))).with_extension("meta.building"),
+        ];
+        for path in &in_progress {
+            std::fs::write(path, b"being written").unwrap();
+        }
+        remove_older_snapshots(dir, meta_at(20).last_log_id).await;
+        assert!(!published[0].exists() && !meta_path(&published[0]).exists());
+        for path in published[1..].iter().chain(&in_progress) {
+            assert!(path.exists(), "{} was removed", path.display());
+        }
+        // At start-up, what was in progress goes, and so does a snapshot ahead of the state.
+        remove_leftovers(dir, meta_at(20).last_log_id).unwrap();
+        assert!(published[1].exists() && !published[2].exists());
+        assert!(in_progress.iter().all(|p| !p.exists()));
     }
 }

@@ -1,7 +1,14 @@
-//! Which synced watchers a changed key concerns: single-key watches by hash lookup, range
-//! watches grouped by range, so many watchers of one prefix cost one comparison.
+//! Which synced watchers a changed key concerns, without looking at every watcher on each
+//! change (matching runs under the hub's lock on the apply path, on every write):
+//! - single-key watches: a hash lookup of the key;
+//! - prefix watches (the range etcd's `WithPrefix` makes, by far the most common): a hash
+//!   lookup of each prefix of the key whose length some prefix watch has, so the cost
+//!   follows the number of distinct prefix lengths, not of watchers;
+//! - other ranges (rare): grouped by range and compared one by one.
+//!
+//! Watchers of the same key, prefix or range share one entry.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::WatcherId;
 
@@ -32,6 +39,15 @@ impl KeyRange {
         }
     }
 
+    /// The prefix whose keys are exactly this range, for a range etcd's `WithPrefix` makes
+    /// (`range_end` is the prefix with its last byte below 0xff incremented).
+    fn as_prefix(&self) -> Option<&[u8]> {
+        let KeyRange::Below(start, end) = self else {
+            return None;
+        };
+        (prefix_end(start).as_deref() == Some(end.as_slice())).then_some(start.as_slice())
+    }
+
     pub fn contains(&self, k: &[u8]) -> bool {
         match self {
             KeyRange::Single(key) => k == key.as_slice(),
@@ -41,18 +57,38 @@ impl KeyRange {
     }
 }
 
+/// etcd's `GetPrefixRangeEnd`: the first key after every key that starts with `prefix`;
+/// `None` when there is none (the prefix is all 0xff bytes, or empty).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let last = prefix.iter().rposition(|&b| b < 0xff)?;
+    let mut end = prefix[..=last].to_vec();
+    end[last] += 1;
+    Some(end)
+}
+
 #[derive(Default)]
 pub struct Groups {
     keys: HashMap<Vec<u8>, Vec<WatcherId>>,
+    prefixes: HashMap<Vec<u8>, Vec<WatcherId>>,
+    /// How many distinct prefixes of each length `prefixes` holds.
+    prefix_lengths: BTreeMap<usize, usize>,
     ranges: HashMap<KeyRange, Vec<WatcherId>>,
 }
 
 impl Groups {
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty() && self.ranges.is_empty()
+        self.keys.is_empty() && self.prefixes.is_empty() && self.ranges.is_empty()
     }
 
     pub fn add(&mut self, id: WatcherId, range: &KeyRange) {
+        if let Some(prefix) = range.as_prefix() {
+            let ids = self.prefixes.entry(prefix.to_vec()).or_default();
+            if ids.is_empty() {
+                *self.prefix_lengths.entry(prefix.len()).or_default() += 1;
+            }
+            ids.push(id);
+            return;
+        }
         match range {
             KeyRange::Single(key) => self.keys.entry(key.clone()).or_default().push(id),
             _ => self.ranges.entry(range.clone()).or_default().push(id),
@@ -60,29 +96,53 @@ impl Groups {
     }
 
     pub fn remove(&mut self, id: WatcherId, range: &KeyRange) {
-        fn remove_from<K: std::hash::Hash + Eq>(
+        /// Whether the entry was emptied and removed.
+        fn remove_from<
+            K: std::hash::Hash + Eq + std::borrow::Borrow<Q>,
+            Q: std::hash::Hash + Eq + ?Sized,
+        >(
             map: &mut HashMap<K, Vec<WatcherId>>,
-            k: &K,
+            k: &Q,
             id: WatcherId,
-        ) {
+        ) -> bool {
             if let Some(ids) = map.get_mut(k) {
                 if let Some(i) = ids.iter().position(|&x| x == id) {
                     ids.swap_remove(i);
                 }
                 if ids.is_empty() {
                     map.remove(k);
+                    return true;
                 }
             }
+            false
+        }
+        if let Some(prefix) = range.as_prefix() {
+            if remove_from(&mut self.prefixes, prefix, id) {
+                let count = self
+                    .prefix_lengths
+                    .get_mut(&prefix.len())
+                    .expect("a length of a held prefix");
+                *count -= 1;
+                if *count == 0 {
+                    self.prefix_lengths.remove(&prefix.len());
+                }
+            }
+            return;
         }
         match range {
-            KeyRange::Single(key) => remove_from(&mut self.keys, key, id),
+            KeyRange::Single(key) => remove_from(&mut self.keys, key.as_slice(), id),
             _ => remove_from(&mut self.ranges, range, id),
-        }
+        };
     }
 
     pub fn for_each_matching(&self, key: &[u8], mut f: impl FnMut(WatcherId)) {
         if let Some(ids) = self.keys.get(key) {
             ids.iter().copied().for_each(&mut f);
+        }
+        for &len in self.prefix_lengths.range(..=key.len()).map(|(len, _)| len) {
+            if let Some(ids) = self.prefixes.get(&key[..len]) {
+                ids.iter().copied().for_each(&mut f);
+            }
         }
         for (range, ids) in &self.ranges {
             if range.contains(key) {
@@ -108,6 +168,37 @@ mod tests {
         assert!(below.contains(b"b") && !below.contains(b"c"));
         assert!(KeyRange::from_request(b"b", b"a").is_err());
         assert!(KeyRange::from_request(b"a", b"a").is_err());
+    }
+
+    #[test]
+    fn prefix_ranges_are_found_by_prefix() {
+        let mut groups = Groups::default();
+        let prefix = |p: &[u8]| KeyRange::from_request(p, &prefix_end(p).unwrap()).unwrap();
+        groups.add(1, &prefix(b"a/"));
+        groups.add(2, &prefix(b"a/b/"));
+        groups.add(3, &prefix(b"a\xff"));
+        groups.add(4, &KeyRange::Below(b"a/".to_vec(), b"a/c".to_vec()));
+        assert!(prefix(b"a/").as_prefix().is_some());
+        assert!(
+            groups.ranges.len() == 1,
+            "a range that is no prefix stays a range"
+        );
+        let matching = |groups: &Groups, key: &[u8]| {
+            let mut found = Vec::new();
+            groups.for_each_matching(key, |id| found.push(id));
+            found.sort();
+            found
+        };
+        assert_eq!(matching(&groups, b"a/b/c"), vec![1, 2, 4]);
+        assert_eq!(matching(&groups, b"a/"), vec![1, 4]);
+        assert_eq!(matching(&groups, b"a"), Vec::<u64>::new());
+        assert_eq!(matching(&groups, b"a\xff\xff"), vec![3]);
+        assert_eq!(matching(&groups, b"a/d"), vec![1]);
+        groups.remove(1, &prefix(b"a/"));
+        groups.remove(2, &prefix(b"a/b/"));
+        groups.remove(3, &prefix(b"a\xff"));
+        groups.remove(4, &KeyRange::Below(b"a/".to_vec(), b"a/c".to_vec()));
+        assert!(groups.is_empty() && groups.prefix_lengths.is_empty());
     }
 
     #[test]

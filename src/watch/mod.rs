@@ -81,7 +81,9 @@ pub enum Outgoing {
     Events {
         watch_id: i64,
         rev: i64,
-        events: Vec<Event>,
+        /// Shared by every watcher told of the same change: one commit's events are held
+        /// once, however many queues hold them.
+        events: Vec<Arc<Event>>,
         prev_kv: bool,
         fragment: bool,
     },
@@ -98,24 +100,38 @@ pub enum Outgoing {
 }
 
 impl Outgoing {
-    /// Roughly what it costs in memory: what bounds a stream's queue.
+    /// Roughly what it costs in memory, counting shared events in full: what bounds the
+    /// queues (so the bound holds however little is in fact shared).
     fn size_bytes(&self) -> usize {
-        const FIXED: usize = 64;
         match self {
             Outgoing::Events { events, .. } => {
-                FIXED + events.iter().map(event_size_bytes).sum::<usize>()
+                RESPONSE_FIXED_BYTES + events.iter().map(|e| event_size_bytes(e)).sum::<usize>()
             }
-            Outgoing::CreateFailed { reason, .. } => FIXED + reason.len(),
-            _ => FIXED,
+            Outgoing::CreateFailed { reason, .. } => RESPONSE_FIXED_BYTES + reason.len(),
+            _ => RESPONSE_FIXED_BYTES,
         }
     }
 }
+
+/// What a queued response costs besides its events.
+const RESPONSE_FIXED_BYTES: usize = 64;
 
 fn event_size_bytes(event: &Event) -> usize {
     32 + event
         .kv
         .as_ref()
         .map_or(0, |kv| kv.key.len() + kv.value.len())
+}
+
+fn change_size_bytes(change: &Change) -> usize {
+    32 + change.kv.key.len() + change.kv.value.len()
+}
+
+/// What queueing these changes costs, as `Outgoing::size_bytes` will count it (responses
+/// cut at `RESPONSE_SOFT_MAX_BYTES` add a little each).
+fn queued_size_bytes<'a>(changes: impl Iterator<Item = &'a Change>) -> usize {
+    let events: usize = changes.map(change_size_bytes).sum();
+    events + RESPONSE_FIXED_BYTES * (1 + events / RESPONSE_SOFT_MAX_BYTES)
 }
 
 struct Watcher {
@@ -261,16 +277,23 @@ impl WatchHub {
             });
         }
         let mut set_aside = false;
+        // Each change's event, built once for all the watchers that get it.
+        let mut shared: Vec<Option<Arc<Event>>> = vec![None; committed.changes.len()];
         for (id, changes) in wanted {
             let watcher = state.watchers.get_mut(&id).expect("synced watcher exists");
             let stream = state
                 .streams
                 .get_mut(&watcher.stream)
                 .expect("watcher's stream exists");
-            if stream.outbox.has_room() {
+            let size_bytes = queued_size_bytes(changes.iter().map(|&i| &committed.changes[i]));
+            if stream.outbox.has_room(size_bytes) {
                 let events = changes
                     .into_iter()
-                    .map(|i| to_event(&committed.changes[i]))
+                    .map(|i| {
+                        shared[i]
+                            .get_or_insert_with(|| Arc::new(to_event(&committed.changes[i])))
+                            .clone()
+                    })
                     .collect();
                 push_events(&stream.outbox, watcher, events, committed.rev);
             } else {
@@ -357,7 +380,7 @@ impl WatchHub {
                 let in_slice = chosen.first().is_none_or(|&(_, from)| {
                     (from..from + CATCH_UP_LIMIT.max_revs).contains(&watcher.next_rev)
                 });
-                if in_slice && outbox.has_room() {
+                if in_slice && outbox.has_room(CATCH_UP_LIMIT.max_bytes) {
                     chosen.push((id, watcher.next_rev));
                     if chosen.len() == MAX_WATCHERS_PER_CATCH_UP {
                         break;
@@ -406,6 +429,7 @@ impl WatchHub {
             return true;
         }
         let compact_rev = self.mvcc.compact_rev();
+        let mut shared: Vec<Option<Arc<Event>>> = vec![None; history.changes.len()];
         for (id, chosen_rev) in chosen {
             let Some(watcher) = state.watchers.get(&id) else {
                 continue;
@@ -418,14 +442,20 @@ impl WatchHub {
                 continue;
             }
             let outbox = state.streams[&watcher.stream].outbox.clone();
-            if !outbox.has_room() {
+            let wanted = || history.changes.iter().filter(|c| watcher.wants(c));
+            if !outbox.has_room(queued_size_bytes(wanted())) {
                 continue;
             }
-            let events: Vec<Event> = history
+            let events: Vec<Arc<Event>> = history
                 .changes
                 .iter()
-                .filter(|c| watcher.wants(c))
-                .map(to_event)
+                .enumerate()
+                .filter(|(_, c)| watcher.wants(c))
+                .map(|(i, c)| {
+                    shared[i]
+                        .get_or_insert_with(|| Arc::new(to_event(c)))
+                        .clone()
+                })
                 .collect();
             let watcher = state.watchers.get_mut(&id).expect("checked above");
             if !events.is_empty() {
@@ -474,7 +504,7 @@ fn to_event(change: &Change) -> Event {
 }
 
 /// Queues a watcher's events, cut into responses at revision boundaries.
-fn push_events(outbox: &Outbox, watcher: &mut Watcher, events: Vec<Event>, rev: i64) {
+fn push_events(outbox: &Outbox, watcher: &mut Watcher, events: Vec<Arc<Event>>, rev: i64) {
     watcher.sent_since_tick = true;
     let mut response = Vec::new();
     let mut bytes = 0;
@@ -492,7 +522,7 @@ fn push_events(outbox: &Outbox, watcher: &mut Watcher, events: Vec<Event>, rev: 
     outbox.push(events_response(watcher, response, rev));
 }
 
-fn events_response(watcher: &Watcher, events: Vec<Event>, rev: i64) -> Outgoing {
+fn events_response(watcher: &Watcher, events: Vec<Arc<Event>>, rev: i64) -> Outgoing {
     Outgoing::Events {
         watch_id: watcher.watch_id,
         rev,

@@ -1,12 +1,13 @@
 //! One watch stream's queue of responses waiting to be sent: filled by the hub (under its
 //! lock, so a stream's responses keep the hub's order), drained by the stream's sender.
 //!
-//! Bounded in bytes, per stream and over all streams: when a stream's queue is full, or the
-//! total is and the stream holds more than a small share, the hub stops filling it and the
-//! stream's watchers catch up from the store later. So a client that does not read costs
-//! at most `MAX_QUEUED_BYTES` plus one response; all streams together at most
-//! `MAX_TOTAL_QUEUED_BYTES` plus `SMALL_QUEUE_BYTES` and one response per stream. Streams
-//! whose clients keep reading hold little, so stalled clients cannot hold them up.
+//! Bounded in bytes, per stream and over all streams: the hub queues what a commit brings a
+//! stream only when all of it fits, in the stream's queue and in the total; otherwise the
+//! stream's watchers are set aside and catch up from the store later. So a client that does
+//! not read costs at most `MAX_QUEUED_BYTES` (or one response, into an empty queue), and all
+//! streams together at most `MAX_TOTAL_QUEUED_BYTES` (or one response, when nothing else is
+//! queued): a hard bound, however many streams there are. Sizes count shared events in
+//! full, so what the queues hold in memory is at most that.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -20,7 +21,7 @@ use super::Outgoing;
 pub const MAX_QUEUED_BYTES: usize = 2 << 20;
 /// Bytes of responses all streams together may have queued.
 pub const MAX_TOTAL_QUEUED_BYTES: usize = 64 << 20;
-/// A stream holding less than this is still filled when the total is reached.
+/// A starved stream wakes the catch-up once its queue has drained below this.
 const SMALL_QUEUE_BYTES: usize = 16 << 10;
 
 /// What all streams' queues hold together, shared by every outbox of a hub.
@@ -58,17 +59,19 @@ impl Outbox {
         }
     }
 
-    /// Whether another response fits. A full queue (or total) is marked starved, so
-    /// draining it wakes the catch-up.
-    pub fn has_room(&self) -> bool {
+    /// Whether `size_bytes` more fit, in this queue and in the total. An empty queue takes
+    /// one response of any size, and so does an empty total, so that every watcher makes
+    /// progress. A full queue (or total) is marked starved, so draining it wakes the
+    /// catch-up. The hub alone fills queues, under its lock: nothing else can fill the
+    /// room between this check and the push.
+    pub fn has_room(&self, size_bytes: usize) -> bool {
         let mut queue = self.queue.lock().expect("outbox lock");
-        if queue.bytes >= MAX_QUEUED_BYTES {
+        if queue.bytes > 0 && queue.bytes + size_bytes > MAX_QUEUED_BYTES {
             queue.starved = true;
             return false;
         }
-        if queue.bytes >= SMALL_QUEUE_BYTES
-            && self.budget.queued_bytes.load(Ordering::Relaxed) >= MAX_TOTAL_QUEUED_BYTES
-        {
+        let total = self.budget.queued_bytes.load(Ordering::Relaxed);
+        if total > 0 && total + size_bytes > MAX_TOTAL_QUEUED_BYTES {
             queue.starved = true;
             self.budget.starved.store(true, Ordering::Relaxed);
             return false;

@@ -62,6 +62,10 @@ struct Member {
     proxy: Option<Proxy>,
     /// `http`, or `https` for peer TLS.
     peer_scheme: &'static str,
+    /// In a cluster with failpoints, the port of its failpoint HTTP endpoint (`GOFAIL_HTTP`).
+    failpoint_port: Option<u16>,
+    /// Failpoints set at its next start (`FAILPOINTS`), `name=action;...`.
+    startup_failpoints: String,
 }
 
 impl Member {
@@ -121,6 +125,8 @@ pub struct TestCluster {
     proxied: bool,
     /// Scheme of every member's peer URLs: `http`, or `https` for peer TLS.
     peer_scheme: &'static str,
+    /// Whether members serve failpoints (`start_with_failpoints`).
+    failpoints: bool,
 }
 
 impl TestCluster {
@@ -143,11 +149,27 @@ impl TestCluster {
         Self::start_inner(n, extra_args, true, "http")
     }
 
+    /// Like `start_proxied`, with each member serving its failpoints over HTTP
+    /// (`set_failpoint`). Cairn serves them only when built with the `failpoints` feature.
+    pub fn start_with_failpoints(n: usize, extra_args: &[&str]) -> TestCluster {
+        Self::start_with(n, extra_args, true, "http", true)
+    }
+
     fn start_inner(
         n: usize,
         extra_args: &[&str],
         proxied: bool,
         peer_scheme: &'static str,
+    ) -> TestCluster {
+        Self::start_with(n, extra_args, proxied, peer_scheme, false)
+    }
+
+    fn start_with(
+        n: usize,
+        extra_args: &[&str],
+        proxied: bool,
+        peer_scheme: &'static str,
+        failpoints: bool,
     ) -> TestCluster {
         assert!(n >= 1, "a cluster has at least one member");
         let dir = tempfile::Builder::new()
@@ -167,6 +189,7 @@ impl TestCluster {
             members: Vec::new(),
             proxied,
             peer_scheme,
+            failpoints,
         };
         for i in 0..n {
             cluster.prepare_member(&format!("m{}", i + 1));
@@ -241,9 +264,20 @@ impl TestCluster {
         Self::connect(members.iter().map(|&i| self.endpoint(i)).collect()).await
     }
 
+    /// A client of member `i` whose requests and streams require a leader (clientv3's
+    /// `WithRequireLeader`: `hasleader` metadata).
+    pub async fn member_client_requiring_leader(&self, i: usize) -> Client {
+        Self::connect_with(vec![self.endpoint(i)], true).await
+    }
+
     async fn connect(endpoints: Vec<String>) -> Client {
+        Self::connect_with(endpoints, false).await
+    }
+
+    async fn connect_with(endpoints: Vec<String>, require_leader: bool) -> Client {
         let options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(5))
+            .with_require_leader(require_leader)
             .with_timeout(REQUEST_TIMEOUT);
         Client::connect(&endpoints, Some(options))
             .await
@@ -460,11 +494,63 @@ impl TestCluster {
             id: None,
             proxy: self.proxied.then(|| Proxy::start(peer_port)),
             peer_scheme: self.peer_scheme,
+            failpoint_port: self.failpoints.then(|| next_port_pair().0),
+            startup_failpoints: String::new(),
         });
         let i = self.members.len() - 1;
         let all: Vec<usize> = (0..self.members.len()).collect();
         self.members[i].initial_cluster = self.initial_cluster_of(&all);
         i
+    }
+
+    /// Sets failpoint `name` of running member `i` to `action` (`fail`'s syntax, e.g.
+    /// `sleep(20000)`, `panic`, `return`), through its failpoint HTTP endpoint.
+    pub fn set_failpoint(&self, i: usize, name: &str, action: &str) {
+        let status = self.failpoint_request(i, "PUT", name, action);
+        assert_eq!(
+            status,
+            204,
+            "setting failpoint {name}={action} on {}",
+            self.name(i)
+        );
+        self.members[i].push_log(format!("[harness] failpoint {name}={action}"));
+    }
+
+    /// Turns failpoint `name` of running member `i` off.
+    pub fn clear_failpoint(&self, i: usize, name: &str) {
+        let status = self.failpoint_request(i, "DELETE", name, "");
+        assert_eq!(status, 204, "clearing failpoint {name} on {}", self.name(i));
+        self.members[i].push_log(format!("[harness] failpoint {name} off"));
+    }
+
+    /// Failpoints member `i` sets at its next start, `name=action;...`.
+    pub fn set_startup_failpoints(&mut self, i: usize, failpoints: &str) {
+        self.members[i].startup_failpoints = failpoints.to_string();
+    }
+
+    /// One HTTP/1.1 request to member `i`'s failpoint endpoint; its status code.
+    fn failpoint_request(&self, i: usize, method: &str, name: &str, body: &str) -> u16 {
+        use std::io::{Read, Write};
+        let port = self.members[i]
+            .failpoint_port
+            .expect("start the cluster with start_with_failpoints");
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))
+            .unwrap_or_else(|e| panic!("failpoint endpoint of {}: {e}", self.name(i)));
+        stream.set_read_timeout(Some(REQUEST_TIMEOUT)).unwrap();
+        write!(
+            stream,
+            "{method} /{name} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("failpoint endpoint answered {response:?}"))
     }
 
     /// Sets the `--initial-cluster` member `i` is started with.
@@ -549,28 +635,49 @@ impl TestCluster {
         args
     }
 
+    /// Starts stopped member `i` without waiting for it to become ready (for a start that
+    /// is expected to end in a crash: see `wait_exit`).
+    pub fn spawn_member(&mut self, i: usize) {
+        self.spawn(i);
+    }
+
     /// Spawns the given members, then waits until each has printed the ready line (in this
     /// run) or exited.
     fn spawn_and_wait(&mut self, members: &[usize], within: Duration) {
         let mut starts = Vec::new();
         for &i in members {
-            assert!(
-                !self.is_running(i),
-                "member {} already running",
-                self.name(i)
-            );
-            let args = self.args(i);
-            let m = &mut self.members[i];
-            let start_index = m.push_log(format!("[harness] starting {:?} {args:?}", server_bin()));
-            let (child, readers) = super::spawn_server(&args, self.dir.path(), &m.log);
-            m.readers = readers;
-            m.child = Some(child);
-            starts.push((i, start_index));
+            starts.push((i, self.spawn(i)));
         }
         let deadline = Instant::now() + within;
         for (i, start_index) in starts {
             self.wait_ready(i, start_index, deadline, within);
         }
+    }
+
+    /// Spawns member `i`; the index of its first log line of this run.
+    fn spawn(&mut self, i: usize) -> usize {
+        assert!(
+            !self.is_running(i),
+            "member {} already running",
+            self.name(i)
+        );
+        let args = self.args(i);
+        let m = &mut self.members[i];
+        let mut env = Vec::new();
+        if let Some(port) = m.failpoint_port {
+            env.push(("GOFAIL_HTTP", format!("127.0.0.1:{port}")));
+        }
+        if !m.startup_failpoints.is_empty() {
+            env.push(("FAILPOINTS", std::mem::take(&mut m.startup_failpoints)));
+        }
+        let start_index = m.push_log(format!(
+            "[harness] starting {:?} {args:?} {env:?}",
+            server_bin()
+        ));
+        let (child, readers) = super::spawn_server(&args, &env, self.dir.path(), &m.log);
+        m.readers = readers;
+        m.child = Some(child);
+        start_index
     }
 
     fn wait_ready(&mut self, i: usize, start_index: usize, deadline: Instant, within: Duration) {

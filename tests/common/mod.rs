@@ -30,11 +30,13 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// through the returned reader threads.
 pub fn spawn_server(
     args: &[String],
+    env: &[(&str, String)],
     dir: &Path,
     log: &SharedLog,
 ) -> (Child, Vec<std::thread::JoinHandle<()>>) {
     let mut child = Command::new(server_bin())
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -189,7 +191,7 @@ impl TestServer {
     ) -> (std::process::ExitStatus, String) {
         let mut server = Self::prepare("cairn-test", "https", extra_args);
         let start_index = server.log_start();
-        let (child, readers) = spawn_server(&server.args(), server.dir.path(), &server.log);
+        let (child, readers) = spawn_server(&server.args(), &[], server.dir.path(), &server.log);
         server.readers = readers;
         let child = server.child.insert(child);
         let deadline = Instant::now() + READY_TIMEOUT;
@@ -315,7 +317,7 @@ impl TestServer {
     fn spawn_and_wait(&mut self) {
         assert!(self.child.is_none(), "server already running");
         let start_index = self.log_start();
-        let (child, readers) = spawn_server(&self.args(), self.dir.path(), &self.log);
+        let (child, readers) = spawn_server(&self.args(), &[], self.dir.path(), &self.log);
         self.readers = readers;
         self.child = Some(child);
 
