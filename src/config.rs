@@ -28,6 +28,7 @@ mod default {
     pub const HEARTBEAT_INTERVAL_MS: u64 = 100;
     pub const ELECTION_TIMEOUT_MS: u64 = 1000;
     pub const SNAPSHOT_COUNT: u64 = 100_000;
+    pub const SNAPSHOT_CATCHUP_ENTRIES: u64 = 5_000;
     /// etcd: 1.5 MiB.
     pub const MAX_REQUEST_BYTES: u64 = 1_572_864;
     pub const MAX_TXN_OPS: u64 = 128;
@@ -85,9 +86,17 @@ pub struct Flags {
     /// Time (in milliseconds) for an election to time out.
     #[arg(long, env = "ETCD_ELECTION_TIMEOUT")]
     pub election_timeout: Option<u64>,
-    /// Number of committed Raft entries that triggers a snapshot.
+    /// Number of applied requests that triggers a snapshot.
     #[arg(long, env = "ETCD_SNAPSHOT_COUNT")]
     pub snapshot_count: Option<u64>,
+    /// Requests whose log entries are kept after a snapshot, for slow followers to catch up
+    /// from the log (etcd 3.7's name; 3.5's `--experimental-snapshot-catchup-entries` too).
+    #[arg(
+        long,
+        alias = "experimental-snapshot-catchup-entries",
+        env = "ETCD_SNAPSHOT_CATCHUP_ENTRIES"
+    )]
+    pub snapshot_catchup_entries: Option<u64>,
     /// Storage quota in bytes; 0 means the default (2 GiB).
     #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES")]
     pub quota_backend_bytes: Option<u64>,
@@ -203,6 +212,8 @@ struct FileConfig {
     heartbeat_interval: Option<u64>,
     election_timeout: Option<u64>,
     snapshot_count: Option<u64>,
+    #[serde(alias = "experimental-snapshot-catchup-entries")]
+    snapshot_catchup_entries: Option<u64>,
     quota_backend_bytes: Option<u64>,
     max_request_bytes: Option<u64>,
     max_txn_ops: Option<u64>,
@@ -256,6 +267,7 @@ pub struct Config {
     pub heartbeat_interval_ms: u64,
     pub election_timeout_ms: u64,
     pub snapshot_count: u64,
+    pub snapshot_catchup_entries: u64,
     pub quota_backend_bytes: u64,
     pub max_request_bytes: u64,
     pub max_txn_ops: u64,
@@ -302,6 +314,7 @@ impl Config {
                     heartbeat_interval: file.heartbeat_interval,
                     election_timeout: file.election_timeout,
                     snapshot_count: file.snapshot_count,
+                    snapshot_catchup_entries: file.snapshot_catchup_entries,
                     quota_backend_bytes: file.quota_backend_bytes,
                     max_request_bytes: file.max_request_bytes,
                     max_txn_ops: file.max_txn_ops,
@@ -533,6 +546,9 @@ impl Config {
             heartbeat_interval_ms,
             election_timeout_ms,
             snapshot_count: f.snapshot_count.unwrap_or(default::SNAPSHOT_COUNT).max(1),
+            snapshot_catchup_entries: f
+                .snapshot_catchup_entries
+                .unwrap_or(default::SNAPSHOT_CATCHUP_ENTRIES),
             quota_backend_bytes: match f.quota_backend_bytes {
                 None | Some(0) => default::QUOTA_BACKEND_BYTES,
                 Some(n) => n,
@@ -796,6 +812,17 @@ mod tests {
         assert_eq!(
             c.auto_compaction,
             AutoCompaction::Periodic(Duration::from_secs(3600))
+        );
+    }
+
+    #[test]
+    fn snapshot_catchup_entries_under_both_of_etcds_names() {
+        let catchup = |args: &[&str]| parse(args).map(|c| c.snapshot_catchup_entries);
+        assert_eq!(catchup(&[]), Ok(5000));
+        assert_eq!(catchup(&["--snapshot-catchup-entries", "7"]), Ok(7));
+        assert_eq!(
+            catchup(&["--experimental-snapshot-catchup-entries", "8"]),
+            Ok(8)
         );
     }
 

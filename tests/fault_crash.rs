@@ -27,6 +27,8 @@ const CATCH_UP_WAIT: Duration = Duration::from_secs(60);
 /// must install a snapshot.
 const PUTS_WHILE_DOWN: usize = 100;
 const SNAPSHOT_COUNT: &str = "20";
+/// Requests kept in the log after a snapshot: few, so the follower's position is purged.
+const CATCHUP: &str = "10";
 
 /// The steps of a follower's snapshot install, in order.
 const INSTALL_STEPS: [&str; 4] = [
@@ -72,7 +74,15 @@ async fn wait_holds(c: &TestCluster, i: usize, prefix: &str, n: usize) {
 /// its watches still report each change at its own revision.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_at_each_step_of_a_snapshot_install_leaves_a_member_that_restarts() {
-    let mut c = TestCluster::start_with_failpoints(3, &["--snapshot-count", SNAPSHOT_COUNT]);
+    let mut c = TestCluster::start_with_failpoints(
+        3,
+        &[
+            "--snapshot-count",
+            SNAPSHOT_COUNT,
+            "--snapshot-catchup-entries",
+            CATCHUP,
+        ],
+    );
     let leader = c.wait_for_leader(LEADER_WAIT).await;
     let follower = c.followers(leader)[0];
     let mut lc = c.member_client(leader).await;

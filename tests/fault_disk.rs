@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use common::cluster::TestCluster;
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
-use tokio::time::timeout;
 
 /// Deadline for a majority to agree on a leader. It bounds a hang; it is not a performance
 /// assertion.

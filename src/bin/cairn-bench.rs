@@ -60,6 +60,9 @@ const MAX_DECODE_BYTES: usize = 256 * 1024 * 1024;
 const MAX_ERROR_SAMPLES: usize = 8;
 const SETUP_CONCURRENCY: usize = 100; // concurrent lease grants / watch creations
 const LEASE_TTL_SECS: i64 = 60;
+const MAX_PREFIX_WATCHERS: u64 = 1_000_000;
+/// Prefix watches per watch stream (Cairn holds at most 10,000 on one stream).
+const PREFIX_WATCHES_PER_STREAM: u64 = 10_000;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -94,6 +97,11 @@ struct Cli {
     /// Print the result as one JSON line.
     #[arg(long, global = true)]
     json: bool,
+    /// Before the run, open this many prefix watches, on distinct prefixes that no request
+    /// of the workload touches, and keep them open during it: what matching every change
+    /// against many range watchers costs the server's write path.
+    #[arg(long, global = true, default_value_t = 0)]
+    prefix_watchers: u64,
     /// Per-request timeout in seconds; a timed-out request counts as an error.
     #[arg(long, global = true, default_value_t = 10)]
     timeout: u64,
@@ -261,6 +269,12 @@ async fn run(cli: Cli) -> Result<()> {
     check("--conns", cli.conns as u64, 1, MAX_CONNS as u64)?;
     check("--total", cli.total, 1, MAX_TOTAL)?;
     check("--timeout", cli.timeout, 1, MAX_TIMEOUT_SECS)?;
+    check(
+        "--prefix-watchers",
+        cli.prefix_watchers,
+        0,
+        MAX_PREFIX_WATCHERS,
+    )?;
     if cli.endpoints.is_empty() {
         bail!("--endpoints is empty");
     }
@@ -281,11 +295,11 @@ async fn run(cli: Cli) -> Result<()> {
     let (chans, unary) = if unary_workload {
         (
             vec![],
-            Unary::connect_all(&cli.endpoints, cli.conns, timeout, tls).await?,
+            Unary::connect_all(&cli.endpoints, cli.conns, timeout, tls.clone()).await?,
         )
     } else {
         (
-            connect(&cli.endpoints, cli.conns, timeout, tls).await?,
+            connect(&cli.endpoints, cli.conns, timeout, tls.clone()).await?,
             vec![],
         )
     };
@@ -300,6 +314,15 @@ async fn run(cli: Cli) -> Result<()> {
         .map(|s| s.version)
         .filter(|v| !v.is_empty()),
         (None, None) => None,
+    };
+    // Untimed setup; the streams stay open until the process ends.
+    let _prefix_watchers = if cli.prefix_watchers > 0 {
+        let ch = connect(&cli.endpoints, 1, timeout, tls.clone()).await?;
+        open_prefix_watchers(ch[0].clone(), cli.prefix_watchers)
+            .await
+            .map_err(|e| anyhow::anyhow!("opening prefix watchers: {e}"))?
+    } else {
+        Vec::new()
     };
     let rss_before = cli.pid.map(rss_kb).transpose()?;
     let cpu_before = cli.pid.map(cpu_seconds).transpose()?;
@@ -395,8 +418,12 @@ fn cli_summary(cli: &Cli) -> String {
         Cmd::WatchLatency { .. } => 1, // one putter
         _ => cli.clients,
     };
+    let watchers = match cli.prefix_watchers {
+        0 => String::new(),
+        n => format!(", {n} prefix watchers open"),
+    };
     format!(
-        "{} clients over {} connections to {}",
+        "{} clients over {} connections to {}{watchers}",
         clients,
         cli.conns,
         cli.endpoints.join(",")
@@ -721,6 +748,52 @@ async fn open_watcher(ch: Channel, key: Vec<u8>) -> Result<Streaming<WatchRespon
         Some(r) => Err(format!("watch not created: {}", r.cancel_reason)),
         None => Err("watch stream ended".into()),
     }
+}
+
+/// Opens `n` prefix watches on distinct prefixes, `PREFIX_WATCHES_PER_STREAM` per stream, and
+/// drains their streams in tasks of their own.
+async fn open_prefix_watchers(
+    ch: Channel,
+    n: u64,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+    let mut drains = Vec::new();
+    for first in (0..n).step_by(PREFIX_WATCHES_PER_STREAM as usize) {
+        let last = (first + PREFIX_WATCHES_PER_STREAM).min(n);
+        let creates: Vec<WatchRequest> = (first..last)
+            .map(|i| {
+                let key = format!("cairn-bench/prefix-watch/{i:07}/").into_bytes();
+                let mut range_end = key.clone();
+                *range_end.last_mut().expect("not empty") += 1;
+                WatchRequest {
+                    request_union: Some(watch_request::RequestUnion::CreateRequest(
+                        WatchCreateRequest {
+                            key,
+                            range_end,
+                            ..Default::default()
+                        },
+                    )),
+                }
+            })
+            .collect();
+        let reqs = futures::stream::iter(creates).chain(futures::stream::pending());
+        let mut s = WatchClient::new(ch.clone())
+            .max_decoding_message_size(MAX_DECODE_BYTES)
+            .watch(reqs)
+            .await
+            .map_err(smsg)?
+            .into_inner();
+        for _ in first..last {
+            match s.message().await.map_err(smsg)? {
+                Some(r) if r.created && !r.canceled => {}
+                Some(r) => return Err(format!("watch not created: {}", r.cancel_reason)),
+                None => return Err("watch stream ended".into()),
+            }
+        }
+        drains.push(tokio::spawn(async move {
+            while let Ok(Some(_)) = s.message().await {}
+        }));
+    }
+    Ok(drains)
 }
 
 /// Collects (mod_revision, receipt time) of events until `want` arrived or `stop` is set.

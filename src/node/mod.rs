@@ -126,6 +126,7 @@ impl Node {
                 heartbeat_interval_ms: config.heartbeat_interval_ms,
                 election_timeout_ms: config.election_timeout_ms,
                 snapshot_count: config.snapshot_count,
+                snapshot_catchup_requests: config.snapshot_catchup_entries,
             },
             storage.clone(),
             mvcc.clone(),

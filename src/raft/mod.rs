@@ -6,6 +6,7 @@
 
 mod log_store;
 mod network;
+mod snapshot_schedule;
 mod state_machine;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ use crate::watch::WatchHub;
 
 pub use log_store::LogStore;
 pub use network::{leader, leader_id, Leader, Peers};
+use snapshot_schedule::SnapshotSchedule;
 pub use state_machine::{published_members, StateMachine};
 
 /// A member as Raft knows it: the node data carried in membership entries.
@@ -83,12 +85,13 @@ pub struct RaftSettings {
     pub cluster_name: String,
     pub heartbeat_interval_ms: u64,
     pub election_timeout_ms: u64,
+    /// Requests applied between snapshots (`--snapshot-count`).
     pub snapshot_count: u64,
+    /// Requests whose entries stay in the log after a snapshot, so a briefly lagging
+    /// follower catches up from the log rather than a snapshot
+    /// (`--snapshot-catchup-entries`).
+    pub snapshot_catchup_requests: u64,
 }
-
-/// Entries kept in the log after a snapshot, so a briefly lagging follower catches up from
-/// the log rather than a snapshot (etcd keeps 5000 too); never more than `--snapshot-count`.
-const LOG_ENTRIES_KEPT_AFTER_SNAPSHOT: u64 = 5000;
 /// Entries sent to a follower in one append: bounds memory per replication message.
 const MAX_ENTRIES_PER_APPEND: u64 = 256;
 
@@ -109,17 +112,31 @@ pub async fn start(
         // A follower that has heard from a leader waits openraft's leader lease (the
         // maximum election timeout) plus a random election timeout before it campaigns; so
         // the silence before an election is [1.25, 1.5) × --election-timeout, near etcd's
-        // randomised [1, 2) ×. Within the lease it also refuses to vote, which keeps a
-        // rejoining member from deposing a healthy leader.
+        // randomised [1, 2) ×. Within the lease it also refuses to vote for another
+        // member. (No pre-vote in openraft 0.9: a member rejoining with a higher term still
+        // makes the leader step down; see README.)
         election_timeout_min: settings.election_timeout_ms / 2,
         election_timeout_max: settings.election_timeout_ms * 3 / 4,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_count),
-        max_in_snapshot_log_to_keep: LOG_ENTRIES_KEPT_AFTER_SNAPSHOT.min(settings.snapshot_count),
+        // Snapshots and purges are counted in requests, not entries (`snapshot_schedule`):
+        // openraft takes a snapshot when asked, and keeps the whole log until told to purge.
+        snapshot_policy: SnapshotPolicy::Never,
+        max_in_snapshot_log_to_keep: u64::MAX,
         max_payload_entries: MAX_ENTRIES_PER_APPEND,
         ..RaftConfig::default()
     }
     .validate()?;
-    let state_machine = StateMachine::open(storage.clone(), mvcc, watch, lessor, snapshot_dir)?;
+    let schedule = Arc::new(SnapshotSchedule::new(
+        settings.snapshot_count,
+        settings.snapshot_catchup_requests,
+    ));
+    let state_machine = StateMachine::open(
+        storage.clone(),
+        mvcc,
+        watch,
+        lessor,
+        snapshot_dir,
+        schedule.clone(),
+    )?;
     let log_store = LogStore::open(storage, state_machine.recoverable_index())?;
     let raft = Raft::new(
         member_id,
@@ -129,7 +146,40 @@ pub async fn start(
         state_machine,
     )
     .await?;
+    tokio::spawn(run_snapshot_schedule(raft.clone(), schedule));
     Ok(raft)
+}
+
+/// Asks Raft for a snapshot when one is due, and once one is taken, purges the log it makes
+/// unnecessary (see `snapshot_schedule`). Ends with Raft.
+async fn run_snapshot_schedule(raft: Raft, schedule: Arc<SnapshotSchedule>) {
+    let mut metrics = raft.metrics();
+    let mut last_snapshot = metrics.borrow().snapshot.map(|l| l.index);
+    loop {
+        tokio::select! {
+            _ = schedule.due() => {
+                if raft.trigger().snapshot().await.is_err() {
+                    return;
+                }
+            }
+            changed = metrics.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let snapshot = metrics.borrow_and_update().snapshot.map(|l| l.index);
+                if snapshot <= last_snapshot {
+                    continue;
+                }
+                last_snapshot = snapshot;
+                let purge_to = snapshot.and_then(|index| schedule.snapshot_taken(index));
+                if let Some(purge_to) = purge_to {
+                    if raft.trigger().purge_log(purge_to).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Makes `members` the initial voters, once, on a fresh data directory.

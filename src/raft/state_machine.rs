@@ -21,6 +21,7 @@ use prost::Message;
 use rocksdb::WriteBatch;
 use tokio::io::AsyncWriteExt;
 
+use super::snapshot_schedule::SnapshotSchedule;
 use super::{BatchResults, LogId, MemberInfo, StoredMembership, TypeConfig};
 use crate::apply::apply_request;
 use crate::lease::Lessor;
@@ -66,6 +67,8 @@ pub struct StateMachine {
     /// Held while snapshot files are published, removed or opened: openraft runs a build
     /// and an install at the same time, and neither may remove what the other is using.
     files: Arc<tokio::sync::Mutex<()>>,
+    /// Told of each applied entry's requests: when a snapshot is due.
+    schedule: Arc<SnapshotSchedule>,
 }
 
 fn sm_read_err(e: impl std::error::Error + 'static) -> StorageError<u64> {
@@ -87,6 +90,7 @@ impl StateMachine {
         watch: Arc<WatchHub>,
         lessor: Arc<Lessor>,
         snapshot_dir: PathBuf,
+        schedule: Arc<SnapshotSchedule>,
     ) -> Result<StateMachine, StorageError<u64>> {
         std::fs::create_dir_all(&snapshot_dir).map_err(sm_write_err)?;
         let installing = storage
@@ -116,6 +120,7 @@ impl StateMachine {
             membership,
             recoverable: tokio::sync::watch::channel(applied.map_or(0, |l| l.index)).0,
             files: Arc::default(),
+            schedule,
         })
     }
 
@@ -198,6 +203,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut replies = Vec::new();
         for entry in entries {
             self.applied = Some(entry.log_id);
+            let requests = match &entry.payload {
+                EntryPayload::Normal(batch) => batch.0.requests.len() as u64,
+                _ => 0,
+            };
+            self.schedule.applied(entry.log_id.index, requests);
             let results = match entry.payload {
                 EntryPayload::Blank => ApplyResults::default(),
                 EntryPayload::Normal(batch) => ApplyResults {
@@ -280,6 +290,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.watch.reset(self.mvcc.current_rev());
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
+        self.schedule.installed();
         let _files = self.files.lock().await;
         remove_older_snapshots(&self.snapshot_dir, meta.last_log_id).await;
         Ok(())
