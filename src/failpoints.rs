@@ -3,8 +3,8 @@
 //! `fail_point!` is then empty).
 //!
 //! Each point is named after where it stands (`raft_log_before_fsync`, ...); `NAMES` lists
-//! them all. An action is `fail`'s syntax: `panic` (the process aborts there, as in a
-//! crash), `sleep(MS)` (the thread stalls, as in a slow disk), `pause`, `return` (an I/O
+//! them all. An action is `fail`'s syntax: `panic` without a message (the process aborts
+//! there, as in a crash), `sleep(MS)` (the thread stalls, as in a slow disk), `pause`, `return` (an I/O
 //! error where the point stands for storage: a failed or full disk), with optional `N%`
 //! and `N*` prefixes and `->` chains.
 //!
@@ -41,6 +41,10 @@ pub const NAMES: &[&str] = &[
     "raft_before_send_append",
     // Watch: before a response is sent on a watch stream.
     "watch_before_send",
+    // MVCC: a Range or read-only txn between taking its view of the store and reading it.
+    "kv_read_after_view",
+    // MVCC: a batch of a physical compaction's deletes (`return`: the write fails).
+    "mvcc_compaction_before_delete",
 ];
 
 /// Environment variable with failpoints to set at start-up.

@@ -61,8 +61,9 @@ fn main() -> ExitCode {
             1
         }
     };
-    // Everything is durable by now (the node synced its log and stopped RocksDB's background
-    // work). Exit without running C++ static destructors: RocksDB's would tear down its
+    // After a clean stop everything is durable by now (the node synced its log and stopped
+    // RocksDB's background work); after a fatal Raft error, what was acknowledged is. Exit
+    // without running C++ static destructors: RocksDB's would tear down its
     // thread pool under a database that background threads still reference, and abort.
     use std::io::Write;
     let _ = std::io::stdout().flush();

@@ -72,9 +72,13 @@ impl Peer for PeerService {
         // A member that does not lead says so before proposing: the write was certainly not
         // applied, and the forwarding member answers `not leader`.
         if !self.node.is_leader() {
+            let error = match self.node.leader_id() {
+                Some(_) => EtcdError::NotLeader,
+                None => EtcdError::NoLeader,
+            };
             return Ok(Response::new(ProposeResponse {
                 results: None,
-                error: EtcdError::NotLeader.number(),
+                error: error.number(),
                 index: 0,
             }));
         }

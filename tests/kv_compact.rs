@@ -230,3 +230,67 @@ async fn compact_zero_succeeds_once_then_is_compacted() {
         .unwrap();
     assert!(got.kvs().is_empty());
 }
+
+/// A Range of the latest revision, and a read-only txn, over which a compaction lands: the
+/// compaction (of a revision written after the read took its view of the store) passes the
+/// view's revision mid-read. The read must still succeed, as with etcd, where a compaction
+/// waits for the reads in progress: the client asked for nothing compacted. A failpoint
+/// holds the read between taking its view and reading it, so Cairn only.
+#[cfg(feature = "failpoints")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_landing_mid_read_does_not_fail_a_read_of_the_latest_revision() {
+    use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+    let c = common::cluster::TestCluster::start_with_failpoints(1, &[]);
+    let mut client = c.client().await;
+    client.put("k", "v1", None).await.unwrap();
+    for read_only_txn in [false, true] {
+        // Only the next read pauses; everything else goes through.
+        c.set_failpoint(0, "kv_read_after_view", "1*sleep(1500)");
+        let mut reader = client.clone();
+        let read = tokio::spawn(async move {
+            if read_only_txn {
+                let txn = Txn::new()
+                    .when([Compare::version("k", CompareOp::Greater, 0)])
+                    .and_then([TxnOp::get("k", None)]);
+                reader.txn(txn).await.map(|_| ())
+            } else {
+                reader.get("k", None).await.map(|_| ())
+            }
+        });
+        // While the read pauses, a newer revision is written and compacted.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let put = client.put("k", "v2", None).await.unwrap();
+        client
+            .compact(rev(put.header()), Some(CompactionOptions::new()))
+            .await
+            .unwrap();
+        let result = read.await.unwrap();
+        assert!(
+            result.is_ok(),
+            "read-only txn {read_only_txn}: a read of the latest revision failed: {result:?}"
+        );
+    }
+}
+
+/// A physical compaction whose deletes fail (a failed disk write; the deletion is retried
+/// at the next start) is answered by the request timeout, `request timed out`, instead of
+/// keeping its client waiting for ever. Cairn only (failpoints).
+#[cfg(feature = "failpoints")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn physical_compaction_whose_deletes_fail_is_answered_in_bounded_time() {
+    let c = common::cluster::TestCluster::start_with_failpoints(1, &[]);
+    let mut client = c.client().await;
+    client.put("k", "v1", None).await.unwrap();
+    let put = client.put("k", "v2", None).await.unwrap();
+    c.set_failpoint(0, "mvcc_compaction_before_delete", "return");
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        client.compact(
+            rev(put.header()),
+            Some(CompactionOptions::new().with_physical()),
+        ),
+    )
+    .await
+    .expect("a physical compaction is answered within the request timeout");
+    assert_grpc_error(answer, Code::Unavailable, "etcdserver: request timed out");
+}

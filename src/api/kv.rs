@@ -39,7 +39,7 @@ impl Kv for KvService {
             }
             self.node.read_barrier().await?;
         }
-        let mut response = apply::range(&self.node.mvcc.read_view(), &r)?;
+        let mut response = self.node.read(|view| apply::range(view, &r))?;
         response.header = complete_header(&self.node, response.header);
         Ok(Response::new(response))
     }
@@ -79,8 +79,9 @@ impl Kv for KvService {
             if !apply::txn::is_serializable(&r) {
                 self.node.read_barrier().await?;
             }
-            let view = self.node.mvcc.read_view();
-            let mut response = apply::txn::txn(&mut { view }, &self.node.lessor, &r)?;
+            let mut response = self
+                .node
+                .read(|view| apply::txn::txn(view, &self.node.lessor, &r))?;
             response.header = complete_header(&self.node, response.header);
             return Ok(Response::new(response));
         }
@@ -102,7 +103,7 @@ impl Kv for KvService {
         match propose(&self.node, internal_request::Request::Compaction(r)).await? {
             Applied::Compaction(mut response) => {
                 if physical {
-                    self.node.mvcc.wait_physically_compacted(revision).await;
+                    self.node.wait_physically_compacted(revision).await?;
                 }
                 response.header = complete_header(&self.node, response.header);
                 Ok(Response::new(response))

@@ -381,6 +381,16 @@ fn collect_range(
     Ok((found, count))
 }
 
+/// One batch of a physical compaction's deletes. A `return` failpoint is a failed write.
+fn delete_revisions(storage: &Storage, batch: WriteBatch) -> StorageResult<()> {
+    fail::fail_point!("mvcc_compaction_before_delete", |_| Err(
+        crate::storage::StorageError::Io(
+            crate::failpoints::disk_full("mvcc_compaction_before_delete").to_string()
+        )
+    ));
+    storage.write(batch, false)
+}
+
 fn run_compactor(
     storage: Arc<Storage>,
     mut jobs: mpsc::UnboundedReceiver<CompactionJob>,
@@ -394,7 +404,7 @@ fn run_compactor(
             for (rev, tombstone) in chunk {
                 batch.delete_cf(cf, rev.to_key(*tombstone));
             }
-            if let Err(e) = storage.write(batch, false) {
+            if let Err(e) = delete_revisions(&storage, batch) {
                 // Left on disk, the revisions are unreachable but harmless; the next start
                 // finds and deletes them again. Until then, physical waiters keep waiting.
                 tracing::error!(error = %e, "physical compaction write failed");

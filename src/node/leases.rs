@@ -94,6 +94,11 @@ impl Node {
     /// revoked and another client taken over (etcd #15247).
     pub async fn lease_renew_as_leader(&self, id: i64) -> Result<i64, EtcdError> {
         self.read_barrier().await?;
+        // The round may have gone to a new leader elected meanwhile: renew only if this
+        // member still leads after it, as etcd checks again.
+        if !self.is_leader() {
+            return Err(EtcdError::NotLeader);
+        }
         Ok(self.lessor.renew(id)?.unwrap_or(0))
     }
 

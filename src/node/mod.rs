@@ -244,6 +244,44 @@ impl Node {
             .map_err(|_| EtcdError::Timeout)?
     }
 
+    /// Runs `read` on a fresh view of the store (a Range, a read-only txn). A compaction that
+    /// lands between taking the view and reading it can pass the view's own revision, and the
+    /// read would fail with `compacted` though it asked for nothing compacted; etcd makes a
+    /// compaction wait for the reads in progress, so there it never does. Such a read is done
+    /// again on a new view (at most `READ_ATTEMPTS` times), which is as linearizable: it
+    /// still starts after the read barrier.
+    pub fn read<T>(
+        &self,
+        mut read: impl FnMut(&mut crate::mvcc::ReadView<'_>) -> Result<T, EtcdError>,
+    ) -> Result<T, EtcdError> {
+        use crate::mvcc::KvRead;
+        const READ_ATTEMPTS: usize = 4;
+        let mut outcome = Err(EtcdError::Compacted);
+        for _ in 0..READ_ATTEMPTS {
+            let mut view = self.mvcc.read_view();
+            fail::fail_point!("kv_read_after_view");
+            outcome = read(&mut view);
+            let overtaken = view.rev() < self.mvcc.compact_rev();
+            if !(matches!(outcome, Err(EtcdError::Compacted)) && overtaken) {
+                break;
+            }
+        }
+        outcome
+    }
+
+    /// Waits until the revisions a `physical` compaction made unreachable are deleted from
+    /// storage, for at most the request timeout: a deletion that failed is retried only at
+    /// the next start, and its client must not wait for ever. The compaction itself is done
+    /// (logically) either way.
+    pub async fn wait_physically_compacted(&self, rev: i64) -> Result<(), EtcdError> {
+        tokio::time::timeout(
+            self.request_timeout,
+            self.mvcc.wait_physically_compacted(rev),
+        )
+        .await
+        .map_err(|_| EtcdError::Timeout)
+    }
+
     /// A response header: this cluster and member, the current term, and `revision` (or
     /// the store's current revision when 0).
     pub fn header(&self, revision: i64) -> ResponseHeader {

@@ -42,6 +42,8 @@ pub struct LogStore {
     /// The log index up to which the state machine no longer needs the log
     /// (`StateMachine::recoverable_index`): purges wait for it.
     recoverable: tokio::sync::watch::Receiver<u64>,
+    /// The highest index purged from disk by this process; purges run in order under it.
+    purged_index: Arc<Mutex<Option<u64>>>,
 }
 
 /// Bounds of `Recent`: enough for the entries being applied and replicated (the proposer
@@ -148,6 +150,7 @@ impl LogStore {
             flusher: tx,
             recent: Arc::default(),
             recoverable,
+            purged_index: Arc::default(),
         })
     }
 
@@ -172,6 +175,26 @@ impl LogStore {
         let bytes = bincode::serialize(value).map_err(write_err)?;
         batch.put_cf(self.storage.cf(CF_RAFT_STATE), key, bytes);
         self.write(batch, sync)
+    }
+
+    /// Deletes the entries up to `log_id` from disk, unless a later purge already did.
+    fn purge_now(&self, log_id: LogId) -> Result<(), StorageError<u64>> {
+        let mut purged = self.purged_index.lock().expect("purged index lock");
+        if purged.is_some_and(|index| index >= log_id.index) {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        let bytes = bincode::serialize(&log_id).map_err(write_err)?;
+        batch.put_cf(self.storage.cf(CF_RAFT_STATE), KEY_LAST_PURGED, bytes);
+        batch.delete_range_cf(
+            self.storage.cf(CF_RAFT_LOG),
+            index_key(0),
+            index_key(log_id.index + 1),
+        );
+        // Synced: the purge must not outlive, on disk, the state it relies on being durable.
+        self.write(batch, true)?;
+        *purged = Some(log_id.index);
+        Ok(())
     }
 
     /// A synced write blocks on fsync: let the runtime move other tasks off this thread.
@@ -345,26 +368,32 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError<u64>> {
-        // After a snapshot install openraft purges at once, while the state machine is still
-        // installing: the entries go only once the state no longer needs them.
-        self.recoverable
-            .wait_for(|index| *index >= log_id.index)
-            .await
-            .map_err(|_| write_err(std::io::Error::other("the state machine stopped")))?;
-        let mut batch = WriteBatch::default();
-        let bytes = bincode::serialize(&log_id).map_err(write_err)?;
-        batch.put_cf(self.storage.cf(CF_RAFT_STATE), KEY_LAST_PURGED, bytes);
-        batch.delete_range_cf(
-            self.storage.cf(CF_RAFT_LOG),
-            index_key(0),
-            index_key(log_id.index + 1),
-        );
         self.recent
             .lock()
             .expect("recent entries lock")
             .purge(log_id.index);
-        // Synced: the purge must not outlive, on disk, the state it relies on being durable.
-        self.write(batch, true)
+        if *self.recoverable.borrow() >= log_id.index {
+            return self.purge_now(log_id);
+        }
+        // After a snapshot install openraft purges at once, while the state machine is still
+        // installing: the entries go from disk only once the state no longer needs them
+        // (the install's redo marker is durable). Deferred rather than awaited, so Raft's
+        // core goes on meanwhile; openraft reads no purged entry again, and a crash before
+        // the deferred purge only leaves entries behind.
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut recoverable = store.recoverable.clone();
+            if recoverable
+                .wait_for(|index| *index >= log_id.index)
+                .await
+                .is_ok()
+            {
+                if let Err(e) = store.purge_now(log_id) {
+                    tracing::error!(error = %e, "purging the log after a snapshot install");
+                }
+            }
+        });
+        Ok(())
     }
 }
 

@@ -59,8 +59,7 @@ impl SnapshotSchedule {
         }
     }
 
-    /// A snapshot was installed up to `index`: the log before it is gone, and counting
-    /// starts again.
+    /// A snapshot was installed: the log it covers is gone, and counting starts again.
     pub fn installed(&self) {
         *self.lock() = State::default();
     }

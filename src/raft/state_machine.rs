@@ -564,6 +564,10 @@ async fn latest_snapshot(dir: &Path) -> Result<Option<(PathBuf, Meta)>, StorageE
 /// member's snapshot, they would claim entries it has not applied. The leader sends them
 /// again.
 fn remove_leftovers(dir: &Path, applied: Option<LogId>) -> std::io::Result<()> {
+    let remove = |path: &Path| match std::fs::remove_file(path) {
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    };
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         let ahead = || -> bool {
@@ -575,10 +579,14 @@ fn remove_leftovers(dir: &Path, applied: Option<LogId>) -> std::io::Result<()> {
         match path.extension().and_then(|e| e.to_str()) {
             Some("snap") if ahead() => {
                 tracing::warn!(snapshot = %path.display(), "removing a snapshot whose install never began");
-                std::fs::remove_file(meta_path(&path))?;
-                std::fs::remove_file(&path)?;
+                remove(&path)?;
+                remove(&meta_path(&path))?;
             }
-            Some("building" | "receiving" | "part") => std::fs::remove_file(&path)?,
+            // A snapshot without its meta (or the reverse): a crash between writing them.
+            Some("snap") if !meta_path(&path).exists() => remove(&path)?,
+            Some("meta") if !path.with_extension("snap").exists() => remove(&path)?,
+            // Temporary files, of this version (`building`, `receiving`) or an older one.
+            Some("building" | "receiving" | "part" | "tmp") => remove(&path)?,
             _ => {}
         }
     }

@@ -5,8 +5,9 @@
 //! stream only when all of it fits, in the stream's queue and in the total; otherwise the
 //! stream's watchers are set aside and catch up from the store later. So a client that does
 //! not read costs at most `MAX_QUEUED_BYTES` (or one response, into an empty queue), and all
-//! streams together at most `MAX_TOTAL_QUEUED_BYTES` (or one response, when nothing else is
-//! queued): a hard bound, however many streams there are. Sizes count shared events in
+//! streams together at most `MAX_TOTAL_QUEUED_BYTES` plus `SMALL_QUEUE_BYTES` per stream (or
+//! one response, when nothing else is queued): a hard bound, and streams whose clients read
+//! always get small responses through, whatever the others hold. Sizes count shared events in
 //! full, so what the queues hold in memory is at most that.
 
 use std::collections::VecDeque;
@@ -21,7 +22,8 @@ use super::Outgoing;
 pub const MAX_QUEUED_BYTES: usize = 2 << 20;
 /// Bytes of responses all streams together may have queued.
 pub const MAX_TOTAL_QUEUED_BYTES: usize = 64 << 20;
-/// A starved stream wakes the catch-up once its queue has drained below this.
+/// What a stream may always queue, beyond the total (so the total is at most exceeded by
+/// this much per stream); a starved stream wakes the catch-up once it drained below this.
 const SMALL_QUEUE_BYTES: usize = 16 << 10;
 
 /// What all streams' queues hold together, shared by every outbox of a hub.
@@ -70,8 +72,11 @@ impl Outbox {
             queue.starved = true;
             return false;
         }
+        // A queue may always hold `SMALL_QUEUE_BYTES`, whatever the total: streams whose
+        // clients read are not starved by streams that hold the total and read nothing.
+        let within_own_share = queue.bytes + size_bytes <= SMALL_QUEUE_BYTES;
         let total = self.budget.queued_bytes.load(Ordering::Relaxed);
-        if total > 0 && total + size_bytes > MAX_TOTAL_QUEUED_BYTES {
+        if !within_own_share && total > 0 && total + size_bytes > MAX_TOTAL_QUEUED_BYTES {
             queue.starved = true;
             self.budget.starved.store(true, Ordering::Relaxed);
             return false;
