@@ -702,33 +702,10 @@ async fn follower_catches_up_from_a_log_of_large_entries() {
         .await;
 
     blocking(|| c.restart(follower));
-    let restarted_at = Instant::now();
-    let mut fc = c.member_client(follower).await;
-    let deadline = restarted_at + CATCH_UP_WAIT;
-    loop {
-        let count = fc
-            .get(
-                "big/",
-                Some(
-                    GetOptions::new()
-                        .with_prefix()
-                        .with_count_only()
-                        .with_serializable(),
-                ),
-            )
-            .await
-            .map(|r| r.count());
-        if count.as_ref().ok() == Some(&(PUTS as i64)) {
-            eprintln!("caught up {:?} after its restart", restarted_at.elapsed());
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} holds {count:?} of the {PUTS} large values {CATCH_UP_WAIT:?} after its restart",
-            c.name(follower)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let took = c
+        .wait_key_count(follower, "big/", PUTS as i64, CATCH_UP_WAIT)
+        .await;
+    eprintln!("caught up {took:?} after its restart");
 }
 
 #[tokio::test]

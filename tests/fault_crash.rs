@@ -8,11 +8,11 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::cluster::TestCluster;
 use common::rev;
-use etcd_client::{GetOptions, WatchOptions};
+use etcd_client::WatchOptions;
 use tokio::time::timeout;
 
 /// Deadline for a cluster to agree on a leader. It bounds a hang; it is not a performance
@@ -38,35 +38,6 @@ const INSTALL_STEPS: [&str; 4] = [
     "snapshot_install_after_finish",
 ];
 
-/// Waits until member `i` holds `n` keys under `prefix` (serializable reads, its own state).
-async fn wait_holds(c: &TestCluster, i: usize, prefix: &str, n: usize) {
-    let mut mc = c.member_client(i).await;
-    let deadline = Instant::now() + CATCH_UP_WAIT;
-    loop {
-        let got = mc
-            .get(
-                prefix,
-                Some(
-                    GetOptions::new()
-                        .with_prefix()
-                        .with_count_only()
-                        .with_serializable(),
-                ),
-            )
-            .await
-            .map(|r| r.count() as usize);
-        if got.as_ref().ok() == Some(&n) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} holds {got:?} of the {n} keys under {prefix:?} after {CATCH_UP_WAIT:?}",
-            c.name(i)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// A follower that lags behind the leader's log gets a snapshot, and crashes at each step
 /// of installing it in turn. Restarted, it must come up and catch up every time: the log
 /// that the snapshot replaces is purged only once a restart would redo the install, so a
@@ -86,7 +57,7 @@ async fn crash_at_each_step_of_a_snapshot_install_leaves_a_member_that_restarts(
     let leader = c.wait_for_leader(LEADER_WAIT).await;
     let follower = c.followers(leader)[0];
     let mut lc = c.member_client(leader).await;
-    let mut written = 0;
+    let mut written: i64 = 0;
     for step in INSTALL_STEPS {
         c.stop(follower);
         for _ in 0..PUTS_WHILE_DOWN {
@@ -114,7 +85,8 @@ async fn crash_at_each_step_of_a_snapshot_install_leaves_a_member_that_restarts(
         // Restarted without failpoints, it comes up (start_member waits for its ready
         // line) and catches up.
         c.start_member(follower);
-        wait_holds(&c, follower, "k/", written).await;
+        c.wait_key_count(follower, "k/", written, CATCH_UP_WAIT)
+            .await;
 
         // Its watches see the next change at the revision the put got.
         let mut fc = c.member_client(follower).await;

@@ -503,6 +503,35 @@ impl TestCluster {
         i
     }
 
+    /// Polls serializable count-only reads of `prefix` on member `i` (its own state) until
+    /// it holds `n` keys; panics at `within` with what it last held. Returns how long it took.
+    pub async fn wait_key_count(
+        &self,
+        i: usize,
+        prefix: &str,
+        n: i64,
+        within: Duration,
+    ) -> Duration {
+        let mut mc = self.member_client(i).await;
+        let started = Instant::now();
+        loop {
+            let options = etcd_client::GetOptions::new()
+                .with_prefix()
+                .with_count_only()
+                .with_serializable();
+            let count = mc.get(prefix, Some(options)).await.map(|r| r.count());
+            if count.as_ref().ok() == Some(&n) {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < within,
+                "{} holds {count:?} of the {n} keys under {prefix:?} after {within:?}",
+                self.name(i)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Sets failpoint `name` of running member `i` to `action` (`fail`'s syntax, e.g.
     /// `sleep(20000)`, `panic`, `return`), through its failpoint HTTP endpoint.
     pub fn set_failpoint(&self, i: usize, name: &str, action: &str) {
