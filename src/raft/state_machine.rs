@@ -455,21 +455,26 @@ fn storage_io(e: std::io::Error) -> crate::storage::StorageError {
     crate::storage::StorageError::Io(e.to_string())
 }
 
+/// What a `return` failpoint of an install step injects: a failed write.
+#[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
+fn injected_failure(name: &'static str) -> crate::storage::StorageResult<()> {
+    Err(storage_io(crate::failpoints::disk_full(name)))
+}
+
 /// Records, synced, that the snapshot at `path` is being installed: from here on a
 /// restart redoes the install (see `KEY_INSTALLING`).
 fn write_install_marker(storage: &Storage, path: &Path) -> crate::storage::StorageResult<()> {
-    let failpoint = |name: &'static str| Err(storage_io(crate::failpoints::disk_full(name)));
     let mut marker = WriteBatch::default();
     marker.put_cf(
         storage.cf(CF_RAFT_STATE),
         KEY_INSTALLING,
         path.to_string_lossy().as_bytes(),
     );
-    fail::fail_point!("snapshot_install_before_marker", |_| failpoint(
+    fail::fail_point!("snapshot_install_before_marker", |_| injected_failure(
         "snapshot_install_before_marker"
     ));
     storage.write(marker, true)?;
-    fail::fail_point!("snapshot_install_after_marker", |_| failpoint(
+    fail::fail_point!("snapshot_install_after_marker", |_| injected_failure(
         "snapshot_install_after_marker"
     ));
     Ok(())
@@ -480,7 +485,6 @@ fn write_install_marker(storage: &Storage, path: &Path) -> crate::storage::Stora
 fn load_records(storage: &Storage, path: &Path) -> crate::storage::StorageResult<()> {
     use std::io::Read;
     let io = storage_io;
-    let failpoint = |name: &'static str| Err(io(crate::failpoints::disk_full(name)));
     let raft_state = storage.cf(CF_RAFT_STATE);
     let mut clear = WriteBatch::default();
     for cf_name in SNAPSHOT_CFS {
@@ -521,13 +525,13 @@ fn load_records(storage: &Storage, path: &Path) -> crate::storage::StorageResult
         }
     }
     storage.write(batch, false)?;
-    fail::fail_point!("snapshot_install_after_load", |_| failpoint(
+    fail::fail_point!("snapshot_install_after_load", |_| injected_failure(
         "snapshot_install_after_load"
     ));
     let mut done = WriteBatch::default();
     done.delete_cf(raft_state, KEY_INSTALLING);
     storage.write(done, true)?;
-    fail::fail_point!("snapshot_install_after_finish", |_| failpoint(
+    fail::fail_point!("snapshot_install_after_finish", |_| injected_failure(
         "snapshot_install_after_finish"
     ));
     Ok(())
