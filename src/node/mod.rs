@@ -374,6 +374,16 @@ impl Node {
     }
 }
 
+/// Waits until this member has applied the log up to `index`: after the leader answered (a
+/// forwarded write's entry, a read index), what this member serves must include it.
+async fn applied_up_to(raft: &Raft, index: u64) -> Result<(), EtcdError> {
+    raft.wait(None)
+        .applied_index_at_least(Some(index), "applied up to the leader's answer")
+        .await
+        .map(|_| ())
+        .map_err(|_| EtcdError::Stopped)
+}
+
 /// etcd's shortest lease TTL: one and a half election timeouts (counted in whole
 /// heartbeats), rounded up to whole seconds.
 fn min_lease_ttl_secs(heartbeat_interval_ms: u64, election_timeout_ms: u64) -> i64 {

@@ -132,10 +132,7 @@ async fn run(raft: Raft, peers: Arc<Peers>, me: u64, mut queue: mpsc::Receiver<P
                         // As etcd, answer only once this member has applied the write too,
                         // so that a serializable read or a watch here right after the
                         // answer sees it.
-                        raft.wait(None)
-                            .applied_index_at_least(Some(answer.index), "forwarded write")
-                            .await
-                            .map_err(|_| EtcdError::Stopped)?;
+                        super::applied_up_to(&raft, answer.index).await?;
                         Ok(answer.results.unwrap_or_default().results)
                     };
                     let outcome = tokio::time::timeout_at(deadline, forwarded)

@@ -72,11 +72,7 @@ async fn run(
                     if answer.error != 0 {
                         return Err(EtcdError::from_number(answer.error));
                     }
-                    raft.wait(None)
-                        .applied_index_at_least(Some(answer.index), "read index")
-                        .await
-                        .map(|_| ())
-                        .map_err(|_| EtcdError::Stopped)
+                    super::applied_up_to(&raft, answer.index).await
                 }
                 // Without a known leader, openraft answers as etcd would: no leader.
                 Some(Leader::Me) | None => raft
