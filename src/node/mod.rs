@@ -304,13 +304,10 @@ impl Node {
     pub async fn raft_stopped(&self) -> String {
         let mut metrics = self.raft.metrics();
         let stopped = metrics.wait_for(|m| m.running_state.is_err()).await;
-        match stopped {
-            Ok(m) => match &m.running_state {
-                Err(fatal) => fatal.to_string(),
-                Ok(()) => unreachable!("waited for an error"),
-            },
-            Err(_) => "raft stopped".to_string(),
-        }
+        stopped
+            .ok()
+            .and_then(|m| m.running_state.as_ref().err().map(ToString::to_string))
+            .unwrap_or_else(|| "raft stopped".to_string())
     }
 
     /// This member has been removed from the cluster: it should stop.
