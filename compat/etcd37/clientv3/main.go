@@ -3,9 +3,13 @@
 // "## scenario NAME [needs=FEATURE]", then lines that must match between servers; lines
 // starting with "~ " are informational; "ERROR ..." reports an error.
 //
-// Usage: clientv3 -endpoint HOST:PORT            all single-server scenarios
+// Usage:
 //
-//	clientv3 -endpoint HOST:PORT -child KIND -id N   one contending process (internal)
+//	clientv3 -endpoint HOST:PORT [-server BIN] [-only NAME]
+//	clientv3 -endpoint HOST:PORT -child KIND -id N
+//
+// The first runs every scenario (or only NAME); with -server, also the require-leader
+// scenario on a 3-member cluster of BIN (isolated.go). The second is one contending process.
 //
 // Contention scenarios (mutex, election, STM) start several copies of this program as
 // separate processes, so that the server sees independent clients, as in production.
@@ -44,7 +48,11 @@ const (
 	scenarioTimeout = 60 * time.Second
 )
 
-var endpoint = flag.String("endpoint", "127.0.0.1:2379", "server's client address")
+var (
+	endpoint = flag.String("endpoint", "127.0.0.1:2379", "server's client address")
+	server   = flag.String("server", "", "server binary: also run the require-leader scenario on a 3-member cluster of it")
+	only     = flag.String("only", "", "run only the scenario of this name")
+)
 
 func main() {
 	child := flag.String("child", "", "run as one contending process: mutex, election or stm")
@@ -74,7 +82,16 @@ func main() {
 		{"mirror", mirrorPrefix},
 		{"range-stream needs=RangeStream", rangeStream},
 	}
+	if *server != "" {
+		scenarios = append(scenarios, struct {
+			name string
+			run  func(*clientv3.Client) error
+		}{"require-leader-isolated", func(*clientv3.Client) error { return requireLeader(*server) }})
+	}
 	for _, s := range scenarios {
+		if *only != "" && strings.Fields(s.name)[0] != *only {
+			continue
+		}
 		fmt.Printf("## scenario %s\n", s.name)
 		cli, err := newClient()
 		if err != nil {
@@ -92,9 +109,11 @@ func newClient() (*clientv3.Client, error) {
 	return clientv3.New(clientv3.Config{
 		Endpoints:   []string{*endpoint},
 		DialTimeout: 5 * time.Second,
-		Logger:      zap.NewNop(),
+		Logger:      zapNop(),
 	})
 }
+
+func zapNop() *zap.Logger { return zap.NewNop() }
 
 func ctxTimeout() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), scenarioTimeout)
