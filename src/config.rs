@@ -1,7 +1,7 @@
 //! Start-up configuration: etcd's flag names, `ETCD_*` environment variables and the
 //! `--config-file` YAML, resolved into one `Config`.
 //!
-//! Owns parsing and validation only; it calls nothing else in Cairn.
+//! Owns parsing and validation only; it calls nothing else in Cairn but `feature_gates`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -143,6 +143,9 @@ pub struct Flags {
     /// Auth token type (auth: not yet).
     #[arg(long, env = "ETCD_AUTH_TOKEN")]
     pub auth_token: Option<String>,
+    /// etcd 3.6+'s server feature gates, `Name=bool,...` (see `feature_gates`).
+    #[arg(long, env = "ETCD_FEATURE_GATES")]
+    pub feature_gates: Option<String>,
     // Client TLS (`https` client URLs).
     /// Path to the client server TLS certificate file.
     #[arg(long, env = "ETCD_CERT_FILE")]
@@ -223,6 +226,7 @@ struct FileConfig {
     client_transport_security: Option<FileSecurity>,
     peer_transport_security: Option<FileSecurity>,
     self_signed_cert_validity: Option<u32>,
+    feature_gates: Option<String>,
 }
 
 /// etcd's `client-transport-security` and `peer-transport-security` YAML sections.
@@ -338,6 +342,7 @@ impl Config {
                     peer_trusted_ca_file: peer_security.trusted_ca_file,
                     peer_auto_tls: peer_security.auto_tls,
                     self_signed_cert_validity: file.self_signed_cert_validity,
+                    feature_gates: file.feature_gates,
                     ..Flags::default()
                 }
             }
@@ -456,6 +461,9 @@ impl Config {
                 "--experimental-initial-corrupt-check: the start-up hash comparison with peers is not built yet"
                     .to_string(),
             );
+        }
+        if let Some(v) = &f.feature_gates {
+            ignored.extend(crate::feature_gates::check(v)?);
         }
         if let Some(v) = &f.auth_token {
             ignored.push(format!("--auth-token={v}: auth is not built yet"));
@@ -785,6 +793,21 @@ mod tests {
         .unwrap();
         assert!(c.client_tls.client_cert_auth);
         assert_eq!(c.name, "b");
+    }
+
+    #[test]
+    fn feature_gates_from_the_flag_and_the_config_file() {
+        // What etcd 3.7's e2e suite passes to every member.
+        let c = parse(&["--feature-gates=InitialCorruptCheck=true"]).unwrap();
+        assert_eq!(c.ignored.len(), 1, "{:?}", c.ignored);
+        assert!(c.ignored[0].starts_with("--feature-gates InitialCorruptCheck=true: "));
+        assert!(parse(&["--feature-gates", "LeaseCheckpoint=true"]).is_err());
+        assert!(parse(&["--feature-gates", "NoSuchGate=true"]).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("etcd.yml");
+        std::fs::write(&path, "feature-gates: LeaseCheckpoint=true\n").unwrap();
+        let err = parse(&["--config-file", path.to_str().unwrap()]).unwrap_err();
+        assert!(err.contains("LeaseCheckpoint=true is not supported"), "{err}");
     }
 
     #[test]

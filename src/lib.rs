@@ -12,6 +12,7 @@
 //! ```
 //!
 //! - [`config`]: etcd's flags, `ETCD_*` variables and YAML config file.
+//! - [`feature_gates`]: etcd 3.7's `--feature-gates`, and which Cairn can honour.
 //! - [`cluster`]: member and cluster IDs, derived as etcd derives them.
 //! - [`api`]: the gRPC services; validates and translates, nothing more.
 //! - [`node`]: a running member; batches writes into Raft proposals, serves read barriers.
@@ -35,6 +36,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod failpoints;
+pub mod feature_gates;
 pub mod lease;
 pub mod mvcc;
 pub mod net;
