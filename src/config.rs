@@ -807,7 +807,10 @@ mod tests {
         let path = dir.path().join("etcd.yml");
         std::fs::write(&path, "feature-gates: LeaseCheckpoint=true\n").unwrap();
         let err = parse(&["--config-file", path.to_str().unwrap()]).unwrap_err();
-        assert!(err.contains("LeaseCheckpoint=true is not supported"), "{err}");
+        assert!(
+            err.contains("LeaseCheckpoint=true is not supported"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -148,7 +148,9 @@ pub fn check(value: &str) -> Result<Vec<String>, String> {
             continue;
         }
         match gate.otherwise {
-            Stance::Reported(why) => notes.push(format!("--feature-gates {}={value}: {why}", gate.name)),
+            Stance::Reported(why) => {
+                notes.push(format!("--feature-gates {}={value}: {why}", gate.name))
+            }
             Stance::Refused(why) => {
                 return Err(format!(
                     "--feature-gates {}={value} is not supported: {why}",
@@ -193,19 +195,32 @@ mod tests {
     #[test]
     fn values_cairn_acts_the_same_on_are_reported() {
         assert_eq!(check("").unwrap(), Vec::<String>::new());
-        assert_eq!(check("StopGRPCServiceOnDefrag=false,FastLeaseKeepAlive=false").unwrap().len(), 0);
+        assert_eq!(
+            check("StopGRPCServiceOnDefrag=false,FastLeaseKeepAlive=false")
+                .unwrap()
+                .len(),
+            0
+        );
         let notes = check("InitialCorruptCheck=true,FastLeaseKeepAlive=true").unwrap();
         assert_eq!(notes.len(), 2, "{notes:?}");
         assert!(notes[0].starts_with("--feature-gates InitialCorruptCheck=true: "));
         assert!(notes[1].starts_with("--feature-gates FastLeaseKeepAlive=true: "));
         // The last value of a gate given twice wins, as in etcd.
-        assert_eq!(check("InitialCorruptCheck=true,InitialCorruptCheck=0").unwrap().len(), 0);
+        assert_eq!(
+            check("InitialCorruptCheck=true,InitialCorruptCheck=0")
+                .unwrap()
+                .len(),
+            0
+        );
     }
 
     #[test]
     fn values_cairn_cannot_honour_are_refused() {
         let err = check("LeaseCheckpoint=true").unwrap_err();
-        assert!(err.starts_with("--feature-gates LeaseCheckpoint=true is not supported: "), "{err}");
+        assert!(
+            err.starts_with("--feature-gates LeaseCheckpoint=true is not supported: "),
+            "{err}"
+        );
         // AllAlpha turns on every alpha gate that is not named, PriorityRequest among them.
         assert!(check("AllAlpha=true").is_err());
         assert!(check("AllAlpha=true,LeaseCheckpoint=false,LeaseCheckpointPersist=false,SetMemberLocalAddr=false,PriorityRequest=false").is_ok());
