@@ -634,24 +634,38 @@ async fn compacted_watch_keeps_its_id_until_canceled() {
 }
 
 #[tokio::test]
-async fn negative_start_revision_is_canceled_as_compacted() {
+async fn negative_start_revision_is_refused_as_compacted() {
+    // etcd 3.6+ refuses the create request itself, as it refuses one it does not permit:
+    // created and canceled at once, watch ID -1, the compacted error as the reason, whether
+    // or not anything was compacted. (etcd 3.4 created the watch and then canceled it with
+    // compact_revision -1; Cairn follows etcd 3.7.)
     let (_s, mut c) = fresh().await;
-    // Nothing compacted yet: the compaction revision reported is -1.
     put(&mut c, "k", "1").await; // 2
     let opts = || Some(WatchOptions::new().with_start_revision(-5));
-    let (mut ws, id) = open(&mut c, "k", opts()).await;
-    let r = next(&mut ws).await;
-    assert!(r.canceled() && !r.created() && r.watch_id() == id, "{r:?}");
-    assert_eq!((r.compact_revision(), r.cancel_reason()), (-1, ""));
-    assert_eq!(rev(r.header()), 0);
-    assert!(r.events().is_empty());
+    let mut ws = timeout(WAIT, c.watch("k", opts()))
+        .await
+        .expect("watch call timed out")
+        .expect("watch call");
+    let refused = |r: &WatchResponse, rev: i64| {
+        assert!(r.created() && r.canceled() && r.watch_id() == -1, "{r:?}");
+        assert_eq!(
+            (r.compact_revision(), r.cancel_reason()),
+            (0, "etcdserver: mvcc: required revision has been compacted"),
+            "{r:?}"
+        );
+        assert_eq!(r.header().map(|h| h.revision()), Some(rev), "{r:?}");
+        assert!(r.events().is_empty());
+    };
+    refused(&next(&mut ws).await, 2);
 
     put(&mut c, "k", "2").await; // 3
     c.compact(3, None).await.unwrap();
-    let id = add(&mut ws, "k", opts()).await;
-    let r = next(&mut ws).await;
-    assert!(r.canceled() && r.watch_id() == id, "{r:?}");
-    assert_eq!(r.compact_revision(), 3);
+    ws.watch("k", opts()).await.expect("send create request");
+    refused(&next(&mut ws).await, 3);
+    // The stream still serves other watches.
+    let id = add(&mut ws, "k", None).await;
+    put(&mut c, "k", "3").await; // 4
+    assert_eq!(next_events(&mut ws, id).await.len(), 1);
 }
 
 #[tokio::test]

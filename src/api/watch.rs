@@ -181,7 +181,7 @@ async fn receive(
         match request.request_union {
             Some(RequestUnion::CreateRequest(create)) => match watch_spec(&create) {
                 Ok(spec) => stream.create(spec),
-                Err(reason) => stream.reject(reason),
+                Err(reason) => stream.reject(&reason),
             },
             Some(RequestUnion::CancelRequest(cancel)) => stream.cancel(cancel.watch_id),
             Some(RequestUnion::ProgressRequest(_)) => stream.request_progress(),
@@ -190,10 +190,15 @@ async fn receive(
     }
 }
 
-fn watch_spec(create: &WatchCreateRequest) -> Result<WatchSpec, &'static str> {
+/// The watch a create request asks for, or why it is refused (a created-and-canceled reply).
+fn watch_spec(create: &WatchCreateRequest) -> Result<WatchSpec, String> {
+    // etcd 3.6+ refuses a negative start revision outright; 3.4 created, then canceled it.
+    if create.start_revision < 0 {
+        return Err(crate::error::EtcdError::Compacted.to_string());
+    }
     let filters = |f: FilterType| create.filters.contains(&(f as i32));
     Ok(WatchSpec {
-        range: KeyRange::from_request(&create.key, &create.range_end)?,
+        range: KeyRange::from_request(&create.key, &create.range_end).map_err(str::to_string)?,
         watch_id: create.watch_id,
         start_rev: create.start_revision,
         prev_kv: create.prev_kv,
