@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::{current_revision, rev, TestServer};
 use etcd_client::{
-    Client, DeleteOptions, Event, EventType, PutOptions, Txn, TxnOp, WatchFilterType, WatchOptions,
-    WatchResponse, WatchStream,
+    Client, CompactionOptions, DeleteOptions, Event, EventType, GetOptions, PutOptions, Txn, TxnOp,
+    WatchFilterType, WatchOptions, WatchResponse, WatchStream,
 };
 use tokio::time::timeout;
 
@@ -666,6 +666,59 @@ async fn negative_start_revision_is_refused_as_compacted() {
     let id = add(&mut ws, "k", None).await;
     put(&mut c, "k", "3").await; // 4
     assert_eq!(next_events(&mut ws, id).await.len(), 1);
+}
+
+#[tokio::test]
+async fn watch_from_a_compacted_delete_sees_the_delete() {
+    // etcd issue 18089 (fixed in 3.4.34, 3.5.16 and 3.6): a compaction at the revision of a
+    // delete keeps that tombstone, so a watch resuming from the compacted revision still
+    // sees the delete. etcd 3.4.23 drops it; Cairn follows etcd 3.7.
+    let (_s, mut c) = fresh().await;
+    for v in ["v2", "v3", "v4"] {
+        put(&mut c, "k", v).await;
+    }
+    let deleted_at = del(&mut c, "k").await; // 5
+    put(&mut c, "k", "v6").await; // 6
+    c.compact(deleted_at, Some(CompactionOptions::new().with_physical()))
+        .await
+        .unwrap();
+    let (mut ws, id) = open(
+        &mut c,
+        "k",
+        Some(WatchOptions::new().with_start_revision(deleted_at)),
+    )
+    .await;
+    assert_eq!(
+        got(&mut ws, id, 2).await,
+        vec![
+            (
+                EventType::Delete,
+                "k".to_string(),
+                String::new(),
+                deleted_at
+            ),
+            (
+                EventType::Put,
+                "k".to_string(),
+                "v6".to_string(),
+                deleted_at + 1
+            ),
+        ]
+    );
+    // The kept tombstone is history, not a key: nothing reads it as one.
+    let r = c
+        .get("k", Some(GetOptions::new().with_revision(deleted_at)))
+        .await
+        .unwrap();
+    assert!(r.kvs().is_empty());
+    assert_eq!(c.get("k", None).await.unwrap().kvs()[0].value(), b"v6");
+    // A later compaction forgets it, as any other history.
+    c.compact(deleted_at + 1, None).await.unwrap();
+    let r = c
+        .get("k", Some(GetOptions::new().with_count_only()))
+        .await
+        .unwrap();
+    assert_eq!(r.count(), 1);
 }
 
 #[tokio::test]

@@ -138,9 +138,11 @@ impl KeyIndex {
         history.push(entry);
     }
 
-    /// Forgets history before `at_rev`, keeping for each key the entry in force at `at_rev`
-    /// (dropped too if it is a tombstone). Returns the revisions no read can reach any more,
-    /// with their tombstone marks, for physical deletion.
+    /// Forgets history before `at_rev`, keeping for each key the entry in force at `at_rev`.
+    /// A tombstone in force is dropped too, unless the delete happened at `at_rev` itself:
+    /// a watch resuming from the compacted revision must still see that delete (etcd issue
+    /// 18089, fixed in etcd 3.4.34, 3.5.16 and 3.6). Returns the revisions no read can reach
+    /// any more, with their tombstone marks, for physical deletion.
     pub fn compact(&mut self, at_rev: i64) -> Vec<(Revision, bool)> {
         let mut dropped = Vec::new();
         self.keys.retain(|_, history| {
@@ -148,7 +150,8 @@ impl KeyIndex {
             if n == 0 {
                 return true;
             }
-            let keep_from = if history[n - 1].is_tombstone() {
+            let last = history[n - 1];
+            let keep_from = if last.is_tombstone() && last.rev.main < at_rev {
                 n
             } else {
                 n - 1
@@ -194,12 +197,14 @@ mod tests {
         idx.tombstone(b"b", rev(5));
         idx.put(b"c", rev(6));
         let dropped = idx.compact(5);
-        assert_eq!(
-            dropped,
-            vec![(rev(2), false), (rev(4), false), (rev(5), true)]
-        );
+        // b's delete at the compacted revision stays, for watches resuming from there.
+        assert_eq!(dropped, vec![(rev(2), false), (rev(4), false)]);
         assert_eq!(idx.get(b"a", 5).unwrap().rev, rev(3));
         assert!(idx.get(b"b", 5).is_none());
+        // A later compaction drops it, with the key.
+        idx.put(b"a", rev(7));
+        assert_eq!(idx.compact(6), vec![(rev(5), true)]);
+        assert!(idx.get(b"b", 6).is_none());
         assert_eq!(idx.len(), 2);
     }
 
