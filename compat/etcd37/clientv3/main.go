@@ -545,11 +545,11 @@ func rangeStream(cli *clientv3.Client) error {
 // ------------------------------------------------------------------ contention
 
 // contend starts `processes` copies of this program as children of the given kind and
-// returns their standard output lines, sorted.
-func contend(kind string) ([]string, error) {
+// prints their standard output lines, sorted.
+func contend(kind string) error {
 	self, err := os.Executable()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var wg sync.WaitGroup
 	outs := make([]string, processes)
@@ -568,7 +568,7 @@ func contend(kind string) ([]string, error) {
 	var lines []string
 	for i := range outs {
 		if errs[i] != nil {
-			return nil, fmt.Errorf("process %d: %v", i, errs[i])
+			return fmt.Errorf("process %d: %v", i, errs[i])
 		}
 		for _, l := range strings.Split(strings.TrimSpace(outs[i]), "\n") {
 			if l != "" {
@@ -577,7 +577,10 @@ func contend(kind string) ([]string, error) {
 		}
 	}
 	sort.Strings(lines)
-	return lines, nil
+	for _, l := range lines {
+		fmt.Println(l)
+	}
+	return nil
 }
 
 func mutexContention(cli *clientv3.Client) error {
@@ -586,12 +589,8 @@ func mutexContention(cli *clientv3.Client) error {
 	if _, err := cli.Put(ctx, "/counter", "0"); err != nil {
 		return err
 	}
-	lines, err := contend("mutex")
-	if err != nil {
+	if err := contend("mutex"); err != nil {
 		return err
-	}
-	for _, l := range lines {
-		fmt.Println(l)
 	}
 	g, err := cli.Get(ctx, "/counter")
 	if err != nil {
@@ -652,12 +651,8 @@ func electionContention(cli *clientv3.Client) error {
 			}
 		}
 	}()
-	lines, err := contend("election")
-	if err != nil {
+	if err := contend("election"); err != nil {
 		return err
-	}
-	for _, l := range lines {
-		fmt.Println(l)
 	}
 	ocancel()
 	<-done
@@ -680,12 +675,8 @@ func stmContention(cli *clientv3.Client) error {
 			return err
 		}
 	}
-	lines, err := contend("stm")
-	if err != nil {
+	if err := contend("stm"); err != nil {
 		return err
-	}
-	for _, l := range lines {
-		fmt.Println(l)
 	}
 	r, err := cli.Get(ctx, "/accounts/", clientv3.WithPrefix())
 	if err != nil {
