@@ -84,10 +84,20 @@ const MAX_LEARNERS: usize = 1;
 
 impl ClusterService {
     /// Membership changes are the leader's: on a follower, the request goes to the
-    /// leader's client URL, as a client would send it.
+    /// leader's client URL, as a client would send it. Without a leader (one just removed
+    /// included), it waits for the next one, at most the request timeout, as a proposal
+    /// waits in etcd.
     async fn leader_client(&self) -> Result<Option<ClusterClient<Channel>>, Status> {
         let me = self.node.identity.member_id;
-        let leader = self.node.raft.metrics().borrow().current_leader;
+        let raft = &self.node.raft;
+        let leader = match raft
+            .wait(Some(self.node.request_timeout()))
+            .metrics(|m| raft::leader_id(raft, m).is_some(), "a leader")
+            .await
+        {
+            Ok(m) => raft::leader_id(raft, &m),
+            Err(_) => None,
+        };
         match leader {
             Some(id) if id == me => Ok(None),
             Some(id) => {
@@ -141,6 +151,17 @@ impl ClusterService {
     }
 }
 
+/// The leader's own answer to a forwarded change passes as it is. A failure to reach the
+/// leader (a status with a local transport error as its source) becomes etcd's timeout, its
+/// answer when a proposal's outcome is unknown.
+fn forwarded(status: Status) -> Status {
+    if std::error::Error::source(&status).is_some() {
+        EtcdError::Timeout.into()
+    } else {
+        status
+    }
+}
+
 /// Peer URLs as etcd accepts them: absolute http(s) URLs, printed as etcd prints them.
 fn parse_peer_urls(urls: &[String]) -> Result<Vec<String>, Status> {
     if urls.is_empty() {
@@ -163,7 +184,10 @@ impl Cluster for ClusterService {
         request: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
         if let Some(mut leader) = self.leader_client().await? {
-            return leader.member_add(request.into_inner()).await;
+            return leader
+                .member_add(request.into_inner())
+                .await
+                .map_err(forwarded);
         }
         let r = request.into_inner();
         let peer_urls = parse_peer_urls(&r.peer_ur_ls)?;
@@ -217,7 +241,10 @@ impl Cluster for ClusterService {
         request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
         if let Some(mut leader) = self.leader_client().await? {
-            return leader.member_remove(request.into_inner()).await;
+            return leader
+                .member_remove(request.into_inner())
+                .await
+                .map_err(forwarded);
         }
         let id = request.into_inner().id;
         let (nodes, voters) = self.membership();
@@ -247,7 +274,10 @@ impl Cluster for ClusterService {
         request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
         if let Some(mut leader) = self.leader_client().await? {
-            return leader.member_update(request.into_inner()).await;
+            return leader
+                .member_update(request.into_inner())
+                .await
+                .map_err(forwarded);
         }
         let r = request.into_inner();
         let peer_urls = parse_peer_urls(&r.peer_ur_ls)?;
@@ -288,7 +318,10 @@ impl Cluster for ClusterService {
         request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
         if let Some(mut leader) = self.leader_client().await? {
-            return leader.member_promote(request.into_inner()).await;
+            return leader
+                .member_promote(request.into_inner())
+                .await
+                .map_err(forwarded);
         }
         let id = request.into_inner().id;
         let (nodes, voters) = self.membership();

@@ -236,12 +236,14 @@ pub fn leader(raft: &super::Raft, peers: &Peers, me: u64) -> Option<Leader> {
 /// The leader, except that a leader no quorum has answered for longer than an election
 /// timeout is no leader: cut off from its peers, it cannot commit anything, and etcd's
 /// leader steps down then (CheckQuorum). openraft 0.9's leader does not step down, so
-/// Cairn reports it the way etcd would.
+/// Cairn reports it the way etcd would. Nor is a leader that has just been removed from
+/// the membership: it has left, and the rest have yet to elect the next one.
 pub fn leader_id(
     raft: &super::Raft,
     metrics: &openraft::RaftMetrics<u64, MemberInfo>,
 ) -> Option<u64> {
     let leader = metrics.current_leader?;
+    metrics.membership_config.membership().get_node(&leader)?;
     let quorum_timeout_ms = raft.config().election_timeout_max;
     let lost_quorum = leader == metrics.id
         && metrics.membership_config.membership().voter_ids().count() > 1
