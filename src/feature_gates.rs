@@ -1,9 +1,9 @@
 //! etcd 3.7's server feature gates (`--feature-gates=Name=bool,...`): parsed with etcd's
 //! rules and error messages, and checked against what Cairn does.
 //!
-//! For each gate Cairn either behaves one way whatever the value (a value other than that is
-//! accepted and reported at start-up, with the reason), or serves only etcd's default (any
-//! other value is refused: the user asked for behaviour Cairn does not have).
+//! Cairn behaves one way for each gate. A value asking for the other way is either accepted
+//! and reported at start-up, with the reason (it changes nothing a client can rely on), or
+//! refused (the user asked for behaviour Cairn does not have).
 //!
 //! Owns parsing only; it calls nothing else in Cairn.
 
