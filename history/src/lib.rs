@@ -6,9 +6,28 @@
 //!   lost connection: it may take effect at any point after its invocation, or never).
 //! - `check_linearizable`: whether a history of KV and lease operations has a linearization
 //!   under etcd's KV model, revisions included.
+//! - `patch_with_event_log` and `check_history`: resolve `Unknown` writes from the store's
+//!   event log (as etcd's robustness suite does), then check linearizability.
+//! - `check_event_log`: the store's event log against the history (no lost, phantom or
+//!   duplicated write; revisions without gaps).
 //! - `check_watches`: etcd's watch guarantees, each watch against the store's event log.
 //!
 //! Knows nothing of gRPC or of any client library: the recorder translates into these types.
+
+mod event_log;
+mod linearizability;
+mod model;
+mod patch;
+mod violation;
+mod watch;
+
+pub use event_log::check_event_log;
+pub use linearizability::{
+    check_linearizable, describe_operation, BlockedOperation, LinearizabilityResult, NotLinearizableReport,
+};
+pub use patch::{check_history, patch_with_event_log};
+pub use violation::{Violation, ViolationKind};
+pub use watch::check_watches;
 
 use serde::{Deserialize, Serialize};
 
