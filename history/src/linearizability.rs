@@ -534,7 +534,22 @@ fn report_failure(
         } else {
             match step(&state, &op.req, op.expected.as_ref()) {
                 Err(e) => e.describe(interner),
-                Ok(_) => "it fits here, but no order of the remaining operations does after it".to_string(),
+                Ok(next) => {
+                    // Name an operation the store would pass by placing this one.
+                    let passed = pending
+                        .iter()
+                        .filter(|other| other.index != op.index && other.before.1 < next.revision())
+                        .min_by_key(|other| other.before.1);
+                    match passed {
+                        Some(other) => format!(
+                            "it fits here, but takes the store to revision {}, past revision {} that #{} needs",
+                            next.revision(),
+                            other.before.1,
+                            other.index
+                        ),
+                        None => "it fits here, but no order of the remaining operations does after it".to_string(),
+                    }
+                }
             }
         };
         let reason = if op.return_event == first_return {
