@@ -23,10 +23,10 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::model::{
-    compile_request, compile_response, describe_kv, may_write, mix64, revision_before, step, Interner, Req, Resp,
-    State,
+    compile_request, compile_response, describe_kv, may_write, mix64, revision_before, step, Interner, KeyId, Req,
+    Resp, State, TxOp, ValueId,
 };
-use crate::{Operation, Outcome};
+use crate::{Event, Operation, Outcome, Request};
 
 /// The verdict of `check_linearizable`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +56,8 @@ impl LinearizabilityResult {
 /// operations that could not be placed after it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotLinearizableReport {
+    /// What was found, in one sentence.
+    pub summary: String,
     /// Indices (into the checked history) of the longest partial linearization, in order.
     pub longest_prefix: Vec<usize>,
     /// The store revision after that prefix.
@@ -76,12 +78,13 @@ pub struct BlockedOperation {
 
 impl fmt::Display for NotLinearizableReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "not linearizable: the longest linearizable prefix has {} operation(s) and ends at revision {}",
-            self.longest_prefix.len(),
-            self.revision_after_prefix
-        )?;
+        writeln!(f, "not linearizable: {}", self.summary)?;
+        if self.longest_prefix.is_empty() && self.state_after_prefix.is_empty() {
+            for blocked in &self.blocked {
+                writeln!(f, "  #{} {}: {}", blocked.index, describe_operation(&blocked.operation), blocked.reason)?;
+            }
+            return Ok(());
+        }
         let tail = self.longest_prefix.len().saturating_sub(5);
         writeln!(f, "last operations of that prefix: {:?}", &self.longest_prefix[tail..])?;
         writeln!(f, "state after it:")?;
@@ -118,6 +121,8 @@ struct Op {
     expected: Option<Resp>,
     /// The store revisions the operation may start from (known operations).
     before: (i64, i64),
+    /// An unknown operation that is only worth placing where it makes a new revision.
+    must_bump: bool,
     /// Ordinal among known operations in call order, or among unknown ones.
     slot: u32,
     call_event: u32,
@@ -146,7 +151,8 @@ type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<IdentityHasher>>;
 
 /// The set of linearized operations, in a form that is cheap to hash and to snapshot:
 /// known operations are mostly placed in call order, so they are a prefix (`frontier`) plus a
-/// few beyond it; applied unknown operations are few.
+/// few beyond it; applied unknown operations are few. `hash` covers the known part only: the
+/// cache matches the unknown part by inclusion (see the search).
 struct LinearizedSet {
     known: Vec<u64>,
     known_count: u32,
@@ -154,18 +160,28 @@ struct LinearizedSet {
     known_total: u32,
     /// Unknown slots applied, in the order applied (a stack, as the search).
     unknown: Vec<u32>,
+    unknown_applied: Vec<bool>,
     hash: u64,
 }
 
 impl LinearizedSet {
-    fn new(known_total: usize) -> Self {
+    fn new(known_total: usize, unknown_total: usize) -> Self {
         LinearizedSet {
             known: vec![0; known_total.div_ceil(64)],
             known_count: 0,
             frontier: 0,
             known_total: known_total as u32,
             unknown: Vec::new(),
+            unknown_applied: vec![false; unknown_total],
             hash: 0,
+        }
+    }
+
+    fn is_applied(&self, op: &Op) -> bool {
+        if op.expected.is_some() {
+            self.is_known_set(op.slot)
+        } else {
+            self.unknown_applied[op.slot as usize]
         }
     }
 
@@ -173,9 +189,9 @@ impl LinearizedSet {
         self.known[(slot / 64) as usize] >> (slot % 64) & 1 == 1
     }
 
-    fn add(&mut self, op: &Op, op_id: u32) {
-        self.hash ^= mix64(op_id as u64);
+    fn add(&mut self, op: &Op) {
         if op.expected.is_some() {
+            self.hash ^= mix64(op.slot as u64);
             self.known[(op.slot / 64) as usize] |= 1 << (op.slot % 64);
             self.known_count += 1;
             while self.frontier < self.known_total && self.is_known_set(self.frontier) {
@@ -183,28 +199,29 @@ impl LinearizedSet {
             }
         } else {
             self.unknown.push(op.slot);
+            self.unknown_applied[op.slot as usize] = true;
         }
     }
 
-    fn remove(&mut self, op: &Op, op_id: u32) {
-        self.hash ^= mix64(op_id as u64);
+    fn remove(&mut self, op: &Op) {
         if op.expected.is_some() {
+            self.hash ^= mix64(op.slot as u64);
             self.known[(op.slot / 64) as usize] &= !(1 << (op.slot % 64));
             self.known_count -= 1;
             self.frontier = self.frontier.min(op.slot);
         } else {
             self.unknown.pop();
+            self.unknown_applied[op.slot as usize] = false;
         }
     }
 
-    /// An exact, compact description: frontier, known slots beyond it, a separator, sorted
-    /// unknown slots.
-    fn snapshot(&self, out: &mut Vec<u32>) {
+    /// The known part, exactly and compactly: the frontier and the known slots beyond it.
+    fn known_snapshot(&self, out: &mut Vec<u32>) {
         out.clear();
         out.push(self.frontier);
         let mut extra = self.known_count - self.frontier;
         let mut word = (self.frontier / 64) as usize;
-        let mut bits = self.known.get(word).copied().unwrap_or(0) & (!0u64).checked_shl(self.frontier % 64).unwrap_or(0);
+        let mut bits = self.known.get(word).copied().unwrap_or(0) & (!0u64 << (self.frontier % 64));
         while extra > 0 && word < self.known.len() {
             if bits == 0 {
                 word += 1;
@@ -215,11 +232,20 @@ impl LinearizedSet {
             bits &= bits - 1;
             extra -= 1;
         }
-        out.push(NIL);
-        let start = out.len();
-        out.extend_from_slice(&self.unknown);
-        out[start..].sort_unstable();
     }
+
+    /// The applied unknown slots, sorted.
+    fn unknown_snapshot(&self, out: &mut Vec<u32>) {
+        out.clear();
+        out.extend_from_slice(&self.unknown);
+        out.sort_unstable();
+    }
+}
+
+/// Whether sorted `small` is a subset of sorted `big`.
+fn is_subset(small: &[u32], big: &[u32]) -> bool {
+    let mut big = big.iter();
+    small.iter().all(|x| big.by_ref().any(|y| y == x))
 }
 
 /// Minimum of the highest start revision over known operations not yet linearized: the
@@ -259,8 +285,37 @@ struct PrefixNode {
     parent: Option<Rc<PrefixNode>>,
 }
 
+impl Drop for PrefixNode {
+    // Iteratively: a recursive drop of a prefix of 50,000 nodes overflows the stack.
+    fn drop(&mut self) {
+        let mut parent = self.parent.take();
+        while let Some(node) = parent {
+            match Rc::try_unwrap(node) {
+                Ok(mut node) => parent = node.parent.take(),
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+/// A node the search reached: its known and unknown operations (as `LinearizedSet`'s
+/// snapshots) and state; `finished` once the search backtracked out of it.
+struct CacheEntry {
+    known: Box<[u32]>,
+    unknown: Box<[u32]>,
+    state: State,
+    finished: bool,
+}
+
 struct Frame {
     op: u32,
+    /// The node's cache entry (none once the cache is full).
+    entry: Option<u32>,
+    /// The operation left the state as it was: had the search any way on from the frame's
+    /// node, it would have one with this operation first (it fitted, and moving a
+    /// state-preserving candidate to the front breaks no real-time order), so on backtrack
+    /// the node is not tried further.
+    pure: bool,
     unknown_pass: bool,
     window_end: u32,
     state_before: State,
@@ -270,19 +325,51 @@ struct Frame {
 /// included. `Failed` operations are dropped; `Unknown` ones may take effect at any point
 /// after their call, or never. Gives up with `Undecided` when `budget` runs out.
 pub fn check_linearizable(history: &[Operation], budget: Duration) -> LinearizabilityResult {
+    search(history, None, budget)
+}
+
+/// The search; with `event_log` (the store's complete log, see `patch`), every step that
+/// makes a new revision must make exactly the log's events of that revision.
+pub(crate) fn search(history: &[Operation], event_log: Option<&[Event]>, budget: Duration) -> LinearizabilityResult {
     let started = Instant::now();
     let mut interner = Interner::default();
     let mut problems = Vec::new();
+    // Grants per lease ID (of operations that may have happened), for the lease rules below.
+    let mut grants: HashMap<i64, usize> = HashMap::new();
+    for operation in history {
+        if let (Request::LeaseGrant { lease_id }, false) =
+            (&operation.request, matches!(operation.outcome, Outcome::Failed(_)))
+        {
+            *grants.entry(*lease_id).or_default() += 1;
+        }
+    }
     let mut ops: Vec<(u64, u64, Op)> = Vec::new();
     for (index, operation) in history.iter().enumerate() {
         let req = compile_request(&mut interner, &operation.request);
+        let mut return_ns = operation.return_ns;
+        let mut must_bump = false;
         let expected = match &operation.outcome {
             Outcome::Failed(_) => continue,
             Outcome::Unknown(_) => {
                 if !may_write(&req) {
                     continue;
                 }
-                None
+                match req {
+                    // The only grant of its lease: granting it at its call is as good as any
+                    // later or never (only a second grant of the ID could tell), so it is
+                    // placed there instead of at every point of the search.
+                    Req::LeaseGrant(lease) if grants.get(&lease) == Some(&1) => {
+                        return_ns = operation.call_ns;
+                        Some(Resp::Applied)
+                    }
+                    // Likewise a revoke that deletes no key only matters to a later grant of
+                    // its ID: without one, it is only placed where it deletes keys.
+                    Req::LeaseRevoke(lease) => {
+                        must_bump = grants.get(&lease).copied().unwrap_or(0) <= 1;
+                        None
+                    }
+                    _ => None,
+                }
             }
             Outcome::Ok(response) => {
                 if operation.return_ns < operation.call_ns {
@@ -295,8 +382,8 @@ pub fn check_linearizable(history: &[Operation], budget: Duration) -> Linearizab
             }
         };
         let before = expected.as_ref().map_or((i64::MIN, i64::MAX), |resp| revision_before(&req, resp));
-        let op = Op { index, req, expected, before, slot: 0, call_event: NIL, return_event: NIL };
-        ops.push((operation.call_ns, operation.return_ns, op));
+        let op = Op { index, req, expected, before, must_bump, slot: 0, call_event: NIL, return_event: NIL };
+        ops.push((operation.call_ns, return_ns, op));
     }
     if !problems.is_empty() {
         return LinearizabilityResult::Malformed { problems };
@@ -305,6 +392,9 @@ pub fn check_linearizable(history: &[Operation], budget: Duration) -> Linearizab
         return LinearizabilityResult::Malformed { problems: vec![format!("{} operations is too many", ops.len())] };
     }
     ops.sort_by_key(|(call, _, op)| (*call, op.index));
+    if let Some(report) = real_time_revision_check(&ops, history) {
+        return LinearizabilityResult::NotLinearizable(report);
+    }
 
     // Events: (time, 0 for a call / 1 for a return, op); calls sort before returns at one
     // instant, so operations that touch at an instant count as concurrent.
@@ -353,10 +443,40 @@ pub fn check_linearizable(history: &[Operation], budget: Duration) -> Linearizab
         highest_start[op.slot as usize] = op.before.1;
     }
     let mut pending_min = MinTree::new(&highest_start);
-    let mut set = LinearizedSet::new(known_total as usize);
+    let mut set = LinearizedSet::new(known_total as usize, unknown_total as usize);
     let mut cache: FastMap<u64, Vec<u32>> = FastMap::default();
-    let mut cache_entries: Vec<(Box<[u32]>, State)> = Vec::new();
+    let mut cache_entries: Vec<CacheEntry> = Vec::new();
     let mut scratch = Vec::new();
+    let mut scratch_unknown = Vec::new();
+
+    // The log's writes per revision, in the form `State::writes_since` gives.
+    let log_writes: Option<HashMap<i64, Vec<(KeyId, Option<ValueId>)>>> = event_log.map(|log| {
+        let mut by_revision: HashMap<i64, Vec<(KeyId, Option<ValueId>)>> = HashMap::new();
+        for event in log {
+            let write = (interner.key(&event.key), event.value.as_deref().map(|v| interner.value(v)));
+            by_revision.entry(event.mod_revision).or_default().push(write);
+        }
+        for writes in by_revision.values_mut() {
+            writes.sort_unstable();
+        }
+        by_revision
+    });
+    let mut step_writes = Vec::new();
+
+    // Unknown operations with one effect are interchangeable: only the earliest called of
+    // those not yet applied is tried (using a later one where an earlier one also fits gains
+    // nothing: the earlier one stays available wherever the later one would be).
+    let mut same_effect_before: Vec<Option<u32>> = vec![None; ops.len()];
+    {
+        let mut last_of_effect: HashMap<Req, u32> = HashMap::new();
+        for (id, op) in ops.iter().enumerate() {
+            if op.expected.is_none() {
+                if let Some(previous) = last_of_effect.insert(effect_of(&op.req), id as u32) {
+                    same_effect_before[id] = Some(previous);
+                }
+            }
+        }
+    }
 
     let mut state = State::initial(interner.key_count());
     let mut stack: Vec<Frame> = Vec::new();
@@ -408,14 +528,112 @@ pub fn check_linearizable(history: &[Operation], budget: Duration) -> Linearizab
             Some(event_op[cursor as usize])
         };
 
-        let Some(id) = candidate else {
-            // Backtrack.
+        let mut backtrack = candidate.is_none();
+        if let Some(id) = candidate {
+            let op = &ops[id as usize];
+            let known = op.expected.is_some();
+            let blocked_by_twin = same_effect_before[id as usize].is_some_and(|twin| !set.is_applied(&ops[twin as usize]));
+            let stepped = if blocked_by_twin || (known && (state.revision() < op.before.0 || state.revision() > op.before.1)) {
+                None
+            } else {
+                step(&state, &op.req, op.expected.as_ref()).ok()
+            };
+            // An unknown operation is only worth placing where it changes the state.
+            let next_state = stepped.filter(|s| {
+                known || (*s != state && (!op.must_bump || s.revision() > state.revision()))
+            });
+            let next_state = next_state.filter(|s| match &log_writes {
+                Some(log_writes) if s.revision() > state.revision() => {
+                    s.writes_since(&state, s.revision(), &mut step_writes);
+                    log_writes.get(&s.revision()).is_some_and(|logged| *logged == step_writes)
+                }
+                _ => true,
+            });
+            let pure = known && next_state.as_ref() == Some(&state);
+            let mut repeated = false;
+            let mut entry = None;
+            let accepted = next_state.and_then(|next_state| {
+                if known {
+                    pending_min.set(op.slot as usize, i64::MAX);
+                }
+                // The store must not pass a revision a pending operation needs.
+                if next_state.revision() > pending_min.min() {
+                    if known {
+                        pending_min.set(op.slot as usize, op.before.1);
+                    }
+                    return None;
+                }
+                set.add(op);
+                set.known_snapshot(&mut scratch);
+                set.unknown_snapshot(&mut scratch_unknown);
+                // A finished cached node failed (a success ends the search). A node with the
+                // same known operations and state and fewer unknown ones applied can do all
+                // this one can (unknown operations are optional), so its failure prunes this
+                // one; a node still on the stack prunes only its exact repeat.
+                let key = mix64(set.hash ^ next_state.hash().rotate_left(29));
+                let bucket = cache.entry(key).or_default();
+                repeated = bucket.iter().any(|&e| {
+                    let entry: &CacheEntry = &cache_entries[e as usize];
+                    *entry.known == *scratch
+                        && entry.state == next_state
+                        && if entry.finished {
+                            is_subset(&entry.unknown, &scratch_unknown)
+                        } else {
+                            *entry.unknown == *scratch_unknown
+                        }
+                });
+                if repeated {
+                    set.remove(op);
+                    if known {
+                        pending_min.set(op.slot as usize, op.before.1);
+                    }
+                    return None;
+                }
+                entry = None;
+                if cache_entries.len() < CACHE_LIMIT {
+                    entry = Some(cache_entries.len() as u32);
+                    bucket.push(cache_entries.len() as u32);
+                    cache_entries.push(CacheEntry {
+                        known: scratch.clone().into_boxed_slice(),
+                        unknown: scratch_unknown.clone().into_boxed_slice(),
+                        state: next_state.clone(),
+                        finished: false,
+                    });
+                }
+                Some(next_state)
+            });
+            match accepted {
+                // A state-preserving candidate already explored: so was this node (see `Frame::pure`).
+                None if repeated && pure => backtrack = true,
+                None => cursor = next[cursor as usize],
+                Some(next_state) => {
+                    remove(&mut next, &mut prev, op.call_event);
+                    if known {
+                        remove(&mut next, &mut prev, op.return_event);
+                    }
+                    let state_before = std::mem::replace(&mut state, next_state);
+                    stack.push(Frame { op: id, pure, unknown_pass, window_end, state_before, entry });
+                    prefix = Some(Rc::new(PrefixNode { op: id, parent: prefix.take() }));
+                    if stack.len() > longest_len {
+                        longest_len = stack.len();
+                        longest = prefix.clone();
+                    }
+                    unknown_pass = false;
+                    window_end = NIL;
+                    cursor = next[known_head as usize];
+                }
+            }
+        }
+        while backtrack {
             let Some(frame) = stack.pop() else {
                 let report = report_failure(&ops, &interner, longest.as_ref(), history);
                 return LinearizabilityResult::NotLinearizable(report);
             };
+            if let Some(entry) = frame.entry {
+                cache_entries[entry as usize].finished = true;
+            }
             let op = &ops[frame.op as usize];
-            set.remove(op, frame.op);
+            set.remove(op);
             if op.expected.is_some() {
                 pending_min.set(op.slot as usize, op.before.1);
                 restore(&mut next, &mut prev, op.return_event);
@@ -426,68 +644,66 @@ pub fn check_linearizable(history: &[Operation], budget: Duration) -> Linearizab
             window_end = frame.window_end;
             cursor = next[op.call_event as usize];
             prefix = prefix.and_then(|node| node.parent.clone());
-            continue;
-        };
-
-        let op = &ops[id as usize];
-        let known = op.expected.is_some();
-        let stepped = if known && (state.revision() < op.before.0 || state.revision() > op.before.1) {
-            None
-        } else {
-            step(&state, &op.req, op.expected.as_ref()).ok()
-        };
-        let next_state = stepped.filter(|s| known || *s != state);
-        let accepted = next_state.and_then(|next_state| {
-            if known {
-                pending_min.set(op.slot as usize, i64::MAX);
-            }
-            if next_state.revision() > pending_min.min() {
-                if known {
-                    pending_min.set(op.slot as usize, op.before.1);
-                }
-                return None;
-            }
-            set.add(op, id);
-            set.snapshot(&mut scratch);
-            let key = mix64(set.hash ^ next_state.hash().rotate_left(29));
-            let bucket = cache.entry(key).or_default();
-            let seen = bucket.iter().any(|&e| {
-                let (snapshot, cached_state) = &cache_entries[e as usize];
-                **snapshot == *scratch && *cached_state == next_state
-            });
-            if seen {
-                set.remove(op, id);
-                if known {
-                    pending_min.set(op.slot as usize, op.before.1);
-                }
-                return None;
-            }
-            if cache_entries.len() < CACHE_LIMIT {
-                bucket.push(cache_entries.len() as u32);
-                cache_entries.push((scratch.clone().into_boxed_slice(), next_state.clone()));
-            }
-            Some(next_state)
-        });
-        match accepted {
-            None => cursor = next[cursor as usize],
-            Some(next_state) => {
-                if known {
-                    remove(&mut next, &mut prev, op.call_event);
-                    remove(&mut next, &mut prev, op.return_event);
-                } else {
-                    remove(&mut next, &mut prev, op.call_event);
-                }
-                stack.push(Frame { op: id, unknown_pass, window_end, state_before: std::mem::replace(&mut state, next_state) });
-                prefix = Some(Rc::new(PrefixNode { op: id, parent: prefix.take() }));
-                if stack.len() > longest_len {
-                    longest_len = stack.len();
-                    longest = prefix.clone();
-                }
-                unknown_pass = false;
-                window_end = NIL;
-                cursor = next[known_head as usize];
-            }
+            backtrack = frame.pure;
         }
+    }
+}
+
+/// A necessary condition, checked before the search because it is cheap and proving its
+/// violations by search can take long: revisions never decrease, so an operation that
+/// returned (with response revision R) before another was invoked leaves the store at R or
+/// later for it, which must not need an earlier revision.
+fn real_time_revision_check(ops: &[(u64, u64, Op)], history: &[Operation]) -> Option<NotLinearizableReport> {
+    // Operations with a response revision, by return time.
+    let mut by_return: Vec<(u64, i64, usize)> = ops
+        .iter()
+        .filter_map(|(_, ret, op)| match &op.expected {
+            Some(resp) if *resp != Resp::Applied => Some((*ret, resp.revision(), op.index)),
+            _ => None,
+        })
+        .collect();
+    by_return.sort_unstable();
+    let mut returned = 0;
+    let mut highest: Option<(i64, usize)> = None;
+    // `ops` is sorted by call time.
+    for (call, _, op) in ops {
+        while returned < by_return.len() && by_return[returned].0 < *call {
+            let (_, revision, index) = by_return[returned];
+            if highest.is_none_or(|(r, _)| revision > r) {
+                highest = Some((revision, index));
+            }
+            returned += 1;
+        }
+        let (Some((revision, earlier)), Some(_)) = (highest, &op.expected) else { continue };
+        if revision > op.before.1 {
+            let reason = format!(
+                "it was invoked after #{earlier} returned with revision {revision}, but its response needs the store at revision {} or earlier just before it",
+                op.before.1
+            );
+            let earlier_reason = "returned before the other operation was invoked".to_string();
+            return Some(NotLinearizableReport {
+                summary: format!("#{} needs an older revision than #{earlier} had already shown (a stale response)", op.index),
+                longest_prefix: Vec::new(),
+                revision_after_prefix: 0,
+                state_after_prefix: Vec::new(),
+                blocked: vec![
+                    BlockedOperation { index: op.index, operation: history[op.index].clone(), reason },
+                    BlockedOperation { index: earlier, operation: history[earlier].clone(), reason: earlier_reason },
+                ],
+            });
+        }
+    }
+    None
+}
+
+/// What an unknown operation can do to the store: its request without the reads of a txn.
+fn effect_of(req: &Req) -> Req {
+    match req {
+        Req::Txn { compares, on_success, on_failure } => {
+            let writes = |ops: &Vec<TxOp>| ops.iter().filter(|op| !matches!(op, TxOp::Get(_))).cloned().collect();
+            Req::Txn { compares: compares.clone(), on_success: writes(on_success), on_failure: writes(on_failure) }
+        }
+        other => other.clone(),
     }
 }
 
@@ -565,6 +781,11 @@ fn report_failure(
         .collect();
     state_lines.push(format!("leases granted: {:?}", state.leases()));
     NotLinearizableReport {
+        summary: format!(
+            "the longest linearizable prefix found has {} operation(s) and ends at revision {}; no pending operation can come next",
+            order.len(),
+            state.revision()
+        ),
         longest_prefix: order.iter().map(|&id| ops[id as usize].index).collect(),
         revision_after_prefix: state.revision(),
         state_after_prefix: state_lines,

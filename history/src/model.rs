@@ -77,20 +77,20 @@ impl Interner {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Cmp {
     Value(KeyId, Option<ValueId>),
     ModRevision(KeyId, i64),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum TxOp {
     Get(KeyId),
     Put { key: KeyId, value: ValueId, lease_id: i64 },
     Delete(KeyId),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Req {
     Get(KeyId),
     Put { key: KeyId, value: ValueId, lease_id: i64 },
@@ -116,6 +116,8 @@ pub(crate) enum Resp {
     Txn { revision: i64, succeeded: bool, results: Option<Vec<TxRes>> },
     LeaseGrant { revision: i64 },
     LeaseRevoke { revision: i64 },
+    /// Known to have taken effect, with no response to check (see the search's lease rules).
+    Applied,
 }
 
 impl Resp {
@@ -127,6 +129,7 @@ impl Resp {
             | Resp::Txn { revision, .. }
             | Resp::LeaseGrant { revision }
             | Resp::LeaseRevoke { revision } => *revision,
+            Resp::Applied => 0,
         }
     }
 }
@@ -241,6 +244,9 @@ pub(crate) fn txn_is_valid(on_success: &[TxOp], on_failure: &[TxOp]) -> bool {
 /// The revisions the store may be at just before the operation, given its response:
 /// `(lowest, highest)`. Used to pin operations to their place in the search.
 pub(crate) fn revision_before(req: &Req, resp: &Resp) -> (i64, i64) {
+    if *resp == Resp::Applied {
+        return (i64::MIN, i64::MAX);
+    }
     let r = resp.revision();
     let wrote = (r.saturating_sub(1), r.saturating_sub(1));
     let read = (r, r);
@@ -372,6 +378,31 @@ impl State {
 
     pub fn leases(&self) -> &[i64] {
         &self.leases
+    }
+
+    /// The writes that took `before` to `self` at `revision`, by key: a put as the value
+    /// written, a delete as `None`. Unchanged chunks are skipped by pointer.
+    pub fn writes_since(&self, before: &State, revision: i64, out: &mut Vec<(KeyId, Option<ValueId>)>) {
+        out.clear();
+        let chunk_count = self.chunks.len().max(before.chunks.len());
+        for ci in 0..chunk_count {
+            let (after_chunk, before_chunk) = (self.chunks.get(ci), before.chunks.get(ci));
+            if let (Some(a), Some(b)) = (after_chunk, before_chunk) {
+                if Rc::ptr_eq(a, b) {
+                    continue;
+                }
+            }
+            for i in 0..CHUNK {
+                let after = after_chunk.and_then(|c| c[i]);
+                let previous = before_chunk.and_then(|c| c[i]);
+                let key = (ci * CHUNK + i) as KeyId;
+                match after {
+                    Some(s) if s.mod_revision == revision && after != previous => out.push((key, Some(s.value))),
+                    None if previous.is_some() => out.push((key, None)),
+                    _ => {}
+                }
+            }
+        }
     }
 
     fn set_revision(&mut self, revision: i64) {
@@ -509,6 +540,9 @@ fn compare_holds(state: &State, cmp: &Cmp) -> bool {
 /// the store would answer; without (an `Unknown` outcome) any response goes, and an error
 /// means the request would have failed, so it had no effect.
 pub(crate) fn step(state: &State, req: &Req, expected: Option<&Resp>) -> Result<State, StepError> {
+    if expected == Some(&Resp::Applied) {
+        return step(state, req, None);
+    }
     let mut next = state.clone();
     match req {
         Req::Get(key) => match expected {

@@ -11,8 +11,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::linearizability::{check_linearizable, LinearizabilityResult};
-use crate::{Event, Operation, Outcome, Request, Response, TxnOp};
+use crate::linearizability::{search, BlockedOperation, LinearizabilityResult, NotLinearizableReport};
+use crate::{check_linearizable, Event, KeyValue, Operation, Outcome, Request, Response, TxnOp};
 
 enum Branch {
     /// A put of the branch is in the log, at this revision: the branch ran.
@@ -141,6 +141,46 @@ pub fn patch_with_event_log(history: &[Operation], event_log: &[Event]) -> Vec<O
         .collect()
 }
 
+/// Under the log assumption the log gives every key's state at every revision, so an `Ok`
+/// read can be checked on its own: found at once, where the search could take long to rule
+/// out every placement of the `Unknown` operations around it.
+fn reads_against_log(history: &[Operation], log: &[Event]) -> Option<NotLinearizableReport> {
+    // Per key: (revision, state after) in log order.
+    let mut versions: HashMap<&str, Vec<(i64, Option<KeyValue>)>> = HashMap::new();
+    for event in log {
+        let state = event.value.as_ref().map(|value| KeyValue {
+            value: value.clone(),
+            create_revision: event.create_revision,
+            mod_revision: event.mod_revision,
+            version: event.version,
+            lease_id: event.lease_id,
+        });
+        versions.entry(event.key.as_str()).or_default().push((event.mod_revision, state));
+    }
+    for (index, op) in history.iter().enumerate() {
+        let (Request::Get { key }, Outcome::Ok(Response::Get { revision, kv })) = (&op.request, &op.outcome) else {
+            continue;
+        };
+        let history_of_key = versions.get(key.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+        let at = history_of_key.partition_point(|(r, _)| r <= revision);
+        let logged = if at == 0 { None } else { history_of_key[at - 1].1.clone() };
+        if logged != *kv {
+            return Some(NotLinearizableReport {
+                summary: format!("#{index} read {key:?} at revision {revision}, which the event log contradicts"),
+                longest_prefix: Vec::new(),
+                revision_after_prefix: 0,
+                state_after_prefix: Vec::new(),
+                blocked: vec![BlockedOperation {
+                    index,
+                    operation: op.clone(),
+                    reason: format!("the log has {key:?} at revision {revision} as {logged:?}"),
+                }],
+            });
+        }
+    }
+    None
+}
+
 pub(crate) fn response_revision(response: &Response) -> i64 {
     match response {
         Response::Get { revision, .. }
@@ -153,11 +193,21 @@ pub(crate) fn response_revision(response: &Response) -> i64 {
 }
 
 /// Patches the history with the event log when one is given (see `patch_with_event_log` and
-/// its assumption), then checks linearizability within `budget`. Indices in a report refer
-/// to `history` (the patch keeps them).
+/// its assumption), then checks linearizability within `budget`. With a log the search also
+/// requires every new revision to hold exactly the log's events of that revision, which
+/// pins `Unknown` deletes and revokes to the revisions where the log shows their effect, and
+/// every `Ok` read is first checked against the key's state the log gives at its revision. So
+/// a write missing from the log, or a log event no operation explains, makes the history
+/// not linearizable here too (`check_event_log` says which). Indices in a report refer to
+/// `history` (the patch keeps them).
 pub fn check_history(history: &[Operation], event_log: Option<&[Event]>, budget: Duration) -> LinearizabilityResult {
     match event_log {
-        Some(log) => check_linearizable(&patch_with_event_log(history, log), budget),
+        Some(log) => {
+            if let Some(report) = reads_against_log(history, log) {
+                return LinearizabilityResult::NotLinearizable(report);
+            }
+            search(&patch_with_event_log(history, log), Some(log), budget)
+        }
         None => check_linearizable(history, budget),
     }
 }
