@@ -34,7 +34,10 @@ struct Writes<'a> {
 }
 
 fn writes_of<'a>(ops: impl Iterator<Item = &'a TxnOp>) -> Writes<'a> {
-    let mut writes = Writes { puts: Vec::new(), deletes: Vec::new() };
+    let mut writes = Writes {
+        puts: Vec::new(),
+        deletes: Vec::new(),
+    };
     for op in ops {
         match op {
             TxnOp::Put { key, value, .. } => writes.puts.push((key, value)),
@@ -47,10 +50,23 @@ fn writes_of<'a>(ops: impl Iterator<Item = &'a TxnOp>) -> Writes<'a> {
 
 fn all_writes(request: &Request) -> Writes<'_> {
     match request {
-        Request::Put { key, value, .. } => Writes { puts: vec![(key, value)], deletes: Vec::new() },
-        Request::Delete { key } => Writes { puts: Vec::new(), deletes: vec![key] },
-        Request::Txn { on_success, on_failure, .. } => writes_of(on_success.iter().chain(on_failure)),
-        _ => Writes { puts: Vec::new(), deletes: Vec::new() },
+        Request::Put { key, value, .. } => Writes {
+            puts: vec![(key, value)],
+            deletes: Vec::new(),
+        },
+        Request::Delete { key } => Writes {
+            puts: Vec::new(),
+            deletes: vec![key],
+        },
+        Request::Txn {
+            on_success,
+            on_failure,
+            ..
+        } => writes_of(on_success.iter().chain(on_failure)),
+        _ => Writes {
+            puts: Vec::new(),
+            deletes: Vec::new(),
+        },
     }
 }
 
@@ -58,18 +74,35 @@ fn all_writes(request: &Request) -> Writes<'_> {
 /// deletes its response says deleted something. `None` if it certainly wrote nothing.
 fn acknowledged_writes<'a>(request: &'a Request, response: &Response) -> Option<Writes<'a>> {
     let writes = match (request, response) {
-        (Request::Put { key, value, .. }, Response::Put { .. }) => Writes { puts: vec![(key, value)], deletes: Vec::new() },
-        (Request::Delete { key }, Response::Delete { deleted, .. }) if *deleted > 0 => {
-            Writes { puts: Vec::new(), deletes: vec![key] }
-        }
-        (Request::Txn { on_success, on_failure, .. }, Response::Txn { succeeded, results, .. }) => {
+        (Request::Put { key, value, .. }, Response::Put { .. }) => Writes {
+            puts: vec![(key, value)],
+            deletes: Vec::new(),
+        },
+        (Request::Delete { key }, Response::Delete { deleted, .. }) if *deleted > 0 => Writes {
+            puts: Vec::new(),
+            deletes: vec![key],
+        },
+        (
+            Request::Txn {
+                on_success,
+                on_failure,
+                ..
+            },
+            Response::Txn {
+                succeeded, results, ..
+            },
+        ) => {
             let branch = if *succeeded { on_success } else { on_failure };
-            let mut writes = Writes { puts: Vec::new(), deletes: Vec::new() };
+            let mut writes = Writes {
+                puts: Vec::new(),
+                deletes: Vec::new(),
+            };
             for (i, op) in branch.iter().enumerate() {
                 match op {
                     TxnOp::Put { key, value, .. } => writes.puts.push((key, value)),
                     TxnOp::Delete { key } => {
-                        if matches!(results.get(i), Some(TxnOpResult::Delete { deleted }) if *deleted > 0) {
+                        if matches!(results.get(i), Some(TxnOpResult::Delete { deleted }) if *deleted > 0)
+                        {
                             writes.deletes.push(key)
                         }
                     }
@@ -80,12 +113,19 @@ fn acknowledged_writes<'a>(request: &'a Request, response: &Response) -> Option<
         }
         _ => return None,
     };
-    if writes.puts.is_empty() && writes.deletes.is_empty() { None } else { Some(writes) }
+    if writes.puts.is_empty() && writes.deletes.is_empty() {
+        None
+    } else {
+        Some(writes)
+    }
 }
 
 fn describe_event(event: &Event) -> String {
     match &event.value {
-        Some(value) => format!("put {:?}={:?} at revision {}", event.key, value, event.mod_revision),
+        Some(value) => format!(
+            "put {:?}={:?} at revision {}",
+            event.key, value, event.mod_revision
+        ),
         None => format!("delete {:?} at revision {}", event.key, event.mod_revision),
     }
 }
@@ -93,7 +133,10 @@ fn describe_event(event: &Event) -> String {
 /// Checks the store's event log against the history; see the module doc. An empty result
 /// means no violation was found.
 pub fn check_event_log(history: &[Operation], event_log: &[Event]) -> Vec<Violation> {
-    let mut report = Report { violations: Vec::new(), dropped: 0 };
+    let mut report = Report {
+        violations: Vec::new(),
+        dropped: 0,
+    };
 
     // Order, gaps, and consistency of each event with the log before it.
     let mut previous = 1i64;
@@ -105,10 +148,15 @@ pub fn check_event_log(history: &[Operation], event_log: &[Event]) -> Vec<Violat
                 ViolationKind::LogRevisionOrder,
                 format!("{} comes after revision {previous}", describe_event(event)),
             );
-        } else if revision > previous + 1 {
+        } else if revision > previous.saturating_add(1) {
             report.push(
                 ViolationKind::LogRevisionGap,
-                format!("no event at revisions {}..={} (next event: {})", previous + 1, revision - 1, describe_event(event)),
+                format!(
+                    "no event at revisions {}..={} (next event: {})",
+                    previous.saturating_add(1),
+                    revision.saturating_sub(1),
+                    describe_event(event)
+                ),
             );
         }
         previous = previous.max(revision);
@@ -135,7 +183,10 @@ pub fn check_event_log(history: &[Operation], event_log: &[Event]) -> Vec<Violat
                 if keys.remove(event.key.as_str()).is_none() {
                     report.push(
                         ViolationKind::LogInconsistent,
-                        format!("{}: the key does not exist at that point of the log", describe_event(event)),
+                        format!(
+                            "{}: the key does not exist at that point of the log",
+                            describe_event(event)
+                        ),
                     );
                 }
             }
@@ -165,7 +216,10 @@ pub fn check_event_log(history: &[Operation], event_log: &[Event]) -> Vec<Violat
         let Some(value) = &event.value else { continue };
         let occurrences = put_events.get(value.as_str()).map_or(0, Vec::len);
         if occurrences > 1 && put_events[value.as_str()][0].mod_revision == event.mod_revision {
-            let revisions: Vec<i64> = put_events[value.as_str()].iter().map(|e| e.mod_revision).collect();
+            let revisions: Vec<i64> = put_events[value.as_str()]
+                .iter()
+                .map(|e| e.mod_revision)
+                .collect();
             report.push(
                 ViolationKind::DuplicatedWrite,
                 format!("value {value:?} appears in {occurrences} put events, at revisions {revisions:?}"),
@@ -174,18 +228,27 @@ pub fn check_event_log(history: &[Operation], event_log: &[Event]) -> Vec<Violat
         match writer.get(value.as_str()) {
             None => report.push(
                 ViolationKind::PhantomWrite,
-                format!("{}: no operation of the history wrote this value", describe_event(event)),
+                format!(
+                    "{}: no operation of the history wrote this value",
+                    describe_event(event)
+                ),
             ),
             Some(&(index, key)) => {
                 if let Outcome::Failed(reason) = &history[index].outcome {
                     report.push(
                         ViolationKind::PhantomWrite,
-                        format!("{}: written by operation #{index}, which failed ({reason})", describe_event(event)),
+                        format!(
+                            "{}: written by operation #{index}, which failed ({reason})",
+                            describe_event(event)
+                        ),
                     );
                 } else if key != event.key {
                     report.push(
                         ViolationKind::PhantomWrite,
-                        format!("{}: operation #{index} put this value to key {key:?}", describe_event(event)),
+                        format!(
+                            "{}: operation #{index} put this value to key {key:?}",
+                            describe_event(event)
+                        ),
                     );
                 }
             }
@@ -194,12 +257,19 @@ pub fn check_event_log(history: &[Operation], event_log: &[Event]) -> Vec<Violat
 
     // Lost writes: every acknowledged write at its response revision.
     for (index, op) in history.iter().enumerate() {
-        let Outcome::Ok(response) = &op.outcome else { continue };
-        let Some(writes) = acknowledged_writes(&op.request, response) else { continue };
+        let Outcome::Ok(response) = &op.outcome else {
+            continue;
+        };
+        let Some(writes) = acknowledged_writes(&op.request, response) else {
+            continue;
+        };
         let revision = response_revision(response);
         for (key, value) in writes.puts {
             let events = put_events.get(value).map(Vec::as_slice).unwrap_or(&[]);
-            if !events.iter().any(|e| e.mod_revision == revision && e.key == key) {
+            if !events
+                .iter()
+                .any(|e| e.mod_revision == revision && e.key == key)
+            {
                 let seen: Vec<String> = events.iter().map(|e| describe_event(e)).collect();
                 report.push(
                     ViolationKind::LostWrite,
@@ -240,7 +310,12 @@ pub fn check_event_log(history: &[Operation], event_log: &[Event]) -> Vec<Violat
         start = end;
         let mut writers: Vec<usize> = group
             .iter()
-            .filter_map(|e| e.value.as_deref().and_then(|v| writer.get(v)).map(|&(i, _)| i))
+            .filter_map(|e| {
+                e.value
+                    .as_deref()
+                    .and_then(|v| writer.get(v))
+                    .map(|&(i, _)| i)
+            })
             .collect();
         writers.sort_unstable();
         writers.dedup();
@@ -255,7 +330,10 @@ pub fn check_event_log(history: &[Operation], event_log: &[Event]) -> Vec<Violat
             let owner_writes = all_writes(&history[owner].request);
             for event in group {
                 let explained = match &event.value {
-                    Some(value) => owner_writes.puts.iter().any(|(k, v)| *v == value && *k == event.key),
+                    Some(value) => owner_writes
+                        .puts
+                        .iter()
+                        .any(|(k, v)| *v == value && *k == event.key),
                     None => owner_writes.deletes.contains(&event.key.as_str()),
                 };
                 if !explained {
@@ -273,7 +351,10 @@ pub fn check_event_log(history: &[Operation], event_log: &[Event]) -> Vec<Violat
     }
 
     if let (true, Some(last)) = (report.dropped > 0, report.violations.last_mut()) {
-        last.detail.push_str(&format!(" ({} more violation(s) not listed)", report.dropped));
+        last.detail.push_str(&format!(
+            " ({} more violation(s) not listed)",
+            report.dropped
+        ));
     }
     report.violations
 }

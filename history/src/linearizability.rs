@@ -23,8 +23,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::model::{
-    compile_request, compile_response, describe_kv, may_write, mix64, revision_before, step, Interner, KeyId, Req,
-    Resp, State, TxOp, ValueId,
+    compile_request, compile_response, describe_kv, may_write, mix64, revision_before, step,
+    Interner, KeyId, Req, Resp, State, TxOp, ValueId,
 };
 use crate::{Event, Operation, Outcome, Request};
 
@@ -81,19 +81,35 @@ impl fmt::Display for NotLinearizableReport {
         writeln!(f, "not linearizable: {}", self.summary)?;
         if self.longest_prefix.is_empty() && self.state_after_prefix.is_empty() {
             for blocked in &self.blocked {
-                writeln!(f, "  #{} {}: {}", blocked.index, describe_operation(&blocked.operation), blocked.reason)?;
+                writeln!(
+                    f,
+                    "  #{} {}: {}",
+                    blocked.index,
+                    describe_operation(&blocked.operation),
+                    blocked.reason
+                )?;
             }
             return Ok(());
         }
         let tail = self.longest_prefix.len().saturating_sub(5);
-        writeln!(f, "last operations of that prefix: {:?}", &self.longest_prefix[tail..])?;
+        writeln!(
+            f,
+            "last operations of that prefix: {:?}",
+            &self.longest_prefix[tail..]
+        )?;
         writeln!(f, "state after it:")?;
         for line in &self.state_after_prefix {
             writeln!(f, "  {line}")?;
         }
         writeln!(f, "operations that could not come next:")?;
         for blocked in &self.blocked {
-            writeln!(f, "  #{} {}: {}", blocked.index, describe_operation(&blocked.operation), blocked.reason)?;
+            writeln!(
+                f,
+                "  #{} {}: {}",
+                blocked.index,
+                describe_operation(&blocked.operation),
+                blocked.reason
+            )?;
         }
         Ok(())
     }
@@ -105,12 +121,15 @@ pub fn describe_operation(op: &Operation) -> String {
         Outcome::Unknown(_) => format!("[{}ns..]", op.call_ns),
         _ => format!("[{}ns..{}ns]", op.call_ns, op.return_ns),
     };
-    format!("client {} {window} {:?} -> {:?}", op.client, op.request, op.outcome)
+    format!(
+        "client {} {window} {:?} -> {:?}",
+        op.client, op.request, op.outcome
+    )
 }
 
 /// Cache and step limits beyond the time budget: the cache stops growing past this many
 /// entries (which only costs speed, never soundness).
-const CACHE_LIMIT: usize = 8_000_000;
+const CACHE_LIMIT: usize = 2_000_000;
 const NIL: u32 = u32::MAX;
 
 struct Op {
@@ -146,6 +165,9 @@ impl Hasher for IdentityHasher {
         self.0 = n;
     }
 }
+
+/// The writes of one revision: (key, value written or `None` for a delete), sorted.
+type RevisionWrites = Vec<(KeyId, Option<ValueId>)>;
 
 type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<IdentityHasher>>;
 
@@ -330,16 +352,21 @@ pub fn check_linearizable(history: &[Operation], budget: Duration) -> Linearizab
 
 /// The search; with `event_log` (the store's complete log, see `patch`), every step that
 /// makes a new revision must make exactly the log's events of that revision.
-pub(crate) fn search(history: &[Operation], event_log: Option<&[Event]>, budget: Duration) -> LinearizabilityResult {
+pub(crate) fn search(
+    history: &[Operation],
+    event_log: Option<&[Event]>,
+    budget: Duration,
+) -> LinearizabilityResult {
     let started = Instant::now();
     let mut interner = Interner::default();
     let mut problems = Vec::new();
     // Grants per lease ID (of operations that may have happened), for the lease rules below.
     let mut grants: HashMap<i64, usize> = HashMap::new();
     for operation in history {
-        if let (Request::LeaseGrant { lease_id }, false) =
-            (&operation.request, matches!(operation.outcome, Outcome::Failed(_)))
-        {
+        if let (Request::LeaseGrant { lease_id }, false) = (
+            &operation.request,
+            matches!(operation.outcome, Outcome::Failed(_)),
+        ) {
             *grants.entry(*lease_id).or_default() += 1;
         }
     }
@@ -378,18 +405,35 @@ pub(crate) fn search(history: &[Operation], event_log: Option<&[Event]>, budget:
                         operation.return_ns, operation.call_ns
                     ));
                 }
-                Some(compile_response(&mut interner, &operation.request, response))
+                Some(compile_response(
+                    &mut interner,
+                    &operation.request,
+                    response,
+                ))
             }
         };
-        let before = expected.as_ref().map_or((i64::MIN, i64::MAX), |resp| revision_before(&req, resp));
-        let op = Op { index, req, expected, before, must_bump, slot: 0, call_event: NIL, return_event: NIL };
+        let before = expected
+            .as_ref()
+            .map_or((i64::MIN, i64::MAX), |resp| revision_before(&req, resp));
+        let op = Op {
+            index,
+            req,
+            expected,
+            before,
+            must_bump,
+            slot: 0,
+            call_event: NIL,
+            return_event: NIL,
+        };
         ops.push((operation.call_ns, return_ns, op));
     }
     if !problems.is_empty() {
         return LinearizabilityResult::Malformed { problems };
     }
     if ops.len() >= (NIL as usize) / 2 {
-        return LinearizabilityResult::Malformed { problems: vec![format!("{} operations is too many", ops.len())] };
+        return LinearizabilityResult::Malformed {
+            problems: vec![format!("{} operations is too many", ops.len())],
+        };
     }
     ops.sort_by_key(|(call, _, op)| (*call, op.index));
     if let Some(report) = real_time_revision_check(&ops, history) {
@@ -428,7 +472,11 @@ pub(crate) fn search(history: &[Operation], event_log: Option<&[Event]>, budget:
         let op = &mut ops[id as usize];
         let tail = if kind == 0 {
             op.call_event = position;
-            if op.expected.is_some() { &mut known_tail } else { &mut unknown_tail }
+            if op.expected.is_some() {
+                &mut known_tail
+            } else {
+                &mut unknown_tail
+            }
         } else {
             op.return_event = position;
             &mut known_tail
@@ -450,11 +498,17 @@ pub(crate) fn search(history: &[Operation], event_log: Option<&[Event]>, budget:
     let mut scratch_unknown = Vec::new();
 
     // The log's writes per revision, in the form `State::writes_since` gives.
-    let log_writes: Option<HashMap<i64, Vec<(KeyId, Option<ValueId>)>>> = event_log.map(|log| {
-        let mut by_revision: HashMap<i64, Vec<(KeyId, Option<ValueId>)>> = HashMap::new();
+    let log_writes: Option<HashMap<i64, RevisionWrites>> = event_log.map(|log| {
+        let mut by_revision: HashMap<i64, RevisionWrites> = HashMap::new();
         for event in log {
-            let write = (interner.key(&event.key), event.value.as_deref().map(|v| interner.value(v)));
-            by_revision.entry(event.mod_revision).or_default().push(write);
+            let write = (
+                interner.key(&event.key),
+                event.value.as_deref().map(|v| interner.value(v)),
+            );
+            by_revision
+                .entry(event.mod_revision)
+                .or_default()
+                .push(write);
         }
         for writes in by_revision.values_mut() {
             writes.sort_unstable();
@@ -508,8 +562,11 @@ pub(crate) fn search(history: &[Operation], event_log: Option<&[Event]>, budget:
             return LinearizabilityResult::Linearizable;
         }
         iterations += 1;
-        if iterations % 512 == 0 && started.elapsed() > budget {
-            return LinearizabilityResult::Undecided { operations: ops.len(), longest_prefix: longest_len };
+        if iterations.is_multiple_of(512) && started.elapsed() > budget {
+            return LinearizabilityResult::Undecided {
+                operations: ops.len(),
+                longest_prefix: longest_len,
+            };
         }
 
         // Pick the next candidate: known calls up to the first return, then unknown calls
@@ -532,8 +589,11 @@ pub(crate) fn search(history: &[Operation], event_log: Option<&[Event]>, budget:
         if let Some(id) = candidate {
             let op = &ops[id as usize];
             let known = op.expected.is_some();
-            let blocked_by_twin = same_effect_before[id as usize].is_some_and(|twin| !set.is_applied(&ops[twin as usize]));
-            let stepped = if blocked_by_twin || (known && (state.revision() < op.before.0 || state.revision() > op.before.1)) {
+            let blocked_by_twin = same_effect_before[id as usize]
+                .is_some_and(|twin| !set.is_applied(&ops[twin as usize]));
+            let stepped = if blocked_by_twin
+                || (known && (state.revision() < op.before.0 || state.revision() > op.before.1))
+            {
                 None
             } else {
                 step(&state, &op.req, op.expected.as_ref()).ok()
@@ -545,7 +605,9 @@ pub(crate) fn search(history: &[Operation], event_log: Option<&[Event]>, budget:
             let next_state = next_state.filter(|s| match &log_writes {
                 Some(log_writes) if s.revision() > state.revision() => {
                     s.writes_since(&state, s.revision(), &mut step_writes);
-                    log_writes.get(&s.revision()).is_some_and(|logged| *logged == step_writes)
+                    log_writes
+                        .get(&s.revision())
+                        .is_some_and(|logged| *logged == step_writes)
                 }
                 _ => true,
             });
@@ -612,8 +674,18 @@ pub(crate) fn search(history: &[Operation], event_log: Option<&[Event]>, budget:
                         remove(&mut next, &mut prev, op.return_event);
                     }
                     let state_before = std::mem::replace(&mut state, next_state);
-                    stack.push(Frame { op: id, pure, unknown_pass, window_end, state_before, entry });
-                    prefix = Some(Rc::new(PrefixNode { op: id, parent: prefix.take() }));
+                    stack.push(Frame {
+                        op: id,
+                        pure,
+                        unknown_pass,
+                        window_end,
+                        state_before,
+                        entry,
+                    });
+                    prefix = Some(Rc::new(PrefixNode {
+                        op: id,
+                        parent: prefix.take(),
+                    }));
                     if stack.len() > longest_len {
                         longest_len = stack.len();
                         longest = prefix.clone();
@@ -653,7 +725,10 @@ pub(crate) fn search(history: &[Operation], event_log: Option<&[Event]>, budget:
 /// violations by search can take long: revisions never decrease, so an operation that
 /// returned (with response revision R) before another was invoked leaves the store at R or
 /// later for it, which must not need an earlier revision.
-fn real_time_revision_check(ops: &[(u64, u64, Op)], history: &[Operation]) -> Option<NotLinearizableReport> {
+fn real_time_revision_check(
+    ops: &[(u64, u64, Op)],
+    history: &[Operation],
+) -> Option<NotLinearizableReport> {
     // Operations with a response revision, by return time.
     let mut by_return: Vec<(u64, i64, usize)> = ops
         .iter()
@@ -674,7 +749,9 @@ fn real_time_revision_check(ops: &[(u64, u64, Op)], history: &[Operation]) -> Op
             }
             returned += 1;
         }
-        let (Some((revision, earlier)), Some(_)) = (highest, &op.expected) else { continue };
+        let (Some((revision, earlier)), Some(_)) = (highest, &op.expected) else {
+            continue;
+        };
         if revision > op.before.1 {
             let reason = format!(
                 "it was invoked after #{earlier} returned with revision {revision}, but its response needs the store at revision {} or earlier just before it",
@@ -682,7 +759,10 @@ fn real_time_revision_check(ops: &[(u64, u64, Op)], history: &[Operation]) -> Op
             );
             let earlier_reason = "returned before the other operation was invoked".to_string();
             return Some(NotLinearizableReport {
-                summary: format!("#{} needs an older revision than #{earlier} had already shown (a stale response)", op.index),
+                summary: format!(
+                    "#{} needs an older revision than #{earlier} had already shown (a stale response)",
+                    op.index
+                ),
                 longest_prefix: Vec::new(),
                 revision_after_prefix: 0,
                 state_after_prefix: Vec::new(),
@@ -699,9 +779,22 @@ fn real_time_revision_check(ops: &[(u64, u64, Op)], history: &[Operation]) -> Op
 /// What an unknown operation can do to the store: its request without the reads of a txn.
 fn effect_of(req: &Req) -> Req {
     match req {
-        Req::Txn { compares, on_success, on_failure } => {
-            let writes = |ops: &Vec<TxOp>| ops.iter().filter(|op| !matches!(op, TxOp::Get(_))).cloned().collect();
-            Req::Txn { compares: compares.clone(), on_success: writes(on_success), on_failure: writes(on_failure) }
+        Req::Txn {
+            compares,
+            on_success,
+            on_failure,
+        } => {
+            let writes = |ops: &Vec<TxOp>| {
+                ops.iter()
+                    .filter(|op| !matches!(op, TxOp::Get(_)))
+                    .cloned()
+                    .collect()
+            };
+            Req::Txn {
+                compares: compares.clone(),
+                on_success: writes(on_success),
+                on_failure: writes(on_failure),
+            }
         }
         other => other.clone(),
     }
@@ -732,13 +825,30 @@ fn report_failure(
         }
     }
     // Candidates: known operations not placed, called before the first of their returns.
-    let pending: Vec<&Op> = ops.iter().enumerate().filter(|(i, op)| !placed[*i] && op.expected.is_some()).map(|(_, op)| op).collect();
-    let first_return = pending.iter().map(|op| op.return_event).min().unwrap_or(NIL);
+    let pending: Vec<&Op> = ops
+        .iter()
+        .enumerate()
+        .filter(|(i, op)| !placed[*i] && op.expected.is_some())
+        .map(|(_, op)| op)
+        .collect();
+    let first_return = pending
+        .iter()
+        .map(|op| op.return_event)
+        .min()
+        .unwrap_or(NIL);
     let mut blocked = Vec::new();
-    for op in pending.iter().filter(|op| op.call_event < first_return).take(20) {
+    for op in pending
+        .iter()
+        .filter(|op| op.call_event < first_return)
+        .take(20)
+    {
         let reason = if state.revision() < op.before.0 || state.revision() > op.before.1 {
             if op.before.0 == op.before.1 {
-                format!("its response needs the store at revision {} just before it, the store is at {}", op.before.0, state.revision())
+                format!(
+                    "its response needs the store at revision {} just before it, the store is at {}",
+                    op.before.0,
+                    state.revision()
+                )
             } else {
                 format!(
                     "its response needs the store at revision {} or {} just before it, the store is at {}",
@@ -769,15 +879,27 @@ fn report_failure(
             }
         };
         let reason = if op.return_event == first_return {
-            format!("{reason} (and it had returned before any other pending operation could be placed)")
+            format!(
+                "{reason} (and it had returned before any other pending operation could be placed)"
+            )
         } else {
             reason
         };
-        blocked.push(BlockedOperation { index: op.index, operation: history[op.index].clone(), reason });
+        blocked.push(BlockedOperation {
+            index: op.index,
+            operation: history[op.index].clone(),
+            reason,
+        });
     }
     let mut state_lines: Vec<String> = state
         .keys()
-        .map(|(key, s)| format!("{:?}: {}", interner.key_name(key), describe_kv(interner, &Some(s))))
+        .map(|(key, s)| {
+            format!(
+                "{:?}: {}",
+                interner.key_name(key),
+                describe_kv(interner, &Some(s))
+            )
+        })
         .collect();
     state_lines.push(format!("leases granted: {:?}", state.leases()));
     NotLinearizableReport {

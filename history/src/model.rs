@@ -59,11 +59,17 @@ impl Interner {
     }
 
     pub fn key_name(&self, key: KeyId) -> &str {
-        self.key_names.get(key as usize).map(String::as_str).unwrap_or("?")
+        self.key_names
+            .get(key as usize)
+            .map(String::as_str)
+            .unwrap_or("?")
     }
 
     pub fn value_name(&self, value: ValueId) -> &str {
-        self.value_names.get(value as usize).map(String::as_str).unwrap_or("?")
+        self.value_names
+            .get(value as usize)
+            .map(String::as_str)
+            .unwrap_or("?")
     }
 
     pub fn key_value(&mut self, kv: &KeyValue) -> KeyState {
@@ -86,16 +92,28 @@ pub(crate) enum Cmp {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum TxOp {
     Get(KeyId),
-    Put { key: KeyId, value: ValueId, lease_id: i64 },
+    Put {
+        key: KeyId,
+        value: ValueId,
+        lease_id: i64,
+    },
     Delete(KeyId),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Req {
     Get(KeyId),
-    Put { key: KeyId, value: ValueId, lease_id: i64 },
+    Put {
+        key: KeyId,
+        value: ValueId,
+        lease_id: i64,
+    },
     Delete(KeyId),
-    Txn { compares: Vec<Cmp>, on_success: Vec<TxOp>, on_failure: Vec<TxOp> },
+    Txn {
+        compares: Vec<Cmp>,
+        on_success: Vec<TxOp>,
+        on_failure: Vec<TxOp>,
+    },
     LeaseGrant(i64),
     LeaseRevoke(i64),
 }
@@ -109,13 +127,29 @@ pub(crate) enum TxRes {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Resp {
-    Get { revision: i64, kv: Option<KeyState> },
-    Put { revision: i64 },
-    Delete { revision: i64, deleted: i64 },
+    Get {
+        revision: i64,
+        kv: Option<KeyState>,
+    },
+    Put {
+        revision: i64,
+    },
+    Delete {
+        revision: i64,
+        deleted: i64,
+    },
     /// `results: None`: not recorded (a txn the event-log patch resolved), unconstrained.
-    Txn { revision: i64, succeeded: bool, results: Option<Vec<TxRes>> },
-    LeaseGrant { revision: i64 },
-    LeaseRevoke { revision: i64 },
+    Txn {
+        revision: i64,
+        succeeded: bool,
+        results: Option<Vec<TxRes>>,
+    },
+    LeaseGrant {
+        revision: i64,
+    },
+    LeaseRevoke {
+        revision: i64,
+    },
     /// Known to have taken effect, with no response to check (see the search's lease rules).
     Applied,
 }
@@ -137,24 +171,42 @@ impl Resp {
 pub(crate) fn compile_request(interner: &mut Interner, request: &Request) -> Req {
     let tx_op = |interner: &mut Interner, op: &TxnOp| match op {
         TxnOp::Get { key } => TxOp::Get(interner.key(key)),
-        TxnOp::Put { key, value, lease_id } => {
-            TxOp::Put { key: interner.key(key), value: interner.value(value), lease_id: *lease_id }
-        }
+        TxnOp::Put {
+            key,
+            value,
+            lease_id,
+        } => TxOp::Put {
+            key: interner.key(key),
+            value: interner.value(value),
+            lease_id: *lease_id,
+        },
         TxnOp::Delete { key } => TxOp::Delete(interner.key(key)),
     };
     match request {
         Request::Get { key } => Req::Get(interner.key(key)),
-        Request::Put { key, value, lease_id } => {
-            Req::Put { key: interner.key(key), value: interner.value(value), lease_id: *lease_id }
-        }
+        Request::Put {
+            key,
+            value,
+            lease_id,
+        } => Req::Put {
+            key: interner.key(key),
+            value: interner.value(value),
+            lease_id: *lease_id,
+        },
         Request::Delete { key } => Req::Delete(interner.key(key)),
-        Request::Txn { compares, on_success, on_failure } => Req::Txn {
+        Request::Txn {
+            compares,
+            on_success,
+            on_failure,
+        } => Req::Txn {
             compares: compares
                 .iter()
                 .map(|c| {
                     let key = interner.key(&c.key);
                     match &c.target {
-                        CompareTarget::Value(v) => Cmp::Value(key, v.as_deref().map(|v| interner.value(v))),
+                        CompareTarget::Value(v) => {
+                            Cmp::Value(key, v.as_deref().map(|v| interner.value(v)))
+                        }
                         CompareTarget::ModRevision(r) => Cmp::ModRevision(key, *r),
                     }
                 })
@@ -169,16 +221,42 @@ pub(crate) fn compile_request(interner: &mut Interner, request: &Request) -> Req
 
 /// `request` is needed to tell a patched txn (no results for a non-empty branch) from one
 /// whose response really lists results.
-pub(crate) fn compile_response(interner: &mut Interner, request: &Request, response: &Response) -> Resp {
-    let kv = |interner: &mut Interner, kv: &Option<KeyValue>| kv.as_ref().map(|kv| interner.key_value(kv));
+pub(crate) fn compile_response(
+    interner: &mut Interner,
+    request: &Request,
+    response: &Response,
+) -> Resp {
+    let kv = |interner: &mut Interner, kv: &Option<KeyValue>| {
+        kv.as_ref().map(|kv| interner.key_value(kv))
+    };
     match response {
-        Response::Get { revision, kv: v } => Resp::Get { revision: *revision, kv: kv(interner, v) },
-        Response::Put { revision } => Resp::Put { revision: *revision },
-        Response::Delete { revision, deleted } => Resp::Delete { revision: *revision, deleted: *deleted },
-        Response::Txn { revision, succeeded, results } => {
+        Response::Get { revision, kv: v } => Resp::Get {
+            revision: *revision,
+            kv: kv(interner, v),
+        },
+        Response::Put { revision } => Resp::Put {
+            revision: *revision,
+        },
+        Response::Delete { revision, deleted } => Resp::Delete {
+            revision: *revision,
+            deleted: *deleted,
+        },
+        Response::Txn {
+            revision,
+            succeeded,
+            results,
+        } => {
             let branch_len = match request {
-                Request::Txn { on_success, on_failure, .. } => {
-                    if *succeeded { on_success.len() } else { on_failure.len() }
+                Request::Txn {
+                    on_success,
+                    on_failure,
+                    ..
+                } => {
+                    if *succeeded {
+                        on_success.len()
+                    } else {
+                        on_failure.len()
+                    }
                 }
                 _ => 0,
             };
@@ -196,10 +274,18 @@ pub(crate) fn compile_response(interner: &mut Interner, request: &Request, respo
                         .collect(),
                 )
             };
-            Resp::Txn { revision: *revision, succeeded: *succeeded, results }
+            Resp::Txn {
+                revision: *revision,
+                succeeded: *succeeded,
+                results,
+            }
         }
-        Response::LeaseGrant { revision } => Resp::LeaseGrant { revision: *revision },
-        Response::LeaseRevoke { revision } => Resp::LeaseRevoke { revision: *revision },
+        Response::LeaseGrant { revision } => Resp::LeaseGrant {
+            revision: *revision,
+        },
+        Response::LeaseRevoke { revision } => Resp::LeaseRevoke {
+            revision: *revision,
+        },
     }
 }
 
@@ -207,9 +293,14 @@ pub(crate) fn compile_response(interner: &mut Interner, request: &Request, respo
 pub(crate) fn may_write(req: &Req) -> bool {
     match req {
         Req::Get(_) => false,
-        Req::Txn { on_success, on_failure, .. } => {
-            on_success.iter().chain(on_failure).any(|op| !matches!(op, TxOp::Get(_)))
-        }
+        Req::Txn {
+            on_success,
+            on_failure,
+            ..
+        } => on_success
+            .iter()
+            .chain(on_failure)
+            .any(|op| !matches!(op, TxOp::Get(_))),
         _ => true,
     }
 }
@@ -253,9 +344,22 @@ pub(crate) fn revision_before(req: &Req, resp: &Resp) -> (i64, i64) {
     match (req, resp) {
         (Req::Put { .. }, _) => wrote,
         (Req::Delete(_), Resp::Delete { deleted, .. }) => {
-            if *deleted > 0 { wrote } else { read }
+            if *deleted > 0 {
+                wrote
+            } else {
+                read
+            }
         }
-        (Req::Txn { on_success, on_failure, .. }, Resp::Txn { succeeded, results, .. }) => {
+        (
+            Req::Txn {
+                on_success,
+                on_failure,
+                ..
+            },
+            Resp::Txn {
+                succeeded, results, ..
+            },
+        ) => {
             let branch = if *succeeded { on_success } else { on_failure };
             if branch.iter().any(|op| matches!(op, TxOp::Put { .. })) {
                 return wrote;
@@ -265,7 +369,10 @@ pub(crate) fn revision_before(req: &Req, resp: &Resp) -> (i64, i64) {
             }
             match results {
                 Some(results) if results.len() == branch.len() => {
-                    if results.iter().any(|r| matches!(r, TxRes::Delete(n) if *n > 0)) {
+                    if results
+                        .iter()
+                        .any(|r| matches!(r, TxRes::Delete(n) if *n > 0))
+                    {
                         wrote
                     } else {
                         read
@@ -299,7 +406,13 @@ fn key_hash(key: KeyId, state: &Option<KeyState>) -> u64 {
         None => 0,
         Some(s) => {
             let mut h = mix(key as u64 ^ 0x5151_0000_0000_0000);
-            for x in [s.value as u64, s.create_revision as u64, s.mod_revision as u64, s.version as u64, s.lease_id as u64] {
+            for x in [
+                s.value as u64,
+                s.create_revision as u64,
+                s.mod_revision as u64,
+                s.version as u64,
+                s.lease_id as u64,
+            ] {
                 h = mix(h ^ x);
             }
             h
@@ -334,7 +447,11 @@ impl PartialEq for State {
             && (Rc::ptr_eq(&self.leases, &other.leases) || self.leases == other.leases)
             && (Rc::ptr_eq(&self.chunks, &other.chunks)
                 || (self.chunks.len() == other.chunks.len()
-                    && self.chunks.iter().zip(other.chunks.iter()).all(|(a, b)| Rc::ptr_eq(a, b) || a == b)))
+                    && self
+                        .chunks
+                        .iter()
+                        .zip(other.chunks.iter())
+                        .all(|(a, b)| Rc::ptr_eq(a, b) || a == b)))
     }
 }
 
@@ -372,7 +489,10 @@ impl State {
     /// Every key with its state, for reports.
     pub fn keys(&self) -> impl Iterator<Item = (KeyId, KeyState)> + '_ {
         self.chunks.iter().enumerate().flat_map(|(ci, chunk)| {
-            chunk.iter().enumerate().filter_map(move |(i, s)| s.map(|s| ((ci * CHUNK + i) as KeyId, s)))
+            chunk
+                .iter()
+                .enumerate()
+                .filter_map(move |(i, s)| s.map(|s| ((ci * CHUNK + i) as KeyId, s)))
         })
     }
 
@@ -382,7 +502,12 @@ impl State {
 
     /// The writes that took `before` to `self` at `revision`, by key: a put as the value
     /// written, a delete as `None`. Unchanged chunks are skipped by pointer.
-    pub fn writes_since(&self, before: &State, revision: i64, out: &mut Vec<(KeyId, Option<ValueId>)>) {
+    pub fn writes_since(
+        &self,
+        before: &State,
+        revision: i64,
+        out: &mut Vec<(KeyId, Option<ValueId>)>,
+    ) {
         out.clear();
         let chunk_count = self.chunks.len().max(before.chunks.len());
         for ci in 0..chunk_count {
@@ -397,7 +522,9 @@ impl State {
                 let previous = before_chunk.and_then(|c| c[i]);
                 let key = (ci * CHUNK + i) as KeyId;
                 match after {
-                    Some(s) if s.mod_revision == revision && after != previous => out.push((key, Some(s.value))),
+                    Some(s) if s.mod_revision == revision && after != previous => {
+                        out.push((key, Some(s.value)))
+                    }
                     None if previous.is_some() => out.push((key, None)),
                     _ => {}
                 }
@@ -458,15 +585,35 @@ impl State {
 pub(crate) enum StepError {
     ResponseKind,
     /// The response's revision differs from the store's after the request.
-    Revision { store: i64, response: i64 },
-    GetKv { key: KeyId, store: Option<KeyState>, response: Option<KeyState> },
-    Deleted { store: i64, response: i64 },
+    Revision {
+        store: i64,
+        response: i64,
+    },
+    GetKv {
+        key: KeyId,
+        store: Option<KeyState>,
+        response: Option<KeyState>,
+    },
+    Deleted {
+        store: i64,
+        response: i64,
+    },
     LeaseNotGranted(i64),
     LeaseAlreadyGranted(i64),
     TxnInvalid,
-    TxnSucceeded { store: bool, response: bool },
-    TxnResultCount { store: usize, response: usize },
-    TxnResult { index: usize, store: TxRes, response: TxRes },
+    TxnSucceeded {
+        store: bool,
+        response: bool,
+    },
+    TxnResultCount {
+        store: usize,
+        response: usize,
+    },
+    TxnResult {
+        index: usize,
+        store: TxRes,
+        response: TxRes,
+    },
 }
 
 pub(crate) fn describe_kv(interner: &Interner, kv: &Option<KeyState>) -> String {
@@ -494,11 +641,19 @@ fn describe_tx_res(interner: &Interner, r: &TxRes) -> String {
 impl StepError {
     pub fn describe(&self, interner: &Interner) -> String {
         match self {
-            StepError::ResponseKind => "the response is of another kind than the request".to_string(),
-            StepError::Revision { store, response } => {
-                format!("the store would be at revision {store} after it, the response says {response}")
+            StepError::ResponseKind => {
+                "the response is of another kind than the request".to_string()
             }
-            StepError::GetKv { key, store, response } => format!(
+            StepError::Revision { store, response } => {
+                format!(
+                    "the store would be at revision {store} after it, the response says {response}"
+                )
+            }
+            StepError::GetKv {
+                key,
+                store,
+                response,
+            } => format!(
                 "key {:?} is {} in the store, the response says {}",
                 interner.key_name(*key),
                 describe_kv(interner, store),
@@ -507,16 +662,26 @@ impl StepError {
             StepError::Deleted { store, response } => {
                 format!("it would delete {store} key(s), the response says {response}")
             }
-            StepError::LeaseNotGranted(l) => format!("lease {l} is not granted (etcd would fail the request)"),
-            StepError::LeaseAlreadyGranted(l) => format!("lease {l} is already granted (etcd would fail the grant)"),
-            StepError::TxnInvalid => "the txn writes one key twice in a branch (etcd rejects it)".to_string(),
+            StepError::LeaseNotGranted(l) => {
+                format!("lease {l} is not granted (etcd would fail the request)")
+            }
+            StepError::LeaseAlreadyGranted(l) => {
+                format!("lease {l} is already granted (etcd would fail the grant)")
+            }
+            StepError::TxnInvalid => {
+                "the txn writes one key twice in a branch (etcd rejects it)".to_string()
+            }
             StepError::TxnSucceeded { store, response } => {
                 format!("its compares evaluate to {store} in the store, the response says succeeded = {response}")
             }
             StepError::TxnResultCount { store, response } => {
                 format!("the branch has {store} operation(s), the response {response} result(s)")
             }
-            StepError::TxnResult { index, store, response } => format!(
+            StepError::TxnResult {
+                index,
+                store,
+                response,
+            } => format!(
                 "txn operation {index}: the store gives {}, the response says {}",
                 describe_tx_res(interner, store),
                 describe_tx_res(interner, response)
@@ -526,13 +691,19 @@ impl StepError {
 }
 
 fn check_revision(store: i64, response: i64) -> Result<(), StepError> {
-    if store == response { Ok(()) } else { Err(StepError::Revision { store, response }) }
+    if store == response {
+        Ok(())
+    } else {
+        Err(StepError::Revision { store, response })
+    }
 }
 
 fn compare_holds(state: &State, cmp: &Cmp) -> bool {
     match cmp {
         Cmp::Value(key, expected) => state.get(*key).map(|s| s.value) == *expected,
-        Cmp::ModRevision(key, expected) => state.get(*key).map_or(0, |s| s.mod_revision) == *expected,
+        Cmp::ModRevision(key, expected) => {
+            state.get(*key).map_or(0, |s| s.mod_revision) == *expected
+        }
     }
 }
 
@@ -551,12 +722,20 @@ pub(crate) fn step(state: &State, req: &Req, expected: Option<&Resp>) -> Result<
                 check_revision(state.revision, *revision)?;
                 let stored = state.get(*key);
                 if stored != *kv {
-                    return Err(StepError::GetKv { key: *key, store: stored, response: *kv });
+                    return Err(StepError::GetKv {
+                        key: *key,
+                        store: stored,
+                        response: *kv,
+                    });
                 }
             }
             Some(_) => return Err(StepError::ResponseKind),
         },
-        Req::Put { key, value, lease_id } => {
+        Req::Put {
+            key,
+            value,
+            lease_id,
+        } => {
             if *lease_id != 0 && !state.has_lease(*lease_id) {
                 return Err(StepError::LeaseNotGranted(*lease_id));
             }
@@ -579,25 +758,42 @@ pub(crate) fn step(state: &State, req: &Req, expected: Option<&Resp>) -> Result<
             };
             match expected {
                 None => {}
-                Some(Resp::Delete { revision, deleted: d }) => {
+                Some(Resp::Delete {
+                    revision,
+                    deleted: d,
+                }) => {
                     if *d != deleted {
-                        return Err(StepError::Deleted { store: deleted, response: *d });
+                        return Err(StepError::Deleted {
+                            store: deleted,
+                            response: *d,
+                        });
                     }
                     check_revision(next.revision, *revision)?;
                 }
                 Some(_) => return Err(StepError::ResponseKind),
             }
         }
-        Req::Txn { compares, on_success, on_failure } => {
+        Req::Txn {
+            compares,
+            on_success,
+            on_failure,
+        } => {
             if !txn_is_valid(on_success, on_failure) {
                 return Err(StepError::TxnInvalid);
             }
             let succeeded = compares.iter().all(|c| compare_holds(state, c));
             let expected = match expected {
                 None => None,
-                Some(Resp::Txn { revision, succeeded: s, results }) => {
+                Some(Resp::Txn {
+                    revision,
+                    succeeded: s,
+                    results,
+                }) => {
                     if *s != succeeded {
-                        return Err(StepError::TxnSucceeded { store: succeeded, response: *s });
+                        return Err(StepError::TxnSucceeded {
+                            store: succeeded,
+                            response: *s,
+                        });
                     }
                     Some((*revision, results.as_deref()))
                 }
@@ -614,7 +810,10 @@ pub(crate) fn step(state: &State, req: &Req, expected: Option<&Resp>) -> Result<
             let expected_results = expected.and_then(|(_, results)| results);
             if let Some(results) = expected_results {
                 if results.len() != branch.len() {
-                    return Err(StepError::TxnResultCount { store: branch.len(), response: results.len() });
+                    return Err(StepError::TxnResultCount {
+                        store: branch.len(),
+                        response: results.len(),
+                    });
                 }
             }
             let revision = state.revision.saturating_add(1);
@@ -622,7 +821,11 @@ pub(crate) fn step(state: &State, req: &Req, expected: Option<&Resp>) -> Result<
             for (index, op) in branch.iter().enumerate() {
                 let result = match op {
                     TxOp::Get(key) => TxRes::Get(next.get(*key)),
-                    TxOp::Put { key, value, lease_id } => {
+                    TxOp::Put {
+                        key,
+                        value,
+                        lease_id,
+                    } => {
                         next.put(*key, *value, *lease_id, revision);
                         wrote = true;
                         TxRes::Put
@@ -639,7 +842,11 @@ pub(crate) fn step(state: &State, req: &Req, expected: Option<&Resp>) -> Result<
                 };
                 if let Some(results) = expected_results {
                     if results[index] != result {
-                        return Err(StepError::TxnResult { index, store: result, response: results[index].clone() });
+                        return Err(StepError::TxnResult {
+                            index,
+                            store: result,
+                            response: results[index].clone(),
+                        });
                     }
                 }
             }
@@ -665,8 +872,11 @@ pub(crate) fn step(state: &State, req: &Req, expected: Option<&Resp>) -> Result<
             if !state.has_lease(*lease) {
                 return Err(StepError::LeaseNotGranted(*lease));
             }
-            let attached: Vec<KeyId> =
-                state.keys().filter(|(_, s)| s.lease_id == *lease).map(|(k, _)| k).collect();
+            let attached: Vec<KeyId> = state
+                .keys()
+                .filter(|(_, s)| s.lease_id == *lease)
+                .map(|(k, _)| k)
+                .collect();
             for key in &attached {
                 next.set(*key, None);
             }
@@ -708,14 +918,35 @@ mod tests {
         let state = State::initial(1);
         let req = Req::Txn {
             compares: vec![Cmp::Value(0, None)],
-            on_success: vec![TxOp::Put { key: 0, value: 1, lease_id: 0 }, TxOp::Get(0)],
+            on_success: vec![
+                TxOp::Put {
+                    key: 0,
+                    value: 1,
+                    lease_id: 0,
+                },
+                TxOp::Get(0),
+            ],
             on_failure: vec![],
         };
-        let kv = KeyState { value: 1, create_revision: 2, mod_revision: 2, version: 1, lease_id: 0 };
-        let resp = Resp::Txn { revision: 2, succeeded: true, results: Some(vec![TxRes::Put, TxRes::Get(Some(kv))]) };
+        let kv = KeyState {
+            value: 1,
+            create_revision: 2,
+            mod_revision: 2,
+            version: 1,
+            lease_id: 0,
+        };
+        let resp = Resp::Txn {
+            revision: 2,
+            succeeded: true,
+            results: Some(vec![TxRes::Put, TxRes::Get(Some(kv))]),
+        };
         let next = step(&state, &req, Some(&resp)).expect("fits");
         assert_eq!(next.revision(), 2);
-        let stale = Resp::Txn { revision: 2, succeeded: true, results: Some(vec![TxRes::Put, TxRes::Get(None)]) };
+        let stale = Resp::Txn {
+            revision: 2,
+            succeeded: true,
+            results: Some(vec![TxRes::Put, TxRes::Get(None)]),
+        };
         assert!(step(&state, &req, Some(&stale)).is_err());
     }
 }

@@ -11,7 +11,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::linearizability::{search, BlockedOperation, LinearizabilityResult, NotLinearizableReport};
+use crate::linearizability::{
+    search, BlockedOperation, LinearizabilityResult, NotLinearizableReport,
+};
 use crate::{check_linearizable, Event, KeyValue, Operation, Outcome, Request, Response, TxnOp};
 
 enum Branch {
@@ -33,7 +35,11 @@ fn classify(branch: &[TxnOp], revision_of: &HashMap<&str, i64>) -> Branch {
             }
         }
     }
-    if has_put { Branch::Excluded } else { Branch::Undetermined }
+    if has_put {
+        Branch::Excluded
+    } else {
+        Branch::Undetermined
+    }
 }
 
 fn writes(branch: &[TxnOp]) -> bool {
@@ -60,7 +66,9 @@ pub fn patch_with_event_log(history: &[Operation], event_log: &[Event]) -> Vec<O
     let mut revision_of: HashMap<&str, i64> = HashMap::new();
     for event in event_log {
         if let Some(value) = &event.value {
-            revision_of.entry(value.as_str()).or_insert(event.mod_revision);
+            revision_of
+                .entry(value.as_str())
+                .or_insert(event.mod_revision);
         }
     }
     // Earliest return among Ok operations whose response revision is >= r: sort by revision,
@@ -77,7 +85,8 @@ pub fn patch_with_event_log(history: &[Operation], event_log: &[Event]) -> Vec<O
     for i in (0..observed.len()).rev() {
         earliest_from[i] = earliest_from[i + 1].min(observed[i].1);
     }
-    let observed_by = |revision: i64| earliest_from[observed.partition_point(|(r, _)| *r < revision)];
+    let observed_by =
+        |revision: i64| earliest_from[observed.partition_point(|(r, _)| *r < revision)];
 
     let not_applied = |op: &Operation, why: &str| Operation {
         outcome: Outcome::Failed(format!("patched from the event log: {why}")),
@@ -104,17 +113,32 @@ pub fn patch_with_event_log(history: &[Operation], event_log: &[Event]) -> Vec<O
                     Some(&revision) => applied(op, Response::Put { revision }, revision),
                     None => not_applied(op, "its value is not in the log"),
                 },
-                Request::Txn { compares, on_success, on_failure } => {
-                    match (classify(on_success, &revision_of), classify(on_failure, &revision_of)) {
+                Request::Txn {
+                    compares,
+                    on_success,
+                    on_failure,
+                } => {
+                    match (
+                        classify(on_success, &revision_of),
+                        classify(on_failure, &revision_of),
+                    ) {
                         (Branch::Applied(_), Branch::Applied(_)) => op.clone(),
                         (Branch::Applied(revision), _) => applied(
                             op,
-                            Response::Txn { revision, succeeded: true, results: Vec::new() },
+                            Response::Txn {
+                                revision,
+                                succeeded: true,
+                                results: Vec::new(),
+                            },
                             revision,
                         ),
                         (_, Branch::Applied(revision)) => applied(
                             op,
-                            Response::Txn { revision, succeeded: false, results: Vec::new() },
+                            Response::Txn {
+                                revision,
+                                succeeded: false,
+                                results: Vec::new(),
+                            },
                             revision,
                         ),
                         (success, failure) => {
@@ -128,14 +152,20 @@ pub fn patch_with_event_log(history: &[Operation], event_log: &[Event]) -> Vec<O
                                 not_applied(op, "no branch that writes can have run")
                             } else {
                                 Operation {
-                                    request: Request::Txn { compares: compares.clone(), on_success, on_failure },
+                                    request: Request::Txn {
+                                        compares: compares.clone(),
+                                        on_success,
+                                        on_failure,
+                                    },
                                     ..op.clone()
                                 }
                             }
                         }
                     }
                 }
-                Request::Delete { .. } | Request::LeaseGrant { .. } | Request::LeaseRevoke { .. } => op.clone(),
+                Request::Delete { .. }
+                | Request::LeaseGrant { .. }
+                | Request::LeaseRevoke { .. } => op.clone(),
             }
         })
         .collect()
@@ -155,18 +185,29 @@ fn reads_against_log(history: &[Operation], log: &[Event]) -> Option<NotLineariz
             version: event.version,
             lease_id: event.lease_id,
         });
-        versions.entry(event.key.as_str()).or_default().push((event.mod_revision, state));
+        versions
+            .entry(event.key.as_str())
+            .or_default()
+            .push((event.mod_revision, state));
     }
     for (index, op) in history.iter().enumerate() {
-        let (Request::Get { key }, Outcome::Ok(Response::Get { revision, kv })) = (&op.request, &op.outcome) else {
+        let (Request::Get { key }, Outcome::Ok(Response::Get { revision, kv })) =
+            (&op.request, &op.outcome)
+        else {
             continue;
         };
         let history_of_key = versions.get(key.as_str()).map(Vec::as_slice).unwrap_or(&[]);
         let at = history_of_key.partition_point(|(r, _)| r <= revision);
-        let logged = if at == 0 { None } else { history_of_key[at - 1].1.clone() };
+        let logged = if at == 0 {
+            None
+        } else {
+            history_of_key[at - 1].1.clone()
+        };
         if logged != *kv {
             return Some(NotLinearizableReport {
-                summary: format!("#{index} read {key:?} at revision {revision}, which the event log contradicts"),
+                summary: format!(
+                    "#{index} read {key:?} at revision {revision}, which the event log contradicts"
+                ),
                 longest_prefix: Vec::new(),
                 revision_after_prefix: 0,
                 state_after_prefix: Vec::new(),
@@ -200,7 +241,11 @@ pub(crate) fn response_revision(response: &Response) -> i64 {
 /// a write missing from the log, or a log event no operation explains, makes the history
 /// not linearizable here too (`check_event_log` says which). Indices in a report refer to
 /// `history` (the patch keeps them).
-pub fn check_history(history: &[Operation], event_log: Option<&[Event]>, budget: Duration) -> LinearizabilityResult {
+pub fn check_history(
+    history: &[Operation],
+    event_log: Option<&[Event]>,
+    budget: Duration,
+) -> LinearizabilityResult {
     match event_log {
         Some(log) => {
             if let Some(report) = reads_against_log(history, log) {

@@ -56,7 +56,13 @@ pub struct Violation {
 
 impl Violation {
     pub(crate) fn log(kind: ViolationKind, detail: String) -> Self {
-        Violation { kind, watch: None, stream: None, response: None, detail }
+        Violation {
+            kind,
+            watch: None,
+            stream: None,
+            response: None,
+            detail,
+        }
     }
 }
 

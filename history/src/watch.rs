@@ -56,10 +56,22 @@ struct WatchReport<'a> {
 }
 
 impl WatchReport<'_> {
-    fn push(&mut self, kind: ViolationKind, stream: usize, response: Option<usize>, detail: String) {
+    fn push(
+        &mut self,
+        kind: ViolationKind,
+        stream: usize,
+        response: Option<usize>,
+        detail: String,
+    ) {
         self.count += 1;
         if self.count <= MAX_VIOLATIONS_PER_WATCH {
-            self.out.push(Violation { kind, watch: Some(self.watch), stream: Some(stream), response, detail });
+            self.out.push(Violation {
+                kind,
+                watch: Some(self.watch),
+                stream: Some(stream),
+                response,
+                detail,
+            });
         }
     }
 }
@@ -73,7 +85,9 @@ pub fn check_watches(event_log: &[Event], watches: &[WatchHistory]) -> Vec<Viola
     let mut position: HashMap<(&str, i64), usize> = HashMap::new();
     for (i, event) in event_log.iter().enumerate() {
         before.push(state.get(event.key.as_str()).cloned());
-        position.entry((event.key.as_str(), event.mod_revision)).or_insert(i);
+        position
+            .entry((event.key.as_str(), event.mod_revision))
+            .or_insert(i);
         match &event.value {
             Some(value) => {
                 state.insert(
@@ -95,7 +109,11 @@ pub fn check_watches(event_log: &[Event], watches: &[WatchHistory]) -> Vec<Viola
 
     let mut violations = Vec::new();
     for (watch_index, watch) in watches.iter().enumerate() {
-        let mut report = WatchReport { out: &mut violations, watch: watch_index, count: 0 };
+        let mut report = WatchReport {
+            out: &mut violations,
+            watch: watch_index,
+            count: 0,
+        };
         check_one(event_log, &before, &position, watch, &mut report);
     }
     violations
@@ -109,9 +127,12 @@ fn check_one(
     report: &mut WatchReport<'_>,
 ) {
     // The log's events in range, and each one's place among them.
-    let expected: Vec<usize> = (0..log.len()).filter(|&i| in_range(watch, &log[i].key)).collect();
+    let expected: Vec<usize> = (0..log.len())
+        .filter(|&i| in_range(watch, &log[i].key))
+        .collect();
     let place: HashMap<usize, usize> = expected.iter().enumerate().map(|(p, &i)| (i, p)).collect();
-    let first_at_or_after = |revision: i64| expected.partition_point(|&i| log[i].mod_revision < revision);
+    let first_at_or_after =
+        |revision: i64| expected.partition_point(|&i| log[i].mod_revision < revision);
 
     // `cursor`: the next expected event not yet delivered.
     let mut cursor = 0usize;
@@ -129,11 +150,12 @@ fn check_one(
                         ViolationKind::WatchResume,
                         stream_index,
                         None,
-                        format!("resumed at revision {start}, but revision {last_revision} was already delivered (expected {})", last_revision + 1),
+                        format!("resumed at revision {start}, but revision {last_revision} was already delivered (expected {})", last_revision.saturating_add(1)),
                     );
                 }
                 if from > cursor {
-                    let missed: Vec<&Event> = expected[cursor..from].iter().map(|&i| &log[i]).collect();
+                    let missed: Vec<&Event> =
+                        expected[cursor..from].iter().map(|&i| &log[i]).collect();
                     report.push(
                         ViolationKind::WatchResume,
                         stream_index,
@@ -146,7 +168,10 @@ fn check_one(
                     ViolationKind::WatchResume,
                     stream_index,
                     None,
-                    format!("the first stream starts at revision {start}, the watch at {}", watch.start_revision),
+                    format!(
+                        "the first stream starts at revision {start}, the watch at {}",
+                        watch.start_revision
+                    ),
                 );
             }
             cursor = from;
@@ -162,23 +187,33 @@ fn check_one(
                         ViolationKind::WatchAfterCancel,
                         stream_index,
                         at,
-                        format!("{} event(s) after the stream was canceled in response {canceled}", response.events.len()),
+                        format!(
+                            "{} event(s) after the stream was canceled in response {canceled}",
+                            response.events.len()
+                        ),
                     );
                 }
             }
             if response.canceled {
                 canceled_at.get_or_insert(response_index);
             }
-            let is_progress = response.events.is_empty() && !response.canceled && response_index > 0;
+            let is_progress =
+                response.events.is_empty() && !response.canceled && response_index > 0;
             if is_progress {
                 let notified = response.header_revision;
                 if !floating_start {
-                    if let Some(&missing) = expected.get(cursor).filter(|&&i| log[i].mod_revision <= notified) {
+                    if let Some(&missing) = expected
+                        .get(cursor)
+                        .filter(|&&i| log[i].mod_revision <= notified)
+                    {
                         report.push(
                             ViolationKind::WatchProgress,
                             stream_index,
                             at,
-                            format!("progress notification at revision {notified}, but {} was not delivered before it", describe(&log[missing])),
+                            format!(
+                                "progress notification at revision {notified}, but {} was not delivered before it",
+                                describe(&log[missing])
+                            ),
                         );
                     }
                 }
@@ -192,11 +227,19 @@ fn check_one(
                         ViolationKind::WatchOrder,
                         stream_index,
                         at,
-                        format!("{} after an event at revision {last_revision}", describe(event)),
+                        format!(
+                            "{} after an event at revision {last_revision}",
+                            describe(event)
+                        ),
                     );
                 }
                 if !delivered.insert((event.key.as_str(), revision)) {
-                    report.push(ViolationKind::WatchDuplicate, stream_index, at, format!("{} delivered again", describe(event)));
+                    report.push(
+                        ViolationKind::WatchDuplicate,
+                        stream_index,
+                        at,
+                        format!("{} delivered again", describe(event)),
+                    );
                     continue;
                 }
                 last_revision = last_revision.max(revision);
@@ -205,7 +248,10 @@ fn check_one(
                         ViolationKind::WatchProgress,
                         stream_index,
                         at,
-                        format!("{} after a progress notification at revision {bookmark}", describe(event)),
+                        format!(
+                            "{} after a progress notification at revision {bookmark}",
+                            describe(event)
+                        ),
                     );
                 }
                 if start > 0 && revision < start {
@@ -213,7 +259,10 @@ fn check_one(
                         ViolationKind::WatchUnexpectedEvent,
                         stream_index,
                         at,
-                        format!("{} is before the stream's start revision {start}", describe(event)),
+                        format!(
+                            "{} is before the stream's start revision {start}",
+                            describe(event)
+                        ),
                     );
                 }
                 let Some(&log_index) = position.get(&(event.key.as_str(), revision)) else {
@@ -249,7 +298,12 @@ fn check_one(
                             ViolationKind::WatchPrevKv,
                             stream_index,
                             at,
-                            format!("{}: expected prev_kv {:?}, saw {:?}", describe(event), before[log_index], event.prev_kv),
+                            format!(
+                                "{}: expected prev_kv {:?}, saw {:?}",
+                                describe(event),
+                                before[log_index],
+                                event.prev_kv
+                            ),
                         );
                     }
                 } else if event.prev_kv.is_some() {
@@ -257,22 +311,33 @@ fn check_one(
                         ViolationKind::WatchPrevKv,
                         stream_index,
                         at,
-                        format!("{}: prev_kv {:?} though the watch did not ask for it", describe(event), event.prev_kv),
+                        format!(
+                            "{}: prev_kv {:?} though the watch did not ask for it",
+                            describe(event),
+                            event.prev_kv
+                        ),
                     );
                 }
-                let Some(&p) = place.get(&log_index) else { continue };
+                let Some(&p) = place.get(&log_index) else {
+                    continue;
+                };
                 if floating_start {
                     // Started "from now": the first event fixes where the stream began.
                     cursor = p;
                     floating_start = false;
                 }
                 if p > cursor {
-                    let missed: Vec<&Event> = expected[cursor..p].iter().map(|&i| &log[i]).collect();
+                    let missed: Vec<&Event> =
+                        expected[cursor..p].iter().map(|&i| &log[i]).collect();
                     report.push(
                         ViolationKind::WatchGap,
                         stream_index,
                         at,
-                        format!("{} arrived, but these earlier events in range never did: {}", describe(event), describe_list(&missed)),
+                        format!(
+                            "{} arrived, but these earlier events in range never did: {}",
+                            describe(event),
+                            describe_list(&missed)
+                        ),
                     );
                 }
                 // An event behind the cursor (a late one) was reported as order or atomicity.
@@ -280,7 +345,10 @@ fn check_one(
             }
 
             if let Some(last) = response.events.last() {
-                if let Some(&missing) = expected.get(cursor).filter(|&&i| log[i].mod_revision == last.mod_revision) {
+                if let Some(&missing) = expected
+                    .get(cursor)
+                    .filter(|&&i| log[i].mod_revision == last.mod_revision)
+                {
                     report.push(
                         ViolationKind::WatchAtomicity,
                         stream_index,

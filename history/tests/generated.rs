@@ -62,7 +62,15 @@ impl Store {
         if self.keys.remove(key).is_none() {
             return false;
         }
-        self.log.push(Event { key: key.to_string(), value: None, mod_revision: revision, create_revision: 0, version: 0, lease_id: 0, prev_kv: None });
+        self.log.push(Event {
+            key: key.to_string(),
+            value: None,
+            mod_revision: revision,
+            create_revision: 0,
+            version: 0,
+            lease_id: 0,
+            prev_kv: None,
+        });
         true
     }
 
@@ -70,8 +78,15 @@ impl Store {
     fn apply(&mut self, request: &Request) -> Option<Response> {
         let next = self.revision + 1;
         Some(match request {
-            Request::Get { key } => Response::Get { revision: self.revision, kv: self.keys.get(key).cloned() },
-            Request::Put { key, value, lease_id } => {
+            Request::Get { key } => Response::Get {
+                revision: self.revision,
+                kv: self.keys.get(key).cloned(),
+            },
+            Request::Put {
+                key,
+                value,
+                lease_id,
+            } => {
                 if *lease_id != 0 && !self.leases.contains(lease_id) {
                     return None;
                 }
@@ -84,9 +99,16 @@ impl Store {
                 if deleted {
                     self.revision = next;
                 }
-                Response::Delete { revision: self.revision, deleted: deleted as i64 }
+                Response::Delete {
+                    revision: self.revision,
+                    deleted: deleted as i64,
+                }
             }
-            Request::Txn { compares, on_success, on_failure } => {
+            Request::Txn {
+                compares,
+                on_success,
+                on_failure,
+            } => {
                 let succeeded = compares.iter().all(|c| {
                     let kv = self.keys.get(&c.key);
                     match &c.target {
@@ -98,8 +120,14 @@ impl Store {
                 let mut results = Vec::new();
                 for op in if succeeded { on_success } else { on_failure } {
                     results.push(match op {
-                        TxnOp::Get { key } => TxnOpResult::Get { kv: self.keys.get(key).cloned() },
-                        TxnOp::Put { key, value, lease_id } => {
+                        TxnOp::Get { key } => TxnOpResult::Get {
+                            kv: self.keys.get(key).cloned(),
+                        },
+                        TxnOp::Put {
+                            key,
+                            value,
+                            lease_id,
+                        } => {
                             self.put(key, value, *lease_id, next);
                             wrote = true;
                             TxnOpResult::Put
@@ -107,34 +135,48 @@ impl Store {
                         TxnOp::Delete { key } => {
                             let deleted = self.delete(key, next);
                             wrote |= deleted;
-                            TxnOpResult::Delete { deleted: deleted as i64 }
+                            TxnOpResult::Delete {
+                                deleted: deleted as i64,
+                            }
                         }
                     });
                 }
                 if wrote {
                     self.revision = next;
                 }
-                Response::Txn { revision: self.revision, succeeded, results }
+                Response::Txn {
+                    revision: self.revision,
+                    succeeded,
+                    results,
+                }
             }
             Request::LeaseGrant { lease_id } => {
                 if !self.leases.insert(*lease_id) {
                     return None;
                 }
-                Response::LeaseGrant { revision: self.revision }
+                Response::LeaseGrant {
+                    revision: self.revision,
+                }
             }
             Request::LeaseRevoke { lease_id } => {
                 if !self.leases.remove(lease_id) {
                     return None;
                 }
-                let attached: Vec<String> =
-                    self.keys.iter().filter(|(_, kv)| kv.lease_id == *lease_id).map(|(k, _)| k.clone()).collect();
+                let attached: Vec<String> = self
+                    .keys
+                    .iter()
+                    .filter(|(_, kv)| kv.lease_id == *lease_id)
+                    .map(|(k, _)| k.clone())
+                    .collect();
                 for key in &attached {
                     self.delete(key, next);
                 }
                 if !attached.is_empty() {
                     self.revision = next;
                 }
-                Response::LeaseRevoke { revision: self.revision }
+                Response::LeaseRevoke {
+                    revision: self.revision,
+                }
             }
         })
     }
@@ -147,9 +189,18 @@ struct Generated {
     before_put: Vec<Option<(i64, Option<KeyValue>)>>,
 }
 
-fn generate(operations: usize, keys: usize, clients: usize, seed: u64, unknown_percent: u64) -> Generated {
+fn generate(
+    operations: usize,
+    keys: usize,
+    clients: usize,
+    seed: u64,
+    unknown_percent: u64,
+) -> Generated {
     let mut rng = Rng(seed | 1);
-    let mut store = Store { revision: 1, ..Store::default() };
+    let mut store = Store {
+        revision: 1,
+        ..Store::default()
+    };
     let mut history = Vec::new();
     let mut before_put = Vec::new();
     let mut free_at = vec![0u64; clients];
@@ -171,30 +222,61 @@ fn generate(operations: usize, keys: usize, clients: usize, seed: u64, unknown_p
         let roll = rng.below(100);
         let request = match roll {
             0..=34 => Request::Get { key },
-            35..=59 => Request::Put { key, value: value(), lease_id: 0 },
+            35..=59 => Request::Put {
+                key,
+                value: value(),
+                lease_id: 0,
+            },
             60..=64 => {
                 let lease_id = store.leases.iter().next().copied().unwrap_or(0);
-                Request::Put { key, value: value(), lease_id }
+                Request::Put {
+                    key,
+                    value: value(),
+                    lease_id,
+                }
             }
             65..=71 => Request::Delete { key },
             72..=89 => {
                 let current = store.keys.get(&key).cloned();
                 let stale = rng.chance(30);
                 let target = if rng.chance(50) {
-                    CompareTarget::Value(if stale { Some("nope".to_string()) } else { current.as_ref().map(|kv| kv.value.clone()) })
+                    CompareTarget::Value(if stale {
+                        Some("nope".to_string())
+                    } else {
+                        current.as_ref().map(|kv| kv.value.clone())
+                    })
                 } else {
-                    CompareTarget::ModRevision(if stale { 1 } else { current.as_ref().map_or(0, |kv| kv.mod_revision) })
+                    CompareTarget::ModRevision(if stale {
+                        1
+                    } else {
+                        current.as_ref().map_or(0, |kv| kv.mod_revision)
+                    })
                 };
                 let other = key_name(rng.below(keys as u64));
                 Request::Txn {
-                    compares: vec![Compare { key: key.clone(), target }],
-                    on_success: vec![TxnOp::Put { key: key.clone(), value: value(), lease_id: 0 }, TxnOp::Get { key: other.clone() }],
-                    on_failure: vec![TxnOp::Get { key: key.clone() }, TxnOp::Delete { key: other }],
+                    compares: vec![Compare {
+                        key: key.clone(),
+                        target,
+                    }],
+                    on_success: vec![
+                        TxnOp::Put {
+                            key: key.clone(),
+                            value: value(),
+                            lease_id: 0,
+                        },
+                        TxnOp::Get { key: other.clone() },
+                    ],
+                    on_failure: vec![
+                        TxnOp::Get { key: key.clone() },
+                        TxnOp::Delete { key: other },
+                    ],
                 }
             }
             90..=93 => {
                 next_lease += 1;
-                Request::LeaseGrant { lease_id: next_lease }
+                Request::LeaseGrant {
+                    lease_id: next_lease,
+                }
             }
             94..=95 => match store.leases.iter().nth(rng.below(3) as usize).copied() {
                 Some(lease_id) => Request::LeaseRevoke { lease_id },
@@ -227,9 +309,19 @@ fn generate(operations: usize, keys: usize, clients: usize, seed: u64, unknown_p
         };
         let is_ok_put = matches!((&request, &outcome), (Request::Put { .. }, Outcome::Ok(_)));
         before_put.push(is_ok_put.then_some((revision_before, key_before)));
-        history.push(Operation { client: client as u32, call_ns, return_ns, request, outcome });
+        history.push(Operation {
+            client: client as u32,
+            call_ns,
+            return_ns,
+            request,
+            outcome,
+        });
     }
-    Generated { history, log: store.log, before_put }
+    Generated {
+        history,
+        log: store.log,
+        before_put,
+    }
 }
 
 /// Makes one late read return the state from before a put that completed before the read was
@@ -237,7 +329,11 @@ fn generate(operations: usize, keys: usize, clients: usize, seed: u64, unknown_p
 fn plant_stale_read(generated: &mut Generated) -> usize {
     let history = &mut generated.history;
     for read in (history.len() * 3 / 4..history.len()).rev() {
-        let (Request::Get { key }, Outcome::Ok(_)) = (&history[read].request, &history[read].outcome) else { continue };
+        let (Request::Get { key }, Outcome::Ok(_)) =
+            (&history[read].request, &history[read].outcome)
+        else {
+            continue;
+        };
         let key = key.clone();
         let call = history[read].call_ns;
         let write = (0..read).rev().find(|&w| {
@@ -259,7 +355,13 @@ fn plant_stale_read(generated: &mut Generated) -> usize {
 fn plant_lost_write(generated: &mut Generated) -> usize {
     let history = &mut generated.history;
     for read in (history.len() * 3 / 4..history.len()).rev() {
-        let Outcome::Ok(Response::Get { revision, kv: Some(seen) }) = &history[read].outcome else { continue };
+        let Outcome::Ok(Response::Get {
+            revision,
+            kv: Some(seen),
+        }) = &history[read].outcome
+        else {
+            continue;
+        };
         let (revision, seen_mod) = (*revision, seen.mod_revision);
         let write = (0..read).find(|&w| {
             matches!(history[w].outcome, Outcome::Ok(Response::Put { revision: r }) if r == seen_mod)
@@ -267,7 +369,10 @@ fn plant_lost_write(generated: &mut Generated) -> usize {
         });
         if let Some(write) = write {
             let (_, prior) = generated.before_put[write].clone().expect("an Ok put");
-            history[read].outcome = Outcome::Ok(Response::Get { revision, kv: prior });
+            history[read].outcome = Outcome::Ok(Response::Get {
+                revision,
+                kv: prior,
+            });
             return read;
         }
     }
@@ -276,20 +381,35 @@ fn plant_lost_write(generated: &mut Generated) -> usize {
 
 fn check_generated(operations: usize, seed: u64) {
     let mut generated = generate(operations, 8, 8, seed, 3);
-    let unknown = generated.history.iter().filter(|op| matches!(op.outcome, Outcome::Unknown(_))).count();
-    assert!(unknown > operations / 100, "the history has Unknown operations ({unknown})");
+    let unknown = generated
+        .history
+        .iter()
+        .filter(|op| matches!(op.outcome, Outcome::Unknown(_)))
+        .count();
+    assert!(
+        unknown > operations / 100,
+        "the history has Unknown operations ({unknown})"
+    );
 
     let violations = check_event_log(&generated.history, &generated.log);
     assert!(violations.is_empty(), "{violations:?}");
 
     let started = Instant::now();
-    let result = check_history(&generated.history, Some(&generated.log), Duration::from_secs(60));
+    let result = check_history(
+        &generated.history,
+        Some(&generated.log),
+        Duration::from_secs(60),
+    );
     let elapsed = started.elapsed();
     eprintln!("{operations} operations ({unknown} Unknown), patched from the log: {result:?} in {elapsed:?}");
     common::assert_linearizable(result);
     assert!(elapsed < Duration::from_secs(30), "took {elapsed:?}");
 
-    let mut lost = Generated { history: generated.history.clone(), log: generated.log.clone(), before_put: generated.before_put.clone() };
+    let mut lost = Generated {
+        history: generated.history.clone(),
+        log: generated.log.clone(),
+        before_put: generated.before_put.clone(),
+    };
     let read = plant_lost_write(&mut lost);
     let result = check_history(&lost.history, Some(&lost.log), Duration::from_secs(60));
     let report = common::assert_not_linearizable(result);
@@ -297,8 +417,15 @@ fn check_generated(operations: usize, seed: u64) {
 
     let read = plant_stale_read(&mut generated);
     let started = Instant::now();
-    let result = check_history(&generated.history, Some(&generated.log), Duration::from_secs(60));
-    eprintln!("with a stale read at #{read}: decided in {:?}", started.elapsed());
+    let result = check_history(
+        &generated.history,
+        Some(&generated.log),
+        Duration::from_secs(60),
+    );
+    eprintln!(
+        "with a stale read at #{read}: decided in {:?}",
+        started.elapsed()
+    );
     let report = common::assert_not_linearizable(result);
     assert!(report.blocked.iter().any(|b| b.index == read), "{report}");
     eprintln!("{report}");
@@ -320,7 +447,10 @@ fn generated_history_without_the_event_log() {
     let generated = generate(3_000, 8, 8, 0xabcdef, 3);
     let started = Instant::now();
     let result = check_linearizable(&generated.history, Duration::from_secs(60));
-    eprintln!("3000 operations, no patch: {result:?} in {:?}", started.elapsed());
+    eprintln!(
+        "3000 operations, no patch: {result:?} in {:?}",
+        started.elapsed()
+    );
     common::assert_linearizable(result);
 }
 
@@ -328,10 +458,19 @@ fn generated_history_without_the_event_log() {
 fn search_finds_a_lost_write_in_a_generated_history() {
     // No Unknown operations, no event log: the search alone must find it.
     let mut generated = generate(2_000, 8, 8, 0x1234, 0);
-    common::assert_linearizable(check_linearizable(&generated.history, Duration::from_secs(60)));
+    common::assert_linearizable(check_linearizable(
+        &generated.history,
+        Duration::from_secs(60),
+    ));
     let read = plant_lost_write(&mut generated);
     let started = Instant::now();
-    let report = common::assert_not_linearizable(check_linearizable(&generated.history, Duration::from_secs(60)));
-    eprintln!("lost write at #{read} found by the search in {:?}:\n{report}", started.elapsed());
+    let report = common::assert_not_linearizable(check_linearizable(
+        &generated.history,
+        Duration::from_secs(60),
+    ));
+    eprintln!(
+        "lost write at #{read} found by the search in {:?}:\n{report}",
+        started.elapsed()
+    );
     assert!(report.longest_prefix.len() > 1_000, "{report}");
 }
