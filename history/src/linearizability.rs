@@ -14,7 +14,16 @@
 //!
 //! `Unknown` operations have no return event: they may be linearized at any point after their
 //! call, or never (the search ends when every known operation is placed). They are tried only
-//! after the known candidates, and only where they change the state.
+//! after the known candidates, and only where they change the state. Further sound cuts, each
+//! argued where it is made: an operation that fits and leaves the state as it is (a read) is
+//! never tried later instead; of unknown operations with one effect only the earliest called
+//! is tried; a node is pruned by an explored one with the same known operations and state and
+//! fewer unknown ones; an unknown grant of a lease granted nowhere else is placed at its call;
+//! an unknown revoke only where it deletes keys. A cheap real-time check runs first (an
+//! operation invoked after another returned with revision R cannot need an earlier one).
+//!
+//! A failing history can still take the search long when many unknown operations could each
+//! explain a revision: the budget bounds it (`Undecided`).
 
 use std::collections::HashMap;
 use std::fmt;
