@@ -420,6 +420,30 @@ impl TestCluster {
         m.push_log("[harness] killed with SIGKILL".to_string());
     }
 
+    /// Freezes member `i` (SIGSTOP), as a long GC pause or a stalled VM does: its sockets
+    /// stay open and nothing answers. `resume` thaws it.
+    pub fn pause(&mut self, i: usize) {
+        self.signal(i, libc::SIGSTOP);
+        self.members[i].push_log("[harness] paused with SIGSTOP".to_string());
+    }
+
+    /// Thaws member `i` after `pause` (SIGCONT).
+    pub fn resume(&mut self, i: usize) {
+        self.signal(i, libc::SIGCONT);
+        self.members[i].push_log("[harness] resumed with SIGCONT".to_string());
+    }
+
+    fn signal(&self, i: usize, signal: libc::c_int) {
+        let pid = self.members[i]
+            .child
+            .as_ref()
+            .expect("member not running")
+            .id();
+        // SAFETY: plain kill(2) on our own child, which has not been reaped yet.
+        let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "kill -{signal} {pid} failed");
+    }
+
     /// Graceful stop of member `i`: SIGTERM, then it must exit cleanly within 10 s.
     pub fn stop(&mut self, i: usize) {
         let name = self.name(i).to_string();
