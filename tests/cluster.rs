@@ -816,6 +816,34 @@ async fn write_without_quorum_fails_on_a_follower() {
     write_without_quorum_fails(false).await;
 }
 
+/// Right after the leader dies, a follower still takes it for the leader until the others
+/// elect the next one. A write and a linearizable read sent to the follower then wait out
+/// the election and succeed: the write never reached the dead leader (no connection could
+/// be made), so it goes to the next leader; a read is always safe to retry. Cairn's
+/// promise: etcd 3.4 forwards the write into the void and answers `request timed out`
+/// after its 7 s request timeout.
+#[tokio::test]
+async fn requests_on_a_follower_wait_out_the_election_after_the_leader_dies() {
+    let mut c = TestCluster::start(3, &[]);
+    let leader = c.wait_for_leader(LEADER_WAIT).await;
+    let follower = c.followers(leader)[0];
+    let mut fc = c.member_client(follower).await;
+    fc.put("before", "v", None).await.expect("a put before the kill");
+
+    c.kill9(leader);
+    let put = timeout(ANSWER_WAIT, fc.put("during-election", "v", None))
+        .await
+        .expect("the put is answered");
+    let put_revision = rev(put.expect("a put sent during the election succeeds").header());
+    let got = timeout(ANSWER_WAIT, fc.get("during-election", None))
+        .await
+        .expect("the get is answered")
+        .expect("a linearizable get sent during the election succeeds");
+    assert_eq!(got.kvs().len(), 1);
+    assert_eq!(got.kvs()[0].value(), b"v");
+    assert_eq!(got.kvs()[0].mod_revision(), put_revision);
+}
+
 // ---------------------------------------------------------------------------------
 // Membership changes
 // ---------------------------------------------------------------------------------

@@ -74,7 +74,7 @@ impl Node {
     pub async fn lease_renew(&self, id: i64) -> Result<i64, EtcdError> {
         match raft::leader(&self.raft, &self.peers, self.identity.member_id) {
             Some(raft::Leader::Me) => self.lease_renew_as_leader(id).await,
-            Some(raft::Leader::Other(mut leader)) => {
+            Some(raft::Leader::Other(_, mut leader)) => {
                 let request = LeaseKeepAliveRequest { id };
                 let answer =
                     tokio::time::timeout(self.request_timeout, leader.lease_keep_alive(request))
@@ -109,7 +109,7 @@ impl Node {
     ) -> Result<LeaseTimeToLiveResponse, EtcdError> {
         match raft::leader(&self.raft, &self.peers, self.identity.member_id) {
             Some(raft::Leader::Me) => Ok(self.local_lease_time_to_live(request)),
-            Some(raft::Leader::Other(mut leader)) => {
+            Some(raft::Leader::Other(_, mut leader)) => {
                 let answer =
                     tokio::time::timeout(self.request_timeout, leader.lease_time_to_live(request))
                         .await

@@ -14,11 +14,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
+use openraft::raft::responder::Responder;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::error::EtcdError;
 use crate::proto::cairnraftpb::{ApplyResult, InternalRequest, Proposal};
-use crate::raft::{leader, Batch, Leader, Peers, Raft};
+use crate::proto::cairnpeerpb::peer_client::PeerClient;
+use crate::raft::{never_sent, wait_for_leader, Batch, Leader, Peers, Raft, TypeConfig};
+use tonic::transport::Channel;
 
 /// Requests waiting for a batch; beyond this, writers get `too many requests` at once
 /// rather than an ever-growing queue.
@@ -114,27 +117,16 @@ async fn run(raft: Raft, peers: Arc<Peers>, me: u64, mut queue: mpsc::Receiver<P
         let (requests, replies): (Vec<_>, Vec<_>) =
             batch.into_iter().map(|p| (p.request, p.reply)).unzip();
         let proposal = Batch(Arc::new(Proposal { requests }));
-        match leader(&raft, &peers, me) {
+        // Without a leader (an election), the batch waits for the next one, as a proposal
+        // waits in etcd; nothing is proposed meanwhile, so `no leader` at the deadline is
+        // a definite failure.
+        match wait_for_leader(&raft, &peers, me, None, deadline).await {
             Some(Leader::Me) => {}
-            Some(Leader::Other(mut client)) => {
+            Some(Leader::Other(id, client)) => {
                 let raft = raft.clone();
+                let peers = peers.clone();
                 tokio::spawn(async move {
-                    let forwarded = async {
-                        let answer = client
-                            .propose(Arc::unwrap_or_clone(proposal.0))
-                            .await
-                            // The leader is gone or cut off: as etcd, the request timed out.
-                            .map_err(|_| EtcdError::Timeout)?
-                            .into_inner();
-                        if answer.error != 0 {
-                            return Err(EtcdError::from_number(answer.error));
-                        }
-                        // As etcd, answer only once this member has applied the write too,
-                        // so that a serializable read or a watch here right after the
-                        // answer sees it.
-                        super::applied_up_to(&raft, answer.index).await?;
-                        Ok(answer.results.unwrap_or_default().results)
-                    };
+                    let forwarded = forward(&raft, &peers, me, id, client, proposal, deadline);
                     let outcome = tokio::time::timeout_at(deadline, forwarded)
                         .await
                         .unwrap_or(Err(EtcdError::Timeout));
@@ -151,17 +143,81 @@ async fn run(raft: Raft, peers: Arc<Peers>, me: u64, mut queue: mpsc::Receiver<P
         match raft.client_write_ff(proposal).await {
             Ok(applied) => {
                 tokio::spawn(async move {
-                    let outcome = match tokio::time::timeout_at(deadline, applied).await {
-                        Ok(Ok(Ok(response))) => Ok(response.data.0.results),
-                        Ok(Ok(Err(e))) => Err(write_error(RaftError::APIError(e))),
-                        Ok(Err(_)) => Err(EtcdError::Stopped),
-                        Err(_) => Err(EtcdError::Timeout),
-                    };
-                    deliver(replies, outcome);
+                    deliver(replies, applied_here(applied, deadline).await);
                     drop(permit);
                 });
             }
             Err(_) => deliver(replies, Err(EtcdError::Stopped)),
+        }
+    }
+}
+
+/// Where openraft sends the outcome of a write it accepted.
+type AppliedReceiver = <<TypeConfig as openraft::RaftTypeConfig>::Responder as Responder<
+    TypeConfig,
+>>::Receiver;
+
+/// The results of a batch this member proposed as the leader, once applied.
+async fn applied_here(
+    applied: AppliedReceiver,
+    deadline: tokio::time::Instant,
+) -> Result<Vec<ApplyResult>, EtcdError> {
+    match tokio::time::timeout_at(deadline, applied).await {
+        Ok(Ok(Ok(response))) => Ok(response.data.0.results),
+        Ok(Ok(Err(e))) => Err(write_error(RaftError::APIError(e))),
+        Ok(Err(_)) => Err(EtcdError::Stopped),
+        Err(_) => Err(EtcdError::Timeout),
+    }
+}
+
+/// Sends a batch to leader `id` and waits for its results, and for this member to apply
+/// them. A batch that certainly never left (no connection to the leader could be made)
+/// goes to the next leader instead. After any other failure the outcome is unknown
+/// (`request timed out`), and it is answered only once another leader is known or at the
+/// deadline: the clients of a member whose leader went away wait out the election, as in
+/// etcd, instead of failing again and again until this member learns of the new leader.
+async fn forward(
+    raft: &Raft,
+    peers: &Peers,
+    me: u64,
+    mut id: u64,
+    mut client: PeerClient<Channel>,
+    proposal: Batch,
+    deadline: tokio::time::Instant,
+) -> Result<Vec<ApplyResult>, EtcdError> {
+    loop {
+        match client.propose(Proposal::clone(&proposal.0)).await {
+            Ok(answer) => {
+                let answer = answer.into_inner();
+                if answer.error != 0 {
+                    return Err(EtcdError::from_number(answer.error));
+                }
+                // As etcd, answer only once this member has applied the write too, so that
+                // a serializable read or a watch here right after the answer sees it.
+                super::applied_up_to(raft, answer.index).await?;
+                return Ok(answer.results.unwrap_or_default().results);
+            }
+            Err(status) if never_sent(&status) => {
+                match wait_for_leader(raft, peers, me, Some(id), deadline).await {
+                    Some(Leader::Other(next, next_client)) => {
+                        id = next;
+                        client = next_client;
+                    }
+                    Some(Leader::Me) => {
+                        let applied = raft
+                            .client_write_ff(proposal)
+                            .await
+                            .map_err(|_| EtcdError::Stopped)?;
+                        return applied_here(applied, deadline).await;
+                    }
+                    // Nothing was sent anywhere.
+                    None => return Err(EtcdError::NoLeader),
+                }
+            }
+            Err(_) => {
+                let _ = wait_for_leader(raft, peers, me, Some(id), deadline).await;
+                return Err(EtcdError::Timeout);
+            }
         }
     }
 }

@@ -18,7 +18,7 @@ use openraft::error::{CheckIsLeaderError, RaftError};
 
 use crate::error::EtcdError;
 use crate::proto::cairnpeerpb::ReadIndexRequest;
-use crate::raft::{leader, Leader, Peers, Raft};
+use crate::raft::{wait_for_leader, Leader, Peers, Raft};
 
 /// Readers waiting for the next round; beyond this, reads get `too many requests`.
 const QUEUE_CAPACITY: usize = 65_536;
@@ -61,9 +61,44 @@ async fn run(
         while let Ok(w) = queue.try_recv() {
             waiters.push(w);
         }
-        let round = async {
-            match leader(&raft, &peers, me) {
-                Some(Leader::Other(mut client)) => {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let outcome = round(&raft, &peers, me, deadline).await;
+        for waiter in waiters.drain(..) {
+            // A reader that gave up no longer needs the answer.
+            let _ = waiter.send(outcome);
+        }
+    }
+}
+
+/// Pause before a failed round is tried again.
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
+/// After a round failed on a leader, how long another leader is awaited before that one
+/// is asked again (the failure may have been a passing one).
+const SAME_LEADER_AGAIN: Duration = Duration::from_millis(250);
+
+/// One ReadIndex round, tried again until `deadline` while it fails for want of a leader
+/// (an election, a leader gone or cut off): a read has no effect, so retrying it is always
+/// safe, and a read that waits out an election is answered as in etcd rather than failed
+/// at once. The leader a round just failed on is asked again only once no other has come
+/// within `SAME_LEADER_AGAIN`.
+async fn round(
+    raft: &Raft,
+    peers: &Peers,
+    me: u64,
+    deadline: tokio::time::Instant,
+) -> Result<(), EtcdError> {
+    let mut failed_on = None;
+    let same_leader_again = || (tokio::time::Instant::now() + SAME_LEADER_AGAIN).min(deadline);
+    loop {
+        let attempt = async {
+            let other_leader = wait_for_leader(raft, peers, me, failed_on, same_leader_again());
+            let leader = match other_leader.await {
+                Some(leader) => Some(leader),
+                None => wait_for_leader(raft, peers, me, None, deadline).await,
+            };
+            match leader {
+                Some(Leader::Other(id, mut client)) => {
+                    failed_on = Some(id);
                     let answer = client
                         .read_index(ReadIndexRequest {})
                         .await
@@ -72,22 +107,29 @@ async fn run(
                     if answer.error != 0 {
                         return Err(EtcdError::from_number(answer.error));
                     }
-                    super::applied_up_to(&raft, answer.index).await
+                    super::applied_up_to(raft, answer.index).await
                 }
-                // Without a known leader, openraft answers as etcd would: no leader.
-                Some(Leader::Me) | None => raft
-                    .ensure_linearizable()
-                    .await
-                    .map(|_| ())
-                    .map_err(read_error),
+                Some(Leader::Me) => {
+                    failed_on = Some(me);
+                    raft.ensure_linearizable()
+                        .await
+                        .map(|_| ())
+                        .map_err(read_error)
+                }
+                None => Err(EtcdError::NoLeader),
             }
         };
-        let outcome = tokio::time::timeout(timeout, round)
-            .await
-            .unwrap_or(Err(EtcdError::Timeout));
-        for waiter in waiters.drain(..) {
-            // A reader that gave up no longer needs the answer.
-            let _ = waiter.send(outcome);
+        let outcome = match tokio::time::timeout_at(deadline, attempt).await {
+            Ok(outcome) => outcome,
+            Err(_) => return Err(EtcdError::Timeout),
+        };
+        match outcome {
+            Err(EtcdError::NoLeader | EtcdError::NotLeader | EtcdError::Timeout)
+                if tokio::time::Instant::now() + RETRY_PAUSE < deadline =>
+            {
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            outcome => return outcome,
         }
     }
 }

@@ -217,7 +217,63 @@ fn entries_within(entries: &[openraft::Entry<TypeConfig>], max_bytes: usize) -> 
 pub enum Leader {
     /// This member leads.
     Me,
-    Other(PeerClient<Channel>),
+    /// Another member leads: its ID, and a client of its peer API.
+    Other(u64, PeerClient<Channel>),
+}
+
+impl Leader {
+    pub fn id(&self, me: u64) -> u64 {
+        match self {
+            Leader::Me => me,
+            Leader::Other(id, _) => *id,
+        }
+    }
+}
+
+/// Whether a failed peer request certainly never reached the peer: no connection could be
+/// made (refused, unreachable, a failed TLS handshake), so nothing was sent. Any other
+/// failure may come after the peer received the request.
+pub fn never_sent(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        if e.is::<tonic::ConnectError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// How often a wait for a leader looks again when Raft's metrics do not change: whether a
+/// leader counts also depends on how long ago a quorum answered it (`leader_id`).
+const LEADER_RECHECK: Duration = Duration::from_millis(50);
+
+/// The leader, waiting for one until `deadline` if there is none (an election, a leader
+/// cut off from its quorum) or only `not` (a leader a request to just failed): as in etcd,
+/// a request that finds no leader waits for the next election instead of failing at once.
+/// `None` at the deadline.
+pub async fn wait_for_leader(
+    raft: &super::Raft,
+    peers: &Peers,
+    me: u64,
+    not: Option<u64>,
+    deadline: tokio::time::Instant,
+) -> Option<Leader> {
+    let mut metrics = raft.metrics();
+    loop {
+        metrics.borrow_and_update();
+        if let Some(leader) = leader(raft, peers, me).filter(|l| Some(l.id(me)) != not) {
+            return Some(leader);
+        }
+        let wait = deadline
+            .checked_duration_since(tokio::time::Instant::now())
+            .filter(|left| !left.is_zero())?
+            .min(LEADER_RECHECK);
+        if let Ok(Err(_)) = tokio::time::timeout(wait, metrics.changed()).await {
+            // Raft stopped: no leader will come.
+            return None;
+        }
+    }
 }
 
 /// The current leader as this member knows it; `None` while there is none (an election,
@@ -230,7 +286,7 @@ pub fn leader(raft: &super::Raft, peers: &Peers, me: u64) -> Option<Leader> {
         return Some(Leader::Me);
     }
     let info = metrics.membership_config.membership().get_node(&leader)?;
-    peers.client(leader, info).ok().map(Leader::Other)
+    peers.client(leader, info).ok().map(|c| Leader::Other(leader, c))
 }
 
 /// The leader, except that a leader no quorum has answered for longer than an election
