@@ -394,10 +394,38 @@ impl TestCluster {
         }
     }
 
-    /// Ends a partition: every proxy admits everyone again.
+    /// Cuts peer traffic from member `from` to member `to` only: `to`'s proxy refuses the
+    /// connections `from` opens, while `to` still reaches `from` (and the answers to what
+    /// `to` sends come back). Decided by the current processes, as `partition`.
+    pub fn partition_one_way(&mut self, from: usize, to: usize) {
+        let pids: Vec<u32> = self
+            .running()
+            .into_iter()
+            .filter(|&i| i != from)
+            .map(|i| self.members[i].child.as_ref().unwrap().id())
+            .collect();
+        self.proxy(to).only_from(&pids);
+        self.members[to].push_log(format!(
+            "[harness] one-way partition: nothing from {} reaches {}",
+            self.name(from),
+            self.name(to)
+        ));
+    }
+
+    /// Delays all peer traffic, between every two members, by `delay` (a slow network);
+    /// zero ends it.
+    pub fn delay_peer_network(&mut self, delay: Duration) {
+        for j in 0..self.len() {
+            self.proxy(j).set_delay(delay);
+            self.members[j].push_log(format!("[harness] peer traffic delayed by {delay:?}"));
+        }
+    }
+
+    /// Ends a partition and any delay: every proxy admits everyone again, at once.
     pub fn heal(&mut self) {
         for j in 0..self.len() {
             self.proxy(j).open();
+            self.proxy(j).set_delay(Duration::ZERO);
             self.members[j].push_log("[harness] partition healed".to_string());
         }
     }
@@ -493,6 +521,25 @@ impl TestCluster {
             }
         }
         self.spawn_and_wait(members, MEMBER_READY_TIMEOUT);
+    }
+
+    /// Makes stopped member `i` a new member at its next start, as after a member remove
+    /// and a member add of its peer URLs: its data is wiped, and it joins the running
+    /// cluster (`existing`, every member in `--initial-cluster`) under the ID the add gave.
+    pub fn wipe_for_rejoin(&mut self, i: usize) {
+        assert!(!self.is_running(i), "stop member {} first", self.name(i));
+        let all: Vec<usize> = (0..self.len()).collect();
+        let initial_cluster = self.initial_cluster_of(&all);
+        let m = &mut self.members[i];
+        match std::fs::remove_dir_all(&m.data_dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("wipe {}: {e}", m.data_dir.display()),
+        }
+        m.initial_state = "existing";
+        m.initial_cluster = initial_cluster;
+        m.id = None;
+        m.push_log("[harness] data wiped: rejoins as a new member".to_string());
     }
 
     /// Reserves ports and a data dir for a new member named `name` without starting it;

@@ -1,8 +1,9 @@
 //! A fault-injecting TCP proxy, for network partitions made by the tests themselves.
 //!
 //! A `Proxy` listens on a loopback port and forwards each accepted connection to a target
-//! port, copying both directions. It is `open` (admits everyone), `cut` (admits no one) or
-//! admits only connections made by given processes (`only_from`). A change of rule closes
+//! port, copying both directions, each byte after `delay` (none by default: a slow
+//! network). It is `open` (admits everyone), `cut` (admits no one) or admits only
+//! connections made by given processes (`only_from`). A change of rule closes
 //! at once every current connection the new rule refuses; a refused new connection is
 //! accepted and closed at once (a listening socket cannot refuse per sender).
 //!
@@ -13,7 +14,7 @@
 //! accepted connection's remote port), and its inode is among the fds of the process that
 //! owns it. A connection whose owner cannot be found is refused unless the proxy is open.
 //!
-//! Bounded: two copy threads per connection, which end when either side closes or the
+//! Bounded: four copy threads per connection (a reader and a writer each way), which end when either side closes or the
 //! proxy closes the connection; the accept thread ends when the proxy is dropped, which
 //! also closes every connection.
 
@@ -45,6 +46,8 @@ impl Conn {
 
 struct State {
     rule: Rule,
+    /// Added to the time every byte takes through the proxy.
+    delay: std::time::Duration,
     dropped: bool,
     next_id: u64,
     conns: Vec<Conn>,
@@ -63,6 +66,7 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(State {
             rule: Rule::Open,
+            delay: std::time::Duration::ZERO,
             dropped: false,
             next_id: 0,
             conns: Vec::new(),
@@ -103,6 +107,12 @@ impl Proxy {
         self.set_rule(Rule::OnlyFrom(pids.to_vec()));
     }
 
+    /// Delays every byte through the proxy, in both directions, by `delay` from now on
+    /// (zero: none), current connections included.
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        self.state.lock().unwrap().delay = delay;
+    }
+
     fn set_rule(&self, rule: Rule) {
         let mut guard = self.state.lock().unwrap();
         let st = &mut *guard;
@@ -137,23 +147,45 @@ fn accept(state: &Arc<Mutex<State>>, client: TcpStream, port: u16, target: u16) 
     });
     drop(st);
     // The peer protocols here never half-close, so the end of either direction ends both.
-    let pump = move |mut from: TcpStream, mut to: TcpStream, owner: Option<Arc<Mutex<State>>>| {
+    // Each direction is a reader that stamps what it reads and a writer that passes it on
+    // once the delay since its stamp has passed, so a delay adds latency, not a bandwidth
+    // limit.
+    let pump = move |mut from: TcpStream,
+                     to: TcpStream,
+                     state: Arc<Mutex<State>>,
+                     owner: bool| {
+        let (chunks, delayed) = std::sync::mpsc::channel::<(std::time::Instant, Vec<u8>)>();
+        let delay_of = state.clone();
+        let mut writer_to = to.try_clone().unwrap();
+        let writer = std::thread::spawn(move || {
+            for (read_at, chunk) in delayed {
+                let due = read_at + delay_of.lock().unwrap().delay;
+                if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                if writer_to.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+        });
         let mut buf = [0u8; 16 * 1024];
         while let Ok(n) = from.read(&mut buf) {
-            if n == 0 || to.write_all(&buf[..n]).is_err() {
+            if n == 0 || chunks.send((std::time::Instant::now(), buf[..n].to_vec())).is_err() {
                 break;
             }
         }
+        drop(chunks);
+        let _ = writer.join();
         let _ = from.shutdown(Shutdown::Both);
         let _ = to.shutdown(Shutdown::Both);
-        if let Some(st) = owner {
-            st.lock().unwrap().conns.retain(|c| c.id != id);
+        if owner {
+            state.lock().unwrap().conns.retain(|c| c.id != id);
         }
     };
     let (c3, u3) = (c2.try_clone().unwrap(), u2.try_clone().unwrap());
-    let owner = Some(state.clone());
-    std::thread::spawn(move || pump(c2, u2, owner));
-    std::thread::spawn(move || pump(u3, c3, None));
+    let (st1, st2) = (state.clone(), state.clone());
+    std::thread::spawn(move || pump(c2, u2, st1, true));
+    std::thread::spawn(move || pump(u3, c3, st2, false));
 }
 
 fn admits(rule: &Rule, inode: Option<u64>) -> bool {

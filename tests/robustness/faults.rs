@@ -1,7 +1,8 @@
 //! The faults a run injects, one at a time, each healed before the next: kill -9 and
-//! restart, SIGSTOP pauses past the election timeout, peer partitions (through the
-//! harness's per-member proxies), and, where the server has failpoints, a slow fsync, a
-//! full disk and a crash at a named failpoint.
+//! restart, SIGSTOP pauses past the election timeout, peer partitions both ways and one
+//! way and a slow peer network (through the harness's per-member proxies), a member
+//! removed and added back with its data wiped, and, where the server has failpoints, a
+//! slow fsync, a full disk and a crash at a named failpoint.
 
 use std::time::Duration;
 
@@ -16,6 +17,13 @@ const KILL_DOWN_TIME: Duration = Duration::from_millis(1000);
 const PAUSE_TIME: Duration = Duration::from_millis(2500);
 const PARTITION_TIME: Duration = Duration::from_millis(2500);
 const SLOW_DISK_TIME: Duration = Duration::from_millis(3000);
+const SLOW_NETWORK_TIME: Duration = Duration::from_millis(3000);
+/// Added to every peer message while the network is slow: more than a heartbeat, less
+/// than an election timeout.
+const SLOW_NETWORK_DELAY: Duration = Duration::from_millis(200);
+/// Time for a membership change to be accepted (a cluster that just healed refuses them
+/// for a while as unhealthy) and for a removed member to exit.
+const MEMBERSHIP_WAIT: Duration = Duration::from_secs(30);
 /// A slow disk: each log fsync of the member stalls this long.
 const SLOW_FSYNC: &str = "sleep(200)";
 /// Time for a member whose failpoint crashes it to reach the point under traffic.
@@ -43,6 +51,12 @@ pub enum Fault {
     PauseFollower,
     PartitionLeader,
     PartitionFollower,
+    /// Nothing the leader sends reaches one follower; the follower still reaches it.
+    OneWayLeaderToFollower,
+    /// Every peer message is delayed.
+    SlowNetwork,
+    /// A follower is removed, its data wiped, and it is added back as a new member.
+    ReplaceFollower,
     /// Needs failpoints (Cairn only).
     SlowFsyncLeader,
     /// Needs failpoints: every log fsync of a follower fails (ENOSPC), and it exits.
@@ -129,7 +143,10 @@ pub async fn inject(
         Fault::KillFollower
         | Fault::PauseFollower
         | Fault::PartitionFollower
+        | Fault::OneWayLeaderToFollower
+        | Fault::ReplaceFollower
         | Fault::DiskFullFollower => follower,
+        Fault::SlowNetwork => leader,
         Fault::CrashAtFailpoint => {
             if CRASH_POINTS[*crash_round % CRASH_POINTS.len()] == "raft_before_send_append" {
                 leader
@@ -156,6 +173,19 @@ pub async fn inject(
             tokio::time::sleep(PARTITION_TIME).await;
             c.heal();
         }
+        Fault::OneWayLeaderToFollower => {
+            c.partition_one_way(leader, target);
+            detail = format!("from {}", c.name(leader));
+            tokio::time::sleep(PARTITION_TIME).await;
+            c.heal();
+        }
+        Fault::SlowNetwork => {
+            c.delay_peer_network(SLOW_NETWORK_DELAY);
+            detail = format!("{SLOW_NETWORK_DELAY:?} on every peer link");
+            tokio::time::sleep(SLOW_NETWORK_TIME).await;
+            c.heal();
+        }
+        Fault::ReplaceFollower => detail = replace(c, target).await,
         Fault::SlowFsyncLeader => {
             c.set_failpoint(target, "raft_log_before_fsync", SLOW_FSYNC);
             tokio::time::sleep(SLOW_DISK_TIME).await;
@@ -192,4 +222,54 @@ fn crash_and_restart(c: &mut TestCluster, target: usize, point: &str, action: &s
             format!("not reached within {CRASH_WAIT:?}")
         }
     })
+}
+
+/// Removes member `target`, waits for it to exit, wipes its data and adds it back under a
+/// new ID with the same peer URL, then starts it. What happened, for the report.
+async fn replace(c: &mut TestCluster, target: usize) -> String {
+    let old_id = c.member_id(target).await;
+    let others: Vec<usize> = c.running().into_iter().filter(|&i| i != target).collect();
+    let mut client = c.client_of(&others).await;
+    let deadline = tokio::time::Instant::now() + MEMBERSHIP_WAIT;
+    let mut last_error = String::new();
+    let removed = loop {
+        match client.member_remove(old_id).await {
+            Ok(_) => break true,
+            // Already gone: an earlier try was applied although its answer was lost.
+            Err(e) if e.to_string().contains("member not found") => break true,
+            Err(e) => last_error = e.to_string(),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    if !removed {
+        return format!("member remove refused: {last_error}");
+    }
+    tokio::task::block_in_place(|| {
+        if c.wait_exit(target, MEMBERSHIP_WAIT).is_none() {
+            c.kill9(target);
+        }
+    });
+    c.wipe_for_rejoin(target);
+    let url = c.peer_url(target);
+    let deadline = tokio::time::Instant::now() + MEMBERSHIP_WAIT;
+    let new_id = loop {
+        match client.member_add([url.clone()], None).await {
+            Ok(r) => break r.member().map(|m| m.id()),
+            Err(e) => last_error = e.to_string(),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let Some(new_id) = new_id else {
+        panic!("member add of {url} refused for {MEMBERSHIP_WAIT:?}: {last_error}");
+    };
+    tokio::task::block_in_place(|| c.start_member(target));
+    let started_as = c.member_id(target).await;
+    assert_eq!(started_as, new_id, "the member rejoined under the ID the add gave");
+    format!("removed {old_id:x}, added back as {new_id:x}")
 }

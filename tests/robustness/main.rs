@@ -437,6 +437,31 @@ async fn kill_pause_partition() {
     .await;
 }
 
+/// A one-way partition, a slow peer network, and a follower removed and added back with
+/// its data wiped, with leases in the traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_way_partition_slow_network_member_replace() {
+    let rounds = if long_profile() { 10 } else { 1 };
+    let faults = vec![
+        Fault::OneWayLeaderToFollower,
+        Fault::SlowNetwork,
+        Fault::ReplaceFollower,
+    ];
+    run(Scenario {
+        name: "one_way_partition_slow_network_member_replace",
+        traffic: TrafficConfig {
+            clients: 6,
+            keys: 8,
+            op_timeout: Duration::from_secs(3),
+            leases: true,
+        },
+        schedule: Schedule::Count(faults.len() * rounds),
+        faults,
+        member_args: vec!["--snapshot-count", "500"],
+    })
+    .await;
+}
+
 /// Disk faults and crashes at each failpoint, with leases in the traffic and frequent
 /// snapshots (so that snapshot builds crash too).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
