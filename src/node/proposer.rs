@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use crate::error::EtcdError;
 use crate::proto::cairnraftpb::{ApplyResult, InternalRequest, Proposal};
 use crate::proto::cairnpeerpb::peer_client::PeerClient;
-use crate::raft::{never_sent, wait_for_leader, Batch, Leader, Peers, Raft, TypeConfig};
+use crate::raft::{leader_replaced, never_sent, wait_for_leader, Batch, Leader, Peers, Raft, TypeConfig};
 use tonic::transport::Channel;
 
 /// Requests waiting for a batch; beyond this, writers get `too many requests` at once
@@ -176,6 +176,7 @@ async fn applied_here(
 /// (`request timed out`), and it is answered only once another leader is known or at the
 /// deadline: the clients of a member whose leader went away wait out the election, as in
 /// etcd, instead of failing again and again until this member learns of the new leader.
+/// An answer still awaited when another leader is elected is given up as unknown.
 async fn forward(
     raft: &Raft,
     peers: &Peers,
@@ -186,7 +187,16 @@ async fn forward(
     deadline: tokio::time::Instant,
 ) -> Result<Vec<ApplyResult>, EtcdError> {
     loop {
-        match client.propose(Proposal::clone(&proposal.0)).await {
+        let sent = client.propose(Proposal::clone(&proposal.0));
+        let answer = tokio::select! {
+            answer = sent => answer,
+            // The leader was paused or cut off after it got the batch, and the others
+            // elected another: the answer may never come, and the outcome is unknown.
+            // Stop waiting, so that this slot serves the next batches (to the new leader)
+            // rather than holding them up until the deadline.
+            () = leader_replaced(raft, peers, me, id) => return Err(EtcdError::Timeout),
+        };
+        match answer {
             Ok(answer) => {
                 let answer = answer.into_inner();
                 if answer.error != 0 {

@@ -18,7 +18,7 @@ use openraft::error::{CheckIsLeaderError, RaftError};
 
 use crate::error::EtcdError;
 use crate::proto::cairnpeerpb::ReadIndexRequest;
-use crate::raft::{wait_for_leader, Leader, Peers, Raft};
+use crate::raft::{leader_replaced, wait_for_leader, Leader, Peers, Raft};
 
 /// Readers waiting for the next round; beyond this, reads get `too many requests`.
 const QUEUE_CAPACITY: usize = 65_536;
@@ -99,11 +99,14 @@ async fn round(
             match leader {
                 Some(Leader::Other(id, mut client)) => {
                     failed_on = Some(id);
-                    let answer = client
-                        .read_index(ReadIndexRequest {})
-                        .await
-                        .map_err(|_| EtcdError::Timeout)?
-                        .into_inner();
+                    let answer = tokio::select! {
+                        answer = client.read_index(ReadIndexRequest {}) => answer,
+                        // A leader paused or cut off may never answer: ask the next one.
+                        () = leader_replaced(raft, peers, me, id) => {
+                            return Err(EtcdError::NotLeader)
+                        }
+                    };
+                    let answer = answer.map_err(|_| EtcdError::Timeout)?.into_inner();
                     if answer.error != 0 {
                         return Err(EtcdError::from_number(answer.error));
                     }

@@ -230,6 +230,17 @@ impl Leader {
     }
 }
 
+/// Completes once this member knows a leader other than `leader` (it ended or lost its
+/// leadership): a request sent to `leader` and still unanswered then will most likely
+/// never be, and its caller should stop waiting for it. Never completes while `leader`
+/// still leads or no other is known.
+pub async fn leader_replaced(raft: &super::Raft, peers: &Peers, me: u64, leader: u64) {
+    let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
+    if wait_for_leader(raft, peers, me, Some(leader), far).await.is_none() {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// Whether a failed peer request certainly never reached the peer: no connection could be
 /// made (refused, unreachable, a failed TLS handshake), so nothing was sent. Any other
 /// failure may come after the peer received the request.
