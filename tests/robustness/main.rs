@@ -406,8 +406,17 @@ mod erased {
     }
 }
 
+/// A timed schedule: `CAIRN_ROBUSTNESS_SECONDS` if set (the availability comparison runs
+/// 60 s), else the profile's length.
 fn short_or_long(short: Duration, long: Duration) -> Schedule {
-    Schedule::For(if long_profile() { long } else { short })
+    let seconds = std::env::var("CAIRN_ROBUSTNESS_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok());
+    Schedule::For(match seconds {
+        Some(s) => Duration::from_secs(s),
+        None if long_profile() => long,
+        None => short,
+    })
 }
 
 /// The availability schedule: 6 clients on 5 keys doing get, put, CAS txn and delete with
