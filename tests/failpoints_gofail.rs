@@ -19,11 +19,11 @@ async fn gofail_sleep_on_watch_responses_can_be_turned_off_in_time() {
     let mut client = cluster.client().await;
     let mut watches = Vec::new();
     for _ in 0..8 {
-        let (watcher, stream) = client
+        let stream = client
             .watch("k", Some(WatchOptions::new().with_prefix()))
             .await
             .unwrap();
-        watches.push((watcher, stream));
+        watches.push(stream);
     }
     // etcd's name and gofail's action syntax, as the suite sends them.
     cluster.set_failpoint(0, "beforeSendWatchResponse", r#"sleep("3s")"#);
