@@ -118,8 +118,13 @@ pub struct Flags {
     /// Maximum concurrent gRPC streams per client connection.
     #[arg(long, env = "ETCD_MAX_CONCURRENT_STREAMS")]
     pub max_concurrent_streams: Option<u32>,
-    /// Period of watch progress notifications (a Go duration, e.g. "10m" or "500ms").
-    #[arg(long, env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL")]
+    /// Period of watch progress notifications (a Go duration, e.g. "10m" or "500ms");
+    /// etcd 3.6+ names it `--watch-progress-notify-interval`.
+    #[arg(
+        long,
+        alias = "watch-progress-notify-interval",
+        env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL"
+    )]
     pub experimental_watch_progress_notify_interval: Option<String>,
 
     // Accepted for compatibility with etcd's command lines; Cairn has nothing to configure
@@ -197,6 +202,14 @@ pub struct Flags {
     /// TLS cipher suites (not yet: refused).
     #[arg(long, env = "ETCD_CIPHER_SUITES")]
     pub cipher_suites: Option<String>,
+    /// Keys deleted per batch of a physical compaction (etcd 3.6+'s name; 3.4/3.5's
+    /// `--experimental-compaction-batch-limit` too). Refused: Cairn's batch size is fixed.
+    #[arg(
+        long,
+        alias = "experimental-compaction-batch-limit",
+        env = "ETCD_COMPACTION_BATCH_LIMIT"
+    )]
+    pub compaction_batch_limit: Option<u64>,
 }
 
 /// The `--config-file` YAML: etcd's keys, all optional.
@@ -477,6 +490,12 @@ impl Config {
         // Ignoring a restriction the user asked for would weaken their security.
         if f.cipher_suites.is_some() {
             return Err("--cipher-suites is not supported yet".to_string());
+        }
+        if let Some(limit) = f.compaction_batch_limit {
+            return Err(format!(
+                "--compaction-batch-limit={limit} is not supported yet: Cairn deletes a \
+                 compaction's revisions in batches of a fixed size (10,000)"
+            ));
         }
         let allowed_peer = match (f.peer_cert_allowed_cn, f.peer_cert_allowed_hostname) {
             (Some(cn), Some(hostname)) => {
@@ -849,6 +868,31 @@ mod tests {
         assert_eq!(
             catchup(&["--experimental-snapshot-catchup-entries", "8"]),
             Ok(8)
+        );
+    }
+
+    #[test]
+    fn compaction_batch_limit_is_refused_by_name() {
+        for flag in [
+            "--compaction-batch-limit",
+            "--experimental-compaction-batch-limit",
+        ] {
+            let err = parse(&[flag, "100"]).unwrap_err();
+            assert!(err.contains("--compaction-batch-limit=100 is not supported"), "{err}");
+        }
+    }
+
+    #[test]
+    fn watch_progress_notify_interval_under_both_of_etcds_names() {
+        let interval = |args: &[&str]| parse(args).map(|c| c.watch_progress_interval);
+        assert_eq!(interval(&[]), Ok(Duration::from_secs(600)));
+        assert_eq!(
+            interval(&["--experimental-watch-progress-notify-interval", "100ms"]),
+            Ok(Duration::from_millis(100))
+        );
+        assert_eq!(
+            interval(&["--watch-progress-notify-interval", "2s"]),
+            Ok(Duration::from_secs(2))
         );
     }
 

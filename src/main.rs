@@ -48,11 +48,7 @@ fn main() -> ExitCode {
         .build()
         .expect("tokio runtime");
     if let Some(addr) = failpoints_http {
-        runtime.spawn(async move {
-            if let Err(e) = cairn::failpoints::serve_http(addr).await {
-                tracing::error!(error = %e, "failpoint HTTP endpoint");
-            }
-        });
+        serve_failpoints_on_own_thread(addr);
     }
     let code = match runtime.block_on(run(config)) {
         Ok(()) => 0,
@@ -70,6 +66,24 @@ fn main() -> ExitCode {
     let _ = std::io::stderr().flush();
     // SAFETY: `_exit` ends the process at once; nothing runs after it.
     unsafe { libc::_exit(code) }
+}
+
+/// Serves the failpoint endpoint from a thread and runtime of its own: a `sleep` failpoint
+/// stalls the server's runtime threads it is hit on (all of them, when it is hit on every
+/// watch response), and the test that set it must still be able to turn it off.
+fn serve_failpoints_on_own_thread(addr: SocketAddr) {
+    std::thread::Builder::new()
+        .name("failpoints-http".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("failpoint endpoint runtime");
+            if let Err(e) = runtime.block_on(cairn::failpoints::serve_http(addr)) {
+                tracing::error!(error = %e, "failpoint HTTP endpoint");
+            }
+        })
+        .expect("failpoint endpoint thread");
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
