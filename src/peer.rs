@@ -31,7 +31,7 @@ pub struct PeerService {
     node: Arc<Node>,
 }
 
-fn decode<T: DeserializeOwned>(message: &RaftMessage) -> Result<T, Status> {
+pub(crate) fn decode<T: DeserializeOwned>(message: &RaftMessage) -> Result<T, Status> {
     bincode::deserialize(&message.payload)
         .map_err(|e| Status::invalid_argument(format!("cairn: undecodable Raft message: {e}")))
 }
