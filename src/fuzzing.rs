@@ -25,6 +25,30 @@ pub fn parse_peer_urls(urls: &[String]) -> Result<Vec<String>, String> {
     crate::api::cluster::parse_peer_urls(urls).map_err(|s| s.message().to_string())
 }
 
+/// The peer API's handlers of Raft's messages (`peer`): the answer's payload, or the
+/// status's message when the request is refused.
+pub async fn handle_raft_message(
+    raft: &crate::raft::Raft,
+    method: RaftMethod,
+    message: &RaftMessage,
+) -> Result<Vec<u8>, String> {
+    let answer = match method {
+        RaftMethod::AppendEntries => crate::peer::append_entries(raft, message).await,
+        RaftMethod::Vote => crate::peer::vote(raft, message).await,
+        RaftMethod::InstallSnapshot => crate::peer::install_snapshot(raft, message).await,
+    };
+    answer
+        .map(|a| a.into_inner().payload)
+        .map_err(|s| s.message().to_string())
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum RaftMethod {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+}
+
 /// The peer API's decoding of a Raft message's payload (`peer`).
 pub fn decode_raft_message<T: DeserializeOwned>(message: &RaftMessage) -> Result<T, String> {
     crate::peer::decode(message).map_err(|s| s.message().to_string())
