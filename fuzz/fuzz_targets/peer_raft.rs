@@ -1,6 +1,6 @@
 //! Raft's messages from a peer, through the peer API's handlers: each message is built from
-//! structured input, encoded as a member encodes it (bincode in a `RaftMessage`), decoded
-//! with the peer API's decoder and handed to a real Raft node (openraft, Cairn's RocksDB log
+//! structured input, encoded as a member encodes it (bincode in a `RaftMessage`), and handed
+//! to the peer API's handler (`cairn::fuzzing::handle_raft_message`) of a real Raft node (openraft, Cairn's RocksDB log
 //! store and state machine) on a fresh data directory. Appended entries are committed and
 //! applied; snapshot chunks are installed. No message may panic (in any task) or hang it.
 #![no_main]
@@ -10,13 +10,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arbitrary::Arbitrary;
-use cairn::fuzzing;
+use cairn::fuzzing::{self, RaftMethod};
 use cairn::proto::cairnpeerpb::RaftMessage;
 use cairn::proto::cairnraftpb::Proposal;
 use cairn::raft::{Batch, MemberInfo, RaftSettings, TypeConfig};
 use cairn_fuzz::structured::Write;
-use openraft::error::{Fatal, RaftError};
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::error::{Fatal, Infallible, InstallSnapshotError, RaftError};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
 use openraft::{CommittedLeaderId, Entry, EntryPayload, Membership, SnapshotMeta, Vote};
 
 /// This member's ID; others are 2..=4.
@@ -127,18 +130,6 @@ fn message(payload: Vec<u8>) -> RaftMessage {
     RaftMessage { payload }
 }
 
-/// An answer the handler sends back: it must encode (`peer::encode`).
-fn answer<T: serde::Serialize>(result: &Result<T, RaftError<u64, impl serde::Serialize>>) {
-    bincode::serialize(result).expect("the answer encodes");
-}
-
-/// A Raft error from a handler: a panic inside openraft's tasks is a crash.
-fn check<T, E: std::fmt::Debug>(result: &Result<T, RaftError<u64, E>>) {
-    if let Err(RaftError::Fatal(Fatal::Panicked)) = result {
-        panic!("Raft's core panicked");
-    }
-}
-
 async fn run(calls: &[Call]) {
     let dir = cairn_fuzz::scratch_dir("raft");
     let storage = Arc::new(cairn::storage::Storage::open(&dir.join("db")).expect("storage"));
@@ -169,7 +160,10 @@ async fn run(calls: &[Call]) {
     for call in calls.iter().take(16) {
         let work = async {
             match call {
-                Call::Vote { vote: v, last_log_id } => {
+                Call::Vote {
+                    vote: v,
+                    last_log_id,
+                } => {
                     let rpc = VoteRequest::new(vote(v), last_log_id.map(log_id));
                     handle_vote(&raft, bincode::serialize(&rpc).unwrap()).await;
                 }
@@ -247,30 +241,38 @@ async fn run(calls: &[Call]) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-// What `peer::PeerService` does with each message: decode, hand to Raft, encode the answer.
+/// The peer API's handler of one Raft message; its answer must decode as the peer client
+/// decodes it, and must not say that openraft's core panicked.
+async fn handle<T, E>(raft: &cairn::raft::Raft, method: RaftMethod, payload: Vec<u8>)
+where
+    T: serde::de::DeserializeOwned,
+    E: serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let Ok(answer) = fuzzing::handle_raft_message(raft, method, &message(payload)).await else {
+        return;
+    };
+    let result: Result<T, RaftError<u64, E>> =
+        bincode::deserialize(&answer).expect("the answer decodes");
+    if let Err(RaftError::Fatal(Fatal::Panicked)) = result {
+        panic!("Raft's core panicked");
+    }
+}
 
 async fn handle_vote(raft: &cairn::raft::Raft, payload: Vec<u8>) {
-    if let Ok(rpc) = fuzzing::decode_raft_message(&message(payload)) {
-        let result = raft.vote(rpc).await;
-        check(&result);
-        answer(&result);
-    }
+    handle::<VoteResponse<u64>, Infallible>(raft, RaftMethod::Vote, payload).await
 }
 
 async fn handle_append(raft: &cairn::raft::Raft, payload: Vec<u8>) {
-    if let Ok(rpc) = fuzzing::decode_raft_message(&message(payload)) {
-        let result = raft.append_entries(rpc).await;
-        check(&result);
-        answer(&result);
-    }
+    handle::<AppendEntriesResponse<u64>, Infallible>(raft, RaftMethod::AppendEntries, payload).await
 }
 
 async fn handle_snapshot(raft: &cairn::raft::Raft, payload: Vec<u8>) {
-    if let Ok(rpc) = fuzzing::decode_raft_message(&message(payload)) {
-        let result = raft.install_snapshot(rpc).await;
-        check(&result);
-        answer(&result);
-    }
+    handle::<InstallSnapshotResponse<u64>, InstallSnapshotError>(
+        raft,
+        RaftMethod::InstallSnapshot,
+        payload,
+    )
+    .await
 }
 
 libfuzzer_sys::fuzz_target!(|calls: Vec<Call>| {

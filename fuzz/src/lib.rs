@@ -87,7 +87,10 @@ fn open_db() -> Db {
 /// An empty storage for one input.
 fn fresh_storage() -> Arc<Storage> {
     static DB: OnceLock<Mutex<Option<Db>>> = OnceLock::new();
-    let mut db = DB.get_or_init(Mutex::default).lock().unwrap_or_else(|e| e.into_inner());
+    let mut db = DB
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     if db.as_ref().is_none_or(|d| d.inputs >= INPUTS_PER_DB) {
         *db = None;
         *db = Some(open_db());
@@ -263,7 +266,9 @@ impl Session {
     pub async fn call(&mut self, method: Method, bytes: &[u8]) {
         match method {
             Method::Range => {
-                let Ok(r) = RangeRequest::decode(bytes) else { return };
+                let Ok(r) = RangeRequest::decode(bytes) else {
+                    return;
+                };
                 if fuzzing::validate_range(&r).is_ok() {
                     let view = self.mvcc.read_view();
                     if let Ok(response) = apply::range(&view, &r) {
@@ -272,20 +277,26 @@ impl Session {
                 }
             }
             Method::Put => {
-                let Ok(r) = PutRequest::decode(bytes) else { return };
+                let Ok(r) = PutRequest::decode(bytes) else {
+                    return;
+                };
                 if fuzzing::validate_put(&r).is_ok() {
                     self.propose(internal_request::Request::Put(r), true).await;
                 }
             }
             Method::DeleteRange => {
-                let Ok(r) = DeleteRangeRequest::decode(bytes) else { return };
+                let Ok(r) = DeleteRangeRequest::decode(bytes) else {
+                    return;
+                };
                 if fuzzing::validate_delete_range(&r).is_ok() {
                     self.propose(internal_request::Request::DeleteRange(r), true)
                         .await;
                 }
             }
             Method::Txn => {
-                let Ok(r) = TxnRequest::decode(bytes) else { return };
+                let Ok(r) = TxnRequest::decode(bytes) else {
+                    return;
+                };
                 if fuzzing::validate_txn(&r, MAX_TXN_OPS).is_err() {
                     return;
                 }
@@ -298,12 +309,16 @@ impl Session {
                 }
             }
             Method::Compact => {
-                let Ok(r) = CompactionRequest::decode(bytes) else { return };
+                let Ok(r) = CompactionRequest::decode(bytes) else {
+                    return;
+                };
                 self.propose(internal_request::Request::Compaction(r), true)
                     .await;
             }
             Method::LeaseGrant => {
-                let Ok(mut r) = LeaseGrantRequest::decode(bytes) else { return };
+                let Ok(mut r) = LeaseGrantRequest::decode(bytes) else {
+                    return;
+                };
                 if r.id == 0 {
                     r.id = self.next_lease_id;
                     self.next_lease_id += 1;
@@ -312,16 +327,22 @@ impl Session {
                     .await;
             }
             Method::LeaseRevoke => {
-                let Ok(r) = LeaseRevokeRequest::decode(bytes) else { return };
+                let Ok(r) = LeaseRevokeRequest::decode(bytes) else {
+                    return;
+                };
                 self.propose(internal_request::Request::LeaseRevoke(r), true)
                     .await;
             }
             Method::LeaseKeepAlive => {
-                let Ok(r) = LeaseKeepAliveRequest::decode(bytes) else { return };
+                let Ok(r) = LeaseKeepAliveRequest::decode(bytes) else {
+                    return;
+                };
                 self.keep_alive(r.id);
             }
             Method::LeaseTimeToLive => {
-                let Ok(r) = LeaseTimeToLiveRequest::decode(bytes) else { return };
+                let Ok(r) = LeaseTimeToLiveRequest::decode(bytes) else {
+                    return;
+                };
                 self.time_to_live(r.id, r.keys);
             }
             Method::LeaseLeases => {
@@ -329,18 +350,27 @@ impl Session {
                     return;
                 };
                 let leases = self.lessor.leases();
-                assert!(leases.windows(2).all(|w| w[0] < w[1]), "leases sorted, unique");
+                assert!(
+                    leases.windows(2).all(|w| w[0] < w[1]),
+                    "leases sorted, unique"
+                );
             }
             Method::Watch(n) => {
-                let Ok(r) = WatchRequest::decode(bytes) else { return };
+                let Ok(r) = WatchRequest::decode(bytes) else {
+                    return;
+                };
                 self.watch(n, r).await;
             }
             Method::MemberAdd => {
-                let Ok(r) = MemberAddRequest::decode(bytes) else { return };
+                let Ok(r) = MemberAddRequest::decode(bytes) else {
+                    return;
+                };
                 member_urls(&r.peer_ur_ls);
             }
             Method::MemberUpdate => {
-                let Ok(r) = MemberUpdateRequest::decode(bytes) else { return };
+                let Ok(r) = MemberUpdateRequest::decode(bytes) else {
+                    return;
+                };
                 member_urls(&r.peer_ur_ls);
             }
             Method::MemberRemove => {
@@ -353,11 +383,15 @@ impl Session {
                 let _ = MemberPromoteRequest::decode(bytes);
             }
             Method::Alarm => {
-                let Ok(r) = AlarmRequest::decode(bytes) else { return };
+                let Ok(r) = AlarmRequest::decode(bytes) else {
+                    return;
+                };
                 let _ = AlarmAction::try_from(r.action);
             }
             Method::Status => {
-                let Ok(StatusRequest {}) = StatusRequest::decode(bytes) else { return };
+                let Ok(StatusRequest {}) = StatusRequest::decode(bytes) else {
+                    return;
+                };
                 let _ = self.storage.size_bytes();
             }
             Method::Defragment => {
@@ -373,7 +407,9 @@ impl Session {
                 let _ = HashRequest::decode(bytes);
             }
             Method::HashKv => {
-                let Ok(r) = HashKvRequest::decode(bytes) else { return };
+                let Ok(r) = HashKvRequest::decode(bytes) else {
+                    return;
+                };
                 if let Ok(hashed) = self.mvcc.hash_kv(r.revision) {
                     assert_eq!(hashed.current_rev, self.mvcc.current_rev());
                     assert_eq!(hashed.compact_rev, self.mvcc.compact_rev());
@@ -510,7 +546,11 @@ impl Session {
         wait_compacted(&reloaded).await;
         let (rev, compact_rev) = (self.mvcc.current_rev(), self.mvcc.compact_rev());
         assert_eq!(reloaded.current_rev(), rev, "revision survives a reload");
-        assert_eq!(reloaded.compact_rev(), compact_rev, "compaction survives a reload");
+        assert_eq!(
+            reloaded.compact_rev(),
+            compact_rev,
+            "compaction survives a reload"
+        );
         let (live, reread) = (self.mvcc.read_view(), reloaded.read_view());
         let first = compact_rev.max(1).max(rev - MAX_REVS_COMPARED);
         for at in first..=rev {
@@ -559,15 +599,18 @@ impl Session {
                 "lease {id}'s keys survive a reload"
             );
             for key in &keys {
-                let kv = live.get(key.as_slice()).unwrap_or_else(|| {
-                    panic!("lease {id} holds {key:?}, which does not exist")
-                });
+                let kv = live
+                    .get(key.as_slice())
+                    .unwrap_or_else(|| panic!("lease {id} holds {key:?}, which does not exist"));
                 assert_eq!(kv.lease, *id, "{key:?} is attached to lease {id}");
             }
             attached += keys.len();
         }
         let with_lease = all.kvs.iter().filter(|kv| kv.lease != 0).count();
-        assert_eq!(attached, with_lease, "every key with a lease is attached to it");
+        assert_eq!(
+            attached, with_lease,
+            "every key with a lease is attached to it"
+        );
     }
 }
 
@@ -592,7 +635,10 @@ impl Stream {
                     .pop_front()
                     .flatten()
                     .expect("a create the hub accepted");
-                assert!(!self.watches.contains_key(&watch_id), "watch {watch_id} twice");
+                assert!(
+                    !self.watches.contains_key(&watch_id),
+                    "watch {watch_id} twice"
+                );
                 self.ended.remove(&watch_id);
                 let last_rev = spec.start_rev - 1;
                 self.watches.insert(watch_id, Watch { spec, last_rev });
@@ -602,13 +648,19 @@ impl Stream {
                 self.creating.pop_front().expect("a create was asked for");
             }
             Outgoing::Canceled { watch_id, .. } | Outgoing::Compacted { watch_id, .. } => {
-                assert!(self.watches.remove(&watch_id).is_some(), "unknown watch ended");
+                assert!(
+                    self.watches.remove(&watch_id).is_some(),
+                    "unknown watch ended"
+                );
                 self.ended.insert(watch_id);
             }
             Outgoing::Events {
                 watch_id, events, ..
             } => {
-                assert!(!self.ended.contains(&watch_id), "events after watch {watch_id} ended");
+                assert!(
+                    !self.ended.contains(&watch_id),
+                    "events after watch {watch_id} ended"
+                );
                 let watch = self
                     .watches
                     .get_mut(&watch_id)
@@ -660,8 +712,13 @@ fn check_range_response(r: &RangeRequest, response: &RangeResponse) {
     if r.count_only {
         assert!(response.kvs.is_empty());
     } else {
-        assert!(response.count >= response.kvs.len() as i64 || r.min_mod_revision != 0
-            || r.max_mod_revision != 0 || r.min_create_revision != 0 || r.max_create_revision != 0);
+        assert!(
+            response.count >= response.kvs.len() as i64
+                || r.min_mod_revision != 0
+                || r.max_mod_revision != 0
+                || r.min_create_revision != 0
+                || r.max_create_revision != 0
+        );
     }
     if r.keys_only {
         assert!(response.kvs.iter().all(|kv| kv.value.is_empty()));
@@ -680,7 +737,11 @@ fn check_apply_result(
     let result = result.result.as_ref().expect("a result");
     match (&request.request, result) {
         (_, R::Error(code)) => {
-            assert_ne!(*code, EtcdError::Corrupt.number(), "corrupt for {request:?}");
+            assert_ne!(
+                *code,
+                EtcdError::Corrupt.number(),
+                "corrupt for {request:?}"
+            );
             assert_eq!(rev_after, rev_before, "a failed request changed nothing");
         }
         (Some(Q::Put(_)), R::Put(p)) => {
@@ -773,7 +834,11 @@ where
     let decoded: T = fuzzing::decode_raft_message(&message).ok()?;
     let encoded = bincode::serialize(&decoded).expect("a decoded message encodes");
     let again: T = bincode::deserialize(&encoded).expect("an encoded message decodes");
-    assert_eq!(format!("{decoded:?}"), format!("{again:?}"), "Raft message round trip");
+    assert_eq!(
+        format!("{decoded:?}"),
+        format!("{again:?}"),
+        "Raft message round trip"
+    );
     Some(decoded)
 }
 
@@ -785,7 +850,11 @@ where
     if let Ok(decoded) = bincode::deserialize::<T>(payload) {
         let encoded = bincode::serialize(&decoded).expect("a decoded answer encodes");
         let again: T = bincode::deserialize(&encoded).expect("an encoded answer decodes");
-        assert_eq!(format!("{decoded:?}"), format!("{again:?}"), "answer round trip");
+        assert_eq!(
+            format!("{decoded:?}"),
+            format!("{again:?}"),
+            "answer round trip"
+        );
     }
 }
 
@@ -815,7 +884,9 @@ impl Session {
                 answer_decode::<Answer<InstallSnapshotResponse<u64>, InstallSnapshotError>>(bytes)
             }
             PeerFrame::Propose => {
-                let Ok(proposal) = Proposal::decode(bytes) else { return };
+                let Ok(proposal) = Proposal::decode(bytes) else {
+                    return;
+                };
                 for request in proposal.requests {
                     self.propose_raw(request).await;
                 }
@@ -824,11 +895,15 @@ impl Session {
                 let _ = ProposeResponse::decode(bytes);
             }
             PeerFrame::LeaseKeepAlive => {
-                let Ok(r) = LeaseKeepAliveRequest::decode(bytes) else { return };
+                let Ok(r) = LeaseKeepAliveRequest::decode(bytes) else {
+                    return;
+                };
                 self.keep_alive(r.id);
             }
             PeerFrame::LeaseTimeToLive => {
-                let Ok(r) = LeaseTimeToLiveRequest::decode(bytes) else { return };
+                let Ok(r) = LeaseTimeToLiveRequest::decode(bytes) else {
+                    return;
+                };
                 self.time_to_live(r.id, r.keys);
             }
             PeerFrame::ReadIndexAnswer => {
@@ -838,9 +913,10 @@ impl Session {
                 let _ = ClusterInfoResponse::decode(bytes);
             }
             PeerFrame::Envelope => {
-                let Ok(message) = RaftMessage::decode(bytes) else { return };
-                if let Some(rpc) =
-                    raft_decode::<AppendEntriesRequest<TypeConfig>>(&message.payload)
+                let Ok(message) = RaftMessage::decode(bytes) else {
+                    return;
+                };
+                if let Some(rpc) = raft_decode::<AppendEntriesRequest<TypeConfig>>(&message.payload)
                 {
                     self.apply_entries(&rpc.entries).await;
                 }

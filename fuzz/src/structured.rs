@@ -284,26 +284,65 @@ pub enum Op {
     Put(Put),
     Delete(Delete),
     Txn(Txn),
-    Compact { revision: Rev, physical: bool },
-    LeaseGrant { id: LeaseId, ttl: i64 },
-    LeaseRevoke { id: LeaseId },
-    LeaseKeepAlive { id: LeaseId },
-    LeaseTimeToLive { id: LeaseId, keys: bool },
+    Compact {
+        revision: Rev,
+        physical: bool,
+    },
+    LeaseGrant {
+        id: LeaseId,
+        ttl: i64,
+    },
+    LeaseRevoke {
+        id: LeaseId,
+    },
+    LeaseKeepAlive {
+        id: LeaseId,
+    },
+    LeaseTimeToLive {
+        id: LeaseId,
+        keys: bool,
+    },
     LeaseLeases,
-    WatchCreate { stream: u8, create: WatchCreate },
-    WatchCancel { stream: u8, watch_id: i8 },
-    WatchProgress { stream: u8 },
-    MemberAdd { urls: Vec<Url>, is_learner: bool },
-    MemberUpdate { id: u64, urls: Vec<Url> },
-    MemberRemove { id: u64 },
-    MemberPromote { id: u64 },
+    WatchCreate {
+        stream: u8,
+        create: WatchCreate,
+    },
+    WatchCancel {
+        stream: u8,
+        watch_id: i8,
+    },
+    WatchProgress {
+        stream: u8,
+    },
+    MemberAdd {
+        urls: Vec<Url>,
+        is_learner: bool,
+    },
+    MemberUpdate {
+        id: u64,
+        urls: Vec<Url>,
+    },
+    MemberRemove {
+        id: u64,
+    },
+    MemberPromote {
+        id: u64,
+    },
     MemberList,
-    Alarm { action: i8, member_id: u64, alarm: i8 },
+    Alarm {
+        action: i8,
+        member_id: u64,
+        alarm: i8,
+    },
     Status,
     Defragment,
     Hash,
-    HashKv { revision: Rev },
-    MoveLeader { target: u64 },
+    HashKv {
+        revision: Rev,
+    },
+    MoveLeader {
+        target: u64,
+    },
     Commit,
     ProgressTick(u8),
     Leader(bool),
@@ -382,13 +421,14 @@ impl Op {
             Op::WatchProgress { stream } => (
                 Method::Watch(*stream as usize % streams),
                 WatchRequest {
-                    request_union: Some(RequestUnion::ProgressRequest(
-                        WatchProgressRequest {},
-                    )),
+                    request_union: Some(RequestUnion::ProgressRequest(WatchProgressRequest {})),
                 }
                 .encode_to_vec(),
             ),
-            Op::MemberAdd { urls: u, is_learner } => (
+            Op::MemberAdd {
+                urls: u,
+                is_learner,
+            } => (
                 Method::MemberAdd,
                 MemberAddRequest {
                     peer_ur_ls: urls(u),
