@@ -57,6 +57,24 @@ fn from_leader(vote: &Vote<u64>) -> Result<(), Status> {
     }
 }
 
+/// A leader sends entries that follow `prev_log_id` index by index, their log ids in order.
+/// openraft takes that for granted too (its core stops on a failed debug assertion, and a
+/// log with a gap would be stored as it came). Refused otherwise.
+fn consecutive(rpc: &AppendEntriesRequest<TypeConfig>) -> Result<(), Status> {
+    let mut previous = rpc.prev_log_id;
+    for entry in &rpc.entries {
+        let follows = entry.log_id.index == previous.map_or(0, |p| p.index + 1)
+            && previous.is_none_or(|p| p.leader_id <= entry.log_id.leader_id);
+        if !follows {
+            return Err(Status::invalid_argument(
+                "cairn: Raft entries that do not follow one another",
+            ));
+        }
+        previous = Some(entry.log_id);
+    }
+    Ok(())
+}
+
 /// The Raft messages' handlers: decode, check, hand to openraft, encode its answer.
 pub(crate) async fn append_entries(
     raft: &Raft,
@@ -64,6 +82,7 @@ pub(crate) async fn append_entries(
 ) -> Result<Response<RaftMessage>, Status> {
     let rpc: AppendEntriesRequest<TypeConfig> = decode(message)?;
     from_leader(&rpc.vote)?;
+    consecutive(&rpc)?;
     encode(&raft.append_entries(rpc).await)
 }
 

@@ -66,3 +66,30 @@ async fn append_and_snapshot_from_an_uncommitted_vote_are_refused() {
     assert_eq!(appended.unwrap_err().code(), tonic::Code::InvalidArgument);
     assert_eq!(installed.unwrap_err().code(), tonic::Code::InvalidArgument);
 }
+
+/// openraft expects an append's entries to follow its `prev_log_id` index by index, and
+/// stopped its core (a failed debug assertion) on entries that do not.
+#[tokio::test]
+async fn append_of_entries_that_do_not_follow_prev_log_id_is_refused() {
+    let server = TestServer::start(&[]);
+    assert_still_writes(&server).await;
+    let mut peer = peer(&server).await;
+    let leader = openraft::CommittedLeaderId::new(1000, 2);
+    let entry = |index| openraft::Entry::<TypeConfig> {
+        log_id: openraft::LogId::new(leader, index),
+        payload: openraft::EntryPayload::Blank,
+    };
+    let append = AppendEntriesRequest::<TypeConfig> {
+        vote: Vote::new_committed(1000, 2),
+        prev_log_id: None,
+        entries: vec![entry(5), entry(6)],
+        leader_commit: None,
+    };
+    let appended = peer
+        .append_entries(RaftMessage {
+            payload: bincode::serialize(&append).unwrap(),
+        })
+        .await;
+    assert_still_writes(&server).await;
+    assert_eq!(appended.unwrap_err().code(), tonic::Code::InvalidArgument);
+}
