@@ -28,6 +28,7 @@
 //! - [`storage`]: the RocksDB instance and its column families.
 //! - [`error`]: etcd's error codes and messages.
 //! - [`failpoints`]: named fault-injection points for tests (cargo feature `failpoints`).
+//! - `fuzzing`: the checks the fuzz targets in `fuzz/` call (cargo feature `fuzzing`).
 
 pub mod api;
 pub mod apply;
@@ -37,6 +38,9 @@ pub mod config;
 pub mod error;
 pub mod failpoints;
 pub mod feature_gates;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod lease;
 pub mod mvcc;
 pub mod net;

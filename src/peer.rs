@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest};
+use openraft::Vote;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::net::{TcpListener, UnixListener};
@@ -25,13 +27,13 @@ use crate::proto::cairnraftpb::Proposal;
 use crate::proto::etcdserverpb::{
     LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
-use crate::raft::Batch;
+use crate::raft::{Batch, Raft, TypeConfig};
 
 pub struct PeerService {
     node: Arc<Node>,
 }
 
-fn decode<T: DeserializeOwned>(message: &RaftMessage) -> Result<T, Status> {
+pub(crate) fn decode<T: DeserializeOwned>(message: &RaftMessage) -> Result<T, Status> {
     bincode::deserialize(&message.payload)
         .map_err(|e| Status::invalid_argument(format!("cairn: undecodable Raft message: {e}")))
 }
@@ -42,27 +44,83 @@ fn encode<T: Serialize>(result: &T) -> Result<Response<RaftMessage>, Status> {
     Ok(Response::new(RaftMessage { payload }))
 }
 
+/// Appends and snapshot chunks come from a leader, whose vote is committed. openraft takes
+/// that for granted: from any other vote, its core stops on a failed debug assertion (and
+/// without debug assertions a follower would accept entries from a candidate). Refused.
+fn from_leader(vote: &Vote<u64>) -> Result<(), Status> {
+    if vote.is_committed() {
+        Ok(())
+    } else {
+        Err(Status::invalid_argument(
+            "cairn: Raft message from a vote that is not a leader's",
+        ))
+    }
+}
+
+/// A leader sends entries that follow `prev_log_id` index by index, their log ids in order.
+/// openraft takes that for granted too (its core stops on a failed debug assertion, and a
+/// log with a gap would be stored as it came). Refused otherwise.
+fn consecutive(rpc: &AppendEntriesRequest<TypeConfig>) -> Result<(), Status> {
+    let mut previous = rpc.prev_log_id;
+    for entry in &rpc.entries {
+        let follows = entry.log_id.index == previous.map_or(0, |p| p.index + 1)
+            && previous.is_none_or(|p| p.leader_id <= entry.log_id.leader_id);
+        if !follows {
+            return Err(Status::invalid_argument(
+                "cairn: Raft entries that do not follow one another",
+            ));
+        }
+        previous = Some(entry.log_id);
+    }
+    Ok(())
+}
+
+/// The Raft messages' handlers: decode, check, hand to openraft, encode its answer.
+pub(crate) async fn append_entries(
+    raft: &Raft,
+    message: &RaftMessage,
+) -> Result<Response<RaftMessage>, Status> {
+    let rpc: AppendEntriesRequest<TypeConfig> = decode(message)?;
+    from_leader(&rpc.vote)?;
+    consecutive(&rpc)?;
+    encode(&raft.append_entries(rpc).await)
+}
+
+pub(crate) async fn vote(
+    raft: &Raft,
+    message: &RaftMessage,
+) -> Result<Response<RaftMessage>, Status> {
+    let rpc = decode(message)?;
+    encode(&raft.vote(rpc).await)
+}
+
+pub(crate) async fn install_snapshot(
+    raft: &Raft,
+    message: &RaftMessage,
+) -> Result<Response<RaftMessage>, Status> {
+    let rpc: InstallSnapshotRequest<TypeConfig> = decode(message)?;
+    from_leader(&rpc.vote)?;
+    encode(&raft.install_snapshot(rpc).await)
+}
+
 #[tonic::async_trait]
 impl Peer for PeerService {
     async fn append_entries(
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        let rpc = decode(request.get_ref())?;
-        encode(&self.node.raft.append_entries(rpc).await)
+        append_entries(&self.node.raft, request.get_ref()).await
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let rpc = decode(request.get_ref())?;
-        encode(&self.node.raft.vote(rpc).await)
+        vote(&self.node.raft, request.get_ref()).await
     }
 
     async fn install_snapshot(
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        let rpc = decode(request.get_ref())?;
-        encode(&self.node.raft.install_snapshot(rpc).await)
+        install_snapshot(&self.node.raft, request.get_ref()).await
     }
 
     async fn propose(

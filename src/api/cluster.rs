@@ -163,7 +163,7 @@ fn forwarded(status: Status) -> Status {
 }
 
 /// Peer URLs as etcd accepts them: absolute http(s) URLs, printed as etcd prints them.
-fn parse_peer_urls(urls: &[String]) -> Result<Vec<String>, Status> {
+pub(crate) fn parse_peer_urls(urls: &[String]) -> Result<Vec<String>, Status> {
     if urls.is_empty() {
         return Err(errors::bad_urls());
     }

@@ -6,15 +6,15 @@
 //! `mvcc`, `watch`, `lease` and `raft`.
 
 mod admission;
-mod cluster;
+pub(crate) mod cluster;
 mod kv;
 mod lease;
 mod maintenance;
 mod not_yet;
 mod server;
 mod transport_errors;
-mod validate;
-mod watch;
+pub(crate) mod validate;
+pub(crate) mod watch;
 
 use std::net::SocketAddr;
 use std::pin::Pin;

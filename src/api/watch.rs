@@ -191,7 +191,7 @@ async fn receive(
 }
 
 /// The watch a create request asks for, or why it is refused (a created-and-canceled reply).
-fn watch_spec(create: &WatchCreateRequest) -> Result<WatchSpec, String> {
+pub(crate) fn watch_spec(create: &WatchCreateRequest) -> Result<WatchSpec, String> {
     // etcd 3.6+ refuses a negative start revision outright; 3.4 created, then canceled it.
     if create.start_revision < 0 {
         return Err(crate::error::EtcdError::Compacted.to_string());
