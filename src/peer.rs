@@ -127,6 +127,12 @@ impl Peer for PeerService {
         &self,
         request: Request<Proposal>,
     ) -> Result<Response<ProposeResponse>, Status> {
+        // No member forwards a request that carries nothing; applied, it would be corrupt
+        // and stop Raft on every member once committed.
+        let proposal = request.into_inner();
+        if proposal.requests.is_empty() || proposal.requests.iter().any(|r| r.request.is_none()) {
+            return Err(Status::invalid_argument("proposal with an empty request"));
+        }
         // A member that does not lead says so before proposing: the write was certainly not
         // applied, and the forwarding member answers `not leader`.
         if !self.node.is_leader() {
@@ -140,7 +146,7 @@ impl Peer for PeerService {
                 index: 0,
             }));
         }
-        let batch = Batch(std::sync::Arc::new(request.into_inner()));
+        let batch = Batch(std::sync::Arc::new(proposal));
         let response = match self.node.raft.client_write(batch).await {
             Ok(written) => ProposeResponse {
                 results: Some(written.data.0),

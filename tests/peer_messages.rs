@@ -93,3 +93,23 @@ async fn append_of_entries_that_do_not_follow_prev_log_id_is_refused() {
     assert_still_writes(&server).await;
     assert_eq!(appended.unwrap_err().code(), tonic::Code::InvalidArgument);
 }
+
+/// A forwarded proposal with a request that carries nothing (no member sends one) was
+/// proposed as it came; applying it failed as corrupt, and once the entry was committed
+/// every member's Raft stopped. The peer API refuses it before proposing.
+#[tokio::test]
+async fn proposal_with_an_empty_request_is_refused() {
+    use cairn::proto::cairnraftpb::{InternalRequest, Proposal};
+    let server = TestServer::start(&[]);
+    assert_still_writes(&server).await;
+    let mut peer = peer(&server).await;
+    let empty = Proposal {
+        requests: vec![InternalRequest { request: None }],
+    };
+    let refused = peer.propose(empty).await;
+    assert_eq!(
+        refused.map(|_| ()).map_err(|s| s.code()),
+        Err(tonic::Code::InvalidArgument)
+    );
+    assert_still_writes(&server).await;
+}
