@@ -1009,6 +1009,68 @@ async fn member_remove_of_a_follower() {
     assert_each_holds(&c, kept.iter().copied(), "after-remove").await;
 }
 
+/// Values large enough that the log a new member replays arrives in several appends (at
+/// most 1 MiB each): the first ones carry memberships from before the member was added.
+const LARGE_VALUE_BYTES: usize = 512 * 1024;
+
+/// A follower removed, its data wiped, and added back (a new ID, the same peer URL): it
+/// replays the log from the start, whose early entries hold memberships without it. It
+/// must not take those for its removal: it was never in them. Found by the robustness
+/// suite (`ReplaceFollower`): the new member stopped, "removed from the cluster", right
+/// after it started.
+#[tokio::test]
+async fn member_removed_and_added_back_with_its_data_wiped_stays() {
+    let mut c = TestCluster::start(3, &[]);
+    let leader = c.wait_for_leader(LEADER_WAIT).await;
+    let replaced = c.followers(leader)[0];
+    let old_id = c.member_id(replaced).await;
+    let mut lc = c.member_client(leader).await;
+    let value = "v".repeat(LARGE_VALUE_BYTES);
+    for i in 0..8 {
+        lc.put(format!("large/{i}"), value.as_str(), None).await.unwrap();
+    }
+    membership_change("member remove", || {
+        let mut c = lc.clone();
+        async move { c.member_remove(old_id).await }
+    })
+    .await;
+    assert!(c.wait_exit(replaced, ANSWER_WAIT).is_some(), "the removed member exits");
+    c.wipe_for_rejoin(replaced);
+    let url = c.peer_url(replaced);
+    let added = membership_change("member add", || {
+        let (mut c, url) = (lc.clone(), url.clone());
+        async move { c.member_add([url], None).await }
+    })
+    .await;
+    let new_id = added.member().expect("the added member").id();
+    c.start_member(replaced);
+    assert_eq!(c.member_id(replaced).await, new_id);
+    let mut rc = c.member_client(replaced).await;
+    let deadline = Instant::now() + CATCH_UP_WAIT;
+    loop {
+        let got = rc
+            .get("large/7", Some(GetOptions::new().with_serializable()))
+            .await;
+        if got.as_ref().is_ok_and(|r| r.kvs().len() == 1) {
+            break;
+        }
+        assert!(
+            c.is_running(replaced) && c.wait_exit(replaced, Duration::ZERO).is_none(),
+            "the re-added member exited while catching up:\n{}",
+            c.logs(replaced)
+        );
+        assert!(Instant::now() < deadline, "the re-added member did not catch up: {got:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Caught up; it goes on as a member (the membership check runs every 500 ms).
+    assert!(
+        c.wait_exit(replaced, Duration::from_secs(2)).is_none(),
+        "the re-added member exited after catching up:\n{}",
+        c.logs(replaced)
+    );
+    rc.put("after-rejoin", "1", None).await.expect("a write on the re-added member");
+}
+
 #[tokio::test]
 async fn member_add_through_a_follower_right_after_the_leader_is_removed() {
     // etcd 3.7's e2e TestMemberReplace, when it picks the leader: remove it, wait for it to

@@ -16,13 +16,23 @@ const CHECK_INTERVAL: Duration = Duration::from_millis(500);
 pub async fn run(node: Weak<Node>) {
     let mut check = tokio::time::interval(CHECK_INTERVAL);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Whether a membership this member has seen listed it. A member that joins replays the
+    // log from memberships older than its own add, which do not list it: only a membership
+    // that leaves it out after one that had it, and that is applied (committed, not an
+    // entry a new leader may still replace), removes it.
+    let mut was_member = false;
     loop {
         check.tick().await;
         let Some(node) = node.upgrade() else { return };
         let metrics = node.raft.metrics().borrow().clone();
         let membership = metrics.membership_config.membership();
         let me = node.identity.member_id;
-        if membership.nodes().next().is_some() && membership.get_node(&me).is_none() {
+        if membership.get_node(&me).is_some() {
+            was_member = true;
+        } else if was_member
+            && membership.nodes().next().is_some()
+            && metrics.membership_config.log_id().as_ref() <= metrics.last_applied.as_ref()
+        {
             node.mark_removed();
             return;
         }
