@@ -249,7 +249,8 @@ fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> i64 {
     header.map_or(0, |h| h.revision())
 }
 
-fn key_value(kv: &etcd_client::KeyValue) -> KeyValue {
+/// A key's state as the history records it.
+pub fn key_value(kv: &etcd_client::KeyValue) -> KeyValue {
     KeyValue {
         value: String::from_utf8_lossy(kv.value()).into_owned(),
         create_revision: kv.create_revision(),

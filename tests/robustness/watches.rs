@@ -7,11 +7,11 @@
 
 use std::time::Duration;
 
-use cairn_history::{Event, KeyValue, WatchHistory, WatchResponse, WatchStream};
+use cairn_history::{Event, WatchHistory, WatchResponse, WatchStream};
 use etcd_client::{EventType, WatchOptions};
 use tokio::sync::watch;
 
-use super::traffic::{connect, Recorder, KEY_PREFIX};
+use super::traffic::{connect, key_value, Recorder, KEY_PREFIX};
 
 /// How often a watcher asks for a progress notification.
 const PROGRESS_REQUEST_EVERY: Duration = Duration::from_millis(700);
@@ -29,16 +29,6 @@ fn options(start_revision: i64) -> WatchOptions {
         .with_start_revision(start_revision)
         .with_prev_key()
         .with_progress_notify()
-}
-
-fn key_value(kv: &etcd_client::KeyValue) -> KeyValue {
-    KeyValue {
-        value: String::from_utf8_lossy(kv.value()).into_owned(),
-        create_revision: kv.create_revision(),
-        mod_revision: kv.mod_revision(),
-        version: kv.version(),
-        lease_id: kv.lease(),
-    }
 }
 
 fn event(e: &etcd_client::Event) -> Event {
