@@ -878,7 +878,10 @@ mod tests {
             "--experimental-compaction-batch-limit",
         ] {
             let err = parse(&[flag, "100"]).unwrap_err();
-            assert!(err.contains("--compaction-batch-limit=100 is not supported"), "{err}");
+            assert!(
+                err.contains("--compaction-batch-limit=100 is not supported"),
+                "{err}"
+            );
         }
     }
 

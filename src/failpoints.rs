@@ -153,7 +153,12 @@ pub fn set(name: &str, action: &str) -> Result<(), String> {
     let point = resolve(name)?;
     let action = from_gofail(action)?;
     fail::cfg(point, &action)?;
-    tracing::warn!(failpoint = point, requested_as = name, action, "failpoint set");
+    tracing::warn!(
+        failpoint = point,
+        requested_as = name,
+        action,
+        "failpoint set"
+    );
     Ok(())
 }
 
@@ -177,7 +182,11 @@ fn list_all() -> Vec<(String, String)> {
     NAMES
         .iter()
         .map(|n| (n.to_string(), action(n)))
-        .chain(ETCD_ALIASES.iter().map(|(etcd, cairn)| (etcd.to_string(), action(cairn))))
+        .chain(
+            ETCD_ALIASES
+                .iter()
+                .map(|(etcd, cairn)| (etcd.to_string(), action(cairn))),
+        )
         .collect()
 }
 
@@ -202,7 +211,9 @@ fn from_gofail(action: &str) -> Result<String, String> {
         }
         Ok(format!("{head}({unquoted})"))
     });
-    terms.collect::<Result<Vec<_>, String>>().map(|t| t.join("->"))
+    terms
+        .collect::<Result<Vec<_>, String>>()
+        .map(|t| t.join("->"))
 }
 
 /// A Go duration (`1s`, `1.5s`, `100ms`, `1m30s`) in whole milliseconds; a bare number is

@@ -828,13 +828,17 @@ async fn requests_on_a_follower_wait_out_the_election_after_the_leader_dies() {
     let leader = c.wait_for_leader(LEADER_WAIT).await;
     let follower = c.followers(leader)[0];
     let mut fc = c.member_client(follower).await;
-    fc.put("before", "v", None).await.expect("a put before the kill");
+    fc.put("before", "v", None)
+        .await
+        .expect("a put before the kill");
 
     c.kill9(leader);
     let put = timeout(ANSWER_WAIT, fc.put("during-election", "v", None))
         .await
         .expect("the put is answered");
-    let put_revision = rev(put.expect("a put sent during the election succeeds").header());
+    let put_revision = rev(put
+        .expect("a put sent during the election succeeds")
+        .header());
     let got = timeout(ANSWER_WAIT, fc.get("during-election", None))
         .await
         .expect("the get is answered")
@@ -1027,14 +1031,19 @@ async fn member_removed_and_added_back_with_its_data_wiped_stays() {
     let mut lc = c.member_client(leader).await;
     let value = "v".repeat(LARGE_VALUE_BYTES);
     for i in 0..8 {
-        lc.put(format!("large/{i}"), value.as_str(), None).await.unwrap();
+        lc.put(format!("large/{i}"), value.as_str(), None)
+            .await
+            .unwrap();
     }
     membership_change("member remove", || {
         let mut c = lc.clone();
         async move { c.member_remove(old_id).await }
     })
     .await;
-    assert!(c.wait_exit(replaced, ANSWER_WAIT).is_some(), "the removed member exits");
+    assert!(
+        c.wait_exit(replaced, ANSWER_WAIT).is_some(),
+        "the removed member exits"
+    );
     c.wipe_for_rejoin(replaced);
     let url = c.peer_url(replaced);
     let added = membership_change("member add", || {
@@ -1059,7 +1068,10 @@ async fn member_removed_and_added_back_with_its_data_wiped_stays() {
             "the re-added member exited while catching up:\n{}",
             c.logs(replaced)
         );
-        assert!(Instant::now() < deadline, "the re-added member did not catch up: {got:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the re-added member did not catch up: {got:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Caught up; it goes on as a member (the membership check runs every 500 ms).
@@ -1068,7 +1080,9 @@ async fn member_removed_and_added_back_with_its_data_wiped_stays() {
         "the re-added member exited after catching up:\n{}",
         c.logs(replaced)
     );
-    rc.put("after-rejoin", "1", None).await.expect("a write on the re-added member");
+    rc.put("after-rejoin", "1", None)
+        .await
+        .expect("a write on the re-added member");
 }
 
 #[tokio::test]

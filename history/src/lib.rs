@@ -23,7 +23,8 @@ mod watch;
 
 pub use event_log::check_event_log;
 pub use linearizability::{
-    check_linearizable, describe_operation, BlockedOperation, LinearizabilityResult, NotLinearizableReport,
+    check_linearizable, describe_operation, BlockedOperation, LinearizabilityResult,
+    NotLinearizableReport,
 };
 pub use patch::{check_history, patch_with_event_log};
 pub use violation::{Violation, ViolationKind};
@@ -36,22 +37,46 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Request {
     /// A linearizable read of one key.
-    Get { key: String },
+    Get {
+        key: String,
+    },
     /// `lease_id` 0 is no lease.
-    Put { key: String, value: String, lease_id: i64 },
+    Put {
+        key: String,
+        value: String,
+        lease_id: i64,
+    },
     /// A delete of one key.
-    Delete { key: String },
-    Txn { compares: Vec<Compare>, on_success: Vec<TxnOp>, on_failure: Vec<TxnOp> },
+    Delete {
+        key: String,
+    },
+    Txn {
+        compares: Vec<Compare>,
+        on_success: Vec<TxnOp>,
+        on_failure: Vec<TxnOp>,
+    },
     /// A grant with an ID the client chose.
-    LeaseGrant { lease_id: i64 },
-    LeaseRevoke { lease_id: i64 },
+    LeaseGrant {
+        lease_id: i64,
+    },
+    LeaseRevoke {
+        lease_id: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum TxnOp {
-    Get { key: String },
-    Put { key: String, value: String, lease_id: i64 },
-    Delete { key: String },
+    Get {
+        key: String,
+    },
+    Put {
+        key: String,
+        value: String,
+        lease_id: i64,
+    },
+    Delete {
+        key: String,
+    },
 }
 
 /// An equality compare on one key.
@@ -84,12 +109,28 @@ pub struct KeyValue {
 /// after the request (after its write, if it wrote).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Response {
-    Get { revision: i64, kv: Option<KeyValue> },
-    Put { revision: i64 },
-    Delete { revision: i64, deleted: i64 },
-    Txn { revision: i64, succeeded: bool, results: Vec<TxnOpResult> },
-    LeaseGrant { revision: i64 },
-    LeaseRevoke { revision: i64 },
+    Get {
+        revision: i64,
+        kv: Option<KeyValue>,
+    },
+    Put {
+        revision: i64,
+    },
+    Delete {
+        revision: i64,
+        deleted: i64,
+    },
+    Txn {
+        revision: i64,
+        succeeded: bool,
+        results: Vec<TxnOpResult>,
+    },
+    LeaseGrant {
+        revision: i64,
+    },
+    LeaseRevoke {
+        revision: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -18,9 +18,11 @@ use openraft::raft::responder::Responder;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::error::EtcdError;
-use crate::proto::cairnraftpb::{ApplyResult, InternalRequest, Proposal};
 use crate::proto::cairnpeerpb::peer_client::PeerClient;
-use crate::raft::{leader_replaced, never_sent, wait_for_leader, Batch, Leader, Peers, Raft, TypeConfig};
+use crate::proto::cairnraftpb::{ApplyResult, InternalRequest, Proposal};
+use crate::raft::{
+    leader_replaced, never_sent, wait_for_leader, Batch, Leader, Peers, Raft, TypeConfig,
+};
 use tonic::transport::Channel;
 
 /// Requests waiting for a batch; beyond this, writers get `too many requests` at once
@@ -153,9 +155,8 @@ async fn run(raft: Raft, peers: Arc<Peers>, me: u64, mut queue: mpsc::Receiver<P
 }
 
 /// Where openraft sends the outcome of a write it accepted.
-type AppliedReceiver = <<TypeConfig as openraft::RaftTypeConfig>::Responder as Responder<
-    TypeConfig,
->>::Receiver;
+type AppliedReceiver =
+    <<TypeConfig as openraft::RaftTypeConfig>::Responder as Responder<TypeConfig>>::Receiver;
 
 /// The results of a batch this member proposed as the leader, once applied.
 async fn applied_here(

@@ -24,9 +24,7 @@ use crate::storage::Storage;
 use crate::watch::WatchHub;
 
 pub use log_store::LogStore;
-pub use network::{
-    leader, leader_id, leader_replaced, never_sent, wait_for_leader, Leader, Peers,
-};
+pub use network::{leader, leader_id, leader_replaced, never_sent, wait_for_leader, Leader, Peers};
 use snapshot_schedule::SnapshotSchedule;
 pub use state_machine::{published_members, StateMachine};
 

@@ -236,7 +236,10 @@ impl Leader {
 /// still leads or no other is known.
 pub async fn leader_replaced(raft: &super::Raft, peers: &Peers, me: u64, leader: u64) {
     let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
-    if wait_for_leader(raft, peers, me, Some(leader), far).await.is_none() {
+    if wait_for_leader(raft, peers, me, Some(leader), far)
+        .await
+        .is_none()
+    {
         std::future::pending::<()>().await;
     }
 }
@@ -297,7 +300,10 @@ pub fn leader(raft: &super::Raft, peers: &Peers, me: u64) -> Option<Leader> {
         return Some(Leader::Me);
     }
     let info = metrics.membership_config.membership().get_node(&leader)?;
-    peers.client(leader, info).ok().map(|c| Leader::Other(leader, c))
+    peers
+        .client(leader, info)
+        .ok()
+        .map(|c| Leader::Other(leader, c))
 }
 
 /// The leader, except that a leader no quorum has answered for longer than an election

@@ -150,10 +150,7 @@ fn accept(state: &Arc<Mutex<State>>, client: TcpStream, port: u16, target: u16) 
     // Each direction is a reader that stamps what it reads and a writer that passes it on
     // once the delay since its stamp has passed, so a delay adds latency, not a bandwidth
     // limit.
-    let pump = move |mut from: TcpStream,
-                     to: TcpStream,
-                     state: Arc<Mutex<State>>,
-                     owner: bool| {
+    let pump = move |mut from: TcpStream, to: TcpStream, state: Arc<Mutex<State>>, owner: bool| {
         let (chunks, delayed) = std::sync::mpsc::channel::<(std::time::Instant, Vec<u8>)>();
         let delay_of = state.clone();
         let mut writer_to = to.try_clone().unwrap();
@@ -170,7 +167,11 @@ fn accept(state: &Arc<Mutex<State>>, client: TcpStream, port: u16, target: u16) 
         });
         let mut buf = [0u8; 16 * 1024];
         while let Ok(n) = from.read(&mut buf) {
-            if n == 0 || chunks.send((std::time::Instant::now(), buf[..n].to_vec())).is_err() {
+            if n == 0
+                || chunks
+                    .send((std::time::Instant::now(), buf[..n].to_vec()))
+                    .is_err()
+            {
                 break;
             }
         }

@@ -137,9 +137,10 @@ pub async fn inject(
     // Without an agreed leader, any member stands in for it.
     let leader = leader.unwrap_or_else(|| pick(rng, &running));
     let target = match fault {
-        Fault::KillLeader | Fault::PauseLeader | Fault::PartitionLeader | Fault::SlowFsyncLeader => {
-            leader
-        }
+        Fault::KillLeader
+        | Fault::PauseLeader
+        | Fault::PartitionLeader
+        | Fault::SlowFsyncLeader => leader,
         Fault::KillFollower
         | Fault::PauseFollower
         | Fault::PartitionFollower
@@ -270,6 +271,9 @@ async fn replace(c: &mut TestCluster, target: usize) -> String {
     };
     tokio::task::block_in_place(|| c.start_member(target));
     let started_as = c.member_id(target).await;
-    assert_eq!(started_as, new_id, "the member rejoined under the ID the add gave");
+    assert_eq!(
+        started_as, new_id,
+        "the member rejoined under the ID the add gave"
+    );
     format!("removed {old_id:x}, added back as {new_id:x}")
 }

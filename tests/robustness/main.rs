@@ -147,7 +147,10 @@ async fn run(scenario: Scenario) {
                 .unwrap()
                 .as_nanos() as u64
         });
-    eprintln!("scenario {}: seed {seed} (CAIRN_ROBUSTNESS_SEED)", scenario.name);
+    eprintln!(
+        "scenario {}: seed {seed} (CAIRN_ROBUSTNESS_SEED)",
+        scenario.name
+    );
 
     let recorder = Recorder::new();
     let (final_tx, final_rx) = tokio::sync::watch::channel(None);
@@ -214,7 +217,10 @@ async fn run(scenario: Scenario) {
     let final_revision = {
         let mut client = c.client().await;
         let r = client
-            .get(KEY_PREFIX, Some(etcd_client::GetOptions::new().with_prefix()))
+            .get(
+                KEY_PREFIX,
+                Some(etcd_client::GetOptions::new().with_prefix()),
+            )
             .await
             .expect("final read");
         r.header().unwrap().revision()
@@ -226,9 +232,17 @@ async fn run(scenario: Scenario) {
     let mut finals = Vec::new();
     for i in 0..c.len() {
         let endpoint = c.endpoint(i);
-        let log = tokio::time::timeout(HEAL_WAIT, watches::read_event_log(&endpoint, final_revision))
-            .await
-            .unwrap_or_else(|_| Err(format!("{}: event log not complete within {HEAL_WAIT:?}", c.name(i))));
+        let log = tokio::time::timeout(
+            HEAL_WAIT,
+            watches::read_event_log(&endpoint, final_revision),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "{}: event log not complete within {HEAL_WAIT:?}",
+                c.name(i)
+            ))
+        });
         match log {
             Ok(log) => logs.push(log),
             Err(e) => violations.push(e),
@@ -371,14 +385,20 @@ async fn run(scenario: Scenario) {
         violations.len()
     );
     for (fault, n) in &summary.by_fault {
-        eprintln!("  {fault:<18} ok {:>6} failed {:>5} unknown {:>5}", n.ok, n.failed, n.unknown);
+        eprintln!(
+            "  {fault:<18} ok {:>6} failed {:>5} unknown {:>5}",
+            n.ok, n.failed, n.unknown
+        );
     }
     if let Ok(dir) = std::env::var("CAIRN_ROBUSTNESS_OUT") {
         let dir = std::path::Path::new(&dir);
         std::fs::create_dir_all(dir).expect("create CAIRN_ROBUSTNESS_OUT");
         let write = |name: &str, value: &dyn erased::Json| {
-            std::fs::write(dir.join(format!("{}.{name}.json", scenario.name)), value.json())
-                .expect("write report");
+            std::fs::write(
+                dir.join(format!("{}.{name}.json", scenario.name)),
+                value.json(),
+            )
+            .expect("write report");
         };
         write("summary", &summary);
         write("history", &operations);
@@ -517,4 +537,3 @@ async fn kill_loop() {
     })
     .await;
 }
-

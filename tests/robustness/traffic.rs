@@ -127,13 +127,12 @@ pub async fn run_client(
         seq += 1;
         let request = choose(id, seq, &config, &mut rng, &last_read, &leases);
         let call_ns = recorder.now_ns();
-        let outcome = match tokio::time::timeout(config.op_timeout, execute(&mut client, &request))
-            .await
-        {
-            Ok(Ok(response)) => Outcome::Ok(response),
-            Ok(Err(e)) => classify(&e),
-            Err(_) => Outcome::Unknown(format!("no answer within {:?}", config.op_timeout)),
-        };
+        let outcome =
+            match tokio::time::timeout(config.op_timeout, execute(&mut client, &request)).await {
+                Ok(Ok(response)) => Outcome::Ok(response),
+                Ok(Err(e)) => classify(&e),
+                Err(_) => Outcome::Unknown(format!("no answer within {:?}", config.op_timeout)),
+            };
         let return_ns = recorder.now_ns();
         match (&request, &outcome) {
             (Request::Get { key }, Outcome::Ok(Response::Get { kv, .. })) => {
