@@ -3,8 +3,8 @@
 //! minutes), and once per retention (at most hourly) compact to the revision sampled one
 //! retention ago. Revision: every five minutes, compact to `current - retention`.
 //!
-//! Compactions are ordinary proposals through Raft, made by the leader only. May call
-//! `node`.
+//! Compactions are ordinary compaction requests to the server, made by the leader only.
+//! May call `server`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -14,16 +14,15 @@ use tokio::time::{interval, Instant, MissedTickBehavior};
 
 use crate::config::AutoCompaction;
 use crate::error::EtcdError;
-use crate::node::Node;
-use crate::proto::cairnraftpb::{internal_request, InternalRequest};
 use crate::proto::etcdserverpb::CompactionRequest;
+use crate::server::{RequestContext, Server};
 
 const REVISION_MODE_INTERVAL: Duration = Duration::from_secs(5 * 60);
 const PERIODIC_INTERVAL_CAP: Duration = Duration::from_secs(3600);
 const PERIODIC_SAMPLES: u32 = 10;
 
 /// Starts the compactor, or nothing when auto compaction is disabled.
-pub fn spawn(node: Arc<Node>, mode: AutoCompaction) -> Option<tokio::task::JoinHandle<()>> {
+pub fn spawn(node: Arc<Server>, mode: AutoCompaction) -> Option<tokio::task::JoinHandle<()>> {
     match mode {
         AutoCompaction::Disabled => None,
         AutoCompaction::Periodic(period) => Some(tokio::spawn(periodic(node, period))),
@@ -31,7 +30,7 @@ pub fn spawn(node: Arc<Node>, mode: AutoCompaction) -> Option<tokio::task::JoinH
     }
 }
 
-async fn periodic(node: Arc<Node>, period: Duration) {
+async fn periodic(node: Arc<Server>, period: Duration) {
     let compact_every = period.min(PERIODIC_INTERVAL_CAP);
     let sample_every = compact_every / PERIODIC_SAMPLES;
     // Samples cover one retention: the oldest is the revision of `period` ago.
@@ -42,7 +41,7 @@ async fn periodic(node: Arc<Node>, period: Duration) {
     let mut last_success = Instant::now();
     let mut wait = period;
     loop {
-        samples.push_back(node.mvcc.current_rev());
+        samples.push_back(node.current_revision());
         if samples.len() > samples_kept {
             samples.pop_front();
         }
@@ -58,14 +57,14 @@ async fn periodic(node: Arc<Node>, period: Duration) {
     }
 }
 
-async fn by_revision(node: Arc<Node>, keep: i64) {
+async fn by_revision(node: Arc<Server>, keep: i64) {
     let mut ticks = interval(REVISION_MODE_INTERVAL);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     ticks.tick().await;
     let mut previous = 0;
     loop {
         ticks.tick().await;
-        let rev = node.mvcc.current_rev() - keep;
+        let rev = node.current_revision() - keep;
         if rev <= 0 || rev == previous {
             continue;
         }
@@ -76,17 +75,15 @@ async fn by_revision(node: Arc<Node>, keep: i64) {
 }
 
 /// Compacts at `rev` if this member leads; true when the store is compacted at least that far.
-async fn compact(node: &Node, rev: i64) -> bool {
+async fn compact(node: &Server, rev: i64) -> bool {
     if !node.is_leader() {
         return false;
     }
-    let request = InternalRequest {
-        request: Some(internal_request::Request::Compaction(CompactionRequest {
-            revision: rev,
-            physical: false,
-        })),
+    let request = CompactionRequest {
+        revision: rev,
+        physical: false,
     };
-    match node.propose(request).await {
+    match node.compact(&RequestContext::default(), request).await {
         Ok(_) | Err(EtcdError::Compacted) => {
             tracing::info!(revision = rev, "completed auto compaction");
             true

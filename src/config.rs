@@ -10,7 +10,7 @@ use clap::Parser;
 use serde::Deserialize;
 use url::Url;
 
-use crate::tls::{AllowedPeer, TlsSettings};
+use crate::net::tls::{AllowedPeer, TlsSettings};
 
 /// The etcd release whose API Cairn serves; reported by `Status` and `--version`.
 pub const ETCD_API_VERSION: &str = "3.4.0";

@@ -48,10 +48,26 @@ pub enum EtcdError {
     LeaseTtlTooLarge = 19,
     #[error("etcdserver: rpc not supported for learner")]
     NotSupportedForLearner = 20,
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExists = 21,
+    #[error("etcdserver: given member URLs are invalid")]
+    MemberBadUrls = 22,
+    #[error("etcdserver: member not found")]
+    MemberNotFound = 23,
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner = 24,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady = 25,
+    #[error("etcdserver: too many learner members in cluster")]
+    TooManyLearners = 26,
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee = 27,
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    LeaderTransferTimeout = 28,
 }
 
 impl EtcdError {
-    const ALL: [EtcdError; 20] = [
+    const ALL: [EtcdError; 28] = [
         EtcdError::EmptyKey,
         EtcdError::KeyNotFound,
         EtcdError::ValueProvided,
@@ -72,18 +88,29 @@ impl EtcdError {
         EtcdError::LeaseExists,
         EtcdError::LeaseTtlTooLarge,
         EtcdError::NotSupportedForLearner,
+        EtcdError::PeerUrlExists,
+        EtcdError::MemberBadUrls,
+        EtcdError::MemberNotFound,
+        EtcdError::MemberNotLearner,
+        EtcdError::LearnerNotReady,
+        EtcdError::TooManyLearners,
+        EtcdError::BadLeaderTransferee,
+        EtcdError::LeaderTransferTimeout,
     ];
 
     pub fn code(self) -> Code {
         use EtcdError::*;
         match self {
             EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
-            | RequestTooLarge => Code::InvalidArgument,
+            | RequestTooLarge | MemberBadUrls => Code::InvalidArgument,
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace | TooManyRequests => Code::ResourceExhausted,
-            LeaseNotFound => Code::NotFound,
-            NotLeader | LeaseExists => Code::FailedPrecondition,
-            NoLeader | Stopped | Timeout | NotSupportedForLearner => Code::Unavailable,
+            LeaseNotFound | MemberNotFound => Code::NotFound,
+            NotLeader | LeaseExists | PeerUrlExists | MemberNotLearner | LearnerNotReady
+            | TooManyLearners | BadLeaderTransferee => Code::FailedPrecondition,
+            NoLeader | Stopped | Timeout | NotSupportedForLearner | LeaderTransferTimeout => {
+                Code::Unavailable
+            }
             Corrupt => Code::DataLoss,
         }
     }
@@ -99,6 +126,15 @@ impl EtcdError {
             .into_iter()
             .find(|e| e.number() == number)
             .unwrap_or(EtcdError::Corrupt)
+    }
+}
+
+impl EtcdError {
+    /// The error a status carries, when it is one of etcd's (as another member answered).
+    pub fn from_status(status: &Status) -> Option<EtcdError> {
+        Self::ALL
+            .into_iter()
+            .find(|e| e.code() == status.code() && e.to_string() == status.message())
     }
 }
 
@@ -118,6 +154,14 @@ mod tests {
             assert_eq!(EtcdError::from_number(e.number()), e);
         }
         assert_eq!(EtcdError::from_number(0), EtcdError::Corrupt);
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for e in EtcdError::ALL {
+            assert_eq!(EtcdError::from_status(&e.into()), Some(e));
+        }
+        assert_eq!(EtcdError::from_status(&Status::unavailable("other")), None);
     }
 
     #[test]

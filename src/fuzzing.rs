@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 
 use crate::proto::cairnpeerpb::RaftMessage;
 use crate::proto::etcdserverpb::WatchCreateRequest;
-use crate::watch::WatchSpec;
+use crate::server::WatchSpec;
 
 /// The KV service's request checks (`api::validate`).
 pub use crate::api::validate::{
@@ -20,9 +20,9 @@ pub fn watch_spec(create: &WatchCreateRequest) -> Result<WatchSpec, String> {
 }
 
 /// The peer URLs of a member add or update, as the Cluster service accepts them, or its
-/// error message (`api::cluster`).
+/// error message (`api::validate`).
 pub fn parse_peer_urls(urls: &[String]) -> Result<Vec<String>, String> {
-    crate::api::cluster::parse_peer_urls(urls).map_err(|s| s.message().to_string())
+    crate::api::validate::peer_urls(urls).map_err(|e| e.to_string())
 }
 
 /// The peer API's handlers of Raft's messages (`peer`): the answer's payload, or the
@@ -32,10 +32,20 @@ pub async fn handle_raft_message(
     method: RaftMethod,
     message: &RaftMessage,
 ) -> Result<Vec<u8>, String> {
+    use crate::peer::{decode_append, decode_snapshot, decode_vote, encode};
     let answer = match method {
-        RaftMethod::AppendEntries => crate::peer::append_entries(raft, message).await,
-        RaftMethod::Vote => crate::peer::vote(raft, message).await,
-        RaftMethod::InstallSnapshot => crate::peer::install_snapshot(raft, message).await,
+        RaftMethod::AppendEntries => match decode_append(message) {
+            Ok(rpc) => encode(&raft.append_entries(rpc).await),
+            Err(refused) => Err(refused),
+        },
+        RaftMethod::Vote => match decode_vote(message) {
+            Ok(rpc) => encode(&raft.vote(rpc).await),
+            Err(refused) => Err(refused),
+        },
+        RaftMethod::InstallSnapshot => match decode_snapshot(message) {
+            Ok(rpc) => encode(&raft.install_snapshot(rpc).await),
+            Err(refused) => Err(refused),
+        },
     };
     answer
         .map(|a| a.into_inner().payload)

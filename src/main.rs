@@ -13,7 +13,7 @@ use tracing_subscriber::EnvFilter;
 use url::Url;
 
 use cairn::config::{Config, Flags, CAIRN_VERSION, ETCD_API_VERSION};
-use cairn::{api, node::Node};
+use cairn::{api, net, server::Server};
 
 /// How long in-flight requests may take to finish after a stop signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -99,7 +99,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .iter()
         .map(|u| u.scheme() == "https")
         .collect();
-    let listeners = api::bind(&addrs)
+    let listeners = net::bind(&addrs)
         .await
         .with_context(|| format!("cannot listen on client URLs {addrs:?}"))?;
     let mut peer_addrs = Vec::new();
@@ -121,36 +121,48 @@ async fn run(config: Config) -> anyhow::Result<()> {
             peer_secure.push(url.scheme() == "https");
         }
     }
-    let peer_listeners = api::bind(&peer_addrs)
+    let peer_listeners = net::bind(&peer_addrs)
         .await
         .with_context(|| format!("cannot listen on peer URLs {peer_addrs:?}"))?;
     for note in &config.ignored {
         tracing::warn!("accepted but ignored: {note}");
     }
-    let node = Node::start(&config).await?;
+    let client_tls = net::tls::load_for_port(
+        &config.client_tls,
+        &config.data_dir,
+        "client",
+        &config.listen_client_urls,
+    )?;
+    let peer_tls = net::tls::load_for_port(
+        &config.peer_tls,
+        &config.data_dir,
+        "peer",
+        &config.listen_peer_urls,
+    )?;
+    let node = Server::start(&config, peer_tls.clone()).await?;
     tracing::info!(
         name = %config.name,
-        member_id = %format!("{:x}", node.identity.member_id),
-        cluster_id = %format!("{:x}", node.identity.cluster_id),
+        member_id = %format!("{:x}", node.identity().member_id),
+        cluster_id = %format!("{:x}", node.identity().cluster_id),
         data_dir = %config.data_dir.display(),
         "starting member"
     );
 
     let (stop_peers, peers_stopped) = tokio::sync::oneshot::channel::<()>();
-    let peer_server = cairn::peer::serve(
-        node.clone(),
+    let peer_incoming = net::incoming(
         peer_listeners.into_iter().zip(peer_secure).collect(),
-        peer_unix_listeners,
-        async {
-            let _ = peers_stopped.await;
-        },
-    );
+        peer_tls.as_ref(),
+    )?;
+    let peer_server = cairn::peer::serve(node.clone(), peer_incoming, peer_unix_listeners, async {
+        let _ = peers_stopped.await;
+    });
     let (stop_serving, stopped) = tokio::sync::oneshot::channel::<()>();
     let listeners = listeners
         .into_iter()
         .zip(client_secure.iter().copied())
         .collect();
-    let (health, server) = api::serve(node.clone(), listeners, async {
+    let client_incoming = net::incoming(listeners, client_tls.as_ref())?;
+    let (health, server) = api::serve(node.clone(), client_incoming, async {
         let _ = stopped.await;
     })
     .await?;
@@ -188,8 +200,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!(
             "published {{Name:{} ClientURLs:{:?}}} to cluster {:x}",
             config.name,
-            node.identity.client_urls,
-            node.identity.cluster_id
+            node.identity().client_urls,
+            node.identity().cluster_id
         );
         tracing::info!("ready to serve client requests");
         for (addr, secure) in addrs.iter().zip(&client_secure) {
@@ -222,7 +234,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     let _ = stop_serving.send(());
     // Watch streams never end on their own: end them, so clients reconnect elsewhere.
-    node.watch.close();
+    node.close_watches();
     if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
         tracing::warn!("client connections still open after {SHUTDOWN_GRACE:?}; closing them");
     }

@@ -1,36 +1,48 @@
-//! The peer API's server, on the peer URLs: hands Raft's messages from other members to
-//! openraft, and answers what followers forward to the leader (client writes, read
-//! indexes, lease keep-alives and time-to-live).
+//! The peer API's server, on the peer URLs: the peer side's API layer, as `api` is the
+//! client side's. Decodes and checks Raft's messages from other members and hands them to
+//! the server; answers what followers forward to the leader (writes, read indexes, lease
+//! keep-alives and time-to-live, membership changes) through the same server methods the
+//! client API calls.
 //!
-//! May call `node` and `raft`.
+//! May call `server`, and `raft` for the types of Raft's messages only.
 
 use std::sync::Arc;
 
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest};
+use futures::stream::BoxStream;
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use openraft::Vote;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
-use tonic::transport::Server;
+use tonic::transport::server::Connected;
+use tonic::transport::Server as TonicServer;
 use tonic::{Request, Response, Status};
 
-use crate::error::EtcdError;
-use crate::node::Node;
 use crate::proto::cairnpeerpb::peer_server::{Peer, PeerServer};
 use crate::proto::cairnpeerpb::{
-    ClusterInfoRequest, ClusterInfoResponse, PeerMember, ProposeResponse, RaftMessage,
-    ReadIndexRequest, ReadIndexResponse, RemovedRequest, RemovedResponse, TimeoutNowRequest,
-    TimeoutNowResponse,
+    ClusterInfoRequest, ClusterInfoResponse, ProposeResponse, RaftMessage, ReadIndexRequest,
+    ReadIndexResponse, RemovedRequest, RemovedResponse, TimeoutNowRequest, TimeoutNowResponse,
 };
 use crate::proto::cairnraftpb::Proposal;
 use crate::proto::etcdserverpb::{
     LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    MemberAddRequest, MemberAddResponse, MemberPromoteRequest, MemberPromoteResponse,
+    MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse,
 };
-use crate::raft::{Batch, Raft, TypeConfig};
+use crate::raft::TypeConfig;
+use crate::server::{RequestContext, Server};
 
 pub struct PeerService {
-    node: Arc<Node>,
+    server: Arc<Server>,
+}
+
+/// A request another member forwarded to this one as the leader.
+fn forwarded() -> RequestContext {
+    RequestContext {
+        from_peer: true,
+        ..RequestContext::default()
+    }
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(message: &RaftMessage) -> Result<T, Status> {
@@ -38,7 +50,7 @@ pub(crate) fn decode<T: DeserializeOwned>(message: &RaftMessage) -> Result<T, St
         .map_err(|e| Status::invalid_argument(format!("cairn: undecodable Raft message: {e}")))
 }
 
-fn encode<T: Serialize>(result: &T) -> Result<Response<RaftMessage>, Status> {
+pub(crate) fn encode<T: Serialize>(result: &T) -> Result<Response<RaftMessage>, Status> {
     let payload = bincode::serialize(result)
         .map_err(|e| Status::internal(format!("cairn: unencodable Raft message: {e}")))?;
     Ok(Response::new(RaftMessage { payload }))
@@ -75,32 +87,26 @@ fn consecutive(rpc: &AppendEntriesRequest<TypeConfig>) -> Result<(), Status> {
     Ok(())
 }
 
-/// The Raft messages' handlers: decode, check, hand to openraft, encode its answer.
-pub(crate) async fn append_entries(
-    raft: &Raft,
+/// The Raft messages, decoded and checked before openraft sees them.
+pub(crate) fn decode_append(
     message: &RaftMessage,
-) -> Result<Response<RaftMessage>, Status> {
+) -> Result<AppendEntriesRequest<TypeConfig>, Status> {
     let rpc: AppendEntriesRequest<TypeConfig> = decode(message)?;
     from_leader(&rpc.vote)?;
     consecutive(&rpc)?;
-    encode(&raft.append_entries(rpc).await)
+    Ok(rpc)
 }
 
-pub(crate) async fn vote(
-    raft: &Raft,
-    message: &RaftMessage,
-) -> Result<Response<RaftMessage>, Status> {
-    let rpc = decode(message)?;
-    encode(&raft.vote(rpc).await)
+pub(crate) fn decode_vote(message: &RaftMessage) -> Result<VoteRequest<u64>, Status> {
+    decode(message)
 }
 
-pub(crate) async fn install_snapshot(
-    raft: &Raft,
+pub(crate) fn decode_snapshot(
     message: &RaftMessage,
-) -> Result<Response<RaftMessage>, Status> {
+) -> Result<InstallSnapshotRequest<TypeConfig>, Status> {
     let rpc: InstallSnapshotRequest<TypeConfig> = decode(message)?;
     from_leader(&rpc.vote)?;
-    encode(&raft.install_snapshot(rpc).await)
+    Ok(rpc)
 }
 
 #[tonic::async_trait]
@@ -109,18 +115,21 @@ impl Peer for PeerService {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        append_entries(&self.node.raft, request.get_ref()).await
+        let rpc = decode_append(request.get_ref())?;
+        encode(&self.server.append_entries(rpc).await)
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        vote(&self.node.raft, request.get_ref()).await
+        let rpc = decode_vote(request.get_ref())?;
+        encode(&self.server.vote(rpc).await)
     }
 
     async fn install_snapshot(
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        install_snapshot(&self.node.raft, request.get_ref()).await
+        let rpc = decode_snapshot(request.get_ref())?;
+        encode(&self.server.install_snapshot(rpc).await)
     }
 
     async fn propose(
@@ -133,62 +142,21 @@ impl Peer for PeerService {
         if proposal.requests.is_empty() || proposal.requests.iter().any(|r| r.request.is_none()) {
             return Err(Status::invalid_argument("proposal with an empty request"));
         }
-        // A member that does not lead says so before proposing: the write was certainly not
-        // applied, and the forwarding member answers `not leader`.
-        if !self.node.is_leader() {
-            let error = match self.node.leader_id() {
-                Some(_) => EtcdError::NotLeader,
-                None => EtcdError::NoLeader,
-            };
-            return Ok(Response::new(ProposeResponse {
-                results: None,
-                error: error.number(),
-                index: 0,
-            }));
-        }
-        let batch = Batch(std::sync::Arc::new(proposal));
-        let response = match self.node.raft.client_write(batch).await {
-            Ok(written) => ProposeResponse {
-                results: Some(written.data.0),
-                error: 0,
-                index: written.log_id.index,
-            },
-            Err(e) => ProposeResponse {
-                results: None,
-                error: crate::node::write_error(e).number(),
-                index: 0,
-            },
-        };
-        Ok(Response::new(response))
+        Ok(Response::new(self.server.propose_forwarded(proposal).await))
     }
 
     async fn read_index(
         &self,
         _: Request<ReadIndexRequest>,
     ) -> Result<Response<ReadIndexResponse>, Status> {
-        let response = match self.node.raft.ensure_linearizable().await {
-            Ok(read_log_id) => ReadIndexResponse {
-                index: read_log_id.map_or(0, |l| l.index),
-                error: 0,
-            },
-            Err(e) => ReadIndexResponse {
-                index: 0,
-                error: crate::node::read_error(e).number(),
-            },
-        };
-        Ok(Response::new(response))
+        Ok(Response::new(self.server.read_index().await))
     }
 
     async fn timeout_now(
         &self,
         _: Request<TimeoutNowRequest>,
     ) -> Result<Response<TimeoutNowResponse>, Status> {
-        self.node
-            .raft
-            .trigger()
-            .elect()
-            .await
-            .map_err(|_| Status::from(EtcdError::Stopped))?;
+        self.server.campaign_now().await?;
         Ok(Response::new(TimeoutNowResponse {}))
     }
 
@@ -196,7 +164,7 @@ impl Peer for PeerService {
         &self,
         _: Request<RemovedRequest>,
     ) -> Result<Response<RemovedResponse>, Status> {
-        self.node.mark_removed();
+        self.server.mark_removed();
         Ok(Response::new(RemovedResponse {}))
     }
 
@@ -204,20 +172,7 @@ impl Peer for PeerService {
         &self,
         _: Request<ClusterInfoRequest>,
     ) -> Result<Response<ClusterInfoResponse>, Status> {
-        let metrics = self.node.raft.metrics().borrow().clone();
-        let members = metrics
-            .membership_config
-            .membership()
-            .nodes()
-            .map(|(id, info)| PeerMember {
-                id: *id,
-                peer_urls: info.peer_urls.clone(),
-            })
-            .collect();
-        Ok(Response::new(ClusterInfoResponse {
-            cluster_id: self.node.identity.cluster_id,
-            members,
-        }))
+        Ok(Response::new(self.server.cluster_info()))
     }
 
     async fn lease_keep_alive(
@@ -225,46 +180,77 @@ impl Peer for PeerService {
         request: Request<LeaseKeepAliveRequest>,
     ) -> Result<Response<LeaseKeepAliveResponse>, Status> {
         let id = request.into_inner().id;
-        let ttl = self.node.lease_renew_as_leader(id).await?;
-        Ok(Response::new(LeaseKeepAliveResponse {
-            header: Some(self.node.header(0)),
-            id,
-            ttl,
-        }))
+        Ok(Response::new(
+            self.server.lease_keep_alive(&forwarded(), id).await?,
+        ))
     }
 
     async fn lease_time_to_live(
         &self,
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
-        if !self.node.lessor.is_primary() {
-            return Err(EtcdError::NotLeader.into());
-        }
+        let r = request.into_inner();
         Ok(Response::new(
-            self.node.local_lease_time_to_live(request.into_inner()),
+            self.server.lease_time_to_live(&forwarded(), r).await?,
+        ))
+    }
+
+    async fn member_add(
+        &self,
+        request: Request<MemberAddRequest>,
+    ) -> Result<Response<MemberAddResponse>, Status> {
+        let r = request.into_inner();
+        Ok(Response::new(
+            self.server.member_add(&forwarded(), r).await?,
+        ))
+    }
+
+    async fn member_remove(
+        &self,
+        request: Request<MemberRemoveRequest>,
+    ) -> Result<Response<MemberRemoveResponse>, Status> {
+        let r = request.into_inner();
+        Ok(Response::new(
+            self.server.member_remove(&forwarded(), r).await?,
+        ))
+    }
+
+    async fn member_update(
+        &self,
+        request: Request<MemberUpdateRequest>,
+    ) -> Result<Response<MemberUpdateResponse>, Status> {
+        let r = request.into_inner();
+        Ok(Response::new(
+            self.server.member_update(&forwarded(), r).await?,
+        ))
+    }
+
+    async fn member_promote(
+        &self,
+        request: Request<MemberPromoteRequest>,
+    ) -> Result<Response<MemberPromoteResponse>, Status> {
+        let r = request.into_inner();
+        Ok(Response::new(
+            self.server.member_promote(&forwarded(), r).await?,
         ))
     }
 }
 
-/// Serves the peer API on `listeners` (TCP) and `unix_listeners` (unix sockets) until
-/// `shutdown` resolves.
-pub fn serve(
-    node: Arc<Node>,
-    listeners: Vec<(TcpListener, bool)>,
+/// Serves the peer API on `incoming` connections (TCP, with TLS when the peer URLs are
+/// `https`) and `unix_listeners` (unix sockets) until `shutdown` resolves.
+pub fn serve<IO>(
+    server: Arc<Server>,
+    incoming: BoxStream<'static, std::io::Result<IO>>,
     unix_listeners: Vec<UnixListener>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> tokio::task::JoinHandle<()> {
+) -> tokio::task::JoinHandle<()>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Connected + Unpin + Send + 'static,
+{
     // Members are trusted, and one append may carry many large entries.
-    let service = PeerServer::new(PeerService { node: node.clone() })
+    let service = PeerServer::new(PeerService { server })
         .max_decoding_message_size(usize::MAX)
         .max_encoding_message_size(usize::MAX);
-    let incoming = match crate::tls::incoming(listeners, node.peer_tls.as_ref()) {
-        Ok(incoming) => incoming,
-        Err(e) => {
-            tracing::error!(error = %e, "peer API server cannot start");
-            return tokio::spawn(async {});
-        }
-    };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let stopped_unix = stopped.clone();
     let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -274,10 +260,10 @@ pub fn serve(
         futures::stream::select_all(unix_listeners.into_iter().map(UnixListenerStream::new));
     let unix_service = service.clone();
     tokio::spawn(async move {
-        let tcp = Server::builder()
+        let tcp = TonicServer::builder()
             .add_service(service)
             .serve_with_incoming_shutdown(incoming, until_stopped(stopped));
-        let unix = Server::builder()
+        let unix = TonicServer::builder()
             .add_service(unix_service)
             .serve_with_incoming_shutdown(unix_incoming, until_stopped(stopped_unix));
         let stopper = async move {

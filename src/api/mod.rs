@@ -1,36 +1,31 @@
 //! The client API: etcd's gRPC services, gRPC health and reflection on the client URLs.
 //!
-//! Translates and validates only: reads go to `apply` over the MVCC store after the node's
-//! read barrier, writes go to the node's proposer, watch streams to the watch hub, lease
-//! and membership requests to the node (and its lessor and Raft). May call `node`, `apply`,
-//! `mvcc`, `watch`, `lease` and `raft`.
+//! Each handler checks its request (`validate`), calls one typed method of the server
+//! (`server::Server`) with the call's `RequestContext`, and sends back what it returns.
+//! Nothing else: who may do what, routing to the leader, reads and writes are the server's.
+//! May call `server` only (and `cluster` for etcd's spelling of URLs).
 
 mod admission;
-pub(crate) mod cluster;
+mod cluster;
+mod dispatch;
 mod kv;
 mod lease;
 mod maintenance;
 mod not_yet;
-mod server;
 mod transport_errors;
 pub(crate) mod validate;
 pub(crate) mod watch;
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use futures::stream::BoxStream as BoxIncoming;
 use futures::Stream;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::Status;
 use tonic_health::ServingStatus;
 
-use crate::error::EtcdError;
-use crate::node::Node;
-use crate::proto::cairnraftpb::{
-    apply_result::Result as Applied, internal_request, InternalRequest,
-};
-use crate::proto::etcdserverpb::ResponseHeader;
 use crate::proto::etcdserverpb::{
     auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
     lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
@@ -38,6 +33,7 @@ use crate::proto::etcdserverpb::{
 use crate::proto::v3electionpb::election_server::ElectionServer;
 use crate::proto::v3lockpb::lock_server::LockServer;
 use crate::proto::API_FILE_DESCRIPTOR_SET;
+use crate::server::{RequestContext, Server};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -58,22 +54,18 @@ fn not_yet(what: &str) -> Status {
     Status::unimplemented(format!("cairn: {what} is not implemented yet"))
 }
 
-/// Proposes one request through Raft and waits for its applied result.
-async fn propose(node: &Node, request: internal_request::Request) -> Result<Applied, Status> {
-    let request = InternalRequest {
-        request: Some(request),
-    };
-    Ok(node.propose(request).await?)
-}
-
-/// Completes a header from `apply` (which only knows the revision).
-fn complete_header(node: &Node, partial: Option<ResponseHeader>) -> Option<ResponseHeader> {
-    Some(node.header(partial.map_or(0, |h| h.revision)))
-}
-
-/// The apply result did not match the request: only a damaged log could cause it.
-fn mismatch() -> Status {
-    EtcdError::Corrupt.into()
+/// What a call carries besides its message: whether it asked for a leader. (The caller's
+/// identity comes with Auth.)
+fn context<T>(request: &tonic::Request<T>) -> RequestContext {
+    RequestContext {
+        require_leader: admission::requires_leader(
+            request
+                .metadata()
+                .get(admission::REQUIRE_LEADER_KEY)
+                .map(|v| v.as_bytes()),
+        ),
+        ..RequestContext::default()
+    }
 }
 
 /// Health as probes see it: NOT_SERVING until ready, SERVING after, NOT_SERVING when stopping.
@@ -95,23 +87,18 @@ impl Health {
     }
 }
 
-/// Binds every client URL; fails before anything is served if one cannot be bound.
-pub async fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<TcpListener>> {
-    let mut listeners = Vec::with_capacity(addrs.len());
-    for addr in addrs {
-        listeners.push(TcpListener::bind(addr).await?);
-    }
-    Ok(listeners)
-}
-
-/// Serves the client API on `listeners` (each with whether it is an `https` URL's) until
-/// `shutdown` resolves; the returned task ends when in-flight requests are done.
-pub async fn serve(
-    node: Arc<Node>,
-    listeners: Vec<(TcpListener, bool)>,
+/// Serves the client API on `incoming` connections until `shutdown` resolves; the returned
+/// task ends when in-flight requests are done.
+pub async fn serve<IO>(
+    server: Arc<Server>,
+    incoming: BoxIncoming<'static, std::io::Result<IO>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<(Health, tokio::task::JoinHandle<()>)> {
-    let max_message_bytes = node.limits.max_request_bytes + GRPC_OVERHEAD_BYTES;
+) -> anyhow::Result<(Health, tokio::task::JoinHandle<()>)>
+where
+    IO: AsyncRead + AsyncWrite + Connected<ConnectInfo = TcpConnectInfo> + Unpin + Send + 'static,
+{
+    let limits = server.limits();
+    let max_message_bytes = limits.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let health = Health { reporter };
     health.set(false).await;
@@ -126,53 +113,51 @@ pub async fn serve(
         .build_v1alpha()?;
 
     let services = vec![
-        server::named(
-            KvServer::new(kv::KvService::new(node.clone()))
+        dispatch::named(
+            KvServer::new(kv::KvService::new(server.clone()))
                 .max_decoding_message_size(max_message_bytes)
                 .max_encoding_message_size(usize::MAX),
         ),
-        server::named(
+        dispatch::named(
             WatchServer::new(watch::WatchService::new(
-                node.clone(),
-                node.limits.watch_progress_interval,
+                server.clone(),
+                limits.watch_progress_interval,
                 max_message_bytes,
             ))
             .max_decoding_message_size(max_message_bytes)
             .max_encoding_message_size(usize::MAX),
         ),
-        server::named(
-            LeaseServer::new(lease::LeaseService::new(node.clone()))
+        dispatch::named(
+            LeaseServer::new(lease::LeaseService::new(server.clone()))
                 .max_decoding_message_size(max_message_bytes),
         ),
-        server::named(
-            ClusterServer::new(cluster::ClusterService::new(node.clone()))
+        dispatch::named(
+            ClusterServer::new(cluster::ClusterService::new(server.clone()))
                 .max_decoding_message_size(max_message_bytes),
         ),
-        server::named(
-            MaintenanceServer::new(maintenance::MaintenanceService::new(node.clone()))
+        dispatch::named(
+            MaintenanceServer::new(maintenance::MaintenanceService::new(server.clone()))
                 .max_decoding_message_size(max_message_bytes)
                 .max_encoding_message_size(usize::MAX),
         ),
-        server::named(
+        dispatch::named(
             AuthServer::new(not_yet::NotYet).max_decoding_message_size(max_message_bytes),
         ),
-        server::named(
+        dispatch::named(
             LockServer::new(not_yet::NotYet).max_decoding_message_size(max_message_bytes),
         ),
-        server::named(
+        dispatch::named(
             ElectionServer::new(not_yet::NotYet).max_decoding_message_size(max_message_bytes),
         ),
-        server::named(health_service),
-        server::named(reflection_v1),
-        server::named(reflection_v1alpha),
+        dispatch::named(health_service),
+        dispatch::named(reflection_v1),
+        dispatch::named(reflection_v1alpha),
     ];
 
-    let incoming = crate::tls::incoming(listeners, node.client_tls.as_ref())?;
-    let max_concurrent_streams = node.limits.max_concurrent_streams;
-    let task = tokio::spawn(server::serve(
-        node,
+    let task = tokio::spawn(dispatch::serve(
+        server,
         services,
-        max_concurrent_streams,
+        limits.max_concurrent_streams,
         incoming,
         shutdown,
     ));

@@ -8,6 +8,22 @@ use crate::proto::etcdserverpb::{
     DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
 
+/// Peer URLs as etcd accepts them in a member add or update: absolute http(s) URLs with a
+/// port, printed as etcd prints them.
+pub fn peer_urls(urls: &[String]) -> Result<Vec<String>, EtcdError> {
+    if urls.is_empty() {
+        return Err(EtcdError::MemberBadUrls);
+    }
+    urls.iter()
+        .map(|u| match url::Url::parse(u) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.port().is_some() => {
+                Ok(crate::cluster::url_string(&url))
+            }
+            _ => Err(EtcdError::MemberBadUrls),
+        })
+        .collect()
+}
+
 pub fn range(r: &RangeRequest) -> Result<(), EtcdError> {
     non_empty(&r.key)
 }

@@ -1,6 +1,6 @@
 //! `etcdserverpb.Watch`: one bidirectional stream carries many watches. Requests are
-//! validated and handed to the watch hub; the hub's queued responses are completed
-//! (headers, previous values, fragments) and sent.
+//! checked and handed to the server's watch handle; what it reports becomes responses
+//! (fragmented as etcd fragments them) and is sent.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
@@ -13,25 +13,23 @@ use tokio::sync::oneshot;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::BoxStream;
-use crate::mvcc::{KvRead, RangeEnd, RangeOptions};
-use crate::node::Node;
 use crate::proto::etcdserverpb::watch_request::RequestUnion;
 use crate::proto::etcdserverpb::watch_server::Watch;
 use crate::proto::etcdserverpb::{
     watch_create_request::FilterType, ResponseHeader, WatchCreateRequest, WatchRequest,
     WatchResponse,
 };
-use crate::proto::mvccpb::{event::EventType, Event};
-use crate::watch::{KeyRange, Outbox, Outgoing, WatchSpec, WatchStream, NO_WATCH_ID};
+use crate::proto::mvccpb::Event;
+use crate::server::{KeyRange, Outgoing, Server, WatchHandle, WatchSpec, WatchStream, NO_WATCH_ID};
 
-/// Watch streams one client connection may hold open: each has a queue of up to
-/// `watch::MAX_QUEUED_BYTES`.
+/// Watch streams one client connection may hold open: each has a bounded queue
+/// (`watch::MAX_QUEUED_BYTES`).
 pub const MAX_WATCH_STREAMS_PER_CONNECTION: usize = 1024;
 /// etcd's floor for the progress notification interval.
 const MIN_PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 
 pub struct WatchService {
-    node: Arc<Node>,
+    server: Arc<Server>,
     progress_interval: Duration,
     /// A fragmented response's parts stay under this size, as etcd cuts them.
     fragment_bytes: usize,
@@ -39,9 +37,9 @@ pub struct WatchService {
 }
 
 impl WatchService {
-    pub fn new(node: Arc<Node>, progress_interval: Duration, fragment_bytes: usize) -> Self {
+    pub fn new(server: Arc<Server>, progress_interval: Duration, fragment_bytes: usize) -> Self {
         WatchService {
-            node,
+            server,
             progress_interval: progress_interval.max(MIN_PROGRESS_INTERVAL),
             fragment_bytes,
             streams_per_connection: Arc::default(),
@@ -93,9 +91,7 @@ impl Drop for ConnectionSlot {
 
 /// Everything one stream's sending side owns; dropped when the client goes away.
 struct Sender {
-    node: Arc<Node>,
-    stream: Arc<WatchStream>,
-    outbox: Arc<Outbox>,
+    handle: WatchHandle,
     /// A failed receive (e.g. an oversized request) ends the stream with its status;
     /// `None` once the receiving side is over.
     receive_failed: Option<oneshot::Receiver<Status>>,
@@ -104,8 +100,6 @@ struct Sender {
     ready: VecDeque<WatchResponse>,
     fragment_bytes: usize,
     _slot: ConnectionSlot,
-    /// Asked for a leader (`WithRequireLeader`): ends when the member has lost its leader.
-    requires_leader: bool,
     done: bool,
 }
 
@@ -124,15 +118,9 @@ impl Watch for WatchService {
         request: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let slot = ConnectionSlot::take(&self.streams_per_connection, request.remote_addr())?;
-        let requires_leader = super::admission::stream_requires_leader(request.metadata());
-        let stream = Arc::new(
-            self.node
-                .watch
-                .open_stream()
-                .map_err(|_| Status::unavailable("etcdserver: server stopped"))?,
-        );
+        let handle = self.server.watch(&super::context(&request))?;
         let (fail_tx, fail_rx) = oneshot::channel();
-        let receiver = tokio::spawn(receive(request.into_inner(), stream.clone(), fail_tx));
+        let receiver = tokio::spawn(receive(request.into_inner(), handle.stream(), fail_tx));
         // etcd adds up to 10% jitter so many streams' notifications do not arrive together.
         let jitter_ms = std::collections::hash_map::RandomState::new()
             .build_hasher()
@@ -142,16 +130,13 @@ impl Watch for WatchService {
         let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let sender = Sender {
-            node: self.node.clone(),
-            outbox: stream.outbox(),
-            stream,
+            handle,
             receive_failed: Some(fail_rx),
             receiver,
             progress,
             ready: VecDeque::new(),
             fragment_bytes: self.fragment_bytes,
             _slot: slot,
-            requires_leader,
             done: false,
         };
         let responses = futures::stream::unfold(sender, |mut sender| async move {
@@ -220,7 +205,7 @@ impl Sender {
                 return None;
             }
             tokio::select! {
-                outgoing = self.outbox.pop() => match outgoing {
+                outgoing = self.handle.next() => match outgoing {
                     Some(outgoing) => self.complete(outgoing),
                     None => {
                         // Only a stopping member closes a stream's queue.
@@ -237,10 +222,10 @@ impl Sender {
                         return Some(Err(status));
                     }
                 }
-                _ = self.progress.tick() => self.stream.progress_tick(),
-                _ = self.node.leader_lost(), if self.requires_leader => {
+                _ = self.progress.tick() => self.handle.progress_tick(),
+                lost = self.handle.leader_lost() => {
                     self.done = true;
-                    return Some(Err(crate::error::EtcdError::NoLeader.into()));
+                    return Some(Err(lost.into()));
                 }
             }
         }
@@ -248,7 +233,7 @@ impl Sender {
 
     /// Turns a queued response into what goes on the wire.
     fn complete(&mut self, outgoing: Outgoing) {
-        let header = |rev: i64| Some(self.node.header(rev));
+        let header = |rev: i64| Some(self.handle.header(rev));
         let response = match outgoing {
             Outgoing::Created { watch_id, rev } => WatchResponse {
                 header: header(rev),
@@ -282,7 +267,7 @@ impl Sender {
             } => WatchResponse {
                 header: Some(ResponseHeader {
                     revision: 0,
-                    ..self.node.header(0)
+                    ..self.handle.header(0)
                 }),
                 watch_id,
                 compact_revision: compact_rev,
@@ -300,7 +285,7 @@ impl Sender {
                 // now, as it is sent.
                 let mut events: Vec<Event> = events.into_iter().map(Arc::unwrap_or_clone).collect();
                 if prev_kv {
-                    self.fill_prev_kvs(&mut events);
+                    self.handle.fill_prev_kvs(&mut events);
                 }
                 let response = WatchResponse {
                     header: header(rev),
@@ -316,27 +301,6 @@ impl Sender {
             }
         };
         self.ready.push_back(response);
-    }
-
-    /// The value each key had before the event, as etcd reads it: at the revision before,
-    /// unless the event created the key; absent when that revision was compacted.
-    fn fill_prev_kvs(&self, events: &mut [Event]) {
-        let view = self.node.mvcc.read_view();
-        for event in events {
-            let Some(kv) = &event.kv else { continue };
-            let created =
-                event.r#type == EventType::Put as i32 && kv.create_revision == kv.mod_revision;
-            if created {
-                continue;
-            }
-            let opts = RangeOptions {
-                rev: kv.mod_revision - 1,
-                ..RangeOptions::default()
-            };
-            if let Ok(mut found) = view.range(&kv.key, RangeEnd::Single, opts) {
-                event.prev_kv = found.kvs.pop();
-            }
-        }
     }
 
     /// etcd's fragmentation: parts of at most `fragment_bytes` (one event may exceed

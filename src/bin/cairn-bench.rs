@@ -281,7 +281,7 @@ async fn run(cli: Cli) -> Result<()> {
     check_cmd(&cli.cmd)?;
     let timeout = Duration::from_secs(cli.timeout);
     let tls = match &cli.cacert {
-        Some(ca) => Some(cairn::tls::client_connector(
+        Some(ca) => Some(cairn::net::tls::client_connector(
             ca,
             cli.client_cert.as_deref().zip(cli.client_key.as_deref()),
         )?),
@@ -926,12 +926,12 @@ async fn connect(
     endpoints: &[String],
     conns: usize,
     to: Duration,
-    tls: Option<cairn::tls::TlsConnector>,
+    tls: Option<cairn::net::tls::TlsConnector>,
 ) -> Result<Vec<Channel>> {
     let mut chans = Vec::with_capacity(conns);
     for i in 0..conns {
         let (ep, uri) = nth_endpoint(endpoints, i);
-        // As cairn::tls::channel, but connected now, so an unreachable server fails here
+        // As cairn::net::tls::channel, but connected now, so an unreachable server fails here
         // rather than in every request.
         let endpoint = |uri: String| {
             Endpoint::from_shared(uri)
@@ -989,7 +989,7 @@ impl Unary {
         endpoints: &[String],
         conns: usize,
         to: Duration,
-        tls: Option<cairn::tls::TlsConnector>,
+        tls: Option<cairn::net::tls::TlsConnector>,
     ) -> Result<Vec<Unary>> {
         let mut all = Vec::with_capacity(conns);
         for i in 0..conns {
@@ -1007,7 +1007,7 @@ impl Unary {
         Ok(all)
     }
 
-    async fn connect(uri: &http::Uri, tls: Option<cairn::tls::TlsConnector>) -> Result<Unary> {
+    async fn connect(uri: &http::Uri, tls: Option<cairn::net::tls::TlsConnector>) -> Result<Unary> {
         let authority = uri.authority().context("no host:port")?.clone();
         let (send, scheme) = match (uri.scheme_str(), tls) {
             (Some("https"), Some(mut tls)) => {

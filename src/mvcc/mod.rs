@@ -229,6 +229,15 @@ impl Mvcc {
         let _ = rx.wait_for(|done| *done >= rev).await;
     }
 
+    /// Defragmentation, RocksDB's way: a full compaction of the key-value data, which
+    /// rewrites its files without the space deleted revisions held. Blocks for as long.
+    pub fn defragment(&self) {
+        let cf = self.storage.cf(CF_KV);
+        self.storage
+            .db()
+            .compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+    }
+
     /// Replaces the whole state: `rewrite` replaces the storage underneath (a snapshot is
     /// installed), then the state is reloaded from it. Readers and writers wait meanwhile,
     /// so none sees a half-replaced store.

@@ -24,7 +24,7 @@ use crate::storage::Storage;
 use crate::watch::WatchHub;
 
 pub use log_store::LogStore;
-pub use network::{leader, leader_id, leader_replaced, never_sent, wait_for_leader, Leader, Peers};
+pub use network::Peers;
 use snapshot_schedule::SnapshotSchedule;
 pub use state_machine::{published_members, StateMachine};
 
@@ -37,19 +37,6 @@ pub struct MemberInfo {
     /// Added as a voter: it joins Raft as a learner and the leader makes it a voter once it
     /// has caught up, so an added member that has not started yet costs no quorum.
     pub voter_when_caught_up: bool,
-}
-
-/// Whether learner `id` has replicated most of the leader's log (etcd's 90% rule); only
-/// the leader's metrics know.
-pub fn learner_in_sync(metrics: &openraft::RaftMetrics<u64, MemberInfo>, id: u64) -> bool {
-    const READY_PERCENT: u64 = 90;
-    let leader_index = metrics.last_log_index.unwrap_or(0);
-    let matched = metrics
-        .replication
-        .as_ref()
-        .and_then(|r| r.get(&id).cloned().flatten())
-        .map_or(0, |log_id| log_id.index);
-    matched > 0 && matched * 100 >= leader_index * READY_PERCENT
 }
 
 impl fmt::Display for MemberInfo {

@@ -41,11 +41,11 @@ const MAX_APPEND_BYTES: usize = 1 << 20;
 pub struct Peers {
     clients: Mutex<HashMap<(u64, String), PeerClient<Channel>>>,
     /// Peer TLS, for `https` peer URLs.
-    tls: Option<crate::tls::Tls>,
+    tls: Option<crate::net::tls::Tls>,
 }
 
 impl Peers {
-    pub fn new(tls: Option<crate::tls::Tls>) -> Peers {
+    pub fn new(tls: Option<crate::net::tls::Tls>) -> Peers {
         Peers {
             clients: Mutex::default(),
             tls,
@@ -54,9 +54,9 @@ impl Peers {
 
     /// A client for a peer URL, not shared (for one-off requests before Raft runs).
     pub fn client_for_url(&self, url: &str) -> Result<PeerClient<Channel>, String> {
-        let channel = crate::tls::channel(
+        let channel = crate::net::tls::channel(
             url,
-            self.tls.as_ref().map(crate::tls::Tls::connector),
+            self.tls.as_ref().map(crate::net::tls::Tls::connector),
             CONNECT_TIMEOUT,
         )?;
         Ok(PeerClient::new(channel)
@@ -211,117 +211,4 @@ fn entries_within(entries: &[openraft::Entry<TypeConfig>], max_bytes: usize) -> 
         }
     }
     None
-}
-
-/// Where requests only the leader can serve go.
-pub enum Leader {
-    /// This member leads.
-    Me,
-    /// Another member leads: its ID, and a client of its peer API.
-    Other(u64, PeerClient<Channel>),
-}
-
-impl Leader {
-    pub fn id(&self, me: u64) -> u64 {
-        match self {
-            Leader::Me => me,
-            Leader::Other(id, _) => *id,
-        }
-    }
-}
-
-/// Completes once this member knows a leader other than `leader` (it ended or lost its
-/// leadership): a request sent to `leader` and still unanswered then will most likely
-/// never be, and its caller should stop waiting for it. Never completes while `leader`
-/// still leads or no other is known.
-pub async fn leader_replaced(raft: &super::Raft, peers: &Peers, me: u64, leader: u64) {
-    let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
-    if wait_for_leader(raft, peers, me, Some(leader), far)
-        .await
-        .is_none()
-    {
-        std::future::pending::<()>().await;
-    }
-}
-
-/// Whether a failed peer request certainly never reached the peer: no connection could be
-/// made (refused, unreachable, a failed TLS handshake), so nothing was sent. Any other
-/// failure may come after the peer received the request.
-pub fn never_sent(status: &tonic::Status) -> bool {
-    let mut source = std::error::Error::source(status);
-    while let Some(e) = source {
-        if e.is::<tonic::ConnectError>() {
-            return true;
-        }
-        source = e.source();
-    }
-    false
-}
-
-/// How often a wait for a leader looks again when Raft's metrics do not change: whether a
-/// leader counts also depends on how long ago a quorum answered it (`leader_id`).
-const LEADER_RECHECK: Duration = Duration::from_millis(50);
-
-/// The leader, waiting for one until `deadline` if there is none (an election, a leader
-/// cut off from its quorum) or only `not` (a leader a request to just failed): as in etcd,
-/// a request that finds no leader waits for the next election instead of failing at once.
-/// `None` at the deadline.
-pub async fn wait_for_leader(
-    raft: &super::Raft,
-    peers: &Peers,
-    me: u64,
-    not: Option<u64>,
-    deadline: tokio::time::Instant,
-) -> Option<Leader> {
-    let mut metrics = raft.metrics();
-    loop {
-        metrics.borrow_and_update();
-        if let Some(leader) = leader(raft, peers, me).filter(|l| Some(l.id(me)) != not) {
-            return Some(leader);
-        }
-        let wait = deadline
-            .checked_duration_since(tokio::time::Instant::now())
-            .filter(|left| !left.is_zero())?
-            .min(LEADER_RECHECK);
-        if let Ok(Err(_)) = tokio::time::timeout(wait, metrics.changed()).await {
-            // Raft stopped: no leader will come.
-            return None;
-        }
-    }
-}
-
-/// The current leader as this member knows it; `None` while there is none (an election,
-/// or no quorum).
-pub fn leader(raft: &super::Raft, peers: &Peers, me: u64) -> Option<Leader> {
-    let metrics = raft.metrics();
-    let metrics = metrics.borrow();
-    let leader = leader_id(raft, &metrics)?;
-    if leader == me {
-        return Some(Leader::Me);
-    }
-    let info = metrics.membership_config.membership().get_node(&leader)?;
-    peers
-        .client(leader, info)
-        .ok()
-        .map(|c| Leader::Other(leader, c))
-}
-
-/// The leader, except that a leader no quorum has answered for longer than an election
-/// timeout is no leader: cut off from its peers, it cannot commit anything, and etcd's
-/// leader steps down then (CheckQuorum). openraft 0.9's leader does not step down, so
-/// Cairn reports it the way etcd would. Nor is a leader that has just been removed from
-/// the membership: it has left, and the rest have yet to elect the next one.
-pub fn leader_id(
-    raft: &super::Raft,
-    metrics: &openraft::RaftMetrics<u64, MemberInfo>,
-) -> Option<u64> {
-    let leader = metrics.current_leader?;
-    metrics.membership_config.membership().get_node(&leader)?;
-    let quorum_timeout_ms = raft.config().election_timeout_max;
-    let lost_quorum = leader == metrics.id
-        && metrics.membership_config.membership().voter_ids().count() > 1
-        && metrics
-            .millis_since_quorum_ack
-            .is_some_and(|ms| ms > quorum_timeout_ms);
-    (!lost_quorum).then_some(leader)
 }

@@ -35,7 +35,7 @@ use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceExt};
 
 use super::{admission, transport_errors};
-use crate::node::Node;
+use crate::server::Server;
 
 /// A service whose type the dispatch does not need to know.
 pub type BoxedService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
@@ -57,7 +57,7 @@ where
 /// The services of one connection.
 #[derive(Clone)]
 struct Dispatch {
-    node: Arc<Node>,
+    server: Arc<Server>,
     /// Scanned per call: a dozen names, shorter than hashing the path.
     services: Arc<[(&'static str, BoxedService)]>,
     connection: TcpConnectInfo,
@@ -81,7 +81,7 @@ where
     fn call(&mut self, request: Request<B>) -> CallFuture {
         let mut request = request.map(Body::new);
         request.extensions_mut().insert(self.connection.clone());
-        let request = match admission::admit(&self.node, request) {
+        let request = match admission::admit(&self.server, request) {
             Ok(request) => request,
             Err(status) => return refusal(status),
         };
@@ -109,7 +109,7 @@ fn refusal(status: Status) -> CallFuture {
 /// finish (HTTP/2 GOAWAY: calls in progress complete, no new ones start) and returns once
 /// all have.
 pub async fn serve<IO>(
-    node: Arc<Node>,
+    server: Arc<Server>,
     services: Vec<(&'static str, BoxedService)>,
     max_concurrent_streams: Option<u32>,
     incoming: BoxStream<'static, io::Result<IO>>,
@@ -142,7 +142,7 @@ pub async fn serve<IO>(
             },
         };
         let dispatch = Dispatch {
-            node: node.clone(),
+            server: server.clone(),
             services: services.clone(),
             connection: io.connect_info(),
         };

@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use openraft::error::{CheckIsLeaderError, RaftError};
-
+use super::raft_errors::read_error;
+use super::route::{leader_replaced, wait_for_leader, Leader};
 use crate::error::EtcdError;
 use crate::proto::cairnpeerpb::ReadIndexRequest;
-use crate::raft::{leader_replaced, wait_for_leader, Leader, Peers, Raft};
+use crate::raft::{Peers, Raft};
 
 /// Readers waiting for the next round; beyond this, reads get `too many requests`.
 const QUEUE_CAPACITY: usize = 65_536;
@@ -134,19 +134,5 @@ async fn round(
             }
             outcome => return outcome,
         }
-    }
-}
-
-/// Raft errors of a read barrier, as etcd reports them.
-pub fn read_error(
-    e: RaftError<u64, CheckIsLeaderError<u64, crate::raft::MemberInfo>>,
-) -> EtcdError {
-    match e {
-        RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) if f.leader_id.is_some() => {
-            EtcdError::NotLeader
-        }
-        RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)) => EtcdError::NoLeader,
-        RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)) => EtcdError::Timeout,
-        RaftError::Fatal(_) => EtcdError::Stopped,
     }
 }

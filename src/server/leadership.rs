@@ -4,7 +4,7 @@
 use std::sync::Weak;
 use std::time::Duration;
 
-use super::Node;
+use super::Server;
 use crate::error::EtcdError;
 
 /// Election timeouts without a leader after which streams that require one end, as etcd's
@@ -12,9 +12,9 @@ use crate::error::EtcdError;
 const MAX_ELECTIONS_WITHOUT_LEADER: u32 = 3;
 
 /// Checks once per election timeout whether a leader is known; after
-/// `MAX_ELECTIONS_WITHOUT_LEADER` checks in a row without one, `Node::leader_lost` fires
+/// `MAX_ELECTIONS_WITHOUT_LEADER` checks in a row without one, `Server::leader_lost` fires
 /// (until a leader is known again).
-pub(super) async fn monitor_leader(node: Weak<Node>) {
+pub(super) async fn monitor_leader(node: Weak<Server>) {
     let Some(period) = node.upgrade().map(|n| n.election_timeout) else {
         return;
     };
@@ -35,7 +35,7 @@ pub(super) async fn monitor_leader(node: Weak<Node>) {
     }
 }
 
-impl Node {
+impl Server {
     /// Before a leader stops: hands leadership to the most caught-up voter, so clients see a
     /// new leader within milliseconds rather than after an election timeout, as with etcd.
     pub async fn hand_off_leadership(&self) {

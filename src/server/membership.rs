@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use openraft::ChangeMembers;
 
-use super::Node;
-use crate::raft;
+use super::role::{learner_in_sync, members_with, MemberRole};
+use super::{RequestContext, Server};
 
 const CHECK_INTERVAL: Duration = Duration::from_millis(500);
 
-pub async fn run(node: Weak<Node>) {
+pub async fn run(node: Weak<Server>) {
     let mut check = tokio::time::interval(CHECK_INTERVAL);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Whether a membership this member has seen listed it. A member that joins replays the
@@ -39,26 +39,20 @@ pub async fn run(node: Weak<Node>) {
         if !node.is_leader() {
             continue;
         }
-        let voters: BTreeSet<u64> = membership.voter_ids().collect();
-        let ready: BTreeSet<u64> = membership
-            .nodes()
-            .filter(|(id, info)| {
-                info.voter_when_caught_up
-                    && !voters.contains(id)
-                    && raft::learner_in_sync(&metrics, **id)
-            })
-            .map(|(id, _)| *id)
+        let ready: BTreeSet<u64> = members_with(membership, MemberRole::CatchingUp)
+            .into_iter()
+            .filter(|id| learner_in_sync(&metrics, *id))
             .collect();
         if ready.is_empty() {
             continue;
         }
-        let change = node
-            .raft
-            .change_membership(ChangeMembers::AddVoterIds(ready.clone()), false);
-        match tokio::time::timeout(node.request_timeout(), change).await {
-            Ok(Ok(_)) => tracing::info!(members = ?ready, "added members are voters now"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "making caught-up members voters"),
-            Err(_) => tracing::warn!("making caught-up members voters timed out"),
+        let change = ChangeMembers::AddVoterIds(ready.clone());
+        match node
+            .change_membership(&RequestContext::default(), change)
+            .await
+        {
+            Ok(()) => tracing::info!(members = ?ready, "added members are voters now"),
+            Err(e) => tracing::warn!(error = %e, "making caught-up members voters"),
         }
     }
 }

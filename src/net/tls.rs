@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crate::net::CoalescedWrites;
+use super::CoalescedWrites;
 use anyhow::Context as _;
 use futures::stream::{BoxStream, Stream, StreamExt};
 use hyper_util::rt::TokioIo;

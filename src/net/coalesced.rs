@@ -1,6 +1,5 @@
-//! Connection plumbing shared by the server's listeners and the load generator: writes
-//! coalesced across a scheduler round. Owns no state beyond one connection; calls nothing
-//! in Cairn.
+//! Writes coalesced across a scheduler round, for the server's listeners and the load
+//! generator. Owns no state beyond one connection.
 
 use std::io;
 use std::pin::Pin;

@@ -1,23 +1,42 @@
-//! A running member: storage, MVCC store, Raft and the proposer, started and stopped
-//! together, and the two doors the API uses: `propose` for writes, `read_barrier` for
-//! linearizable reads.
+//! The server: the one place every client request passes, as etcd's `EtcdServer`.
 //!
-//! Also: leases (`leases`), membership (`membership`), leadership transfer and the
-//! leader monitor (`leadership`) and this member's identity (`identity`).
+//! The API layers (`api` for gRPC, `peer` for what other members forward) check a request,
+//! call one typed method here (`range`, `put`, `lease_grant`, `member_add`, `watch`...),
+//! and send back what it returns. Behind the methods, and nowhere else: who may call what
+//! (learners, `hasleader`), routing to the leader (`route`), read barriers
+//! (`read_barrier`), batching writes into Raft proposals and waiting until they are
+//! applied (`proposer`), the mapping of openraft's errors to etcd's (`raft_errors`),
+//! member roles (`role`), the lease lifecycle on a member (`lease`), membership changes
+//! (`cluster`, `membership`), leadership transfer and the leader monitor (`leadership`),
+//! and this member's identity (`identity`).
 //!
-//! May call `storage`, `mvcc`, `watch`, `lease`, `raft`, `cluster` and `config`.
+//! A request's path: `api::kv` → `Server::put` (`kv`) → `proposer` → `raft` (log in
+//! `storage`) → `raft::state_machine` → `apply` → `mvcc`/`lease` → `watch`.
+//!
+//! May call `raft`, `apply`, `mvcc`, `lease`, `watch`, `storage`, `cluster`, `net` and
+//! `config`; never `api` or `peer`.
 
+mod cluster;
+mod context;
 mod identity;
+mod kv;
 mod leadership;
-mod leases;
+mod lease;
+mod maintenance;
 mod membership;
+mod peer_requests;
 mod proposer;
+mod raft_errors;
 mod read_barrier;
+mod role;
+mod route;
+mod watch;
 
-pub use proposer::write_error;
-pub use read_barrier::read_error;
+pub use context::RequestContext;
+pub use watch::{KeyRange, Outgoing, WatchHandle, WatchSpec, WatchStream, NO_WATCH_ID};
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,22 +73,20 @@ pub struct Limits {
     pub watch_progress_interval: Duration,
 }
 
-pub struct Node {
-    pub identity: Identity,
-    pub raft: Raft,
-    pub mvcc: Arc<Mvcc>,
-    pub watch: Arc<WatchHub>,
-    pub lessor: Arc<Lessor>,
+pub struct Server {
+    identity: Identity,
+    raft: Raft,
+    mvcc: Arc<Mvcc>,
+    watch: Arc<WatchHub>,
+    lessor: Arc<Lessor>,
     /// Connections to the other members.
-    pub peers: Arc<Peers>,
-    /// TLS of the client port, when its flags configure it.
-    pub client_tls: Option<crate::tls::Tls>,
-    /// TLS of the peer port, when its flags configure it.
-    pub peer_tls: Option<crate::tls::Tls>,
-    pub storage: Arc<Storage>,
-    pub limits: Limits,
+    peers: Arc<Peers>,
+    storage: Arc<Storage>,
+    limits: Limits,
     proposer: Proposer,
     read_barrier: ReadBarrier,
+    /// The next server-chosen lease ID (`lease`).
+    next_lease_id: AtomicU64,
     /// etcd's request timeout: 5 s plus two election timeouts.
     request_timeout: Duration,
     election_timeout: Duration,
@@ -79,10 +96,13 @@ pub struct Node {
     leader_lost: tokio::sync::watch::Sender<bool>,
 }
 
-impl Node {
+impl Server {
     /// Opens the data directory and starts Raft; on a fresh directory, bootstraps the
-    /// initial cluster.
-    pub async fn start(config: &Config) -> anyhow::Result<Arc<Node>> {
+    /// initial cluster. `peer_tls` secures the connections to the other members.
+    pub async fn start(
+        config: &Config,
+        peer_tls: Option<crate::net::tls::Tls>,
+    ) -> anyhow::Result<Arc<Server>> {
         let member_dir = config.data_dir.join("member");
         std::fs::create_dir_all(&member_dir)
             .with_context(|| format!("cannot create data dir {}", member_dir.display()))?;
@@ -90,19 +110,7 @@ impl Node {
             Storage::open(&member_dir.join("db"))
                 .with_context(|| format!("cannot open storage in {}", member_dir.display()))?,
         );
-        let client_tls = crate::tls::load_for_port(
-            &config.client_tls,
-            &config.data_dir,
-            "client",
-            &config.listen_client_urls,
-        )?;
-        let peer_tls = crate::tls::load_for_port(
-            &config.peer_tls,
-            &config.data_dir,
-            "peer",
-            &config.listen_peer_urls,
-        )?;
-        let peers = Arc::new(Peers::new(peer_tls.clone()));
+        let peers = Arc::new(Peers::new(peer_tls));
         let mut derived = Identity::from_config(config);
         if config.initial_cluster_state == ClusterState::Existing && !has_identity(&storage)? {
             derived = join(
@@ -159,17 +167,15 @@ impl Node {
         }
         let request_timeout = Duration::from_millis(5000 + 2 * config.election_timeout_ms);
         let me = identity.member_id;
-        let proposer = Proposer::spawn(raft.clone(), peers.clone(), me, request_timeout);
+        let proposer = Proposer::spawn(raft.clone(), peers.clone(), me);
         let read_barrier = ReadBarrier::spawn(raft.clone(), peers.clone(), me, request_timeout);
-        let node = Arc::new(Node {
+        let server = Arc::new(Server {
             identity,
             raft,
             mvcc,
             watch,
             lessor,
             peers,
-            client_tls,
-            peer_tls,
             storage,
             limits: Limits {
                 max_request_bytes: config.max_request_bytes as usize,
@@ -179,15 +185,16 @@ impl Node {
             },
             proposer,
             read_barrier,
+            next_lease_id: AtomicU64::new(lease::first_id(me)),
             request_timeout,
             election_timeout: Duration::from_millis(config.election_timeout_ms),
             removed: tokio::sync::watch::channel(false).0,
             leader_lost: tokio::sync::watch::channel(false).0,
         });
-        tokio::spawn(leases::run(Arc::downgrade(&node)));
-        tokio::spawn(leadership::monitor_leader(Arc::downgrade(&node)));
-        tokio::spawn(membership::run(Arc::downgrade(&node)));
-        Ok(node)
+        tokio::spawn(lease::run(Arc::downgrade(&server)));
+        tokio::spawn(leadership::monitor_leader(Arc::downgrade(&server)));
+        tokio::spawn(membership::run(Arc::downgrade(&server)));
+        Ok(server)
     }
 
     /// Waits until a leader is known and this member has applied what it had committed.
@@ -210,23 +217,68 @@ impl Node {
             name: self.identity.name.clone(),
             client_urls: self.identity.client_urls.clone(),
         };
-        let request = InternalRequest {
-            request: Some(internal_request::Request::Publish(attributes)),
-        };
-        self.propose(request).await.map(|_| ())
+        let ctx = RequestContext::default();
+        self.propose(&ctx, internal_request::Request::Publish(attributes))
+            .await
+            .map(|_| ())
     }
 
-    /// Proposes a write through Raft and waits for its result.
-    pub async fn propose(
+    /// Who this member is.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The limits the API enforces before calling in.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The store's current revision.
+    pub fn current_revision(&self) -> i64 {
+        self.mvcc.current_rev()
+    }
+
+    /// Whether the caller may make this call at all, before its request is read, as etcd's
+    /// interceptors decide: a learner serves only `Maintenance.Status` and ranges (a
+    /// linearizable one is refused later, in `range`), and a caller that asked for a leader
+    /// (`hasleader`) is refused without one. `rpc` is the gRPC method's path.
+    pub fn admit(&self, rpc: &str, require_leader: bool) -> Result<(), EtcdError> {
+        /// RPCs a learner serves: everything but writes and linearizable reads, which it
+        /// cannot.
+        const LEARNER_RPCS: [&str; 2] =
+            ["/etcdserverpb.Maintenance/Status", "/etcdserverpb.KV/Range"];
+        if self.is_learner() && !LEARNER_RPCS.contains(&rpc) {
+            return Err(EtcdError::NotSupportedForLearner);
+        }
+        if require_leader && self.leader_id().is_none() {
+            return Err(EtcdError::NoLeader);
+        }
+        Ok(())
+    }
+
+    /// When a request with `ctx` must be answered: its own deadline, else the request
+    /// timeout from now.
+    fn deadline(&self, ctx: &RequestContext) -> tokio::time::Instant {
+        ctx.deadline
+            .unwrap_or_else(|| tokio::time::Instant::now() + self.request_timeout)
+    }
+
+    /// Proposes a write through Raft and waits until it is applied here: its result.
+    async fn propose(
         &self,
-        request: InternalRequest,
+        ctx: &RequestContext,
+        request: internal_request::Request,
     ) -> Result<apply_result::Result, EtcdError> {
+        let request = InternalRequest {
+            request: Some(request),
+        };
         let size_bytes = request.encoded_len() + RAFT_REQUEST_OVERHEAD_BYTES;
         if size_bytes > self.limits.max_request_bytes {
             return Err(EtcdError::RequestTooLarge);
         }
         // The proposer answers by the request's deadline (see `Proposer::spawn`).
-        let result = self.proposer.propose(request, size_bytes).await?;
+        let deadline = self.deadline(ctx);
+        let result = self.proposer.propose(request, size_bytes, deadline).await?;
         match result {
             ApplyResult {
                 result: Some(apply_result::Result::Error(n)),
@@ -237,9 +289,13 @@ impl Node {
     }
 
     /// Returns once this member has applied everything committed before the call, as
-    /// confirmed by a quorum (Raft's ReadIndex): what a linearizable read needs.
-    pub async fn read_barrier(&self) -> Result<(), EtcdError> {
-        tokio::time::timeout(self.request_timeout, self.read_barrier.wait())
+    /// confirmed by a quorum (Raft's ReadIndex): what a linearizable read needs. A learner
+    /// cannot take part, as in etcd.
+    async fn read_barrier(&self, ctx: &RequestContext) -> Result<(), EtcdError> {
+        if self.is_learner() {
+            return Err(EtcdError::NotSupportedForLearner);
+        }
+        tokio::time::timeout_at(self.deadline(ctx), self.read_barrier.wait())
             .await
             .map_err(|_| EtcdError::Timeout)?
     }
@@ -250,7 +306,7 @@ impl Node {
     /// compaction wait for the reads in progress, so there it never does. Such a read is done
     /// again on a new view (at most `READ_ATTEMPTS` times), which is as linearizable: it
     /// still starts after the read barrier.
-    pub fn read<T>(
+    fn read<T>(
         &self,
         mut read: impl FnMut(&mut crate::mvcc::ReadView<'_>) -> Result<T, EtcdError>,
     ) -> Result<T, EtcdError> {
@@ -269,22 +325,9 @@ impl Node {
         outcome
     }
 
-    /// Waits until the revisions a `physical` compaction made unreachable are deleted from
-    /// storage, for at most the request timeout: a deletion that failed is retried only at
-    /// the next start, and its client must not wait for ever. The compaction itself is done
-    /// (logically) either way.
-    pub async fn wait_physically_compacted(&self, rev: i64) -> Result<(), EtcdError> {
-        tokio::time::timeout(
-            self.request_timeout,
-            self.mvcc.wait_physically_compacted(rev),
-        )
-        .await
-        .map_err(|_| EtcdError::Timeout)
-    }
-
     /// A response header: this cluster and member, the current term, and `revision` (or
     /// the store's current revision when 0).
-    pub fn header(&self, revision: i64) -> ResponseHeader {
+    fn header(&self, revision: i64) -> ResponseHeader {
         ResponseHeader {
             cluster_id: self.identity.cluster_id,
             member_id: self.identity.member_id,
@@ -294,6 +337,14 @@ impl Node {
                 revision
             },
             raft_term: self.raft.metrics().borrow().current_term,
+        }
+    }
+
+    /// The header etcd gives cluster (membership) responses: no revision.
+    fn cluster_header(&self) -> ResponseHeader {
+        ResponseHeader {
+            revision: 0,
+            ..self.header(0)
         }
     }
 
@@ -323,40 +374,19 @@ impl Node {
         let _ = removed.wait_for(|removed| *removed).await;
     }
 
-    /// etcd's request timeout: 5 s plus two election timeouts.
-    pub fn request_timeout(&self) -> Duration {
-        self.request_timeout
-    }
-
-    /// A learner in the membership (not one added as a voter, waiting to catch up): it
-    /// serves only what etcd lets learners serve.
-    pub fn is_learner(&self) -> bool {
-        let metrics = self.raft.metrics();
-        let metrics = metrics.borrow();
-        let membership = metrics.membership_config.membership();
-        let me = self.identity.member_id;
-        membership
-            .get_node(&me)
-            .is_some_and(|info| !info.voter_when_caught_up)
-            && !membership.voter_ids().any(|id| id == me)
-    }
-
     /// Whether this member leads and a quorum still answers it.
     pub fn is_leader(&self) -> bool {
         self.leader_id() == Some(self.identity.member_id)
     }
 
-    /// The leader as clients should see it (see `raft::leader_id`).
-    pub fn leader_id(&self) -> Option<u64> {
-        raft::leader_id(&self.raft, &self.raft.metrics().borrow())
+    /// The leader as clients should see it (see `route::leader_id`).
+    fn leader_id(&self) -> Option<u64> {
+        route::leader_id(&self.raft, &self.raft.metrics().borrow())
     }
 
-    /// The header etcd gives cluster (membership) responses: no revision.
-    pub fn cluster_header(&self) -> ResponseHeader {
-        ResponseHeader {
-            revision: 0,
-            ..self.header(0)
-        }
+    /// Ends every watch stream (as the member stops), so clients reconnect elsewhere.
+    pub fn close_watches(&self) {
+        self.watch.close();
     }
 
     /// Stops Raft and makes every write durable.

@@ -11,18 +11,18 @@
 
 use std::sync::Arc;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::RaftError;
 use openraft::raft::responder::Responder;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use super::raft_errors::write_error;
+use super::route::{leader_replaced, never_sent, wait_for_leader, Leader};
 use crate::error::EtcdError;
 use crate::proto::cairnpeerpb::peer_client::PeerClient;
 use crate::proto::cairnraftpb::{ApplyResult, InternalRequest, Proposal};
-use crate::raft::{
-    leader_replaced, never_sent, wait_for_leader, Batch, Leader, Peers, Raft, TypeConfig,
-};
+use crate::raft::{Batch, Peers, Raft, TypeConfig};
 use tonic::transport::Channel;
 
 /// Requests waiting for a batch; beyond this, writers get `too many requests` at once
@@ -47,22 +47,18 @@ struct Pending {
 #[derive(Clone)]
 pub struct Proposer {
     queue: mpsc::Sender<Pending>,
-    request_timeout: Duration,
 }
 
 impl Proposer {
-    /// Each request is answered within `request_timeout`, `request timed out` at the latest.
+    /// Each request is answered by its deadline, `request timed out` at the latest.
     /// The deadline is kept per batch, not per request (a timer per request was 1.5% of the
     /// server's CPU under put load): a batch Raft never answers (its entry replaced by a
     /// snapshot after a leader change) cannot hold its slot past its earliest deadline, and a
     /// request still queued at its deadline is answered without being proposed.
-    pub fn spawn(raft: Raft, peers: Arc<Peers>, me: u64, request_timeout: Duration) -> Proposer {
+    pub fn spawn(raft: Raft, peers: Arc<Peers>, me: u64) -> Proposer {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         tokio::spawn(run(raft, peers, me, rx));
-        Proposer {
-            queue: tx,
-            request_timeout,
-        }
+        Proposer { queue: tx }
     }
 
     /// Proposes one request and waits until it is applied, or until its deadline.
@@ -70,12 +66,13 @@ impl Proposer {
         &self,
         request: InternalRequest,
         size_bytes: usize,
+        deadline: tokio::time::Instant,
     ) -> Result<ApplyResult, EtcdError> {
         let (reply, result) = oneshot::channel();
         let pending = Pending {
             request,
             size_bytes,
-            deadline: Instant::now() + self.request_timeout,
+            deadline: deadline.into_std(),
             reply,
         };
         self.queue.try_send(pending).map_err(|e| match e {
@@ -250,21 +247,5 @@ fn deliver(
                 let _ = reply.send(Err(e));
             }
         }
-    }
-}
-
-/// How a write Raft did not apply is reported. openraft answers ForwardToLeader both when
-/// this member no longer led as the write arrived and when a new leader truncated the
-/// entry after it was appended, and a truncated entry may still be committed by a later
-/// leader that has it. So the outcome is unknown, and it is reported as etcd reports such
-/// writes: `request timed out`, which clients do not take for "not applied". A definite
-/// `not leader` is answered only before anything is proposed (`leader()` is checked
-/// first).
-pub fn write_error(e: RaftError<u64, ClientWriteError<u64, crate::raft::MemberInfo>>) -> EtcdError {
-    match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => EtcdError::Timeout,
-        // Refused before anything was appended (a membership change already in progress).
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(_)) => EtcdError::NotLeader,
-        RaftError::Fatal(_) => EtcdError::Stopped,
     }
 }

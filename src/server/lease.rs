@@ -1,0 +1,223 @@
+//! `LeaseGrant`, `LeaseRevoke`, `LeaseKeepAlive`, `LeaseTimeToLive` and `LeaseLeases`, and
+//! the lease lifecycle on a member: the lessor's primary role follows Raft leadership, and
+//! the leader (which alone keeps expiry times, `lease`) proposes the revocation of expired
+//! leases. Keep-alives and time-to-live are the leader's to answer: routed there.
+
+use std::sync::atomic::Ordering;
+use std::sync::Weak;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::{RequestContext, Server};
+use crate::error::EtcdError;
+use crate::lease::NO_LEASE;
+use crate::proto::cairnraftpb::{apply_result::Result as Applied, internal_request::Request};
+use crate::proto::etcdserverpb::{
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
+
+/// How often expiry is checked, as etcd does.
+const CHECK_INTERVAL: Duration = Duration::from_millis(500);
+/// Revokes proposed per check: a burst of expiries is spread out, so writes keep flowing
+/// (etcd allows 1000 a second; twice that here, since revokes share Raft entries).
+const MAX_REVOKES_PER_CHECK: usize = 1000;
+
+/// The first server-chosen lease ID, as etcd makes them: the member ID's low 16 bits, then
+/// the start time in milliseconds (40 bits), then a counter (8 bits, carrying into the time).
+pub(super) fn first_id(member_id: u64) -> u64 {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    ((member_id & 0xffff) << 48) | ((now_ms & ((1 << 40) - 1)) << 8)
+}
+
+impl Server {
+    /// A grant; the server chooses the ID when the request leaves it 0.
+    pub async fn lease_grant(
+        &self,
+        ctx: &RequestContext,
+        mut r: LeaseGrantRequest,
+    ) -> Result<LeaseGrantResponse, EtcdError> {
+        if r.id == NO_LEASE {
+            r.id = self.choose_lease_id();
+        }
+        match self.propose(ctx, Request::LeaseGrant(r)).await? {
+            Applied::LeaseGrant(mut response) => {
+                self.complete_header(&mut response.header);
+                Ok(response)
+            }
+            _ => Err(EtcdError::Corrupt),
+        }
+    }
+
+    pub async fn lease_revoke(
+        &self,
+        ctx: &RequestContext,
+        r: LeaseRevokeRequest,
+    ) -> Result<LeaseRevokeResponse, EtcdError> {
+        match self.propose(ctx, Request::LeaseRevoke(r)).await? {
+            Applied::LeaseRevoke(mut response) => {
+                self.complete_header(&mut response.header);
+                Ok(response)
+            }
+            _ => Err(EtcdError::Corrupt),
+        }
+    }
+
+    /// A keep-alive, answered by the leader: the TTL, 0 for an unknown (or just expired)
+    /// lease, as etcd answers.
+    pub async fn lease_keep_alive(
+        &self,
+        ctx: &RequestContext,
+        id: i64,
+    ) -> Result<LeaseKeepAliveResponse, EtcdError> {
+        let renewed = self
+            .on_leader(
+                ctx,
+                || self.lease_renew_here(id),
+                |mut leader| async move {
+                    leader
+                        .lease_keep_alive(LeaseKeepAliveRequest { id })
+                        .await
+                },
+            )
+            .await?;
+        Ok(LeaseKeepAliveResponse {
+            header: Some(self.header(0)),
+            ..renewed
+        })
+    }
+
+    /// A keep-alive this member answers as the leader. A quorum confirms the leadership
+    /// first (a read-index round, shared with concurrent reads): a leader deposed without
+    /// knowing it (its Raft core stalled in a disk write, or cut off) must not renew a
+    /// lease that the new leader may already have revoked and another client taken over
+    /// (etcd #15247).
+    async fn lease_renew_here(&self, id: i64) -> Result<LeaseKeepAliveResponse, EtcdError> {
+        self.read_barrier(&RequestContext::default()).await?;
+        // The round may have gone to a new leader elected meanwhile: renew only if this
+        // member still leads after it, as etcd checks again.
+        if !self.is_leader() {
+            return Err(EtcdError::NotLeader);
+        }
+        Ok(LeaseKeepAliveResponse {
+            header: Some(self.header(0)),
+            id,
+            ttl: self.lessor.renew(id)?.unwrap_or(0),
+        })
+    }
+
+    /// A lease's remaining TTL, as the leader (which keeps expiry times) knows it; -1 for an
+    /// unknown lease, as etcd answers.
+    pub async fn lease_time_to_live(
+        &self,
+        ctx: &RequestContext,
+        r: LeaseTimeToLiveRequest,
+    ) -> Result<LeaseTimeToLiveResponse, EtcdError> {
+        let forwarded = r.clone();
+        let answer = self
+            .on_leader(
+                ctx,
+                || async { Ok(self.lease_time_to_live_here(r)) },
+                |mut leader| async move { leader.lease_time_to_live(forwarded).await },
+            )
+            .await?;
+        Ok(LeaseTimeToLiveResponse {
+            header: Some(self.header(0)),
+            ..answer
+        })
+    }
+
+    fn lease_time_to_live_here(&self, r: LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse {
+        let header = Some(self.header(0));
+        match self.lessor.time_to_live(r.id, r.keys) {
+            Some(status) => LeaseTimeToLiveResponse {
+                header,
+                id: r.id,
+                ttl: status.remaining_secs,
+                granted_ttl: status.granted_secs,
+                keys: status.keys,
+            },
+            None => LeaseTimeToLiveResponse {
+                header,
+                id: r.id,
+                ttl: -1,
+                ..LeaseTimeToLiveResponse::default()
+            },
+        }
+    }
+
+    /// Every lease, as this member has applied them.
+    pub fn lease_leases(&self, _ctx: &RequestContext) -> LeaseLeasesResponse {
+        LeaseLeasesResponse {
+            header: Some(self.header(0)),
+            leases: self
+                .lessor
+                .leases()
+                .into_iter()
+                .map(|id| LeaseStatus { id })
+                .collect(),
+        }
+    }
+
+    fn choose_lease_id(&self) -> i64 {
+        loop {
+            let id = (self.next_lease_id.fetch_add(1, Ordering::Relaxed) + 1) & (i64::MAX as u64);
+            if id as i64 != NO_LEASE {
+                return id as i64;
+            }
+        }
+    }
+
+    /// The lessor keeps expiry times while this member leads, and only then.
+    fn follow_leadership(&self) {
+        let leader = self.is_leader();
+        if leader && !self.lessor.is_primary() {
+            self.lessor.promote(self.election_timeout);
+        } else if !leader && self.lessor.is_primary() {
+            self.lessor.demote();
+        }
+    }
+}
+
+/// Follows leadership on every Raft change, and on the leader proposes the revocation of
+/// leases found expired at each check. Ends with the server.
+pub(super) async fn run(server: Weak<Server>) {
+    let Some(mut metrics) = server.upgrade().map(|s| s.raft.metrics()) else {
+        return;
+    };
+    let mut check = tokio::time::interval(CHECK_INTERVAL);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        // Metrics change on every apply; only a check tick looks for expired leases.
+        let tick = tokio::select! {
+            changed = metrics.changed() => { if changed.is_err() { return } false }
+            _ = check.tick() => true,
+        };
+        let Some(server) = server.upgrade() else {
+            return;
+        };
+        server.follow_leadership();
+        if !tick {
+            continue;
+        }
+        let expired = server.lessor.take_expired(MAX_REVOKES_PER_CHECK);
+        if expired.is_empty() {
+            continue;
+        }
+        // Proposed together, they share Raft entries; one that fails is offered again
+        // (`lease::REVOKE_RETRY`). Not awaited here, so leadership is still followed.
+        tokio::spawn(async move {
+            let ctx = RequestContext::default();
+            let revokes = expired
+                .into_iter()
+                .map(|id| server.lease_revoke(&ctx, LeaseRevokeRequest { id }));
+            for result in futures::future::join_all(revokes).await {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "revoking an expired lease");
+                }
+            }
+        });
+    }
+}
