@@ -1,7 +1,8 @@
 //! Start-up configuration: etcd's flag names, `ETCD_*` environment variables and the
 //! `--config-file` YAML, resolved into one `Config`.
 //!
-//! Owns parsing and validation only; it calls nothing else in Cairn but `feature_gates`.
+//! Owns parsing and validation only. Calls `cluster` (etcd's URL printing, the bootstrap
+//! identity), `tls` (the settings it fills) and `feature_gates`; nothing calls back.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use clap::Parser;
 use serde::Deserialize;
 use url::Url;
 
+use crate::cluster::{url_string, Identity};
 use crate::tls::{AllowedPeer, TlsSettings};
 
 /// The etcd release whose API Cairn serves; reported by `Status` and `--version`.
@@ -532,7 +534,7 @@ impl Config {
             if url.scheme() == "https" && !client_tls.is_configured() {
                 return Err(format!(
                     "TLS key/cert (--cert-file, --key-file) must be provided for client url {} with HTTPS scheme",
-                    crate::cluster::url_string(url)
+                    url_string(url)
                 ));
             }
         }
@@ -544,7 +546,7 @@ impl Config {
             if url.scheme() == "unixs" {
                 return Err(format!(
                     "{}: TLS over unix sockets (unixs) is not supported yet",
-                    crate::cluster::url_string(url)
+                    url_string(url)
                 ));
             }
         }
@@ -590,6 +592,18 @@ impl Config {
             peer_tls,
             ignored,
         })
+    }
+}
+
+// Here rather than in `cluster`, so that `cluster` needs nothing from `config`.
+impl Identity {
+    pub fn from_config(config: &Config) -> Identity {
+        Identity::bootstrap(
+            &config.name,
+            &config.initial_cluster,
+            &config.initial_cluster_token,
+            &config.advertise_client_urls,
+        )
     }
 }
 
