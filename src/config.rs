@@ -1,18 +1,20 @@
 //! Start-up configuration: etcd's flag names, `ETCD_*` environment variables and the
 //! `--config-file` YAML, resolved into one `Config`.
 //!
-//! Owns parsing and validation only. Calls `cluster` (etcd's URL printing, the bootstrap
+//! Owns parsing and validation only; `file` reads the YAML through one table of each
+//! flag's file key. Calls `cluster` (etcd's URL printing, the bootstrap
 //! identity), `tls` (the settings it fills) and `feature_gates`; nothing calls back.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use serde::Deserialize;
 use url::Url;
 
 use crate::cluster::{url_string, Identity};
 use crate::tls::{AllowedPeer, TlsSettings};
+
+mod file;
 
 /// The etcd release whose API Cairn serves; reported by `Status` and `--version`.
 pub const ETCD_API_VERSION: &str = "3.4.0";
@@ -39,7 +41,8 @@ mod default {
     pub const WATCH_PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 }
 
-/// Command-line flags, named as etcd names them. Each also reads `ETCD_<NAME>`.
+/// Command-line flags, named as etcd names them. Each also reads `ETCD_<NAME>`, and each
+/// needs its entry in `file::FILE_KEYS` (a unit test checks).
 #[derive(Parser, Debug, Default)]
 #[command(
     name = "cairn",
@@ -214,47 +217,6 @@ pub struct Flags {
     pub compaction_batch_limit: Option<u64>,
 }
 
-/// The `--config-file` YAML: etcd's keys, all optional.
-#[derive(Deserialize, Debug, Default)]
-#[serde(rename_all = "kebab-case")]
-struct FileConfig {
-    name: Option<String>,
-    data_dir: Option<PathBuf>,
-    listen_client_urls: Option<String>,
-    advertise_client_urls: Option<String>,
-    listen_peer_urls: Option<String>,
-    initial_advertise_peer_urls: Option<String>,
-    initial_cluster: Option<String>,
-    initial_cluster_state: Option<String>,
-    initial_cluster_token: Option<String>,
-    heartbeat_interval: Option<u64>,
-    election_timeout: Option<u64>,
-    snapshot_count: Option<u64>,
-    #[serde(alias = "experimental-snapshot-catchup-entries")]
-    snapshot_catchup_entries: Option<u64>,
-    quota_backend_bytes: Option<u64>,
-    max_request_bytes: Option<u64>,
-    max_txn_ops: Option<u64>,
-    auto_compaction_mode: Option<String>,
-    auto_compaction_retention: Option<serde_yaml::Value>,
-    log_level: Option<String>,
-    client_transport_security: Option<FileSecurity>,
-    peer_transport_security: Option<FileSecurity>,
-    self_signed_cert_validity: Option<u32>,
-    feature_gates: Option<String>,
-}
-
-/// etcd's `client-transport-security` and `peer-transport-security` YAML sections.
-#[derive(Deserialize, Debug, Default)]
-#[serde(rename_all = "kebab-case")]
-struct FileSecurity {
-    cert_file: Option<PathBuf>,
-    key_file: Option<PathBuf>,
-    client_cert_auth: Option<bool>,
-    trusted_ca_file: Option<PathBuf>,
-    auto_tls: Option<bool>,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClusterState {
     New,
@@ -309,7 +271,7 @@ impl Config {
     pub fn from_flags(flags: Flags) -> Result<Config, String> {
         // etcd: a config file replaces flags and environment variables entirely.
         let f = match &flags.config_file {
-            Some(path) => flags_from_file(path)?,
+            Some(path) => file::read(path)?,
             None => flags,
         };
         let watch_progress_interval = watch_progress_interval(&f)?;
@@ -361,56 +323,6 @@ impl Config {
             ignored,
         })
     }
-}
-
-/// Reads `--config-file` into the flags it stands for.
-fn flags_from_file(path: &Path) -> Result<Flags, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-    let mut file: FileConfig = serde_yaml::from_str(&text)
-        .map_err(|e| format!("invalid config file {}: {e}", path.display()))?;
-    let client_security = file.client_transport_security.take().unwrap_or_default();
-    let peer_security = file.peer_transport_security.take().unwrap_or_default();
-    Ok(Flags {
-        name: file.name,
-        data_dir: file.data_dir,
-        listen_client_urls: file.listen_client_urls,
-        advertise_client_urls: file.advertise_client_urls,
-        listen_peer_urls: file.listen_peer_urls,
-        initial_advertise_peer_urls: file.initial_advertise_peer_urls,
-        initial_cluster: file.initial_cluster,
-        initial_cluster_state: file.initial_cluster_state,
-        initial_cluster_token: file.initial_cluster_token,
-        heartbeat_interval: file.heartbeat_interval,
-        election_timeout: file.election_timeout,
-        snapshot_count: file.snapshot_count,
-        snapshot_catchup_entries: file.snapshot_catchup_entries,
-        quota_backend_bytes: file.quota_backend_bytes,
-        max_request_bytes: file.max_request_bytes,
-        max_txn_ops: file.max_txn_ops,
-        auto_compaction_mode: file.auto_compaction_mode,
-        auto_compaction_retention: file.auto_compaction_retention.map(|v| match v {
-            serde_yaml::Value::String(s) => s,
-            other => serde_yaml::to_string(&other)
-                .unwrap_or_default()
-                .trim()
-                .to_string(),
-        }),
-        log_level: file.log_level,
-        cert_file: client_security.cert_file,
-        key_file: client_security.key_file,
-        client_cert_auth: client_security.client_cert_auth,
-        trusted_ca_file: client_security.trusted_ca_file,
-        auto_tls: client_security.auto_tls,
-        peer_cert_file: peer_security.cert_file,
-        peer_key_file: peer_security.key_file,
-        peer_client_cert_auth: peer_security.client_cert_auth,
-        peer_trusted_ca_file: peer_security.trusted_ca_file,
-        peer_auto_tls: peer_security.auto_tls,
-        self_signed_cert_validity: file.self_signed_cert_validity,
-        feature_gates: file.feature_gates,
-        ..Flags::default()
-    })
 }
 
 fn watch_progress_interval(f: &Flags) -> Result<Duration, String> {
