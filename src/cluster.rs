@@ -1,12 +1,11 @@
 //! Cluster identity: member and cluster IDs derived as etcd derives them, and this member's
 //! view of who is in the cluster.
 //!
-//! Owns ID derivation and etcd's URL formatting. Calls `config` only.
+//! Owns ID derivation and etcd's URL formatting. Calls nothing else in Cairn: `config`
+//! depends on this module (it builds `Identity::from_config`), never the reverse.
 
 use sha1::{Digest, Sha1};
 use url::Url;
-
-use crate::config::Config;
 
 /// etcd's member ID: the first 8 bytes (big-endian) of SHA-1 over the sorted peer URLs
 /// followed by the cluster token. A member keeps its ID across restarts.
@@ -82,14 +81,20 @@ pub struct Identity {
 }
 
 impl Identity {
-    pub fn from_config(config: &Config) -> Identity {
-        let initial_members: Vec<InitialMember> = config
-            .initial_cluster
+    /// This member's identity at bootstrap: each initial member's ID from its peer URLs and
+    /// the token, the cluster's from those IDs.
+    pub fn bootstrap(
+        name: &str,
+        initial_cluster: &[(String, Vec<Url>)],
+        cluster_token: &str,
+        client_urls: &[Url],
+    ) -> Identity {
+        let initial_members: Vec<InitialMember> = initial_cluster
             .iter()
             .map(|(name, urls)| {
                 let peer_urls: Vec<String> = urls.iter().map(url_string).collect();
                 InitialMember {
-                    id: member_id(&peer_urls, &config.initial_cluster_token),
+                    id: member_id(&peer_urls, cluster_token),
                     name: name.clone(),
                     peer_urls,
                 }
@@ -97,20 +102,16 @@ impl Identity {
             .collect();
         let member_id = initial_members
             .iter()
-            .find(|m| m.name == config.name)
+            .find(|m| m.name == name)
             .map(|m| m.id)
             .expect("config validation ensures this member is in the initial cluster");
         let ids: Vec<u64> = initial_members.iter().map(|m| m.id).collect();
         Identity {
             member_id,
             cluster_id: cluster_id(&ids),
-            cluster_token: config.initial_cluster_token.clone(),
-            name: config.name.clone(),
-            client_urls: config
-                .advertise_client_urls
-                .iter()
-                .map(url_string)
-                .collect(),
+            cluster_token: cluster_token.to_string(),
+            name: name.to_string(),
+            client_urls: client_urls.iter().map(url_string).collect(),
             initial_members,
         }
     }
@@ -137,6 +138,25 @@ mod tests {
             member_id(&["http://a:1".into(), "http://b:1".into()], "t")
         );
         assert_eq!(cluster_id(&[1, 2]), cluster_id(&[2, 1]));
+    }
+
+    #[test]
+    fn bootstrap_identity_uses_etcds_ids() {
+        let peer = Url::parse("http://127.0.0.1:22380").unwrap();
+        let client = Url::parse("http://127.0.0.1:22379").unwrap();
+        let identity = Identity::bootstrap(
+            "default",
+            &[("default".into(), vec![peer])],
+            "etcd-cluster",
+            &[client],
+        );
+        assert_eq!(identity.member_id, 11417610130673999598);
+        assert_eq!(identity.cluster_id, 14443903163313418560);
+        assert_eq!(identity.client_urls, ["http://127.0.0.1:22379"]);
+        assert_eq!(
+            identity.initial_members[0].peer_urls,
+            ["http://127.0.0.1:22380"]
+        );
     }
 
     #[test]

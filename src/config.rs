@@ -1,16 +1,20 @@
 //! Start-up configuration: etcd's flag names, `ETCD_*` environment variables and the
 //! `--config-file` YAML, resolved into one `Config`.
 //!
-//! Owns parsing and validation only; it calls nothing else in Cairn but `feature_gates`.
+//! Owns parsing and validation only; `file` reads the YAML through one table of each
+//! flag's file key. Calls `cluster` (etcd's URL printing, the bootstrap
+//! identity), `tls` (the settings it fills) and `feature_gates`; nothing calls back.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use serde::Deserialize;
 use url::Url;
 
+use crate::cluster::{url_string, Identity};
 use crate::net::tls::{AllowedPeer, TlsSettings};
+
+mod file;
 
 /// The etcd release whose API Cairn serves; reported by `Status` and `--version`.
 pub const ETCD_API_VERSION: &str = "3.4.0";
@@ -37,7 +41,8 @@ mod default {
     pub const WATCH_PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 }
 
-/// Command-line flags, named as etcd names them. Each also reads `ETCD_<NAME>`.
+/// Command-line flags, named as etcd names them. Each also reads `ETCD_<NAME>`, and each
+/// needs its entry in `file::FILE_KEYS` (a unit test checks).
 #[derive(Parser, Debug, Default)]
 #[command(
     name = "cairn",
@@ -212,47 +217,6 @@ pub struct Flags {
     pub compaction_batch_limit: Option<u64>,
 }
 
-/// The `--config-file` YAML: etcd's keys, all optional.
-#[derive(Deserialize, Debug, Default)]
-#[serde(rename_all = "kebab-case")]
-struct FileConfig {
-    name: Option<String>,
-    data_dir: Option<PathBuf>,
-    listen_client_urls: Option<String>,
-    advertise_client_urls: Option<String>,
-    listen_peer_urls: Option<String>,
-    initial_advertise_peer_urls: Option<String>,
-    initial_cluster: Option<String>,
-    initial_cluster_state: Option<String>,
-    initial_cluster_token: Option<String>,
-    heartbeat_interval: Option<u64>,
-    election_timeout: Option<u64>,
-    snapshot_count: Option<u64>,
-    #[serde(alias = "experimental-snapshot-catchup-entries")]
-    snapshot_catchup_entries: Option<u64>,
-    quota_backend_bytes: Option<u64>,
-    max_request_bytes: Option<u64>,
-    max_txn_ops: Option<u64>,
-    auto_compaction_mode: Option<String>,
-    auto_compaction_retention: Option<serde_yaml::Value>,
-    log_level: Option<String>,
-    client_transport_security: Option<FileSecurity>,
-    peer_transport_security: Option<FileSecurity>,
-    self_signed_cert_validity: Option<u32>,
-    feature_gates: Option<String>,
-}
-
-/// etcd's `client-transport-security` and `peer-transport-security` YAML sections.
-#[derive(Deserialize, Debug, Default)]
-#[serde(rename_all = "kebab-case")]
-struct FileSecurity {
-    cert_file: Option<PathBuf>,
-    key_file: Option<PathBuf>,
-    client_cert_auth: Option<bool>,
-    trusted_ca_file: Option<PathBuf>,
-    auto_tls: Option<bool>,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClusterState {
     New,
@@ -302,269 +266,37 @@ pub struct Config {
 
 impl Config {
     /// Resolves flags (or the config file they name) into a validated configuration.
+    /// Checks run in a fixed order, so a command line with several faults names the same one
+    /// first every time.
     pub fn from_flags(flags: Flags) -> Result<Config, String> {
-        let file = match &flags.config_file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-                let file: FileConfig = serde_yaml::from_str(&text)
-                    .map_err(|e| format!("invalid config file {}: {e}", path.display()))?;
-                Some(file)
-            }
-            None => None,
-        };
         // etcd: a config file replaces flags and environment variables entirely.
-        let f = match file {
-            Some(mut file) => {
-                let client_security = file.client_transport_security.take().unwrap_or_default();
-                let peer_security = file.peer_transport_security.take().unwrap_or_default();
-                Flags {
-                    name: file.name,
-                    data_dir: file.data_dir,
-                    listen_client_urls: file.listen_client_urls,
-                    advertise_client_urls: file.advertise_client_urls,
-                    listen_peer_urls: file.listen_peer_urls,
-                    initial_advertise_peer_urls: file.initial_advertise_peer_urls,
-                    initial_cluster: file.initial_cluster,
-                    initial_cluster_state: file.initial_cluster_state,
-                    initial_cluster_token: file.initial_cluster_token,
-                    heartbeat_interval: file.heartbeat_interval,
-                    election_timeout: file.election_timeout,
-                    snapshot_count: file.snapshot_count,
-                    snapshot_catchup_entries: file.snapshot_catchup_entries,
-                    quota_backend_bytes: file.quota_backend_bytes,
-                    max_request_bytes: file.max_request_bytes,
-                    max_txn_ops: file.max_txn_ops,
-                    auto_compaction_mode: file.auto_compaction_mode,
-                    auto_compaction_retention: file.auto_compaction_retention.map(|v| match v {
-                        serde_yaml::Value::String(s) => s,
-                        other => serde_yaml::to_string(&other)
-                            .unwrap_or_default()
-                            .trim()
-                            .to_string(),
-                    }),
-                    log_level: file.log_level,
-                    cert_file: client_security.cert_file,
-                    key_file: client_security.key_file,
-                    client_cert_auth: client_security.client_cert_auth,
-                    trusted_ca_file: client_security.trusted_ca_file,
-                    auto_tls: client_security.auto_tls,
-                    peer_cert_file: peer_security.cert_file,
-                    peer_key_file: peer_security.key_file,
-                    peer_client_cert_auth: peer_security.client_cert_auth,
-                    peer_trusted_ca_file: peer_security.trusted_ca_file,
-                    peer_auto_tls: peer_security.auto_tls,
-                    self_signed_cert_validity: file.self_signed_cert_validity,
-                    feature_gates: file.feature_gates,
-                    ..Flags::default()
-                }
-            }
+        let f = match &flags.config_file {
+            Some(path) => file::read(path)?,
             None => flags,
         };
-
-        let watch_progress_interval = match &f.experimental_watch_progress_notify_interval {
-            None => default::WATCH_PROGRESS_INTERVAL,
-            Some(s) => parse_go_duration(s).ok_or_else(|| {
-                format!("invalid value {s:?} for flag -experimental-watch-progress-notify-interval")
-            })?,
-        };
-        let name = f.name.unwrap_or_else(|| default::NAME.to_string());
+        let watch_progress_interval = watch_progress_interval(&f)?;
+        let name = f.name.clone().unwrap_or_else(|| default::NAME.to_string());
         let data_dir = f
             .data_dir
+            .clone()
             .unwrap_or_else(|| PathBuf::from(format!("{name}.etcd")));
-        let listen_client_urls = parse_urls(
-            "listen-client-urls",
-            f.listen_client_urls
-                .as_deref()
-                .unwrap_or(default::CLIENT_URLS),
-        )?;
-        let advertise_client_urls = parse_urls(
-            "advertise-client-urls",
-            f.advertise_client_urls
-                .as_deref()
-                .unwrap_or(default::CLIENT_URLS),
-        )?;
-        let listen_peer_urls = parse_urls(
-            "listen-peer-urls",
-            f.listen_peer_urls.as_deref().unwrap_or(default::PEER_URLS),
-        )?;
-        let initial_advertise_peer_urls = parse_urls(
-            "initial-advertise-peer-urls",
-            f.initial_advertise_peer_urls
-                .as_deref()
-                .unwrap_or(default::PEER_URLS),
-        )?;
-        // etcd: without --initial-cluster, the cluster is this member alone.
-        let initial_cluster = match f.initial_cluster.as_deref() {
-            Some(spec) if !spec.is_empty() => parse_initial_cluster(spec)?,
-            _ => vec![(name.clone(), initial_advertise_peer_urls.clone())],
-        };
-        if !initial_cluster.iter().any(|(n, _)| *n == name) {
-            return Err(format!(
-                "couldn't find local name {name:?} in the initial cluster configuration"
-            ));
-        }
-        let initial_cluster_state = match f.initial_cluster_state.as_deref().unwrap_or("new") {
-            "new" => ClusterState::New,
-            "existing" => ClusterState::Existing,
-            other => {
-                return Err(format!(
-                    "invalid value {other:?} for flag -initial-cluster-state: valid values are \"new\", \"existing\""
-                ))
-            }
-        };
-        let heartbeat_interval_ms = f
-            .heartbeat_interval
-            .unwrap_or(default::HEARTBEAT_INTERVAL_MS);
-        let election_timeout_ms = f.election_timeout.unwrap_or(default::ELECTION_TIMEOUT_MS);
-        if heartbeat_interval_ms == 0 || 5 * heartbeat_interval_ms > election_timeout_ms {
-            return Err(format!(
-                "--election-timeout[{election_timeout_ms}ms] should be at least as 5 times as --heartbeat-interval[{heartbeat_interval_ms}ms]"
-            ));
-        }
-        let retention = f.auto_compaction_retention.as_deref().unwrap_or("0");
-        let auto_compaction = match f.auto_compaction_mode.as_deref().unwrap_or("periodic") {
-            "periodic" => match parse_retention_period(retention)? {
-                d if d.is_zero() => AutoCompaction::Disabled,
-                // The compactor samples the revision every tenth of the retention, which must
-                // not be zero (etcd 3.4 divides by zero and crashes on such a retention).
-                d if d < MIN_PERIODIC_RETENTION => {
-                    return Err(format!(
-                        "invalid auto-compaction-retention {retention:?}: a periodic retention \
-                         is at least {MIN_PERIODIC_RETENTION:?}"
-                    ))
-                }
-                d => AutoCompaction::Periodic(d),
-            },
-            "revision" => match retention.parse::<i64>() {
-                Ok(0) => AutoCompaction::Disabled,
-                Ok(n) if n > 0 => AutoCompaction::Revision(n),
-                _ => {
-                    return Err(format!(
-                        "invalid auto-compaction-retention {retention:?} for revision mode"
-                    ))
-                }
-            },
-            other => {
-                return Err(format!(
-                    "unknown auto-compaction-mode {other:?}: valid values are \"periodic\", \"revision\""
-                ))
-            }
-        };
-        let mut ignored = Vec::new();
-        if let Some(v) = &f.logger {
-            ignored.push(format!(
-                "--logger={v}: Cairn has one logger, writing to stderr"
-            ));
-        }
-        if let Some(v) = &f.log_outputs {
-            ignored.push(format!("--log-outputs={v}: Cairn logs to stderr"));
-        }
-        if f.enable_v2 == Some(true) {
-            ignored.push("--enable-v2: Cairn does not serve etcd's v2 API".to_string());
-        }
-        if f.strict_reconfig_check.is_some() {
-            ignored.push(
-                "--strict-reconfig-check: a member added as a voter joins the quorum only once it has caught up, so no change can lose quorum"
-                    .to_string(),
-            );
-        }
-        if f.experimental_initial_corrupt_check == Some(true) {
-            ignored.push(
-                "--experimental-initial-corrupt-check: the start-up hash comparison with peers is not built yet"
-                    .to_string(),
-            );
-        }
-        if let Some(v) = &f.feature_gates {
-            ignored.extend(crate::feature_gates::check(v)?);
-        }
-        if let Some(v) = &f.auth_token {
-            ignored.push(format!("--auth-token={v}: auth is not built yet"));
-        }
-        if f.quota_backend_bytes.is_some_and(|q| q > 0) {
-            ignored.push(
-                "--quota-backend-bytes: the space quota (NOSPACE alarm) is not enforced yet"
-                    .to_string(),
-            );
-        }
-        // Ignoring a restriction the user asked for would weaken their security.
-        if f.cipher_suites.is_some() {
-            return Err("--cipher-suites is not supported yet".to_string());
-        }
-        if let Some(limit) = f.compaction_batch_limit {
-            return Err(format!(
-                "--compaction-batch-limit={limit} is not supported yet: Cairn deletes a \
-                 compaction's revisions in batches of a fixed size (10,000)"
-            ));
-        }
-        let allowed_peer = match (f.peer_cert_allowed_cn, f.peer_cert_allowed_hostname) {
-            (Some(cn), Some(hostname)) => {
-                return Err(format!(
-                    "AllowedCN and AllowedHostname are mutually exclusive (cn={cn:?}, hostname={hostname:?})"
-                ))
-            }
-            (Some(cn), None) => Some(AllowedPeer::CommonName(cn)),
-            (None, Some(hostname)) => Some(AllowedPeer::Hostname(hostname)),
-            (None, None) => None,
-        };
-        let validity_years = f.self_signed_cert_validity.unwrap_or(1);
-        let client_tls = TlsSettings {
-            cert_file: f.cert_file,
-            key_file: f.key_file,
-            trusted_ca_file: f.trusted_ca_file,
-            client_cert_auth: f.client_cert_auth == Some(true),
-            auto_tls: f.auto_tls == Some(true),
-            crl_file: f.client_crl_file,
-            self_signed_cert_validity_years: validity_years,
-            allowed: None,
-        };
-        let peer_tls = TlsSettings {
-            cert_file: f.peer_cert_file,
-            key_file: f.peer_key_file,
-            trusted_ca_file: f.peer_trusted_ca_file,
-            client_cert_auth: f.peer_client_cert_auth == Some(true),
-            auto_tls: f.peer_auto_tls == Some(true),
-            crl_file: f.peer_crl_file,
-            self_signed_cert_validity_years: validity_years,
-            allowed: allowed_peer,
-        };
-        for url in &listen_client_urls {
-            if url.scheme() == "https" && !client_tls.is_configured() {
-                return Err(format!(
-                    "TLS key/cert (--cert-file, --key-file) must be provided for client url {} with HTTPS scheme",
-                    crate::cluster::url_string(url)
-                ));
-            }
-        }
-        for url in listen_peer_urls
-            .iter()
-            .chain(&initial_advertise_peer_urls)
-            .chain(initial_cluster.iter().flat_map(|(_, urls)| urls))
-        {
-            if url.scheme() == "unixs" {
-                return Err(format!(
-                    "{}: TLS over unix sockets (unixs) is not supported yet",
-                    crate::cluster::url_string(url)
-                ));
-            }
-        }
-        if listen_peer_urls.iter().any(|u| u.scheme() == "https") && !peer_tls.is_configured() {
-            return Err(
-                "TLS key/cert (--peer-cert-file, --peer-key-file) or --peer-auto-tls must be provided for peer urls with HTTPS scheme"
-                    .to_string(),
-            );
-        }
-        let log_level = f.log_level.unwrap_or_else(|| "info".to_string());
-        if !["debug", "info", "warn", "error", "panic", "fatal"].contains(&log_level.as_str()) {
-            return Err(format!("unknown log level {log_level:?}"));
-        }
+        let urls = Urls::from_flags(&f)?;
+        let initial_cluster = initial_cluster(&f, &name, &urls.initial_advertise_peer)?;
+        let initial_cluster_state = initial_cluster_state(&f)?;
+        let (heartbeat_interval_ms, election_timeout_ms) = raft_timing(&f)?;
+        let auto_compaction = auto_compaction(&f)?;
+        let ignored = accepted_but_ignored(&f)?;
+        refuse_unsupported(&f)?;
+        let (client_tls, peer_tls) = tls_settings(&f)?;
+        check_url_schemes(&urls, &initial_cluster, &client_tls, &peer_tls)?;
+        let log_level = log_level(&f)?;
         Ok(Config {
             name,
             data_dir,
-            listen_client_urls,
-            advertise_client_urls,
-            listen_peer_urls,
-            initial_advertise_peer_urls,
+            listen_client_urls: urls.listen_client,
+            advertise_client_urls: urls.advertise_client,
+            listen_peer_urls: urls.listen_peer,
+            initial_advertise_peer_urls: urls.initial_advertise_peer,
             initial_cluster,
             initial_cluster_state,
             initial_cluster_token: f
@@ -590,6 +322,266 @@ impl Config {
             peer_tls,
             ignored,
         })
+    }
+}
+
+fn watch_progress_interval(f: &Flags) -> Result<Duration, String> {
+    match &f.experimental_watch_progress_notify_interval {
+        None => Ok(default::WATCH_PROGRESS_INTERVAL),
+        Some(s) => parse_go_duration(s).ok_or_else(|| {
+            format!("invalid value {s:?} for flag -experimental-watch-progress-notify-interval")
+        }),
+    }
+}
+
+/// The client and peer URL flags, parsed, with etcd's defaults.
+struct Urls {
+    listen_client: Vec<Url>,
+    advertise_client: Vec<Url>,
+    listen_peer: Vec<Url>,
+    initial_advertise_peer: Vec<Url>,
+}
+
+impl Urls {
+    fn from_flags(f: &Flags) -> Result<Urls, String> {
+        let urls = |flag: &str, value: &Option<String>, default: &str| {
+            parse_urls(flag, value.as_deref().unwrap_or(default))
+        };
+        Ok(Urls {
+            listen_client: urls(
+                "listen-client-urls",
+                &f.listen_client_urls,
+                default::CLIENT_URLS,
+            )?,
+            advertise_client: urls(
+                "advertise-client-urls",
+                &f.advertise_client_urls,
+                default::CLIENT_URLS,
+            )?,
+            listen_peer: urls("listen-peer-urls", &f.listen_peer_urls, default::PEER_URLS)?,
+            initial_advertise_peer: urls(
+                "initial-advertise-peer-urls",
+                &f.initial_advertise_peer_urls,
+                default::PEER_URLS,
+            )?,
+        })
+    }
+}
+
+/// `--initial-cluster`, which must name this member.
+fn initial_cluster(
+    f: &Flags,
+    name: &str,
+    initial_advertise_peer_urls: &[Url],
+) -> Result<Vec<(String, Vec<Url>)>, String> {
+    // etcd: without --initial-cluster, the cluster is this member alone.
+    let initial_cluster = match f.initial_cluster.as_deref() {
+        Some(spec) if !spec.is_empty() => parse_initial_cluster(spec)?,
+        _ => vec![(name.to_string(), initial_advertise_peer_urls.to_vec())],
+    };
+    if !initial_cluster.iter().any(|(n, _)| n == name) {
+        return Err(format!(
+            "couldn't find local name {name:?} in the initial cluster configuration"
+        ));
+    }
+    Ok(initial_cluster)
+}
+
+fn initial_cluster_state(f: &Flags) -> Result<ClusterState, String> {
+    match f.initial_cluster_state.as_deref().unwrap_or("new") {
+        "new" => Ok(ClusterState::New),
+        "existing" => Ok(ClusterState::Existing),
+        other => Err(format!(
+            "invalid value {other:?} for flag -initial-cluster-state: valid values are \"new\", \"existing\""
+        )),
+    }
+}
+
+/// `(heartbeat interval, election timeout)` in milliseconds, as etcd bounds them.
+fn raft_timing(f: &Flags) -> Result<(u64, u64), String> {
+    let heartbeat_interval_ms = f
+        .heartbeat_interval
+        .unwrap_or(default::HEARTBEAT_INTERVAL_MS);
+    let election_timeout_ms = f.election_timeout.unwrap_or(default::ELECTION_TIMEOUT_MS);
+    if heartbeat_interval_ms == 0 || 5 * heartbeat_interval_ms > election_timeout_ms {
+        return Err(format!(
+            "--election-timeout[{election_timeout_ms}ms] should be at least as 5 times as --heartbeat-interval[{heartbeat_interval_ms}ms]"
+        ));
+    }
+    Ok((heartbeat_interval_ms, election_timeout_ms))
+}
+
+fn auto_compaction(f: &Flags) -> Result<AutoCompaction, String> {
+    let retention = f.auto_compaction_retention.as_deref().unwrap_or("0");
+    match f.auto_compaction_mode.as_deref().unwrap_or("periodic") {
+        "periodic" => match parse_retention_period(retention)? {
+            d if d.is_zero() => Ok(AutoCompaction::Disabled),
+            // The compactor samples the revision every tenth of the retention, which must
+            // not be zero (etcd 3.4 divides by zero and crashes on such a retention).
+            d if d < MIN_PERIODIC_RETENTION => Err(format!(
+                "invalid auto-compaction-retention {retention:?}: a periodic retention \
+                 is at least {MIN_PERIODIC_RETENTION:?}"
+            )),
+            d => Ok(AutoCompaction::Periodic(d)),
+        },
+        "revision" => match retention.parse::<i64>() {
+            Ok(0) => Ok(AutoCompaction::Disabled),
+            Ok(n) if n > 0 => Ok(AutoCompaction::Revision(n)),
+            _ => Err(format!(
+                "invalid auto-compaction-retention {retention:?} for revision mode"
+            )),
+        },
+        other => Err(format!(
+            "unknown auto-compaction-mode {other:?}: valid values are \"periodic\", \"revision\""
+        )),
+    }
+}
+
+/// The notes reported at start-up for flags Cairn accepts but does not act on.
+fn accepted_but_ignored(f: &Flags) -> Result<Vec<String>, String> {
+    let mut ignored = Vec::new();
+    if let Some(v) = &f.logger {
+        ignored.push(format!(
+            "--logger={v}: Cairn has one logger, writing to stderr"
+        ));
+    }
+    if let Some(v) = &f.log_outputs {
+        ignored.push(format!("--log-outputs={v}: Cairn logs to stderr"));
+    }
+    if f.enable_v2 == Some(true) {
+        ignored.push("--enable-v2: Cairn does not serve etcd's v2 API".to_string());
+    }
+    if f.strict_reconfig_check.is_some() {
+        ignored.push(
+            "--strict-reconfig-check: a member added as a voter joins the quorum only once it has caught up, so no change can lose quorum"
+                .to_string(),
+        );
+    }
+    if f.experimental_initial_corrupt_check == Some(true) {
+        ignored.push(
+            "--experimental-initial-corrupt-check: the start-up hash comparison with peers is not built yet"
+                .to_string(),
+        );
+    }
+    if let Some(v) = &f.feature_gates {
+        ignored.extend(crate::feature_gates::check(v)?);
+    }
+    if let Some(v) = &f.auth_token {
+        ignored.push(format!("--auth-token={v}: auth is not built yet"));
+    }
+    if f.quota_backend_bytes.is_some_and(|q| q > 0) {
+        ignored.push(
+            "--quota-backend-bytes: the space quota (NOSPACE alarm) is not enforced yet"
+                .to_string(),
+        );
+    }
+    Ok(ignored)
+}
+
+/// Flags refused rather than ignored: ignoring them would weaken what the user asked for.
+fn refuse_unsupported(f: &Flags) -> Result<(), String> {
+    if f.cipher_suites.is_some() {
+        return Err("--cipher-suites is not supported yet".to_string());
+    }
+    if let Some(limit) = f.compaction_batch_limit {
+        return Err(format!(
+            "--compaction-batch-limit={limit} is not supported yet: Cairn deletes a \
+             compaction's revisions in batches of a fixed size (10,000)"
+        ));
+    }
+    Ok(())
+}
+
+/// `(client TLS, peer TLS)` from the TLS flags.
+fn tls_settings(f: &Flags) -> Result<(TlsSettings, TlsSettings), String> {
+    let allowed_peer = match (&f.peer_cert_allowed_cn, &f.peer_cert_allowed_hostname) {
+        (Some(cn), Some(hostname)) => {
+            return Err(format!(
+                "AllowedCN and AllowedHostname are mutually exclusive (cn={cn:?}, hostname={hostname:?})"
+            ))
+        }
+        (Some(cn), None) => Some(AllowedPeer::CommonName(cn.clone())),
+        (None, Some(hostname)) => Some(AllowedPeer::Hostname(hostname.clone())),
+        (None, None) => None,
+    };
+    let validity_years = f.self_signed_cert_validity.unwrap_or(1);
+    let client_tls = TlsSettings {
+        cert_file: f.cert_file.clone(),
+        key_file: f.key_file.clone(),
+        trusted_ca_file: f.trusted_ca_file.clone(),
+        client_cert_auth: f.client_cert_auth == Some(true),
+        auto_tls: f.auto_tls == Some(true),
+        crl_file: f.client_crl_file.clone(),
+        self_signed_cert_validity_years: validity_years,
+        allowed: None,
+    };
+    let peer_tls = TlsSettings {
+        cert_file: f.peer_cert_file.clone(),
+        key_file: f.peer_key_file.clone(),
+        trusted_ca_file: f.peer_trusted_ca_file.clone(),
+        client_cert_auth: f.peer_client_cert_auth == Some(true),
+        auto_tls: f.peer_auto_tls == Some(true),
+        crl_file: f.peer_crl_file.clone(),
+        self_signed_cert_validity_years: validity_years,
+        allowed: allowed_peer,
+    };
+    Ok((client_tls, peer_tls))
+}
+
+/// Each `https` URL has TLS to serve it with; `unixs` is not served yet.
+fn check_url_schemes(
+    urls: &Urls,
+    initial_cluster: &[(String, Vec<Url>)],
+    client_tls: &TlsSettings,
+    peer_tls: &TlsSettings,
+) -> Result<(), String> {
+    for url in &urls.listen_client {
+        if url.scheme() == "https" && !client_tls.is_configured() {
+            return Err(format!(
+                "TLS key/cert (--cert-file, --key-file) must be provided for client url {} with HTTPS scheme",
+                url_string(url)
+            ));
+        }
+    }
+    for url in urls
+        .listen_peer
+        .iter()
+        .chain(&urls.initial_advertise_peer)
+        .chain(initial_cluster.iter().flat_map(|(_, urls)| urls))
+    {
+        if url.scheme() == "unixs" {
+            return Err(format!(
+                "{}: TLS over unix sockets (unixs) is not supported yet",
+                url_string(url)
+            ));
+        }
+    }
+    if urls.listen_peer.iter().any(|u| u.scheme() == "https") && !peer_tls.is_configured() {
+        return Err(
+            "TLS key/cert (--peer-cert-file, --peer-key-file) or --peer-auto-tls must be provided for peer urls with HTTPS scheme"
+                .to_string(),
+        );
+    }
+    Ok(())
+}
+
+fn log_level(f: &Flags) -> Result<String, String> {
+    let log_level = f.log_level.clone().unwrap_or_else(|| "info".to_string());
+    if !["debug", "info", "warn", "error", "panic", "fatal"].contains(&log_level.as_str()) {
+        return Err(format!("unknown log level {log_level:?}"));
+    }
+    Ok(log_level)
+}
+
+// Here rather than in `cluster`, so that `cluster` needs nothing from `config`.
+impl Identity {
+    pub fn from_config(config: &Config) -> Identity {
+        Identity::bootstrap(
+            &config.name,
+            &config.initial_cluster,
+            &config.initial_cluster_token,
+            &config.advertise_client_urls,
+        )
     }
 }
 
