@@ -13,7 +13,7 @@ pub use range::range;
 
 use crate::error::EtcdError;
 use crate::lease::Lessor;
-use crate::mvcc::{RangeEnd, WriteBatchGuard};
+use crate::mvcc::WriteBatchGuard;
 use crate::proto::cairnraftpb::{apply_result, internal_request, ApplyResult, InternalRequest};
 use crate::proto::etcdserverpb::{
     CompactionResponse, LeaseGrantResponse, LeaseRevokeResponse, ResponseHeader,
@@ -53,13 +53,7 @@ pub fn apply_request(
                 error: String::new(),
             })
         }),
-        Some(Q::LeaseRevoke(r)) => leases.keys(r.id).map(|keys| {
-            // All the lease's keys go in one revision: watchers see one set of deletes.
-            let mut txn = guard.txn();
-            for key in &keys {
-                txn.delete_range(key, RangeEnd::Single);
-            }
-            drop(txn);
+        Some(Q::LeaseRevoke(r)) => leases.revoke(guard, r.id).map(|()| {
             R::LeaseRevoke(LeaseRevokeResponse {
                 header: Some(header(guard.current_rev())),
             })
@@ -72,9 +66,6 @@ pub fn apply_request(
     // Keys put or deleted follow their leases, in the same storage batch.
     let (changes, batch) = guard.changes_and_batch();
     leases.apply_changes(batch, &changes[changes_before..]);
-    if let Some(Q::LeaseRevoke(r)) = &request.request {
-        leases.remove(batch, r.id);
-    }
     match result {
         Err(EtcdError::Corrupt) => Err(EtcdError::Corrupt),
         result => Ok(ApplyResult {

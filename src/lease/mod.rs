@@ -1,4 +1,5 @@
-//! Leases: TTLs granted through Raft, the keys attached to them, and when they expire.
+//! Leases: TTLs granted through Raft, the keys attached to them, when they expire, and
+//! their revocation with their keys.
 //!
 //! Owns the `lease` column family and its in-memory copy. What is replicated (leases, their
 //! granted TTLs, attached keys) changes only when the state machine applies an entry, in
@@ -13,14 +14,15 @@
 //!
 //! May call `storage` and `mvcc` (for the changes a batch made).
 
-use std::collections::{BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rocksdb::WriteBatch;
 
 use crate::error::EtcdError;
-use crate::mvcc::Change;
+use crate::mvcc::{Change, RangeEnd, WriteBatchGuard};
 use crate::storage::{Storage, StorageError, StorageResult, CF_LEASE};
 
 /// etcd's largest TTL, in seconds.
@@ -52,6 +54,47 @@ struct State {
     /// Which lease each attached key is bound to.
     attached: HashMap<Vec<u8>, i64>,
     primary: bool,
+    /// On the primary: when each lease is next due (its expiry, or the retry of its
+    /// revoke), earliest first, as etcd's lessor keeps them; a check looks only at what is
+    /// due. An entry a renewal or a removal made stale stays until it comes up and is
+    /// skipped (`is_due`); the heap is rebuilt when stale entries outnumber the leases.
+    due: BinaryHeap<Reverse<(Instant, i64)>>,
+}
+
+/// Stale entries the expiry heap may hold beyond one per lease before it is rebuilt.
+const MAX_STALE_DUE_ENTRIES: usize = 1024;
+
+impl State {
+    /// Records that lease `id` is due at `at`.
+    fn schedule(&mut self, id: i64, at: Instant) {
+        self.due.push(Reverse((at, id)));
+        if self.due.len() > 2 * self.leases.len() + MAX_STALE_DUE_ENTRIES {
+            self.rebuild_due();
+        }
+    }
+
+    fn rebuild_due(&mut self) {
+        self.due = self
+            .leases
+            .iter()
+            .filter_map(|(id, lease)| lease.due_at().map(|at| Reverse((at, *id))))
+            .collect();
+    }
+
+    /// Whether the heap entry (`at`, `id`) is still the lease's current due time.
+    fn is_due(&self, id: i64, at: Instant) -> bool {
+        self.leases
+            .get(&id)
+            .is_some_and(|lease| lease.due_at() == Some(at))
+    }
+}
+
+impl Lease {
+    /// When the primary must next look at this lease: the retry of its revoke, else its
+    /// expiry.
+    fn due_at(&self) -> Option<Instant> {
+        self.revoking.or(self.expiry)
+    }
 }
 
 pub struct Lessor {
@@ -128,7 +171,7 @@ impl Lessor {
         *state = State {
             leases,
             attached,
-            primary: false,
+            ..State::default()
         };
         if primary {
             promote_locked(&mut state, Duration::ZERO);
@@ -165,6 +208,9 @@ impl Lessor {
                 revoking: None,
             },
         );
+        if let Some(expiry) = expiry {
+            state.schedule(id, expiry);
+        }
         batch.put_cf(
             self.storage.cf(CF_LEASE),
             record_key(PREFIX_LEASE, id, b""),
@@ -173,15 +219,25 @@ impl Lessor {
         Ok(ttl_secs)
     }
 
-    /// The keys attached to a lease, sorted (so every member deletes them in one order).
-    pub fn keys(&self, id: i64) -> Result<Vec<Vec<u8>>, EtcdError> {
-        let state = self.lock();
-        let lease = state.leases.get(&id).ok_or(EtcdError::LeaseNotFound)?;
-        Ok(lease.keys.iter().cloned().collect())
+    /// Applies a revoke: deletes the lease's keys, all in one revision (watchers see one
+    /// set of deletes), in sorted order (the same on every member), then the lease.
+    pub fn revoke(&self, guard: &mut WriteBatchGuard<'_>, id: i64) -> Result<(), EtcdError> {
+        let keys: Vec<Vec<u8>> = {
+            let state = self.lock();
+            let lease = state.leases.get(&id).ok_or(EtcdError::LeaseNotFound)?;
+            lease.keys.iter().cloned().collect()
+        };
+        let mut txn = guard.txn();
+        for key in &keys {
+            txn.delete_range(key, RangeEnd::Single);
+        }
+        drop(txn);
+        self.remove(guard.batch_mut(), id);
+        Ok(())
     }
 
-    /// Forgets a lease whose keys were deleted.
-    pub fn remove(&self, batch: &mut WriteBatch, id: i64) {
+    /// Forgets a lease and its attachments.
+    fn remove(&self, batch: &mut WriteBatch, id: i64) {
         let mut state = self.lock();
         let Some(lease) = state.leases.remove(&id) else {
             return;
@@ -238,7 +294,9 @@ impl Lessor {
         state.primary = false;
         for lease in state.leases.values_mut() {
             lease.expiry = None;
+            lease.revoking = None;
         }
+        state.due.clear();
     }
 
     pub fn is_primary(&self) -> bool {
@@ -260,8 +318,13 @@ impl Lessor {
         if lease.revoking.is_some() || lease.expiry.is_some_and(|e| e <= now) {
             return Ok(None);
         }
-        lease.expiry = Some(now + Duration::from_secs(lease.ttl_secs as u64));
-        Ok(Some(lease.ttl_secs))
+        let (expiry, ttl_secs) = (
+            now + Duration::from_secs(lease.ttl_secs as u64),
+            lease.ttl_secs,
+        );
+        lease.expiry = Some(expiry);
+        state.schedule(id, expiry);
+        Ok(Some(ttl_secs))
     }
 
     pub fn time_to_live(&self, id: i64, with_keys: bool) -> Option<LeaseStatus> {
@@ -290,8 +353,8 @@ impl Lessor {
         ids
     }
 
-    /// Up to `max` leases expired by now, on the primary. Each is not offered again for
-    /// `REVOKE_RETRY`, while its revoke goes through Raft.
+    /// Up to `max` leases expired by now, on the primary, earliest first. Each is not
+    /// offered again for `REVOKE_RETRY`, while its revoke goes through Raft.
     pub fn take_expired(&self, max: usize) -> Vec<i64> {
         let mut state = self.lock();
         if !state.primary {
@@ -299,18 +362,23 @@ impl Lessor {
         }
         let now = Instant::now();
         let mut expired = Vec::new();
-        for (id, lease) in state.leases.iter_mut() {
-            if expired.len() == max {
+        while expired.len() < max {
+            let Some(&Reverse((at, id))) = state.due.peek() else {
+                break;
+            };
+            if at > now {
                 break;
             }
-            let due = match lease.revoking {
-                Some(retry_at) => retry_at <= now,
-                None => lease.expiry.is_some_and(|e| e <= now),
-            };
-            if due {
-                lease.revoking = Some(now + REVOKE_RETRY);
-                expired.push(*id);
+            state.due.pop();
+            if !state.is_due(id, at) {
+                continue;
             }
+            let retry_at = now + REVOKE_RETRY;
+            if let Some(lease) = state.leases.get_mut(&id) {
+                lease.revoking = Some(retry_at);
+            }
+            state.schedule(id, retry_at);
+            expired.push(id);
         }
         expired
     }
@@ -323,6 +391,7 @@ fn promote_locked(state: &mut State, extend: Duration) {
         lease.expiry = Some(now + extend + Duration::from_secs(lease.ttl_secs as u64));
         lease.revoking = None;
     }
+    state.rebuild_due();
 }
 
 fn record_key(prefix: u8, id: i64, key: &[u8]) -> Vec<u8> {
@@ -331,4 +400,139 @@ fn record_key(prefix: u8, id: i64, key: &[u8]) -> Vec<u8> {
     record.extend_from_slice(&id.to_be_bytes());
     record.extend_from_slice(key);
     record
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mvcc::{KvRead, Mvcc, RangeOptions};
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        mvcc: Arc<Mvcc>,
+        lessor: Arc<Lessor>,
+    }
+
+    /// A lessor with no TTL floor, so a lease granted with TTL 0 is expired at once.
+    fn open() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(Storage::open(&dir.path().join("db")).unwrap());
+        let mvcc = Mvcc::open(storage.clone()).unwrap();
+        let lessor = Lessor::open(storage, 0).unwrap();
+        Fixture {
+            _dir: dir,
+            mvcc,
+            lessor,
+        }
+    }
+
+    impl Fixture {
+        fn grant(&self, id: i64, ttl_secs: i64) {
+            let mut guard = self.mvcc.write();
+            self.lessor.grant(guard.batch_mut(), id, ttl_secs).unwrap();
+            guard.commit().unwrap();
+        }
+
+        fn put(&self, key: &[u8], lease: i64) {
+            let mut guard = self.mvcc.write();
+            guard.txn().put(key, b"v".to_vec(), lease);
+            let (changes, batch) = guard.changes_and_batch();
+            self.lessor.apply_changes(batch, changes);
+            guard.commit().unwrap();
+        }
+
+        fn revoke(&self, id: i64) -> Result<(), EtcdError> {
+            let mut guard = self.mvcc.write();
+            let revoked = self.lessor.revoke(&mut guard, id);
+            guard.commit().unwrap();
+            revoked
+        }
+
+        fn keys(&self) -> Vec<Vec<u8>> {
+            let view = self.mvcc.read_view();
+            let all = view
+                .range(b"\0", RangeEnd::Unbounded, RangeOptions::default())
+                .unwrap();
+            all.kvs.into_iter().map(|kv| kv.key).collect()
+        }
+    }
+
+    #[test]
+    fn expired_leases_are_offered_earliest_first_up_to_the_limit_and_once() {
+        let f = open();
+        f.lessor.promote(Duration::ZERO);
+        f.grant(1, 0);
+        f.grant(2, 0);
+        f.grant(3, 3600);
+        assert_eq!(f.lessor.take_expired(1), vec![1]);
+        assert_eq!(f.lessor.take_expired(10), vec![2]);
+        // Their revokes are on the way: not offered again until the retry.
+        assert!(f.lessor.take_expired(10).is_empty());
+        assert_eq!(
+            f.lessor.renew(1),
+            Ok(None),
+            "too late to keep an expired lease"
+        );
+        assert_eq!(f.lessor.renew(3), Ok(Some(3600)));
+    }
+
+    #[test]
+    fn only_the_primary_keeps_expiry_and_a_new_primary_gives_full_ttls() {
+        let f = open();
+        f.grant(1, 0);
+        assert!(f.lessor.take_expired(10).is_empty(), "not the primary");
+        assert_eq!(f.lessor.renew(1), Err(EtcdError::NotLeader));
+        f.lessor.promote(Duration::from_secs(60));
+        assert!(
+            f.lessor.take_expired(10).is_empty(),
+            "extended on promotion"
+        );
+        f.lessor.demote();
+        assert!(f.lessor.take_expired(10).is_empty());
+        assert!(!f.lessor.is_primary());
+    }
+
+    #[test]
+    fn renewals_do_not_grow_the_expiry_heap_without_bound() {
+        let f = open();
+        f.lessor.promote(Duration::ZERO);
+        f.grant(1, 3600);
+        for _ in 0..10 * MAX_STALE_DUE_ENTRIES {
+            f.lessor.renew(1).unwrap();
+        }
+        let entries = f.lessor.lock().due.len();
+        assert!(
+            entries <= 2 + MAX_STALE_DUE_ENTRIES,
+            "{entries} heap entries"
+        );
+    }
+
+    #[test]
+    fn revoke_deletes_the_leases_keys_in_one_revision_and_forgets_it() {
+        let f = open();
+        f.grant(7, 3600);
+        f.put(b"a", 7);
+        f.put(b"b", 7);
+        f.put(b"c", NO_LEASE);
+        let before = f.mvcc.current_rev();
+        f.revoke(7).unwrap();
+        assert_eq!(f.mvcc.current_rev(), before + 1);
+        assert_eq!(f.keys(), vec![b"c".to_vec()]);
+        assert!(!f.lessor.exists(7));
+        assert_eq!(f.revoke(7), Err(EtcdError::LeaseNotFound));
+        // What was stored agrees: a reload finds neither the lease nor its keys.
+        f.lessor.reload().unwrap();
+        assert!(!f.lessor.exists(7));
+        assert_eq!(f.lessor.leases(), Vec::<i64>::new());
+    }
+
+    #[test]
+    fn a_key_put_again_without_its_lease_is_not_deleted_by_the_revoke() {
+        let f = open();
+        f.grant(7, 3600);
+        f.put(b"a", 7);
+        f.put(b"a", NO_LEASE);
+        f.revoke(7).unwrap();
+        assert_eq!(f.keys(), vec![b"a".to_vec()]);
+    }
 }
