@@ -4,7 +4,7 @@
 //! retention ago. Revision: every five minutes, compact to `current - retention`.
 //!
 //! Compactions are ordinary compaction requests to the server, made by the leader only.
-//! May call `server`.
+//! May call `server`, and `config` for the mode it is given.
 
 use std::collections::VecDeque;
 use std::sync::Arc;

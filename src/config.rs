@@ -2,8 +2,8 @@
 //! `--config-file` YAML, resolved into one `Config`.
 //!
 //! Owns parsing and validation only; `file` reads the YAML through one table of each
-//! flag's file key. Calls `cluster` (etcd's URL printing, the bootstrap
-//! identity), `tls` (the settings it fills) and `feature_gates`; nothing calls back.
+//! flag's file key. May call `cluster` (etcd's URL printing, the bootstrap
+//! identity), `net` (the TLS settings it fills) and `feature_gates`; nothing calls back.
 
 use std::path::PathBuf;
 use std::time::Duration;

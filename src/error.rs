@@ -1,7 +1,8 @@
 //! etcd's errors: the gRPC code and exact message text clients match on.
 //!
 //! Owns the mapping from Cairn's failures to `tonic::Status`. Each variant has a stable
-//! number because results of applied Raft entries carry errors as numbers.
+//! number because results of applied Raft entries carry errors as numbers. Calls nothing
+//! else in Cairn.
 
 use tonic::{Code, Status};
 

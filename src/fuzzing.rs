@@ -1,6 +1,6 @@
 //! The request checks and decoders that the fuzz targets in `fuzz/` (see FUZZING.md) call,
 //! exactly as the gRPC handlers call them. Compiled only with the cargo feature `fuzzing`;
-//! not an API.
+//! not an API. May call `api`, `peer`, `server` and `raft`.
 
 use serde::de::DeserializeOwned;
 

@@ -1,5 +1,6 @@
 //! Generated code for etcd's wire API (`proto/`), plus Cairn's internal Raft payload.
 //! Package names are etcd's, so `etcdserverpb::KvServer` serves `etcdserverpb.KV`.
+//! Calls nothing else in Cairn.
 
 #![allow(clippy::all, missing_docs)]
 

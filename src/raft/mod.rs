@@ -2,7 +2,8 @@
 //!
 //! Owns the Raft type configuration, the log store (with group commit), the state machine
 //! (which applies committed entries through `apply`), the client side of peer networking,
-//! and start-up of the Raft node. May call `storage`, `mvcc`, `lease`, `watch` and `apply`.
+//! and start-up of the Raft node. May call `storage`, `mvcc`, `lease`, `watch`,
+//! `apply`, and `net` (the peers' connections).
 
 mod log_store;
 mod network;
