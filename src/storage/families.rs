@@ -12,6 +12,8 @@ use rocksdb::{ColumnFamily, Direction, IteratorMode};
 
 use super::{Record, Source, StorageError, StorageResult, WriteBatch};
 
+// Every handle is a family and where to read it (live or a view); they differ only in
+// their methods.
 macro_rules! handle {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*

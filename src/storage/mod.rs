@@ -3,11 +3,11 @@
 //!
 //! Owns opening and options, the column-family layout, the fixed keys of the families
 //! several modules share (`raft_state`, `meta`), and the records of a snapshot file. Other
-//! modules reach a family only through its typed handle (`families`), encode their own
-//! values, and write through `WriteBatch`es that `Storage::write` commits. The Raft log and
-//! the state machine share one write-ahead log, so syncing it after a log append also
-//! makes every earlier state-machine write durable. Calls nothing else in Cairn but
-//! `failpoints`.
+//! modules reach a family through its typed handle (`families`), encode their own values,
+//! and write through `WriteBatch`es that `Storage::write` commits (`db` and `cf` remain
+//! only for the callers not yet moved to the handles). The Raft log and the state machine
+//! share one write-ahead log, so syncing it after a log append also makes every earlier
+//! state-machine write durable. Calls nothing else in Cairn but `failpoints`.
 
 mod families;
 mod snapshot;
@@ -213,7 +213,8 @@ struct Source<'a> {
     at: Option<&'a rocksdb::Snapshot<'a>>,
 }
 
-type Record = (Box<[u8]>, Box<[u8]>);
+/// A key and its value, as a handle's scan yields them.
+pub type Record = (Box<[u8]>, Box<[u8]>);
 
 impl<'a> Source<'a> {
     fn live(db: &'a DB) -> Self {
