@@ -24,8 +24,9 @@
 //! - [`auto_compaction`]: `--auto-compaction-*`, proposed through Raft like any compaction.
 //! - [`watch`]: watchers, told of each commit in revision order, caught up from history.
 //! - [`lease`]: leases, their attached keys and (on the leader) their expiry.
+//! - [`members`]: the name and client URLs each member publishes.
 //! - [`mvcc`]: revisions, the key index, history and compaction.
-//! - [`storage`]: the RocksDB instance and its column families.
+//! - [`storage`]: the RocksDB instance, typed handles on its column families, snapshot files.
 //! - [`error`]: etcd's error codes and messages.
 //! - [`failpoints`]: named fault-injection points for tests (cargo feature `failpoints`).
 //! - `fuzzing`: the checks the fuzz targets in `fuzz/` call (cargo feature `fuzzing`).
@@ -42,6 +43,7 @@ pub mod feature_gates;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod lease;
+pub mod members;
 pub mod mvcc;
 pub mod net;
 pub mod peer;

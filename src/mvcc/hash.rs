@@ -11,7 +11,6 @@ use super::revision::Revision;
 use super::Mvcc;
 use crate::error::EtcdError;
 use crate::proto::mvccpb::KeyValue;
-use crate::storage::CF_KV;
 
 /// etcd's name for the bucket of revisions; part of what it hashes.
 const KEY_BUCKET_NAME: &[u8] = b"key";
@@ -25,7 +24,7 @@ pub struct HashKv {
 impl Mvcc {
     /// The hash of history up to `rev` (0: the current revision).
     pub fn hash_kv(&self, rev: i64) -> Result<HashKv, EtcdError> {
-        let (rev, current_rev, compact_rev, keep, snapshot) = {
+        let (rev, current_rev, compact_rev, keep, view) = {
             let state = self.state.read().expect("mvcc lock");
             if rev > 0 && rev <= state.compact_rev {
                 return Err(EtcdError::Compacted);
@@ -35,13 +34,12 @@ impl Mvcc {
             }
             let rev = if rev == 0 { state.current_rev } else { rev };
             let keep = kept_at(&state.index, rev);
-            let snapshot = self.storage.db().snapshot();
-            (rev, state.current_rev, state.compact_rev, keep, snapshot)
+            let view = self.storage.view();
+            (rev, state.current_rev, state.compact_rev, keep, view)
         };
         let mut crc = Crc32c::default();
         crc.update(KEY_BUCKET_NAME);
-        let cf = self.storage.cf(CF_KV);
-        for item in snapshot.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+        for item in view.kv().iter() {
             let (key, value) = item.map_err(|_| EtcdError::Corrupt)?;
             let (r, tombstone) = Revision::from_key(&key).ok_or(EtcdError::Corrupt)?;
             if r.main > rev {

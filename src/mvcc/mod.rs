@@ -1,10 +1,10 @@
 //! The multi-version key-value store, with etcd's revision model.
 //!
-//! Owns the `kv` column family, the in-memory key index, the current and compacted
-//! revisions, and physical compaction. Every committed write transaction gets the next
-//! main revision; its changes get sub revisions 0, 1, ...; deletes leave tombstones; history
-//! stays readable until compacted. Knows nothing of requests or Raft: `apply` drives it.
-//! May call `storage` only.
+//! Owns the `kv` column family's keys and values, the in-memory key index, the current and
+//! compacted revisions (`MetaKey::CurrentRev`, `MetaKey::CompactRev`), and physical
+//! compaction. Every committed write transaction gets the next main revision; its changes
+//! get sub revisions 0, 1, ...; deletes leave tombstones; history stays readable until
+//! compacted. Knows nothing of requests or Raft: `apply` drives it. May call `storage` only.
 
 mod hash;
 mod index;
@@ -13,7 +13,6 @@ mod revision;
 use std::sync::{Arc, RwLock, RwLockWriteGuard};
 
 use prost::Message;
-use rocksdb::WriteBatch;
 use tokio::sync::{mpsc, watch};
 
 pub use hash::HashKv;
@@ -23,10 +22,8 @@ pub use revision::Revision;
 
 use crate::error::EtcdError;
 use crate::proto::mvccpb::KeyValue;
-use crate::storage::{Storage, StorageError, StorageResult, CF_KV, CF_META};
+use crate::storage::{MetaKey, Storage, StorageError, StorageResult, View, WriteBatch};
 
-const META_CURRENT_REV: &[u8] = b"current_rev";
-const META_COMPACT_REV: &[u8] = b"compact_rev";
 /// etcd's compacted revision before any compaction: so `Compact(0)` succeeds once, as there.
 const NEVER_COMPACTED: i64 = -1;
 /// Revisions deleted per write during physical compaction: bounds the batch in memory and
@@ -160,7 +157,7 @@ impl Mvcc {
         ReadView {
             mvcc: self,
             rev: state.current_rev,
-            snapshot: self.storage.db().snapshot(),
+            view: self.storage.view(),
         }
     }
 
@@ -193,8 +190,7 @@ impl Mvcc {
         let start = Revision::new(from, 0).to_key(false);
         let mut changes: Vec<Change> = Vec::new();
         let (mut revs_read, mut bytes, mut cut) = (0, 0, false);
-        let mode = rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward);
-        for item in storage.db().iterator_cf(storage.cf(CF_KV), mode) {
+        for item in storage.kv().iter_from(&start) {
             let (key, value) = item.map_err(|_| HistoryError::Corrupt)?;
             let (rev, deleted) = Revision::from_key(&key).ok_or(HistoryError::Corrupt)?;
             if rev.main > until {
@@ -263,9 +259,7 @@ pub enum HistoryError {
 }
 
 /// Values fetched by revision; a revision the index names but storage lacks is corruption.
-fn decode_values(
-    values: Vec<Result<Option<Vec<u8>>, rocksdb::Error>>,
-) -> Result<Vec<KeyValue>, EtcdError> {
+fn decode_values(values: Vec<StorageResult<Option<Vec<u8>>>>) -> Result<Vec<KeyValue>, EtcdError> {
     values
         .into_iter()
         .map(|value| {
@@ -283,7 +277,7 @@ fn decode_values(
 pub struct ReadView<'a> {
     mvcc: &'a Mvcc,
     rev: i64,
-    snapshot: rocksdb::Snapshot<'a>,
+    view: View<'a>,
 }
 
 impl KvRead for ReadView<'_> {
@@ -308,10 +302,10 @@ impl KvRead for ReadView<'_> {
             }
             collect_range(&state.index, self.rev, state.compact_rev, key, end, opts)?
         };
-        let cf = self.mvcc.storage.cf(CF_KV);
         let kvs = decode_values(
-            self.snapshot
-                .multi_get_cf(found.iter().map(|r| (cf, r.to_key(false)))),
+            self.view
+                .kv()
+                .multi_get(found.iter().map(|r| r.to_key(false))),
         )?;
         Ok(RangeResult {
             kvs,
@@ -333,10 +327,9 @@ fn compact_loaded(state: &mut State) -> Option<CompactionJob> {
 
 /// Rebuilds the key index and revisions from the `kv` and `meta` column families.
 fn load_state(storage: &Storage) -> StorageResult<State> {
-    let db = storage.db();
     let mut index = KeyIndex::default();
     let mut last_rev = 1;
-    for item in db.iterator_cf(storage.cf(CF_KV), rocksdb::IteratorMode::Start) {
+    for item in storage.kv().iter() {
         let (key, value) = item?;
         let (rev, tombstone) =
             Revision::from_key(&key).ok_or(StorageError::Corrupt("kv revision key"))?;
@@ -349,14 +342,15 @@ fn load_state(storage: &Storage) -> StorageResult<State> {
         index.restore(&kv.key, entry);
         last_rev = rev.main;
     }
-    let meta = |key: &[u8]| -> StorageResult<Option<i64>> {
-        Ok(db
-            .get_cf(storage.cf(CF_META), key)?
+    let meta = |key| -> StorageResult<Option<i64>> {
+        Ok(storage
+            .meta()
+            .get(key)?
             .and_then(|v| v.try_into().ok().map(i64::from_be_bytes)))
     };
     Ok(State {
-        current_rev: meta(META_CURRENT_REV)?.unwrap_or(1).max(last_rev),
-        compact_rev: meta(META_COMPACT_REV)?.unwrap_or(NEVER_COMPACTED),
+        current_rev: meta(MetaKey::CurrentRev)?.unwrap_or(1).max(last_rev),
+        compact_rev: meta(MetaKey::CompactRev)?.unwrap_or(NEVER_COMPACTED),
         index,
     })
 }
@@ -406,12 +400,12 @@ fn run_compactor(
     done: watch::Sender<i64>,
 ) {
     while let Some(job) = jobs.blocking_recv() {
-        let cf = storage.cf(CF_KV);
+        let kv = storage.kv();
         let mut complete = true;
         for chunk in job.revisions.chunks(COMPACTION_DELETES_PER_BATCH) {
             let mut batch = WriteBatch::default();
             for (rev, tombstone) in chunk {
-                batch.delete_cf(cf, rev.to_key(*tombstone));
+                kv.delete(&mut batch, &rev.to_key(*tombstone));
             }
             if let Err(e) = delete_revisions(&storage, batch) {
                 // Left on disk, the revisions are unreachable but harmless; the next start
@@ -495,11 +489,18 @@ impl<'a> WriteBatchGuard<'a> {
     /// store to readers and returns what changed.
     pub fn commit(mut self) -> StorageResult<Committed> {
         let storage = &self.mvcc.storage;
-        let meta = storage.cf(CF_META);
-        self.batch
-            .put_cf(meta, META_CURRENT_REV, self.state.current_rev.to_be_bytes());
-        self.batch
-            .put_cf(meta, META_COMPACT_REV, self.state.compact_rev.to_be_bytes());
+        let meta = storage.meta();
+        let (current_rev, compact_rev) = (self.state.current_rev, self.state.compact_rev);
+        meta.put(
+            &mut self.batch,
+            MetaKey::CurrentRev,
+            &current_rev.to_be_bytes(),
+        );
+        meta.put(
+            &mut self.batch,
+            MetaKey::CompactRev,
+            &compact_rev.to_be_bytes(),
+        );
         let batch = std::mem::take(&mut self.batch);
         storage.write(batch, false)?;
         for job in self.compactions.drain(..) {
@@ -516,10 +517,11 @@ impl<'a> WriteBatchGuard<'a> {
         if let Ok(i) = self.changes.binary_search_by_key(&rev, |c| c.rev) {
             return Ok(self.changes[i].kv.clone());
         }
-        let storage = &self.mvcc.storage;
-        let bytes = storage
-            .db()
-            .get_cf(storage.cf(CF_KV), rev.to_key(false))
+        let bytes = self
+            .mvcc
+            .storage
+            .kv()
+            .get(&rev.to_key(false))
             .map_err(|_| EtcdError::Corrupt)?
             .ok_or(EtcdError::Corrupt)?;
         KeyValue::decode(&*bytes).map_err(|_| EtcdError::Corrupt)
@@ -553,10 +555,11 @@ impl WriteTxn<'_, '_> {
             value,
             lease,
         };
-        let cf = self.guard.mvcc.storage.cf(CF_KV);
-        self.guard
-            .batch
-            .put_cf(cf, rev.to_key(false), kv.encode_to_vec());
+        self.guard.mvcc.storage.kv().put(
+            &mut self.guard.batch,
+            &rev.to_key(false),
+            &kv.encode_to_vec(),
+        );
         self.guard.changes.push(Change {
             rev,
             kv,
@@ -581,10 +584,11 @@ impl WriteTxn<'_, '_> {
                 key: k.clone(),
                 ..KeyValue::default()
             };
-            let cf = self.guard.mvcc.storage.cf(CF_KV);
-            self.guard
-                .batch
-                .put_cf(cf, rev.to_key(true), tombstone.encode_to_vec());
+            self.guard.mvcc.storage.kv().put(
+                &mut self.guard.batch,
+                &rev.to_key(true),
+                &tombstone.encode_to_vec(),
+            );
             tombstone.mod_revision = rev.main;
             self.guard.changes.push(Change {
                 rev,

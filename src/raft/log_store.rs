@@ -11,6 +11,9 @@
 //! The newest entries are also kept decoded (`Recent`): the state machine, and replication
 //! to followers, read each entry back right after it is appended, and would otherwise read
 //! and decode it again from RocksDB.
+//!
+//! Owns the encoding (bincode) of the entries in storage's `raft_log` family and of the
+//! vote, committed and last purged log ids in its `raft_state` family. May call `storage`.
 
 use std::collections::VecDeque;
 use std::fmt::Debug;
@@ -20,14 +23,9 @@ use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, RaftLogReader, StorageError, StorageIOError, Vote};
-use rocksdb::WriteBatch;
 
 use super::{LogId, TypeConfig};
-use crate::storage::{Storage, StorageResult, CF_RAFT_LOG, CF_RAFT_STATE};
-
-const KEY_VOTE: &[u8] = b"vote";
-const KEY_COMMITTED: &[u8] = b"committed";
-const KEY_LAST_PURGED: &[u8] = b"last_purged";
+use crate::storage::{StateKey, Storage, StorageResult, WriteBatch};
 
 type Flushed = LogFlushed<TypeConfig>;
 
@@ -122,10 +120,6 @@ impl Recent {
     }
 }
 
-fn index_key(index: u64) -> [u8; 8] {
-    index.to_be_bytes()
-}
-
 fn read_err(e: impl std::error::Error + 'static) -> StorageError<u64> {
     StorageIOError::read_logs(&e).into()
 }
@@ -156,10 +150,9 @@ impl LogStore {
 
     fn get_state<T: serde::de::DeserializeOwned>(
         &self,
-        key: &[u8],
+        key: StateKey,
     ) -> Result<Option<T>, StorageError<u64>> {
-        let cf = self.storage.cf(CF_RAFT_STATE);
-        match self.storage.db().get_cf(cf, key).map_err(read_err)? {
+        match self.storage.raft_state().get(key).map_err(read_err)? {
             Some(bytes) => Ok(Some(bincode::deserialize(&bytes).map_err(read_err)?)),
             None => Ok(None),
         }
@@ -167,13 +160,13 @@ impl LogStore {
 
     fn put_state<T: serde::Serialize>(
         &self,
-        key: &[u8],
+        key: StateKey,
         value: &T,
         sync: bool,
     ) -> Result<(), StorageError<u64>> {
         let mut batch = WriteBatch::default();
         let bytes = bincode::serialize(value).map_err(write_err)?;
-        batch.put_cf(self.storage.cf(CF_RAFT_STATE), key, bytes);
+        self.storage.raft_state().put(&mut batch, key, &bytes);
         self.write(batch, sync)
     }
 
@@ -185,12 +178,12 @@ impl LogStore {
         }
         let mut batch = WriteBatch::default();
         let bytes = bincode::serialize(&log_id).map_err(write_err)?;
-        batch.put_cf(self.storage.cf(CF_RAFT_STATE), KEY_LAST_PURGED, bytes);
-        batch.delete_range_cf(
-            self.storage.cf(CF_RAFT_LOG),
-            index_key(0),
-            index_key(log_id.index + 1),
-        );
+        self.storage
+            .raft_state()
+            .put(&mut batch, StateKey::LastPurged, &bytes);
+        self.storage
+            .raft_log()
+            .delete_through(&mut batch, log_id.index);
         // Synced: the purge must not outlive, on disk, the state it relies on being durable.
         self.write(batch, true)?;
         *purged = Some(log_id.index);
@@ -254,19 +247,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
         if let Some(entries) = cached {
             return Ok(entries);
         }
-        let cf = self.storage.cf(CF_RAFT_LOG);
-        let iter = self.storage.db().iterator_cf(
-            cf,
-            rocksdb::IteratorMode::From(&index_key(start), rocksdb::Direction::Forward),
-        );
         let mut entries = Vec::new();
-        for item in iter {
-            let (key, value) = item.map_err(read_err)?;
-            let index = u64::from_be_bytes(
-                key.as_ref()
-                    .try_into()
-                    .map_err(|_| read_err(std::io::Error::other("raft log key is not 8 bytes")))?,
-            );
+        for item in self.storage.raft_log().entries_from(start) {
+            let (index, value) = item.map_err(read_err)?;
             if !range.contains(&index) {
                 break;
             }
@@ -280,16 +263,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<u64>> {
-        let last_purged: Option<LogId> = self.get_state(KEY_LAST_PURGED)?;
-        let cf = self.storage.cf(CF_RAFT_LOG);
-        let last = match self
-            .storage
-            .db()
-            .iterator_cf(cf, rocksdb::IteratorMode::End)
-            .next()
-        {
-            Some(item) => {
-                let (_, value) = item.map_err(read_err)?;
+        let last_purged: Option<LogId> = self.get_state(StateKey::LastPurged)?;
+        let last = match self.storage.raft_log().last().map_err(read_err)? {
+            Some(value) => {
                 let entry: Entry<TypeConfig> = bincode::deserialize(&value).map_err(read_err)?;
                 Some(entry.log_id)
             }
@@ -307,20 +283,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
         // A vote must be durable before it is answered.
-        self.put_state(KEY_VOTE, vote, true)
+        self.put_state(StateKey::Vote, vote, true)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError<u64>> {
-        self.get_state(KEY_VOTE)
+        self.get_state(StateKey::Vote)
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError<u64>> {
         // Lets a restart re-apply committed entries at once; losing it only delays that.
-        self.put_state(KEY_COMMITTED, &committed, false)
+        self.put_state(StateKey::Committed, &committed, false)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError<u64>> {
-        Ok(self.get_state::<Option<LogId>>(KEY_COMMITTED)?.flatten())
+        Ok(self
+            .get_state::<Option<LogId>>(StateKey::Committed)?
+            .flatten())
     }
 
     async fn append<I>(&mut self, entries: I, callback: Flushed) -> Result<(), StorageError<u64>>
@@ -331,12 +309,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         fail::fail_point!("raft_log_before_append", |_| Err(write_err(
             crate::failpoints::disk_full("raft_log_before_append")
         )));
-        let cf = self.storage.cf(CF_RAFT_LOG);
+        let log = self.storage.raft_log();
         let mut batch = WriteBatch::default();
         let mut appended = Vec::new();
         for entry in entries {
             let bytes = bincode::serialize(&entry).map_err(write_err)?;
-            batch.put_cf(cf, index_key(entry.log_id.index), &bytes);
+            log.put(&mut batch, entry.log_id.index, &bytes);
             appended.push((entry, bytes.len()));
         }
         self.storage.write(batch, false).map_err(write_err)?;
@@ -354,12 +332,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError<u64>> {
         let mut batch = WriteBatch::default();
-        batch.delete_range_cf(
-            self.storage.cf(CF_RAFT_LOG),
-            index_key(log_id.index),
-            index_key(u64::MAX),
-        );
-        batch.delete_cf(self.storage.cf(CF_RAFT_LOG), index_key(u64::MAX));
+        self.storage
+            .raft_log()
+            .delete_from(&mut batch, log_id.index);
         self.recent
             .lock()
             .expect("recent entries lock")

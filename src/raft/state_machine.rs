@@ -1,15 +1,19 @@
 //! The Raft state machine: applies committed entries to the MVCC store, and builds and
 //! installs snapshots.
 //!
+//! Owns the applied log id and membership (`MetaKey::Applied`, `MetaKey::Membership`),
+//! and the snapshot files' names, metas and lifecycle in the snapshot directory. May call
+//! `storage`, `mvcc`, `lease`, `members`, `watch` and `apply`.
+//!
 //! The applied log id and membership are written in the same storage batch as the changes
 //! they cover, so a restart neither re-applies nor skips an entry. State-machine writes are
 //! not synced on their own: the Raft log is the durable record, and entries past the last
 //! applied id on disk are applied again at start-up.
 //!
-//! A snapshot is a file: a stream of `(column family, key, value)` records of the `kv`,
-//! `meta` and `lease` column families, read from a RocksDB snapshot taken at an entry
-//! boundary, so neither building nor installing one holds the state in memory. Installing
-//! holds the store (readers wait) and is redone at start-up if a crash interrupted it.
+//! A snapshot's data is a file that `storage` exports from a view taken at an entry
+//! boundary and imports (see `storage::snapshot` for its format), so neither building nor
+//! installing one holds the state in memory. Installing holds the store (readers wait) and
+//! is redone at start-up if a crash interrupted it.
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -17,38 +21,27 @@ use std::sync::Arc;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError};
-use prost::Message;
-use rocksdb::WriteBatch;
 use tokio::io::AsyncWriteExt;
 
 use super::snapshot_schedule::SnapshotSchedule;
 use super::{BatchResults, LogId, MemberInfo, StoredMembership, TypeConfig};
 use crate::apply::apply_request;
 use crate::lease::Lessor;
+/// Kept here for `raft::published_members`; its home is `members`.
+pub use crate::members::published_members;
+use crate::members::MemberStore;
 use crate::mvcc::{Mvcc, WriteBatchGuard};
 use crate::proto::cairnraftpb::{
-    apply_result, internal_request, ApplyResult, ApplyResults, InternalRequest, MemberAttributes,
+    apply_result, internal_request, ApplyResult, ApplyResults, InternalRequest,
 };
-use crate::storage::{Storage, CF_KV, CF_LEASE, CF_META, CF_RAFT_STATE};
+use crate::storage::{MetaCf, MetaKey, Storage};
 use crate::watch::WatchHub;
 
-const META_APPLIED: &[u8] = b"applied";
-/// In the `raft_state` column family (which an install does not replace): the snapshot
-/// being installed. Set, synced, before the state is cleared; removed in the install's last
-/// synced batch. Found at start-up, it means a crash interrupted the install: it is redone.
-const KEY_INSTALLING: &[u8] = b"installing_snapshot";
 /// Where a snapshot sent by the leader is received (builds write `*.building` files).
 const RECEIVING_FILE: &str = "snapshot.receiving";
-const META_MEMBERSHIP: &[u8] = b"membership";
-/// Prefix of published member attributes: `member/` + member ID (8 bytes, big-endian).
-const META_MEMBER_PREFIX: &[u8] = b"member/";
 /// Bounds on what one storage commit of applied entries holds.
 const MAX_ENTRIES_PER_COMMIT: usize = 64;
 const MAX_BYTES_PER_COMMIT: usize = 32 << 20;
-/// Records written per storage batch while installing a snapshot.
-const INSTALL_RECORDS_PER_BATCH: usize = 10_000;
-/// Column families a snapshot carries, by their tag in the stream.
-const SNAPSHOT_CFS: [&str; 3] = [CF_KV, CF_META, CF_LEASE];
 
 type Meta = SnapshotMeta<u64, MemberInfo>;
 
@@ -93,22 +86,15 @@ impl StateMachine {
         schedule: Arc<SnapshotSchedule>,
     ) -> Result<StateMachine, StorageError<u64>> {
         std::fs::create_dir_all(&snapshot_dir).map_err(sm_write_err)?;
-        let installing = storage
-            .db()
-            .get_cf(storage.cf(CF_RAFT_STATE), KEY_INSTALLING)
-            .map_err(sm_read_err)?;
-        if let Some(path) = installing {
-            let path = PathBuf::from(String::from_utf8_lossy(&path).into_owned());
+        if let Some(path) = storage.interrupted_import().map_err(sm_read_err)? {
             tracing::warn!(snapshot = %path.display(), "redoing a snapshot install a stop interrupted");
-            mvcc.replace(|| load_records(&storage, &path))
+            mvcc.replace(|| storage.import_snapshot(&path))
                 .map_err(sm_write_err)?;
             lessor.reload().map_err(sm_write_err)?;
             // Watchers are told of changes after the store's revision from here on.
             watch.reset(mvcc.current_rev());
         }
-        let meta = storage.cf(CF_META);
-        let (applied, membership) =
-            read_applied_state(|key| storage.db().get_cf(meta, key).map_err(sm_read_err))?;
+        let (applied, membership) = read_applied_state(storage.meta())?;
         remove_leftovers(&snapshot_dir, applied).map_err(sm_write_err)?;
         Ok(StateMachine {
             storage,
@@ -140,19 +126,15 @@ impl StateMachine {
 }
 
 impl StateMachine {
-    /// Applies one request: member attributes here (they belong with membership), the
-    /// rest through `apply`.
+    /// Applies one request: member attributes here (they belong with membership, not with
+    /// the key-value requests of `apply`), the rest through `apply`.
     fn apply_one(
         &self,
         guard: &mut WriteBatchGuard<'_>,
         request: &InternalRequest,
     ) -> Result<ApplyResult, crate::error::EtcdError> {
         if let Some(internal_request::Request::Publish(attributes)) = &request.request {
-            let key = [META_MEMBER_PREFIX, &attributes.member_id.to_be_bytes()].concat();
-            let meta = self.storage.cf(CF_META);
-            guard
-                .batch_mut()
-                .put_cf(meta, key, attributes.encode_to_vec());
+            MemberStore::new(&self.storage).save(guard.batch_mut(), attributes);
             return Ok(ApplyResult {
                 result: Some(apply_result::Result::Published(attributes.clone())),
             });
@@ -163,11 +145,11 @@ impl StateMachine {
     /// Commits applied changes with the applied log id and membership they bring us to,
     /// then tells watchers: they only ever hear of committed revisions.
     fn commit(&self, mut guard: WriteBatchGuard<'_>) -> Result<(), StorageError<u64>> {
-        let meta = self.storage.cf(CF_META);
+        let meta = self.storage.meta();
         let applied = bincode::serialize(&self.applied).map_err(sm_write_err)?;
         let membership = bincode::serialize(&self.membership).map_err(sm_write_err)?;
-        guard.batch_mut().put_cf(meta, META_APPLIED, applied);
-        guard.batch_mut().put_cf(meta, META_MEMBERSHIP, membership);
+        meta.put(guard.batch_mut(), MetaKey::Applied, &applied);
+        meta.put(guard.batch_mut(), MetaKey::Membership, &membership);
         fail::fail_point!("apply_before_commit", |_| Err(sm_write_err(
             crate::failpoints::disk_full("apply_before_commit")
         )));
@@ -281,10 +263,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let storage = self.storage.clone();
         // openraft purges the log the snapshot covers while this runs: only once the redo
         // marker is durable may it go, or a crash here would leave a state behind the log.
-        tokio::task::block_in_place(|| write_install_marker(&storage, &path))
-            .map_err(sm_write_err)?;
+        tokio::task::block_in_place(|| storage.begin_import(&path)).map_err(sm_write_err)?;
         self.set_recoverable(meta.last_log_id);
-        tokio::task::block_in_place(|| self.mvcc.replace(|| load_records(&storage, &path)))
+        tokio::task::block_in_place(|| self.mvcc.replace(|| storage.import_snapshot(&path)))
             .map_err(sm_write_err)?;
         self.lessor.reload().map_err(sm_write_err)?;
         self.watch.reset(self.mvcc.current_rev());
@@ -324,11 +305,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let storage = &self.storage;
         let (path, tmp, meta) = {
             let guard = self.mvcc.write();
-            let snap = storage.db().snapshot();
+            let view = storage.view();
             drop(guard);
-            let meta_cf = storage.cf(CF_META);
-            let (applied, membership) =
-                read_applied_state(|key| snap.get_cf(meta_cf, key).map_err(sm_read_err))?;
+            let (applied, membership) = read_applied_state(view.meta())?;
             let meta = Meta {
                 last_log_id: applied,
                 last_membership: membership,
@@ -338,13 +317,12 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             };
             let path = snapshot_path(&self.snapshot_dir, &meta);
             let tmp = path.with_extension("snap.building");
-            // Written synchronously from the RocksDB snapshot: a blocking section, but it
-            // streams record by record and never holds the state in memory.
+            // Written synchronously from the view: a blocking section, but it streams record
+            // by record and never holds the state in memory.
             fail::fail_point!("snapshot_build_before_write", |_| Err(snapshot_err(
                 crate::failpoints::disk_full("snapshot_build_before_write")
             )));
-            tokio::task::block_in_place(|| write_records(storage, &snap, &tmp))
-                .map_err(snapshot_err)?;
+            tokio::task::block_in_place(|| view.export_snapshot(&tmp)).map_err(snapshot_err)?;
             fail::fail_point!("snapshot_build_before_rename", |_| Err(snapshot_err(
                 crate::failpoints::disk_full("snapshot_build_before_rename")
             )));
@@ -363,29 +341,16 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     }
 }
 
-/// Attributes the members published (name, client URLs), by member ID.
-pub fn published_members(storage: &Storage) -> std::collections::HashMap<u64, MemberAttributes> {
-    let meta = storage.cf(CF_META);
-    let mode = rocksdb::IteratorMode::From(META_MEMBER_PREFIX, rocksdb::Direction::Forward);
-    storage
-        .db()
-        .iterator_cf(meta, mode)
-        .map_while(Result::ok)
-        .take_while(|(key, _)| key.starts_with(META_MEMBER_PREFIX))
-        .filter_map(|(_, value)| MemberAttributes::decode(&*value).ok())
-        .map(|attributes| (attributes.member_id, attributes))
-        .collect()
-}
-
 /// The applied log id and membership, as a batch of applied entries last stored them.
 fn read_applied_state(
-    read: impl Fn(&[u8]) -> Result<Option<Vec<u8>>, StorageError<u64>>,
+    meta: MetaCf<'_>,
 ) -> Result<(Option<LogId>, StoredMembership), StorageError<u64>> {
-    let applied = match read(META_APPLIED)? {
+    let read = |key| meta.get(key).map_err(sm_read_err);
+    let applied = match read(MetaKey::Applied)? {
         Some(b) => bincode::deserialize(&b).map_err(sm_read_err)?,
         None => None,
     };
-    let membership = match read(META_MEMBERSHIP)? {
+    let membership = match read(MetaKey::Membership)? {
         Some(b) => bincode::deserialize(&b).map_err(sm_read_err)?,
         None => StoredMembership::default(),
     };
@@ -429,114 +394,6 @@ async fn write_meta_file(
     publish(&tmp, &path).await
 }
 
-/// Streams the snapshot's records: tag byte, key length, key, value length, value.
-fn write_records(
-    storage: &Storage,
-    snap: &rocksdb::Snapshot<'_>,
-    path: &Path,
-) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-    for (tag, cf_name) in SNAPSHOT_CFS.iter().enumerate() {
-        let cf = storage.cf(cf_name);
-        for item in snap.iterator_cf(cf, rocksdb::IteratorMode::Start) {
-            let (key, value) = item.map_err(std::io::Error::other)?;
-            out.write_all(&[tag as u8])?;
-            out.write_all(&(key.len() as u32).to_be_bytes())?;
-            out.write_all(&key)?;
-            out.write_all(&(value.len() as u32).to_be_bytes())?;
-            out.write_all(&value)?;
-        }
-    }
-    out.into_inner().map_err(|e| e.into_error())?.sync_all()
-}
-
-fn storage_io(e: std::io::Error) -> crate::storage::StorageError {
-    crate::storage::StorageError::Io(e.to_string())
-}
-
-/// What a `return` failpoint of an install step injects: a failed write.
-#[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
-fn injected_failure(name: &'static str) -> crate::storage::StorageResult<()> {
-    Err(storage_io(crate::failpoints::disk_full(name)))
-}
-
-/// Records, synced, that the snapshot at `path` is being installed: from here on a
-/// restart redoes the install (see `KEY_INSTALLING`).
-fn write_install_marker(storage: &Storage, path: &Path) -> crate::storage::StorageResult<()> {
-    let mut marker = WriteBatch::default();
-    marker.put_cf(
-        storage.cf(CF_RAFT_STATE),
-        KEY_INSTALLING,
-        path.to_string_lossy().as_bytes(),
-    );
-    fail::fail_point!("snapshot_install_before_marker", |_| injected_failure(
-        "snapshot_install_before_marker"
-    ));
-    storage.write(marker, true)?;
-    fail::fail_point!("snapshot_install_after_marker", |_| injected_failure(
-        "snapshot_install_after_marker"
-    ));
-    Ok(())
-}
-
-/// Replaces the snapshot's column families with its records and then removes the install
-/// marker. Reads the file record by record, writing bounded batches.
-fn load_records(storage: &Storage, path: &Path) -> crate::storage::StorageResult<()> {
-    use std::io::Read;
-    let io = storage_io;
-    let raft_state = storage.cf(CF_RAFT_STATE);
-    let mut clear = WriteBatch::default();
-    for cf_name in SNAPSHOT_CFS {
-        let cf = storage.cf(cf_name);
-        for item in storage.db().iterator_cf(cf, rocksdb::IteratorMode::Start) {
-            let (key, _) = item?;
-            clear.delete_cf(cf, key);
-            if clear.len() >= INSTALL_RECORDS_PER_BATCH {
-                storage.write(std::mem::take(&mut clear), false)?;
-            }
-        }
-    }
-    storage.write(clear, false)?;
-    let mut reader = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
-    let mut batch = WriteBatch::default();
-    loop {
-        let mut tag = [0u8; 1];
-        match reader.read_exact(&mut tag) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::UnexpectedEof => break,
-            Err(e) => return Err(io(e)),
-        }
-        let cf_name = SNAPSHOT_CFS
-            .get(tag[0] as usize)
-            .ok_or(crate::storage::StorageError::Corrupt("snapshot record tag"))?;
-        let mut read_field = || -> crate::storage::StorageResult<Vec<u8>> {
-            let mut len = [0u8; 4];
-            reader.read_exact(&mut len).map_err(io)?;
-            let mut field = vec![0; u32::from_be_bytes(len) as usize];
-            reader.read_exact(&mut field).map_err(io)?;
-            Ok(field)
-        };
-        let key = read_field()?;
-        let value = read_field()?;
-        batch.put_cf(storage.cf(cf_name), key, value);
-        if batch.len() >= INSTALL_RECORDS_PER_BATCH {
-            storage.write(std::mem::take(&mut batch), false)?;
-        }
-    }
-    storage.write(batch, false)?;
-    fail::fail_point!("snapshot_install_after_load", |_| injected_failure(
-        "snapshot_install_after_load"
-    ));
-    let mut done = WriteBatch::default();
-    done.delete_cf(raft_state, KEY_INSTALLING);
-    storage.write(done, true)?;
-    fail::fail_point!("snapshot_install_after_finish", |_| injected_failure(
-        "snapshot_install_after_finish"
-    ));
-    Ok(())
-}
-
 async fn latest_snapshot(dir: &Path) -> Result<Option<(PathBuf, Meta)>, StorageError<u64>> {
     let mut best: Option<(PathBuf, Meta)> = None;
     let mut entries = tokio::fs::read_dir(dir).await.map_err(snapshot_err)?;
@@ -564,7 +421,7 @@ async fn latest_snapshot(dir: &Path) -> Result<Option<(PathBuf, Meta)>, StorageE
 
 /// At start-up, before anything else uses the directory: removes what an interrupted build
 /// or transfer left, and snapshots ahead of the state. Those were received but a crash came
-/// before their install was marked for redo (`KEY_INSTALLING`); offered to Raft as this
+/// before their install was marked for redo (`Storage::begin_import`); offered to Raft as this
 /// member's snapshot, they would claim entries it has not applied. The leader sends them
 /// again.
 fn remove_leftovers(dir: &Path, applied: Option<LogId>) -> std::io::Result<()> {

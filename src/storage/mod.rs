@@ -1,0 +1,261 @@
+//! The one RocksDB instance under a member's data directory, its column families, and the
+//! snapshot file format.
+//!
+//! Owns opening and options, the column-family layout, the fixed keys of the families
+//! several modules share (`raft_state`, `meta`), and the records of a snapshot file. Other
+//! modules reach a family through its typed handle (`families`), encode their own values,
+//! and write through `WriteBatch`es that `Storage::write` commits (`db` and `cf` remain
+//! only for the callers not yet moved to the handles). The Raft log and the state machine
+//! share one write-ahead log, so syncing it after a log append also makes every earlier
+//! state-machine write durable. Calls nothing else in Cairn but `failpoints`.
+
+mod families;
+mod snapshot;
+
+use std::path::Path;
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options,
+    WriteOptions, DB,
+};
+
+pub use families::{KvCf, LeaseCf, MetaCf, MetaKey, RaftLogCf, RaftStateCf, StateKey};
+/// What callers stage changes in; `Storage::write` commits one atomically.
+pub use rocksdb::WriteBatch;
+
+// The family names are the on-disk layout: never rename one.
+/// Raft log entries, keyed by big-endian index.
+pub const CF_RAFT_LOG: &str = "raft_log";
+/// Raft vote, committed log id, last purged log id, member identity, install marker.
+pub const CF_RAFT_STATE: &str = "raft_state";
+/// MVCC revisions: key = revision (see `mvcc::revision`), value = encoded `mvccpb.KeyValue`.
+pub const CF_KV: &str = "kv";
+/// State machine metadata: applied log id, membership, current and compacted revisions,
+/// published member attributes.
+pub const CF_META: &str = "meta";
+/// Leases and the keys attached to them (see `lease`).
+pub const CF_LEASE: &str = "lease";
+
+const COLUMN_FAMILIES: [&str; 5] = [CF_RAFT_LOG, CF_RAFT_STATE, CF_KV, CF_META, CF_LEASE];
+
+/// Block cache shared by all column families. Small on purpose: the key index lives in
+/// memory, and the page cache holds hot SST blocks as well.
+const BLOCK_CACHE_BYTES: usize = 32 << 20;
+/// Memtable size per column family; bounds resident memory under write load.
+const WRITE_BUFFER_BYTES: usize = 16 << 20;
+/// The Raft log's memtable: entries are read back only by slow followers and purged after
+/// each snapshot, so a small memtable costs little and saves resident memory.
+const RAFT_LOG_WRITE_BUFFER_BYTES: usize = 4 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("rocksdb: {0}")]
+    RocksDb(#[from] rocksdb::Error),
+    #[error("corrupt record: {0}")]
+    Corrupt(&'static str),
+    #[error("i/o: {0}")]
+    Io(String),
+}
+
+pub type StorageResult<T> = Result<T, StorageError>;
+
+pub struct Storage {
+    db: DB,
+}
+
+impl Storage {
+    pub fn open(path: &Path) -> StorageResult<Storage> {
+        let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        table.set_bloom_filter(10.0, false);
+
+        let mut cf_opts = Options::default();
+        cf_opts.set_block_based_table_factory(&table);
+        cf_opts.set_write_buffer_size(WRITE_BUFFER_BYTES);
+        cf_opts.set_compression_type(DBCompressionType::Lz4);
+
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.increase_parallelism(2);
+        db_opts.set_max_background_jobs(2);
+        // Many small synced writes: let RocksDB group concurrent writers into one WAL write.
+        db_opts.set_enable_pipelined_write(true);
+
+        let cfs = COLUMN_FAMILIES.iter().map(|name| {
+            let mut opts = cf_opts.clone();
+            if *name == CF_RAFT_LOG {
+                opts.set_write_buffer_size(RAFT_LOG_WRITE_BUFFER_BYTES);
+            }
+            ColumnFamilyDescriptor::new(*name, opts)
+        });
+        let db = DB::open_cf_descriptors(&db_opts, path, cfs)?;
+        Ok(Storage { db })
+    }
+
+    /// The Raft log's entries (the log store's).
+    pub fn raft_log(&self) -> RaftLogCf<'_> {
+        RaftLogCf::new(self.cf(CF_RAFT_LOG), Source::live(&self.db))
+    }
+
+    /// Raft's own small records, and the member's identity.
+    pub fn raft_state(&self) -> RaftStateCf<'_> {
+        RaftStateCf::new(self.cf(CF_RAFT_STATE), Source::live(&self.db))
+    }
+
+    /// MVCC revisions (mvcc's).
+    pub fn kv(&self) -> KvCf<'_> {
+        KvCf::new(self.cf(CF_KV), Source::live(&self.db))
+    }
+
+    /// State-machine metadata.
+    pub fn meta(&self) -> MetaCf<'_> {
+        MetaCf::new(self.cf(CF_META), Source::live(&self.db))
+    }
+
+    /// Lease records (lease's).
+    pub fn lease(&self) -> LeaseCf<'_> {
+        LeaseCf::new(self.cf(CF_LEASE), Source::live(&self.db))
+    }
+
+    /// A consistent point-in-time view of everything written so far; later writes do not
+    /// show through it.
+    pub fn view(&self) -> View<'_> {
+        View {
+            storage: self,
+            snapshot: self.db.snapshot(),
+        }
+    }
+
+    /// The raw database. For callers not yet moved to the typed handles (`lease`,
+    /// `node::identity`, `api::maintenance`); new code uses the handles.
+    pub fn db(&self) -> &DB {
+        &self.db
+    }
+
+    /// A column family handle by name; the five families exist from `open` on. Same
+    /// caveat as `db`.
+    pub fn cf(&self, name: &str) -> &ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .unwrap_or_else(|| panic!("column family {name} is created at open"))
+    }
+
+    /// Writes a batch; `sync` makes it (and every earlier write) durable before returning.
+    pub fn write(&self, batch: WriteBatch, sync: bool) -> StorageResult<()> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(sync);
+        Ok(self.db.write_opt(batch, &opts)?)
+    }
+
+    /// Makes every write so far durable: one fsync of the shared write-ahead log.
+    pub fn sync_wal(&self) -> StorageResult<()> {
+        Ok(self.db.flush_wal(true)?)
+    }
+
+    /// Stops RocksDB's background flushes and compactions and waits for them. Called once at
+    /// shutdown, after the final sync: the process then exits with the database still open,
+    /// and no background thread races with the exit.
+    pub fn stop_background_work(&self) {
+        self.db.cancel_all_background_work(true);
+    }
+
+    /// Bytes on disk (SST files) plus bytes in memtables: what `Status.dbSize` reports.
+    pub fn size_bytes(&self) -> u64 {
+        let mut total = 0;
+        for name in COLUMN_FAMILIES {
+            let cf = self.cf(name);
+            for prop in [
+                "rocksdb.total-sst-files-size",
+                "rocksdb.size-all-mem-tables",
+            ] {
+                total += self
+                    .db
+                    .property_int_value_cf(cf, prop)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0);
+            }
+        }
+        total
+    }
+}
+
+/// See `Storage::view`. Reads through its handles see the state when it was taken; it is
+/// also what a snapshot file is exported from (`View::export_snapshot`).
+pub struct View<'a> {
+    storage: &'a Storage,
+    snapshot: rocksdb::Snapshot<'a>,
+}
+
+impl View<'_> {
+    pub fn kv(&self) -> KvCf<'_> {
+        KvCf::new(self.storage.cf(CF_KV), self.source())
+    }
+
+    pub fn meta(&self) -> MetaCf<'_> {
+        MetaCf::new(self.storage.cf(CF_META), self.source())
+    }
+
+    fn source(&self) -> Source<'_> {
+        Source {
+            db: &self.storage.db,
+            at: Some(&self.snapshot),
+        }
+    }
+}
+
+/// Where a handle reads: the live database, or a view of it.
+#[derive(Clone, Copy)]
+struct Source<'a> {
+    db: &'a DB,
+    at: Option<&'a rocksdb::Snapshot<'a>>,
+}
+
+/// A key and its value, as a handle's scan yields them.
+pub type Record = (Box<[u8]>, Box<[u8]>);
+
+impl<'a> Source<'a> {
+    fn live(db: &'a DB) -> Self {
+        Source { db, at: None }
+    }
+
+    fn get(self, cf: &ColumnFamily, key: &[u8]) -> StorageResult<Option<Vec<u8>>> {
+        Ok(match self.at {
+            None => self.db.get_cf(cf, key)?,
+            Some(snapshot) => snapshot.get_cf(cf, key)?,
+        })
+    }
+
+    fn iter(
+        self,
+        cf: &ColumnFamily,
+        mode: rocksdb::IteratorMode<'_>,
+    ) -> impl Iterator<Item = StorageResult<Record>> + 'a {
+        let iter = match self.at {
+            None => self.db.iterator_cf(cf, mode),
+            Some(snapshot) => snapshot.iterator_cf(cf, mode),
+        };
+        iter.map(|item| item.map_err(StorageError::from))
+    }
+
+    fn multi_get<K: AsRef<[u8]>>(
+        self,
+        cf: &ColumnFamily,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Vec<StorageResult<Option<Vec<u8>>>> {
+        let keys = keys.into_iter().map(|key| (cf, key));
+        let values = match self.at {
+            None => self.db.multi_get_cf(keys),
+            Some(snapshot) => snapshot.multi_get_cf(keys),
+        };
+        values
+            .into_iter()
+            .map(|value| value.map_err(StorageError::from))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,311 @@
+//! The typed handles against raw RocksDB reads (which pin the on-disk keys), and the
+//! snapshot file's format and round trip.
+
+use super::*;
+
+fn open() -> (tempfile::TempDir, Storage) {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(&dir.path().join("db")).unwrap();
+    (dir, storage)
+}
+
+fn raw(storage: &Storage, cf: &str, key: &[u8]) -> Option<Vec<u8>> {
+    storage.db().get_cf(storage.cf(cf), key).unwrap()
+}
+
+fn all(iter: impl Iterator<Item = StorageResult<Record>>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    iter.map(|item| {
+        let (key, value) = item.unwrap();
+        (key.into_vec(), value.into_vec())
+    })
+    .collect()
+}
+
+fn write(storage: &Storage, stage: impl FnOnce(&mut WriteBatch)) {
+    let mut batch = WriteBatch::default();
+    stage(&mut batch);
+    storage.write(batch, false).unwrap();
+}
+
+#[test]
+fn raft_log_keys_entries_by_big_endian_index() {
+    let (_dir, storage) = open();
+    let log = storage.raft_log();
+    assert_eq!(log.last().unwrap(), None);
+    write(&storage, |b| {
+        for index in [1u64, 2, 3, 255, 256] {
+            log.put(b, index, format!("entry {index}").as_bytes());
+        }
+    });
+    assert_eq!(
+        raw(&storage, CF_RAFT_LOG, &256u64.to_be_bytes()).as_deref(),
+        Some(&b"entry 256"[..])
+    );
+    let from = |start| -> Vec<u64> {
+        log.entries_from(start)
+            .map(|item| item.unwrap().0)
+            .collect()
+    };
+    // Numeric order, not the order of the indexes' decimal strings.
+    assert_eq!(from(3), vec![3, 255, 256]);
+    assert_eq!(log.last().unwrap().as_deref(), Some(&b"entry 256"[..]));
+
+    write(&storage, |b| log.delete_from(b, 255));
+    assert_eq!(from(0), vec![1, 2, 3]);
+    write(&storage, |b| log.delete_through(b, 2));
+    assert_eq!(from(0), vec![3]);
+    assert_eq!(log.last().unwrap().as_deref(), Some(&b"entry 3"[..]));
+
+    // A key of another length is corruption, not a wrong index.
+    write(&storage, |b| {
+        b.put_cf(storage.cf(CF_RAFT_LOG), b"\xff", b"")
+    });
+    assert!(matches!(
+        log.entries_from(4).next(),
+        Some(Err(StorageError::Corrupt(_)))
+    ));
+}
+
+#[test]
+fn raft_state_records_keep_their_names() {
+    let (_dir, storage) = open();
+    let state = storage.raft_state();
+    let keys = [
+        (StateKey::Vote, &b"vote"[..]),
+        (StateKey::Committed, b"committed"),
+        (StateKey::LastPurged, b"last_purged"),
+        (StateKey::Identity, b"identity"),
+    ];
+    for (key, _) in keys {
+        assert_eq!(state.get(key).unwrap(), None);
+    }
+    write(&storage, |b| {
+        for (key, name) in keys {
+            state.put(b, key, name);
+        }
+    });
+    for (key, name) in keys {
+        assert_eq!(state.get(key).unwrap().as_deref(), Some(name));
+        assert_eq!(raw(&storage, CF_RAFT_STATE, name).as_deref(), Some(name));
+    }
+}
+
+#[test]
+fn kv_reads_writes_and_views() {
+    let (_dir, storage) = open();
+    let kv = storage.kv();
+    write(&storage, |b| {
+        for key in [&b"b"[..], b"a", b"c"] {
+            kv.put(b, key, &[key, b"-value"].concat());
+        }
+    });
+    assert_eq!(raw(&storage, CF_KV, b"a").as_deref(), Some(&b"a-value"[..]));
+    assert_eq!(kv.get(b"b").unwrap().as_deref(), Some(&b"b-value"[..]));
+    assert_eq!(kv.get(b"z").unwrap(), None);
+    let keys = |records: Vec<(Vec<u8>, Vec<u8>)>| -> Vec<Vec<u8>> {
+        records.into_iter().map(|(k, _)| k).collect()
+    };
+    assert_eq!(keys(all(kv.iter())), [b"a", b"b", b"c"]);
+    assert_eq!(keys(all(kv.iter_from(b"b"))), [b"b", b"c"]);
+    let values: Vec<_> = kv
+        .multi_get([&b"c"[..], b"z", b"a"])
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        values,
+        [Some(b"c-value".to_vec()), None, Some(b"a-value".to_vec())]
+    );
+
+    // A view keeps what it saw.
+    let view = storage.view();
+    write(&storage, |b| {
+        kv.delete(b, b"a");
+        kv.put(b, b"d", b"d-value");
+    });
+    assert_eq!(keys(all(kv.iter())), [b"b", b"c", b"d"]);
+    assert_eq!(keys(all(view.kv().iter())), [b"a", b"b", b"c"]);
+    assert_eq!(
+        view.kv().multi_get([b"a", b"d"])[..]
+            .iter()
+            .map(|v| v.as_ref().unwrap().is_some())
+            .collect::<Vec<_>>(),
+        [true, false]
+    );
+    assert_eq!(view.kv().get(b"d").unwrap(), None);
+    kv.compact();
+    assert_eq!(keys(all(kv.iter())), [b"b", b"c", b"d"]);
+}
+
+#[test]
+fn meta_records_keep_their_names_and_members_stay_apart() {
+    let (_dir, storage) = open();
+    let meta = storage.meta();
+    let named = [
+        (MetaKey::Applied, &b"applied"[..]),
+        (MetaKey::Membership, b"membership"),
+        (MetaKey::CurrentRev, b"current_rev"),
+        (MetaKey::CompactRev, b"compact_rev"),
+    ];
+    write(&storage, |b| {
+        for (key, name) in named {
+            meta.put(b, key, name);
+        }
+        // Out of order: the scan is in member ID order.
+        meta.put(b, MetaKey::Member(0x0102), b"second");
+        meta.put(b, MetaKey::Member(7), b"first");
+        meta.put(b, MetaKey::Member(u64::MAX), b"last");
+    });
+    for (key, name) in named {
+        assert_eq!(meta.get(key).unwrap().as_deref(), Some(name));
+        assert_eq!(raw(&storage, CF_META, name).as_deref(), Some(name));
+    }
+    let member_key = [&b"member/"[..], &0x0102u64.to_be_bytes()].concat();
+    assert_eq!(
+        raw(&storage, CF_META, &member_key).as_deref(),
+        Some(&b"second"[..])
+    );
+    assert_eq!(
+        meta.get(MetaKey::Member(7)).unwrap().as_deref(),
+        Some(&b"first"[..])
+    );
+    // `membership` sorts right after the member records: the scan stops before it.
+    let members: Vec<_> = meta.members().map(|v| v.unwrap().into_vec()).collect();
+    assert_eq!(members, [&b"first"[..], b"second", b"last"]);
+    let view = storage.view();
+    write(&storage, |b| meta.put(b, MetaKey::Applied, b"later"));
+    assert_eq!(
+        view.meta().get(MetaKey::Applied).unwrap().as_deref(),
+        Some(&b"applied"[..])
+    );
+}
+
+#[test]
+fn lease_records_are_written_and_listed() {
+    let (_dir, storage) = open();
+    let lease = storage.lease();
+    write(&storage, |b| {
+        lease.put(b, b"L1", b"ttl");
+        lease.put(b, b"A1key", b"");
+    });
+    assert_eq!(raw(&storage, CF_LEASE, b"L1").as_deref(), Some(&b"ttl"[..]));
+    write(&storage, |b| lease.delete(b, b"A1key"));
+    assert_eq!(all(lease.iter()), [(b"L1".to_vec(), b"ttl".to_vec())]);
+}
+
+/// One record in every family, the three a snapshot carries and the two it does not.
+fn fill(storage: &Storage, tag: &str) {
+    let t = tag.as_bytes();
+    write(storage, |b| {
+        storage
+            .kv()
+            .put(b, &[b"k-", t].concat(), &[b"kv-", t].concat());
+        storage
+            .meta()
+            .put(b, MetaKey::Applied, &[b"applied-", t].concat());
+        storage
+            .lease()
+            .put(b, &[b"L-", t].concat(), &[b"lease-", t].concat());
+        storage
+            .raft_state()
+            .put(b, StateKey::Vote, &[b"vote-", t].concat());
+        storage.raft_log().put(b, 1, &[b"entry-", t].concat());
+    });
+}
+
+fn snapshot_families(storage: &Storage) -> Vec<Vec<(Vec<u8>, Vec<u8>)>> {
+    [CF_KV, CF_META, CF_LEASE]
+        .iter()
+        .map(|name| {
+            let cf = storage.cf(name);
+            all(storage
+                .db()
+                .iterator_cf(cf, rocksdb::IteratorMode::Start)
+                .map(|item| item.map_err(StorageError::from)))
+        })
+        .collect()
+}
+
+/// The file's bytes are fixed: members of other versions install it.
+#[test]
+fn snapshot_file_format_is_fixed() {
+    let (dir, storage) = open();
+    write(&storage, |b| {
+        storage.kv().put(b, b"kk", b"v");
+        storage
+            .meta()
+            .put(b, MetaKey::CurrentRev, &5i64.to_be_bytes());
+        storage.lease().put(b, b"L", b"");
+        storage.raft_state().put(b, StateKey::Vote, b"not carried");
+        storage.raft_log().put(b, 1, b"not carried");
+    });
+    let path = dir.path().join("format.snap");
+    storage.view().export_snapshot(&path).unwrap();
+    let expected = [
+        &[0u8, 0, 0, 0, 2][..],
+        b"kk",
+        &[0, 0, 0, 1],
+        b"v",
+        &[1, 0, 0, 0, 11],
+        b"current_rev",
+        &[0, 0, 0, 8],
+        &5i64.to_be_bytes(),
+        &[2, 0, 0, 0, 1],
+        b"L",
+        &[0, 0, 0, 0],
+    ]
+    .concat();
+    assert_eq!(std::fs::read(&path).unwrap(), expected);
+}
+
+#[test]
+fn snapshot_export_then_import_replaces_the_carried_families() {
+    let (dir, source) = open();
+    fill(&source, "source");
+    let view = source.view();
+    // After the view: not in the snapshot.
+    write(&source, |b| source.kv().put(b, b"k-later", b"later"));
+    let path = dir.path().join("round-trip.snap");
+    view.export_snapshot(&path).unwrap();
+    drop(view);
+    write(&source, |b| source.kv().delete(b, b"k-later"));
+
+    let (_dir, target) = open();
+    fill(&target, "target");
+    assert_eq!(target.interrupted_import().unwrap(), None);
+    target.begin_import(&path).unwrap();
+    assert_eq!(target.interrupted_import().unwrap(), Some(path.clone()));
+    target.import_snapshot(&path).unwrap();
+    assert_eq!(target.interrupted_import().unwrap(), None);
+
+    assert_eq!(snapshot_families(&target), snapshot_families(&source));
+    // What a snapshot does not carry is the member's own.
+    assert_eq!(
+        target.raft_state().get(StateKey::Vote).unwrap().as_deref(),
+        Some(&b"vote-target"[..])
+    );
+    assert_eq!(
+        target.raft_log().last().unwrap().as_deref(),
+        Some(&b"entry-target"[..])
+    );
+    // Importing again (a redo after a crash) gives the same state.
+    target.import_snapshot(&path).unwrap();
+    assert_eq!(snapshot_families(&target), snapshot_families(&source));
+}
+
+#[test]
+fn snapshot_import_rejects_an_unknown_family() {
+    let (dir, storage) = open();
+    let path = dir.path().join("bad.snap");
+    std::fs::write(&path, [3u8, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+    assert!(matches!(
+        storage.import_snapshot(&path),
+        Err(StorageError::Corrupt(_))
+    ));
+    // A record cut short is an error too, not a clean end.
+    std::fs::write(&path, [0u8, 0, 0, 0, 2, b'k']).unwrap();
+    assert!(matches!(
+        storage.import_snapshot(&path),
+        Err(StorageError::Io(_))
+    ));
+}
