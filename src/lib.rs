@@ -1,35 +1,51 @@
 //! Cairn: an etcd-v3-compatible, Raft-replicated key-value store.
 //!
-//! A request flows one way through the modules:
+//! A request flows one way, down the layers; each module's doc says what it may call, and
+//! `tests/layers.rs` checks that it calls nothing else and nothing above it.
 //!
 //! ```text
-//! client ─▶ api ─(write)─▶ node::proposer ─▶ raft (log in storage) ─▶ raft::state_machine
-//!            │  ▲                                                       │        │
-//!            │  └─(watch streams)── watch ◀──(each commit's changes)────┘        │
-//!            └─(read, after node::read_barrier)──▶ apply ◀──────────────────────┘
-//!                                                   │
-//!                                          mvcc, lease ─▶ storage (RocksDB)
+//!  client (gRPC)          other members (peer API)
+//!       │                        │
+//!      api                      peer                 check the request, call the server
+//!       └──────────┬─────────────┘
+//!               server         who may call what, routing to the leader, read barrier,
+//!                  │           proposals batched into Raft entries, apply-wait
+//!                raft          openraft: log in storage, replication, state machine
+//!                  │
+//!                apply         etcd's semantics of Range, Put, DeleteRange, Txn, Compact
+//!                  │
+//!     mvcc, lease, members ──▶ watch (each commit's changes, to the watchers)
+//!                  │
+//!               storage        RocksDB, one typed handle per column family
 //! ```
 //!
-//! - [`config`]: etcd's flags, `ETCD_*` variables and YAML config file.
-//! - [`feature_gates`]: etcd 3.7's `--feature-gates`, and which Cairn can honour.
-//! - [`cluster`]: member and cluster IDs, derived as etcd derives them.
-//! - [`api`]: the gRPC services; validates and translates, nothing more.
-//! - [`node`]: a running member; batches writes into Raft proposals, serves read barriers.
+//! Client API:
+//! - [`api`]: etcd's gRPC services, gRPC health and reflection; checks and translates.
 //! - [`peer`]: the peer API's server: Raft's messages, and requests followers forward.
-//! - [`tls`]: TLS on the client and peer ports: certificates, handshakes, auto TLS.
-//! - [`net`]: connection plumbing: replies coalesced into fewer writes.
+//!
+//! Server:
+//! - [`server`]: a running member and the one place every request passes.
+//! - [`auto_compaction`]: `--auto-compaction-*`, compaction requests to the server.
+//!
+//! Consensus and state:
 //! - [`raft`]: openraft's log store, state machine and networking on RocksDB.
 //! - [`apply`]: etcd's request semantics (Range, Put, DeleteRange, Txn, Compact).
-//! - [`auto_compaction`]: `--auto-compaction-*`, proposed through Raft like any compaction.
 //! - [`watch`]: watchers, told of each commit in revision order, caught up from history.
-//! - [`lease`]: leases, their attached keys and (on the leader) their expiry.
+//! - [`lease`]: leases, their attached keys, their expiry (on the leader) and revocation.
 //! - [`members`]: the name and client URLs each member publishes.
 //! - [`mvcc`]: revisions, the key index, history and compaction.
 //! - [`storage`]: the RocksDB instance, typed handles on its column families, snapshot files.
-//! - [`error`]: etcd's error codes and messages.
-//! - [`failpoints`]: named fault-injection points for tests (cargo feature `failpoints`).
-//! - `fuzzing`: the checks the fuzz targets in `fuzz/` call (cargo feature `fuzzing`).
+//!
+//! Start-up and plumbing:
+//! - [`config`]: etcd's flags, `ETCD_*` variables and YAML config file.
+//! - [`feature_gates`]: etcd 3.7's `--feature-gates`, and which Cairn can honour.
+//! - [`cluster`]: member and cluster IDs, derived as etcd derives them; etcd's URL spelling.
+//! - [`net`]: listeners, TLS on both ports and to peers, replies coalesced into fewer writes.
+//!
+//! Shared by all: [`proto`] (the wire messages), [`error`] (etcd's error codes and
+//! messages), [`failpoints`] (named fault-injection points for tests, cargo feature
+//! `failpoints`). `fuzzing`: the checks the fuzz targets in `fuzz/` call (cargo feature
+//! `fuzzing`).
 
 pub mod api;
 pub mod apply;

@@ -23,7 +23,7 @@ use rocksdb::WriteBatch;
 
 use crate::error::EtcdError;
 use crate::mvcc::{Change, RangeEnd, WriteBatchGuard};
-use crate::storage::{Storage, StorageError, StorageResult, CF_LEASE};
+use crate::storage::{Storage, StorageError, StorageResult};
 
 /// etcd's largest TTL, in seconds.
 pub const MAX_TTL_SECS: i64 = 9_000_000_000;
@@ -131,8 +131,7 @@ impl Lessor {
     pub fn reload(&self) -> StorageResult<()> {
         let mut leases: HashMap<i64, Lease> = HashMap::new();
         let mut attached = HashMap::new();
-        let db = self.storage.db();
-        for item in db.iterator_cf(self.storage.cf(CF_LEASE), rocksdb::IteratorMode::Start) {
+        for item in self.storage.lease().iter() {
             let (key, value) = item?;
             let corrupt = || StorageError::Corrupt("lease record");
             let id = key
@@ -211,10 +210,10 @@ impl Lessor {
         if let Some(expiry) = expiry {
             state.schedule(id, expiry);
         }
-        batch.put_cf(
-            self.storage.cf(CF_LEASE),
-            record_key(PREFIX_LEASE, id, b""),
-            ttl_secs.to_be_bytes(),
+        self.storage.lease().put(
+            batch,
+            &record_key(PREFIX_LEASE, id, b""),
+            &ttl_secs.to_be_bytes(),
         );
         Ok(ttl_secs)
     }
@@ -242,12 +241,12 @@ impl Lessor {
         let Some(lease) = state.leases.remove(&id) else {
             return;
         };
-        let cf = self.storage.cf(CF_LEASE);
+        let cf = self.storage.lease();
         for key in &lease.keys {
             state.attached.remove(key);
-            batch.delete_cf(cf, record_key(PREFIX_ATTACHED, id, key));
+            cf.delete(batch, &record_key(PREFIX_ATTACHED, id, key));
         }
-        batch.delete_cf(cf, record_key(PREFIX_LEASE, id, b""));
+        cf.delete(batch, &record_key(PREFIX_LEASE, id, b""));
     }
 
     /// Follows a batch's changes: a put binds its key to the put's lease (or to none), a
@@ -255,7 +254,7 @@ impl Lessor {
     pub fn apply_changes(&self, batch: &mut WriteBatch, changes: &[Change]) {
         let mut guard = self.lock();
         let state = &mut *guard;
-        let cf = self.storage.cf(CF_LEASE);
+        let cf = self.storage.lease();
         for change in changes {
             let key = &change.kv.key;
             let new = if change.deleted {
@@ -272,13 +271,13 @@ impl Lessor {
                 if let Some(lease) = state.leases.get_mut(&old) {
                     lease.keys.remove(key);
                 }
-                batch.delete_cf(cf, record_key(PREFIX_ATTACHED, old, key));
+                cf.delete(batch, &record_key(PREFIX_ATTACHED, old, key));
             }
             // A put names only existing leases: it was checked before it was applied.
             if let Some(lease) = state.leases.get_mut(&new) {
                 lease.keys.insert(key.clone());
                 state.attached.insert(key.clone(), new);
-                batch.put_cf(cf, record_key(PREFIX_ATTACHED, new, key), b"");
+                cf.put(batch, &record_key(PREFIX_ATTACHED, new, key), b"");
             }
         }
     }

@@ -228,10 +228,7 @@ impl Mvcc {
     /// Defragmentation, RocksDB's way: a full compaction of the key-value data, which
     /// rewrites its files without the space deleted revisions held. Blocks for as long.
     pub fn defragment(&self) {
-        let cf = self.storage.cf(CF_KV);
-        self.storage
-            .db()
-            .compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+        self.storage.kv().compact();
     }
 
     /// Replaces the whole state: `rewrite` replaces the storage underneath (a snapshot is

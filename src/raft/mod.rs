@@ -3,7 +3,7 @@
 //! Owns the Raft type configuration, the log store (with group commit), the state machine
 //! (which applies committed entries through `apply`), the client side of peer networking,
 //! and start-up of the Raft node. May call `storage`, `mvcc`, `lease`, `watch`,
-//! `apply`, and `net` (the peers' connections).
+//! `members`, `apply`, and `net` (the peers' connections).
 
 mod log_store;
 mod network;
@@ -27,7 +27,7 @@ use crate::watch::WatchHub;
 pub use log_store::LogStore;
 pub use network::Peers;
 use snapshot_schedule::SnapshotSchedule;
-pub use state_machine::{published_members, StateMachine};
+pub use state_machine::StateMachine;
 
 /// A member as Raft knows it: the node data carried in membership entries.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -27,8 +27,6 @@ use super::snapshot_schedule::SnapshotSchedule;
 use super::{BatchResults, LogId, MemberInfo, StoredMembership, TypeConfig};
 use crate::apply::apply_request;
 use crate::lease::Lessor;
-/// Kept here for `raft::published_members`; its home is `members`.
-pub use crate::members::published_members;
 use crate::members::MemberStore;
 use crate::mvcc::{Mvcc, WriteBatchGuard};
 use crate::proto::cairnraftpb::{

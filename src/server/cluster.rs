@@ -226,7 +226,7 @@ impl Server {
     /// published (a member that has not started yet has neither, as in etcd).
     fn members(&self) -> Vec<Member> {
         let membership = self.membership();
-        let published = crate::raft::published_members(&self.storage);
+        let published = crate::members::published_members(&self.storage);
         membership
             .nodes()
             .map(|(id, info)| {

@@ -6,15 +6,10 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::cluster::Identity;
-use crate::storage::{Storage, CF_RAFT_STATE};
-
-const KEY_IDENTITY: &[u8] = b"identity";
+use crate::storage::{StateKey, Storage};
 
 pub(super) fn has_identity(storage: &Storage) -> anyhow::Result<bool> {
-    Ok(storage
-        .db()
-        .get_cf(storage.cf(CF_RAFT_STATE), KEY_IDENTITY)?
-        .is_some())
+    Ok(storage.raft_state().get(StateKey::Identity)?.is_some())
 }
 
 /// A member started with `--initial-cluster-state existing` and no data learns its ID and
@@ -84,8 +79,7 @@ pub(super) fn restore_or_save_identity(
     storage: &Storage,
     derived: Identity,
 ) -> anyhow::Result<Identity> {
-    let cf = storage.cf(CF_RAFT_STATE);
-    if let Some(bytes) = storage.db().get_cf(cf, KEY_IDENTITY)? {
+    if let Some(bytes) = storage.raft_state().get(StateKey::Identity)? {
         let (member_id, cluster_id): (u64, u64) = bincode::deserialize(&bytes)?;
         return Ok(Identity {
             member_id,
@@ -93,11 +87,11 @@ pub(super) fn restore_or_save_identity(
             ..derived
         });
     }
-    let mut batch = rocksdb::WriteBatch::default();
-    batch.put_cf(
-        cf,
-        KEY_IDENTITY,
-        bincode::serialize(&(derived.member_id, derived.cluster_id))?,
+    let mut batch = crate::storage::WriteBatch::default();
+    storage.raft_state().put(
+        &mut batch,
+        StateKey::Identity,
+        &bincode::serialize(&(derived.member_id, derived.cluster_id))?,
     );
     storage.write(batch, true)?;
     Ok(derived)

@@ -13,7 +13,7 @@
 //! A request's path: `api::kv` → `Server::put` (`kv`) → `proposer` → `raft` (log in
 //! `storage`) → `raft::state_machine` → `apply` → `mvcc`/`lease` → `watch`.
 //!
-//! May call `raft`, `apply`, `mvcc`, `lease`, `watch`, `storage`, `cluster`, `net` and
+//! May call `raft`, `apply`, `mvcc`, `lease`, `watch`, `members`, `storage`, `cluster`, `net` and
 //! `config`; never `api` or `peer`.
 
 mod cluster;
