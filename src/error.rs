@@ -41,6 +41,9 @@ pub enum EtcdError {
     Stopped = 15,
     #[error("etcdserver: request timed out")]
     Timeout = 16,
+    /// This member's data is damaged: a record it must read is unreadable, or a result does
+    /// not match its request. Answered to clients; where it happens while applying, the
+    /// member halts instead (`apply::apply_request`).
     #[error("etcdserver: corrupt cluster")]
     Corrupt = 17,
     #[error("etcdserver: lease already exists")]

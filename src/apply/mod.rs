@@ -2,7 +2,7 @@
 //! Compact mean, one file per request.
 //!
 //! Writes run here when the Raft state machine applies a committed entry; reads run here
-//! when the API serves them. Owns no state. May call `mvcc` and `lease`.
+//! when the API serves them. Owns no state. May call `mvcc`, `lease`, and `storage` for its error type.
 
 mod delete_range;
 mod put;
@@ -13,20 +13,22 @@ pub use range::range;
 
 use crate::error::EtcdError;
 use crate::lease::Lessor;
-use crate::mvcc::WriteBatchGuard;
+use crate::mvcc::WriteLock;
 use crate::proto::cairnraftpb::{apply_result, internal_request, ApplyResult, InternalRequest};
 use crate::proto::etcdserverpb::{
     CompactionResponse, LeaseGrantResponse, LeaseRevokeResponse, ResponseHeader,
 };
+use crate::storage::StorageError;
 
 /// Applies one committed request as its own transaction (its own revision, if it writes).
-/// etcd's errors are results, the same on every member; `Err` means storage failed, and
-/// the member must stop applying rather than diverge from the others.
+/// etcd's errors are results, the same on every member. `Err` is never one: storage could
+/// not be read, or the entry is damaged, and the member must stop applying rather than
+/// diverge from the others.
 pub fn apply_request(
-    guard: &mut WriteBatchGuard<'_>,
+    guard: &mut WriteLock<'_>,
     leases: &Lessor,
     request: &InternalRequest,
-) -> Result<ApplyResult, EtcdError> {
+) -> Result<ApplyResult, StorageError> {
     use apply_result::Result as R;
     use internal_request::Request as Q;
     let changes_before = guard.changes().len();
@@ -59,15 +61,16 @@ pub fn apply_request(
             })
         }),
         // Membership is the state machine's: a publish never reaches here.
-        Some(Q::Publish(_)) => Err(EtcdError::Corrupt),
+        Some(Q::Publish(_)) => return Err(StorageError::Corrupt("a publish applied as a request")),
         // Only a damaged log holds an empty request.
-        None => Err(EtcdError::Corrupt),
+        None => return Err(StorageError::Corrupt("an empty request in the log")),
     };
     // Keys put or deleted follow their leases, in the same storage batch.
     let (changes, batch) = guard.changes_and_batch();
     leases.apply_changes(batch, &changes[changes_before..]);
     match result {
-        Err(EtcdError::Corrupt) => Err(EtcdError::Corrupt),
+        // A record the request had to read is unreadable (`mvcc`).
+        Err(EtcdError::Corrupt) => Err(StorageError::Corrupt("an unreadable record")),
         result => Ok(ApplyResult {
             result: Some(result.unwrap_or_else(|e| R::Error(e.number()))),
         }),

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use rocksdb::WriteBatch;
 
 use crate::error::EtcdError;
-use crate::mvcc::{Change, RangeEnd, WriteBatchGuard};
+use crate::mvcc::{Change, RangeEnd, WriteLock};
 use crate::storage::{Storage, StorageError, StorageResult};
 
 /// etcd's largest TTL, in seconds.
@@ -220,7 +220,7 @@ impl Lessor {
 
     /// Applies a revoke: deletes the lease's keys, all in one revision (watchers see one
     /// set of deletes), in sorted order (the same on every member), then the lease.
-    pub fn revoke(&self, guard: &mut WriteBatchGuard<'_>, id: i64) -> Result<(), EtcdError> {
+    pub fn revoke(&self, guard: &mut WriteLock<'_>, id: i64) -> Result<(), EtcdError> {
         let keys: Vec<Vec<u8>> = {
             let state = self.lock();
             let lease = state.leases.get(&id).ok_or(EtcdError::LeaseNotFound)?;

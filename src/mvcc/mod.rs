@@ -162,8 +162,8 @@ impl Mvcc {
     }
 
     /// Starts applying writes. Holds the store exclusively until `commit`.
-    pub fn write(&self) -> WriteBatchGuard<'_> {
-        WriteBatchGuard {
+    pub fn write(&self) -> WriteLock<'_> {
+        WriteLock {
             mvcc: self,
             state: self.state.write().expect("mvcc lock"),
             batch: WriteBatch::default(),
@@ -418,9 +418,10 @@ fn run_compactor(
     }
 }
 
-/// Exclusive access to the store while a batch of Raft entries is applied. Changes land in
-/// one storage write at `commit`, with whatever the caller adds to `batch_mut`.
-pub struct WriteBatchGuard<'a> {
+/// The store's write lock, held while a batch of Raft entries is applied: readers wait for
+/// it only to take a view or read the index. Changes land in one storage write at
+/// `commit`, with whatever the caller adds to `batch_mut`.
+pub struct WriteLock<'a> {
     mvcc: &'a Mvcc,
     state: RwLockWriteGuard<'a, State>,
     batch: WriteBatch,
@@ -430,7 +431,7 @@ pub struct WriteBatchGuard<'a> {
     compactions: Vec<CompactionJob>,
 }
 
-impl<'a> WriteBatchGuard<'a> {
+impl<'a> WriteLock<'a> {
     /// Starts one write transaction: all its changes share the next revision.
     pub fn txn(&mut self) -> WriteTxn<'_, 'a> {
         let begin_rev = self.state.current_rev;
@@ -528,7 +529,7 @@ impl<'a> WriteBatchGuard<'a> {
 /// One write transaction. Dropping it ends it: the store's revision advances if it changed
 /// anything.
 pub struct WriteTxn<'g, 'a> {
-    guard: &'g mut WriteBatchGuard<'a>,
+    guard: &'g mut WriteLock<'a>,
     begin_rev: i64,
     changes: i64,
 }

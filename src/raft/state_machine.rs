@@ -28,7 +28,7 @@ use super::{BatchResults, LogId, MemberInfo, StoredMembership, TypeConfig};
 use crate::apply::apply_request;
 use crate::lease::Lessor;
 use crate::members::MemberStore;
-use crate::mvcc::{Mvcc, WriteBatchGuard};
+use crate::mvcc::{Mvcc, WriteLock};
 use crate::proto::cairnraftpb::{
     apply_result, internal_request, ApplyResult, ApplyResults, InternalRequest,
 };
@@ -128,9 +128,9 @@ impl StateMachine {
     /// the key-value requests of `apply`), the rest through `apply`.
     fn apply_one(
         &self,
-        guard: &mut WriteBatchGuard<'_>,
+        guard: &mut WriteLock<'_>,
         request: &InternalRequest,
-    ) -> Result<ApplyResult, crate::error::EtcdError> {
+    ) -> Result<ApplyResult, crate::storage::StorageError> {
         if let Some(internal_request::Request::Publish(attributes)) = &request.request {
             MemberStore::new(&self.storage).save(guard.batch_mut(), attributes);
             return Ok(ApplyResult {
@@ -142,7 +142,7 @@ impl StateMachine {
 
     /// Commits applied changes with the applied log id and membership they bring us to,
     /// then tells watchers: they only ever hear of committed revisions.
-    fn commit(&self, mut guard: WriteBatchGuard<'_>) -> Result<(), StorageError<u64>> {
+    fn commit(&self, mut guard: WriteLock<'_>) -> Result<(), StorageError<u64>> {
         let meta = self.storage.meta();
         let applied = bincode::serialize(&self.applied).map_err(sm_write_err)?;
         let membership = bincode::serialize(&self.membership).map_err(sm_write_err)?;

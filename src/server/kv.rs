@@ -25,13 +25,7 @@ impl Server {
     }
 
     pub async fn put(&self, ctx: &RequestContext, r: PutRequest) -> Result<PutResponse, EtcdError> {
-        match self.propose(ctx, Request::Put(r)).await? {
-            Applied::Put(mut response) => {
-                self.complete_header(&mut response.header);
-                Ok(response)
-            }
-            _ => Err(EtcdError::Corrupt),
-        }
+        propose_as!(self, ctx, Put(r))
     }
 
     pub async fn delete_range(
@@ -39,13 +33,7 @@ impl Server {
         ctx: &RequestContext,
         r: DeleteRangeRequest,
     ) -> Result<DeleteRangeResponse, EtcdError> {
-        match self.propose(ctx, Request::DeleteRange(r)).await? {
-            Applied::DeleteRange(mut response) => {
-                self.complete_header(&mut response.header);
-                Ok(response)
-            }
-            _ => Err(EtcdError::Corrupt),
-        }
+        propose_as!(self, ctx, DeleteRange(r))
     }
 
     /// A txn that only reads is served here, like a Range, without a Raft round.
@@ -58,13 +46,7 @@ impl Server {
             self.complete_header(&mut response.header);
             return Ok(response);
         }
-        match self.propose(ctx, Request::Txn(r)).await? {
-            Applied::Txn(mut response) => {
-                self.complete_header(&mut response.header);
-                Ok(response)
-            }
-            _ => Err(EtcdError::Corrupt),
-        }
+        propose_as!(self, ctx, Txn(r))
     }
 
     /// A `physical` compaction is answered once the revisions it made unreachable are

@@ -10,7 +10,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::{RequestContext, Server};
 use crate::error::EtcdError;
 use crate::lease::NO_LEASE;
-use crate::proto::cairnraftpb::{apply_result::Result as Applied, internal_request::Request};
 use crate::proto::etcdserverpb::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
     LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
@@ -42,13 +41,7 @@ impl Server {
         if r.id == NO_LEASE {
             r.id = self.choose_lease_id();
         }
-        match self.propose(ctx, Request::LeaseGrant(r)).await? {
-            Applied::LeaseGrant(mut response) => {
-                self.complete_header(&mut response.header);
-                Ok(response)
-            }
-            _ => Err(EtcdError::Corrupt),
-        }
+        propose_as!(self, ctx, LeaseGrant(r))
     }
 
     pub async fn lease_revoke(
@@ -56,13 +49,7 @@ impl Server {
         ctx: &RequestContext,
         r: LeaseRevokeRequest,
     ) -> Result<LeaseRevokeResponse, EtcdError> {
-        match self.propose(ctx, Request::LeaseRevoke(r)).await? {
-            Applied::LeaseRevoke(mut response) => {
-                self.complete_header(&mut response.header);
-                Ok(response)
-            }
-            _ => Err(EtcdError::Corrupt),
-        }
+        propose_as!(self, ctx, LeaseRevoke(r))
     }
 
     /// A keep-alive, answered by the leader: the TTL, 0 for an unknown (or just expired)

@@ -16,6 +16,27 @@
 //! May call `raft`, `apply`, `mvcc`, `lease`, `watch`, `members`, `storage`, `cluster`, `net` and
 //! `config`; never `api` or `peer`.
 
+/// Proposes a write of kind `$kind` (a variant both `internal_request::Request` and
+/// `apply_result::Result` have) and answers with its applied result, header completed. A
+/// result of another kind can only come from a damaged log.
+macro_rules! propose_as {
+    ($server:expr, $ctx:expr, $kind:ident($request:expr)) => {
+        match $server
+            .propose(
+                $ctx,
+                $crate::proto::cairnraftpb::internal_request::Request::$kind($request),
+            )
+            .await?
+        {
+            $crate::proto::cairnraftpb::apply_result::Result::$kind(mut response) => {
+                $server.complete_header(&mut response.header);
+                Ok(response)
+            }
+            _ => Err($crate::error::EtcdError::Corrupt),
+        }
+    };
+}
+
 mod cluster;
 mod context;
 mod identity;

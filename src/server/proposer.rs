@@ -18,7 +18,7 @@ use openraft::raft::responder::Responder;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::raft_errors::write_error;
-use super::route::{leader_replaced, never_sent, wait_for_leader, Leader};
+use super::route::{leader_replaced, never_sent, wait_for_leader, Route};
 use crate::error::EtcdError;
 use crate::proto::cairnpeerpb::peer_client::PeerClient;
 use crate::proto::cairnraftpb::{ApplyResult, InternalRequest, Proposal};
@@ -120,8 +120,8 @@ async fn run(raft: Raft, peers: Arc<Peers>, me: u64, mut queue: mpsc::Receiver<P
         // waits in etcd; nothing is proposed meanwhile, so `no leader` at the deadline is
         // a definite failure.
         match wait_for_leader(&raft, &peers, me, None, deadline).await {
-            Some(Leader::Me) => {}
-            Some(Leader::Other(id, client)) => {
+            Some(Route::Me) => {}
+            Some(Route::Other(id, client)) => {
                 let raft = raft.clone();
                 let peers = peers.clone();
                 tokio::spawn(async move {
@@ -207,11 +207,11 @@ async fn forward(
             }
             Err(status) if never_sent(&status) => {
                 match wait_for_leader(raft, peers, me, Some(id), deadline).await {
-                    Some(Leader::Other(next, next_client)) => {
+                    Some(Route::Other(next, next_client)) => {
                         id = next;
                         client = next_client;
                     }
-                    Some(Leader::Me) => {
+                    Some(Route::Me) => {
                         let applied = raft
                             .client_write_ff(proposal)
                             .await

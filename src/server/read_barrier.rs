@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::raft_errors::read_error;
-use super::route::{leader_replaced, wait_for_leader, Leader};
+use super::route::{leader_replaced, wait_for_leader, Route};
 use crate::error::EtcdError;
 use crate::proto::cairnpeerpb::ReadIndexRequest;
 use crate::raft::{Peers, Raft};
@@ -97,7 +97,7 @@ async fn round(
                 None => wait_for_leader(raft, peers, me, None, deadline).await,
             };
             match leader {
-                Some(Leader::Other(id, mut client)) => {
+                Some(Route::Other(id, mut client)) => {
                     failed_on = Some(id);
                     let answer = tokio::select! {
                         answer = client.read_index(ReadIndexRequest {}) => answer,
@@ -112,7 +112,7 @@ async fn round(
                     }
                     super::applied_up_to(raft, answer.index).await
                 }
-                Some(Leader::Me) => {
+                Some(Route::Me) => {
                     failed_on = Some(me);
                     raft.ensure_linearizable()
                         .await

@@ -12,18 +12,18 @@ use crate::proto::cairnpeerpb::peer_client::PeerClient;
 use crate::raft::{MemberInfo, Peers, Raft};
 
 /// Where requests only the leader can serve go.
-pub enum Leader {
+pub enum Route {
     /// This member leads.
     Me,
     /// Another member leads: its ID, and a client of its peer API.
     Other(u64, PeerClient<Channel>),
 }
 
-impl Leader {
+impl Route {
     pub fn id(&self, me: u64) -> u64 {
         match self {
-            Leader::Me => me,
-            Leader::Other(id, _) => *id,
+            Route::Me => me,
+            Route::Other(id, _) => *id,
         }
     }
 }
@@ -70,11 +70,11 @@ pub async fn wait_for_leader(
     me: u64,
     not: Option<u64>,
     deadline: tokio::time::Instant,
-) -> Option<Leader> {
+) -> Option<Route> {
     let mut metrics = raft.metrics();
     loop {
         metrics.borrow_and_update();
-        if let Some(leader) = leader(raft, peers, me).filter(|l| Some(l.id(me)) != not) {
+        if let Some(leader) = route_to_leader(raft, peers, me).filter(|l| Some(l.id(me)) != not) {
             return Some(leader);
         }
         let wait = deadline
@@ -88,20 +88,20 @@ pub async fn wait_for_leader(
     }
 }
 
-/// The current leader as this member knows it; `None` while there is none (an election,
-/// or no quorum).
-pub fn leader(raft: &Raft, peers: &Peers, me: u64) -> Option<Leader> {
+/// How to reach the current leader as this member knows it; `None` while there is none
+/// (an election, or no quorum).
+pub fn route_to_leader(raft: &Raft, peers: &Peers, me: u64) -> Option<Route> {
     let metrics = raft.metrics();
     let metrics = metrics.borrow();
     let leader = leader_id(raft, &metrics)?;
     if leader == me {
-        return Some(Leader::Me);
+        return Some(Route::Me);
     }
     let info = metrics.membership_config.membership().get_node(&leader)?;
     peers
         .client(leader, info)
         .ok()
-        .map(|c| Leader::Other(leader, c))
+        .map(|c| Route::Other(leader, c))
 }
 
 /// The leader, except that a leader no quorum has answered for longer than an election
@@ -126,11 +126,11 @@ impl Server {
     /// leader it waits for one until the request's deadline, as a proposal waits in etcd,
     /// then `no leader`. A request another member forwarded here is served only if this
     /// member leads (`not leader` otherwise): it is never forwarded twice.
-    pub(super) async fn route(&self, ctx: &RequestContext) -> Result<Leader, EtcdError> {
+    pub(super) async fn route(&self, ctx: &RequestContext) -> Result<Route, EtcdError> {
         let me = self.identity.member_id;
         if ctx.from_peer {
             return match self.leader_id() {
-                Some(id) if id == me => Ok(Leader::Me),
+                Some(id) if id == me => Ok(Route::Me),
                 Some(_) => Err(EtcdError::NotLeader),
                 None => Err(EtcdError::NoLeader),
             };
@@ -153,8 +153,8 @@ impl Server {
         R: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         match self.route(ctx).await? {
-            Leader::Me => local().await,
-            Leader::Other(_, client) => {
+            Route::Me => local().await,
+            Route::Other(_, client) => {
                 let answer = tokio::time::timeout_at(self.deadline(ctx), remote(client))
                     .await
                     .map_err(|_| EtcdError::Timeout)?;

@@ -42,17 +42,19 @@ handle!(
     RaftStateCf
 );
 handle!(
-    /// `kv`: MVCC revisions, keyed as `mvcc::revision` encodes them.
-    KvCf
+    /// A family with one owner, whose keys it takes as they are: `kv` (the store's
+    /// revisions, owned by mvcc) and `lease` (leases and their attached keys, owned by
+    /// lease).
+    BytesCf
 );
+/// See `Storage::kv`.
+pub type KvCf<'a> = BytesCf<'a>;
+/// See `Storage::lease`.
+pub type LeaseCf<'a> = BytesCf<'a>;
 handle!(
     /// `meta`: the state machine's metadata and published member attributes; carried in
     /// snapshots.
     MetaCf
-);
-handle!(
-    /// `lease`: lease records, keyed as `lease` encodes them.
-    LeaseCf
 );
 
 fn index_key(index: u64) -> [u8; 8] {
@@ -150,7 +152,7 @@ impl RaftStateCf<'_> {
     }
 }
 
-impl<'a> KvCf<'a> {
+impl<'a> BytesCf<'a> {
     pub fn get(&self, key: &[u8]) -> StorageResult<Option<Vec<u8>>> {
         self.source.get(self.cf, key)
     }
@@ -238,20 +240,5 @@ impl<'a> MetaCf<'a> {
             )
             .take_while(|item| !matches!(item, Ok((key, _)) if !key.starts_with(MEMBER_PREFIX)))
             .map(|item| item.map(|(_, value)| value))
-    }
-}
-
-impl<'a> LeaseCf<'a> {
-    /// Every record, in key order.
-    pub fn iter(&self) -> impl Iterator<Item = StorageResult<Record>> + 'a {
-        self.source.iter(self.cf, IteratorMode::Start)
-    }
-
-    pub fn put(&self, batch: &mut WriteBatch, key: &[u8], value: &[u8]) {
-        batch.put_cf(self.cf, key, value);
-    }
-
-    pub fn delete(&self, batch: &mut WriteBatch, key: &[u8]) {
-        batch.delete_cf(self.cf, key);
     }
 }
