@@ -32,6 +32,12 @@ pub const NO_LEASE: i64 = 0;
 /// A lease found expired is proposed for revocation again after this long if the revoke
 /// has not been applied by then (it was lost in a leader change).
 const REVOKE_RETRY: Duration = Duration::from_secs(3);
+/// How often the primary looks for expired leases, as etcd's lessor does.
+const EXPIRY_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+/// Leases handed over for revocation per check: a burst of expiries is spread out, so writes
+/// keep flowing (etcd allows 1000 a second; twice that here, since revokes share Raft
+/// entries).
+const MAX_REVOKES_PER_CHECK: usize = 1000;
 
 /// Record prefixes in the `lease` column family: `L` + ID → granted TTL; `A` + ID + key →
 /// nothing (the key is attached).
@@ -380,6 +386,35 @@ impl Lessor {
             expired.push(id);
         }
         expired
+    }
+}
+
+impl Lessor {
+    /// The leases found expired, checked every `EXPIRY_CHECK_INTERVAL` while this member is
+    /// the primary, at most `MAX_REVOKES_PER_CHECK` at a time, for the server to revoke
+    /// through Raft (etcd's `ExpiredLeasesC`). The checks end when the receiver is dropped.
+    pub fn expired_leases(self: &Arc<Self>) -> tokio::sync::mpsc::Receiver<Vec<i64>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let lessor = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut check = tokio::time::interval(EXPIRY_CHECK_INTERVAL);
+            check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = check.tick() => {}
+                    () = tx.closed() => return,
+                }
+                let Some(lessor) = lessor.upgrade() else {
+                    return;
+                };
+                let expired = lessor.take_expired(MAX_REVOKES_PER_CHECK);
+                // A server still busy with the last ones gets these at the next check.
+                if !expired.is_empty() && tx.send(expired).await.is_err() {
+                    return;
+                }
+            }
+        });
+        rx
     }
 }
 

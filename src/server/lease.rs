@@ -1,7 +1,8 @@
-//! `LeaseGrant`, `LeaseRevoke`, `LeaseKeepAlive`, `LeaseTimeToLive` and `LeaseLeases`, and
-//! the lease lifecycle on a member: the lessor's primary role follows Raft leadership, and
-//! the leader (which alone keeps expiry times, `lease`) proposes the revocation of expired
-//! leases. Keep-alives and time-to-live are the leader's to answer: routed there.
+//! `LeaseGrant`, `LeaseRevoke`, `LeaseKeepAlive`, `LeaseTimeToLive` and `LeaseLeases`.
+//! Keep-alives and time-to-live are the leader's to answer: routed there. And what the
+//! server does for the lessor (`lease`, which keeps expiry and finds expired leases): tells
+//! it when this member leads, and proposes the revocation of the leases it finds expired,
+//! as etcd's server does with its lessor.
 
 use std::sync::atomic::Ordering;
 use std::sync::Weak;
@@ -16,11 +17,8 @@ use crate::proto::etcdserverpb::{
     LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 
-/// How often expiry is checked, as etcd does.
-const CHECK_INTERVAL: Duration = Duration::from_millis(500);
-/// Revokes proposed per check: a burst of expiries is spread out, so writes keep flowing
-/// (etcd allows 1000 a second; twice that here, since revokes share Raft entries).
-const MAX_REVOKES_PER_CHECK: usize = 1000;
+/// How often leadership is looked at when Raft reports no change.
+const LEADERSHIP_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 
 /// The first server-chosen lease ID, as etcd makes them: the member ID's low 16 bits, then
 /// the start time in milliseconds (40 bits), then a counter (8 bits, carrying into the time).
@@ -168,33 +166,34 @@ impl Server {
     }
 }
 
-/// Follows leadership on every Raft change, and on the leader proposes the revocation of
-/// leases found expired at each check. Ends with the server.
+/// Follows leadership on every Raft change, and proposes the revocation of the leases the
+/// lessor finds expired. Ends with the server.
 pub(super) async fn run(server: Weak<Server>) {
-    let Some(mut metrics) = server.upgrade().map(|s| s.raft.metrics()) else {
+    let Some((mut metrics, mut expired_leases)) = server
+        .upgrade()
+        .map(|s| (s.raft.metrics(), s.lessor.expired_leases()))
+    else {
         return;
     };
-    let mut check = tokio::time::interval(CHECK_INTERVAL);
+    // Leadership also lapses without a Raft change (a leader that no quorum answers).
+    let mut check = tokio::time::interval(LEADERSHIP_CHECK_INTERVAL);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        // Metrics change on every apply; only a check tick looks for expired leases.
-        let tick = tokio::select! {
-            changed = metrics.changed() => { if changed.is_err() { return } false }
-            _ = check.tick() => true,
+        let expired = tokio::select! {
+            changed = metrics.changed() => { if changed.is_err() { return } None }
+            _ = check.tick() => None,
+            expired = expired_leases.recv() => match expired {
+                Some(expired) => Some(expired),
+                None => return,
+            },
         };
         let Some(server) = server.upgrade() else {
             return;
         };
         server.follow_leadership();
-        if !tick {
-            continue;
-        }
-        let expired = server.lessor.take_expired(MAX_REVOKES_PER_CHECK);
-        if expired.is_empty() {
-            continue;
-        }
-        // Proposed together, they share Raft entries; one that fails is offered again
-        // (`lease::REVOKE_RETRY`). Not awaited here, so leadership is still followed.
+        let Some(expired) = expired else { continue };
+        // Proposed together, they share Raft entries; one that fails is offered again by
+        // the lessor. Not awaited here, so leadership is still followed.
         tokio::spawn(async move {
             let ctx = RequestContext::default();
             let revokes = expired
