@@ -640,3 +640,6 @@ impl Drop for WriteTxn<'_, '_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
