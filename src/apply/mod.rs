@@ -84,3 +84,6 @@ fn header(revision: i64) -> ResponseHeader {
         ..ResponseHeader::default()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -641,3 +641,6 @@ impl Drop for WriteTxn<'_, '_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
