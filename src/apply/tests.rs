@@ -16,8 +16,7 @@ use crate::proto::etcdserverpb::{
     TxnResponse,
 };
 use crate::proto::mvccpb::KeyValue;
-// Unit tests stand outside the layering rule (tests/layers.rs): opening a store takes storage.
-use super::super::storage::Storage;
+use crate::storage::{Storage, StorageError};
 
 use apply_result::Result as R;
 use internal_request::Request as Q;
@@ -967,5 +966,5 @@ fn an_empty_request_is_a_failure_to_apply_not_an_etcd_error() {
     let f = open();
     let mut guard = f.mvcc.write();
     let applied = apply_request(&mut guard, &f.leases, &InternalRequest { request: None });
-    assert_eq!(applied.unwrap_err(), EtcdError::Corrupt);
+    assert!(matches!(applied, Err(StorageError::Corrupt(_))));
 }

@@ -51,7 +51,7 @@ impl Server {
     }
 
     /// A keep-alive, answered by the leader: the TTL, 0 for an unknown (or just expired)
-    /// lease, as etcd answers.
+    /// lease, as etcd answers. The header is this member's, as etcd's.
     pub async fn lease_keep_alive(
         &self,
         ctx: &RequestContext,
@@ -87,7 +87,7 @@ impl Server {
             return Err(EtcdError::NotLeader);
         }
         Ok(LeaseKeepAliveResponse {
-            header: Some(self.header(0)),
+            header: None,
             id,
             ttl: self.lessor.renew(id)?.unwrap_or(0),
         })
@@ -115,7 +115,7 @@ impl Server {
     }
 
     fn lease_time_to_live_here(&self, r: LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse {
-        let header = Some(self.header(0));
+        let header = None;
         match self.lessor.time_to_live(r.id, r.keys) {
             Some(status) => LeaseTimeToLiveResponse {
                 header,

@@ -152,10 +152,15 @@ impl Server {
         L: std::future::Future<Output = Result<T, EtcdError>>,
         R: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
+        let deadline = self.deadline(ctx);
+        let ctx = &RequestContext {
+            deadline: Some(deadline),
+            ..ctx.clone()
+        };
         match self.route(ctx).await? {
             Route::Me => local().await,
             Route::Other(_, client) => {
-                let answer = tokio::time::timeout_at(self.deadline(ctx), remote(client))
+                let answer = tokio::time::timeout_at(deadline, remote(client))
                     .await
                     .map_err(|_| EtcdError::Timeout)?;
                 answer
