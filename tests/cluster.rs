@@ -1118,6 +1118,78 @@ async fn member_add_through_a_follower_right_after_the_leader_is_removed() {
     assert_eq!(resp.member_list().len(), 3, "{resp:?}");
 }
 
+/// The error a membership change ends with, once past `UNHEALTHY_CLUSTER` (etcd refuses any
+/// change right after a start; that passes on its own).
+async fn refusal<T, F, Fut>(what: &str, mut op: F) -> (Code, String)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    T: std::fmt::Debug,
+{
+    let deadline = Instant::now() + ANSWER_WAIT;
+    loop {
+        let refused = grpc_error(op().await);
+        if refused != (Code::Unavailable, UNHEALTHY_CLUSTER.to_string()) {
+            return refused;
+        }
+        assert!(Instant::now() < deadline, "{what}: still unhealthy");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A membership change sent to a follower is decided by the leader; the leader's refusal
+/// reaches the client as etcd's own error, code and text, not as a timeout.
+#[tokio::test]
+async fn membership_refusals_through_a_follower_keep_etcds_errors() {
+    let mut c = TestCluster::start(3, &[]);
+    let leader = c.wait_for_leader(LEADER_WAIT).await;
+    let follower = c.followers(leader)[0];
+    let fc = c.member_client(follower).await;
+    let leader_url = c.peer_url(leader);
+    let leader_id = c.member_id(leader).await;
+    let refused = refusal("remove", || {
+        let mut fc = fc.clone();
+        async move { fc.member_remove(0x1234_5678).await }
+    });
+    assert_eq!(
+        refused.await,
+        (Code::NotFound, "etcdserver: member not found".to_string())
+    );
+    let refused = refusal("add", || {
+        let (mut fc, url) = (fc.clone(), leader_url.clone());
+        async move { fc.member_add([url], None).await }
+    });
+    assert_eq!(
+        refused.await,
+        (
+            Code::FailedPrecondition,
+            "etcdserver: Peer URLs already exists".to_string()
+        )
+    );
+    let refused = refusal("promote", || {
+        let mut fc = fc.clone();
+        async move { fc.member_promote(leader_id).await }
+    });
+    assert_eq!(
+        refused.await,
+        (
+            Code::FailedPrecondition,
+            "etcdserver: can only promote a learner member".to_string()
+        )
+    );
+    let refused = refusal("add", || {
+        let mut fc = fc.clone();
+        async move { fc.member_add(["not a url".to_string()], None).await }
+    });
+    assert_eq!(
+        refused.await,
+        (
+            Code::InvalidArgument,
+            "etcdserver: given member URLs are invalid".to_string()
+        )
+    );
+}
+
 #[tokio::test]
 async fn learner_added_then_promoted() {
     let mut c = TestCluster::start(3, &[]);
