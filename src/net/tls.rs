@@ -1,8 +1,8 @@
 //! TLS on the client and peer ports, as etcd's `--cert-file`/`--peer-cert-file` families
 //! and `--auto-tls`/`--peer-auto-tls` configure it: certificates read from files or
 //! generated and kept in the data directory, the server side of accepted connections, and
-//! the client side of the connections a member makes (to peers, and to the leader's client
-//! URL when forwarding).
+//! the client side of the connections a member makes to its peers (and the load generator
+//! to a server).
 //!
 //! Owns rustls configuration and handshakes; calls nothing else in Cairn.
 

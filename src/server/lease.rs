@@ -80,7 +80,8 @@ impl Server {
     /// lease that the new leader may already have revoked and another client taken over
     /// (etcd #15247).
     async fn lease_renew_here(&self, id: i64) -> Result<LeaseKeepAliveResponse, EtcdError> {
-        self.read_barrier(&RequestContext::default()).await?;
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        self.quorum_confirmed(deadline).await?;
         // The round may have gone to a new leader elected meanwhile: renew only if this
         // member still leads after it, as etcd checks again.
         if !self.is_leader() {

@@ -316,7 +316,12 @@ impl Server {
         if self.is_learner() {
             return Err(EtcdError::NotSupportedForLearner);
         }
-        tokio::time::timeout_at(self.deadline(ctx), self.read_barrier.wait())
+        self.quorum_confirmed(self.deadline(ctx)).await
+    }
+
+    /// The read barrier itself, for a caller that cannot be a learner (the leader).
+    async fn quorum_confirmed(&self, deadline: tokio::time::Instant) -> Result<(), EtcdError> {
+        tokio::time::timeout_at(deadline, self.read_barrier.wait())
             .await
             .map_err(|_| EtcdError::Timeout)?
     }

@@ -71,10 +71,15 @@ pub async fn wait_for_leader(
     not: Option<u64>,
     deadline: tokio::time::Instant,
 ) -> Option<Route> {
+    let found = || route_to_leader(raft, peers, me).filter(|l| Some(l.id(me)) != not);
+    // Nearly always there is one: answered without subscribing to Raft's changes.
+    if let Some(leader) = found() {
+        return Some(leader);
+    }
     let mut metrics = raft.metrics();
     loop {
         metrics.borrow_and_update();
-        if let Some(leader) = route_to_leader(raft, peers, me).filter(|l| Some(l.id(me)) != not) {
+        if let Some(leader) = found() {
             return Some(leader);
         }
         let wait = deadline
