@@ -856,9 +856,9 @@ async fn requests_on_a_follower_wait_out_the_election_after_the_leader_dies() {
 /// members for a while, as etcd 3.4 does, with this answer (code Unavailable).
 const UNHEALTHY_CLUSTER: &str = "etcdserver: unhealthy cluster";
 
-/// Runs a membership change, retrying while it is refused as `UNHEALTHY_CLUSTER` (a state
-/// that passes on its own right after a start); any other error fails the test.
-async fn membership_change<T, F, Fut>(what: &str, mut op: F) -> T
+/// The outcome of a membership change once it is no longer refused as `UNHEALTHY_CLUSTER`
+/// (a state that passes on its own right after a start): the answer, or the refusal.
+async fn past_unhealthy<T, F, Fut>(what: &str, mut op: F) -> Result<T, (Code, String)>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
@@ -866,23 +866,32 @@ where
 {
     let deadline = Instant::now() + ANSWER_WAIT;
     loop {
-        match op().await {
-            Ok(r) => return r,
-            Err(e) => {
-                let (code, message) = grpc_error::<()>(Err(e));
-                assert_eq!(
-                    (code, message.as_str()),
-                    (Code::Unavailable, UNHEALTHY_CLUSTER),
-                    "{what}"
-                );
-                assert!(
-                    Instant::now() < deadline,
-                    "{what}: cluster still unhealthy after {ANSWER_WAIT:?}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+        let refused = match op().await {
+            Ok(r) => return Ok(r),
+            Err(e) => grpc_error::<()>(Err(e)),
+        };
+        if refused != (Code::Unavailable, UNHEALTHY_CLUSTER.to_string()) {
+            return Err(refused);
         }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: cluster still unhealthy after {ANSWER_WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Runs a membership change, retrying while it is refused as `UNHEALTHY_CLUSTER`; any
+/// other error fails the test.
+async fn membership_change<T, F, Fut>(what: &str, op: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    T: std::fmt::Debug,
+{
+    past_unhealthy(what, op)
+        .await
+        .unwrap_or_else(|refused| panic!("{what}: {refused:?}"))
 }
 
 /// (name, peer URLs, is learner) of every member, as member `i` lists them.
@@ -1118,22 +1127,16 @@ async fn member_add_through_a_follower_right_after_the_leader_is_removed() {
     assert_eq!(resp.member_list().len(), 3, "{resp:?}");
 }
 
-/// The error a membership change ends with, once past `UNHEALTHY_CLUSTER` (etcd refuses any
-/// change right after a start; that passes on its own).
-async fn refusal<T, F, Fut>(what: &str, mut op: F) -> (Code, String)
+/// The error a membership change ends with, once past `UNHEALTHY_CLUSTER`.
+async fn refusal<T, F, Fut>(what: &str, op: F) -> (Code, String)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
     T: std::fmt::Debug,
 {
-    let deadline = Instant::now() + ANSWER_WAIT;
-    loop {
-        let refused = grpc_error(op().await);
-        if refused != (Code::Unavailable, UNHEALTHY_CLUSTER.to_string()) {
-            return refused;
-        }
-        assert!(Instant::now() < deadline, "{what}: still unhealthy");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    match past_unhealthy(what, op).await {
+        Ok(answer) => panic!("{what}: answered {answer:?}, expected a refusal"),
+        Err(refused) => refused,
     }
 }
 
