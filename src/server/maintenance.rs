@@ -1,6 +1,6 @@
 //! `Status`, `Alarm`, `Defragment`, `HashKV` and `MoveLeader`.
 
-use super::role::{MemberRole, Membership};
+use super::role::MemberRole;
 use super::{RequestContext, Server};
 use crate::config::ETCD_API_VERSION;
 use crate::error::EtcdError;
@@ -83,14 +83,5 @@ impl Server {
         Ok(MoveLeaderResponse {
             header: Some(self.header(0)),
         })
-    }
-
-    /// A learner in the membership (not one added as a voter, waiting to catch up): it
-    /// serves only what etcd lets learners serve.
-    pub(super) fn is_learner(&self) -> bool {
-        let metrics = self.raft.metrics();
-        let metrics = metrics.borrow();
-        let membership: &Membership = metrics.membership_config.membership();
-        MemberRole::of(membership, self.identity.member_id).is_some_and(MemberRole::is_learner)
     }
 }

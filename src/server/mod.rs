@@ -79,6 +79,7 @@ use crate::watch::WatchHub;
 use identity::{has_identity, join, restore_or_save_identity};
 use proposer::Proposer;
 use read_barrier::ReadBarrier;
+use role::MemberRole;
 
 /// Bytes etcd adds around a request in its Raft entry; counted against
 /// `--max-request-bytes` so the same requests pass and fail as with etcd.
@@ -398,6 +399,15 @@ impl Server {
     pub async fn removed(&self) {
         let mut removed = self.removed.subscribe();
         let _ = removed.wait_for(|removed| *removed).await;
+    }
+
+    /// A learner in the membership (not one added as a voter, waiting to catch up): it
+    /// serves only what etcd lets learners serve.
+    fn is_learner(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let membership: &role::Membership = metrics.membership_config.membership();
+        MemberRole::of(membership, self.identity.member_id).is_some_and(MemberRole::is_learner)
     }
 
     /// Whether this member leads and a quorum still answers it.
