@@ -323,12 +323,174 @@ async def lease(c):
             print(name, "->", err_text(e))
 
 
+
+# ---------------------------------------------------------------- auth
+# Last: it enables auth and disables it again at its end. aetcd 1.0 has no user or role API:
+# users, roles and permissions are made through its generated Auth stub (aetcd.rpc.AuthStub)
+# on the client's channel, as root once auth is on; aetcd.Client(username=, password=)
+# authenticates on connect and sends the token as metadata. Tokens are never printed.
+async def acall(name, method, req, md=None):
+    """One Auth RPC with optional token metadata; prints its result."""
+    try:
+        r = await method(req, timeout=10, metadata=md)
+    except Exception as e:  # noqa
+        print(name, "-> ERROR", type(e).__name__, e.code(), repr(e.details()))
+        return None
+    fields = []
+    for f in ("users", "roles"):
+        if hasattr(r, f):
+            fields.append("%s=%r" % (f, list(getattr(r, f))))
+    if hasattr(r, "perm"):
+        fields.append("perm=%r" % [(rpc.Permission.Type.Name(x.permType), x.key, x.range_end) for x in r.perm])
+    if hasattr(r, "token"):
+        fields.append("token non-empty=%s" % bool(r.token))
+    if hasattr(r, "enabled"):
+        fields.append("enabled=%s" % r.enabled)
+    print(name, "-> ok", " ".join(fields))
+    return r
+
+
+async def attempt(name, coro):
+    try:
+        r = await coro
+    except Exception as e:  # noqa
+        print(name, "->", err_text(e))
+        return None
+    if r is None:
+        print(name, "-> None")
+    elif type(r).__name__ == "GetRange" or isinstance(r, list):
+        print(name, "->", [(x.key, x.value) for x in r])
+    elif hasattr(r, "kv") or type(r).__name__ == "Get":
+        print(name, "->", r.value)
+    elif isinstance(r, tuple) and len(r) == 2 and isinstance(r[0], bool):
+        print(name, "->", r[0], show_resp(r[1]))
+    elif type(r).__name__ in ("Put", "Delete", "DeleteRange"):
+        print(name, "-> ok")
+    else:
+        print(name, "->", type(r).__name__)
+    return r
+
+
+async def user_client(user, password):
+    cl = aetcd.Client(host=host, port=port, timeout=10, username=user, password=password)
+    try:
+        await cl.connect()
+    except Exception as e:  # noqa
+        print("Client(username=%r) connect ->" % user, err_text(e))
+        return None
+    return cl
+
+
+async def auth(c):
+    a = rpc.AuthStub(c.channel)
+    P = rpc.Permission
+    await acall("UserAdd root", a.UserAdd, rpc.AuthUserAddRequest(name="root", password="rootpw"))
+    await acall("RoleAdd root", a.RoleAdd, rpc.AuthRoleAddRequest(name="root"))
+    await acall("UserGrantRole root root", a.UserGrantRole, rpc.AuthUserGrantRoleRequest(user="root", role="root"))
+    await acall("UserAdd alice", a.UserAdd, rpc.AuthUserAddRequest(name="alice", password="apw"))
+    await acall("UserAdd cn (no password)", a.UserAdd, rpc.AuthUserAddRequest(
+        name="cn", options=rpc.UserAddOptions(no_password=True)))
+    await acall("UserAdd bob (no password given)", a.UserAdd, rpc.AuthUserAddRequest(name="bob"))
+    await acall("RoleAdd r", a.RoleAdd, rpc.AuthRoleAddRequest(name="r"))
+    await acall("RoleAdd ''", a.RoleAdd, rpc.AuthRoleAddRequest(name=""))
+    for perm in (P(permType=P.READWRITE, key=b"au/rw/", range_end=b"au/rw0"),
+                 P(permType=P.READ, key=b"au/ro"),
+                 P(permType=P.WRITE, key=b"au/z", range_end=b"\0")):
+        await acall("RoleGrantPermission r %s %r %r" % (P.Type.Name(perm.permType), perm.key, perm.range_end),
+                    a.RoleGrantPermission, rpc.AuthRoleGrantPermissionRequest(name="r", perm=perm))
+    await acall("UserGrantRole alice r", a.UserGrantRole, rpc.AuthUserGrantRoleRequest(user="alice", role="r"))
+    await acall("UserGrantRole cn r", a.UserGrantRole, rpc.AuthUserGrantRoleRequest(user="cn", role="r"))
+    await acall("RoleGet r", a.RoleGet, rpc.AuthRoleGetRequest(role="r"))
+    await acall("UserList", a.UserList, rpc.AuthUserListRequest())
+    for k, v in ((b"au/rw/1", b"rw1"), (b"au/ro", b"ro"), (b"au/secret", b"s")):
+        await c.put(k, v)
+    await acall("AuthEnable", a.AuthEnable, rpc.AuthEnableRequest())
+
+    print("-- no credentials, wrong ones")
+    await attempt("get au/ro without a token", c.get(b"au/ro"))
+    for user, pw in (("alice", "wrong"), ("nobody", "pw"), ("cn", "pw")):
+        cl = await user_client(user, pw)
+        if cl is not None:
+            print("Client(username=%r) connect -> ok" % user)
+            await cl.close()
+    await acall("Authenticate cn ''", a.Authenticate, rpc.AuthenticateRequest(name="cn", password=""))
+    await acall("Authenticate bob ''", a.Authenticate, rpc.AuthenticateRequest(name="bob", password=""))
+    await acall("Authenticate alice", a.Authenticate, rpc.AuthenticateRequest(name="alice", password="apw"))
+
+    print("-- alice")
+    al = await user_client("alice", "apw")
+    rt = await user_client("root", "rootpw")
+    if al is None or rt is None:
+        return
+    await attempt("get au/rw/1", al.get(b"au/rw/1"))
+    await attempt("put au/rw/2", al.put(b"au/rw/2", b"rw2"))
+    await attempt("get_prefix au/rw/", al.get_prefix(b"au/rw/"))
+    await attempt("get au/ro", al.get(b"au/ro"))
+    await attempt("put au/ro", al.put(b"au/ro", b"x"))
+    await attempt("get au/secret", al.get(b"au/secret"))
+    await attempt("get_range au/ .. au/s", al.get_range(b"au/", b"au/s"))
+    await attempt("put au/zz (from-key write)", al.put(b"au/zz", b"zz"))
+    await attempt("get au/zz", al.get(b"au/zz"))
+    await attempt("put au/y", al.put(b"au/y", b"y"))
+    await attempt("delete_range au/z .. (from key)", al.delete_range(b"au/z", b"\0"))
+    t = al.transactions
+    await attempt("txn value(au/ro)==ro: put au/rw/t / get au/ro", al.transaction(
+        compare=[t.value(b"au/ro") == b"ro"], success=[t.put(b"au/rw/t", b"t")], failure=[t.get(b"au/ro")]))
+    await attempt("txn ...: get au/secret in the success branch", al.transaction(
+        compare=[t.value(b"au/ro") == b"ro"], success=[t.get(b"au/secret")], failure=[]))
+    await acall("alice UserGet alice", a.UserGet, rpc.AuthUserGetRequest(name="alice"), al.metadata)
+    await acall("alice RoleList", a.RoleList, rpc.AuthRoleListRequest(), al.metadata)
+    await acall("alice RoleRevokePermission r au/ro", a.RoleRevokePermission,
+                rpc.AuthRoleRevokePermissionRequest(role="r", key=b"au/ro"), al.metadata)
+
+    print("-- alice: watches")
+    col = Collector(await al.watch_prefix(b"au/rw/", prev_kv=True))
+    await al.put(b"au/rw/w", b"w")
+    await al.put(b"au/rw/w", b"end")
+    await col.wait(has_value(b"end"))
+    print("stopped:", await col.stop(), "error:", show_err(col.error))
+    for ev in col.events:
+        print("au/rw/ |", ev_text(ev))
+    try:
+        w = await al.watch(b"au/secret")
+        print("watch au/secret -> watch_id=%d" % w.watch_id)
+        await w.cancel()
+    except Exception as e:  # noqa
+        print("watch au/secret ->", err_text(e))
+
+    print("-- changes take effect for later requests")
+    await acall("root RoleRevokePermission r au/ro", a.RoleRevokePermission,
+                rpc.AuthRoleRevokePermissionRequest(role="r", key=b"au/ro"), rt.metadata)
+    await attempt("alice get au/ro", al.get(b"au/ro"))
+    await acall("root RoleGrantPermission r READ au/secret", a.RoleGrantPermission,
+                rpc.AuthRoleGrantPermissionRequest(name="r", perm=P(permType=P.READ, key=b"au/secret")), rt.metadata)
+    await attempt("alice get au/secret", al.get(b"au/secret"))
+    await acall("root UserRevokeRole alice r", a.UserRevokeRole,
+                rpc.AuthUserRevokeRoleRequest(name="alice", role="r"), rt.metadata)
+    await attempt("alice get au/rw/1", al.get(b"au/rw/1"))
+    await acall("root UserDelete alice", a.UserDelete, rpc.AuthUserDeleteRequest(name="alice"), rt.metadata)
+    await acall("root UserDelete alice again", a.UserDelete, rpc.AuthUserDeleteRequest(name="alice"), rt.metadata)
+    await acall("root RoleDelete r", a.RoleDelete, rpc.AuthRoleDeleteRequest(role="r"), rt.metadata)
+    await acall("root UserGet cn", a.UserGet, rpc.AuthUserGetRequest(name="cn"), rt.metadata)
+    await acall("root UserDelete root", a.UserDelete, rpc.AuthUserDeleteRequest(name="root"), rt.metadata)
+    await acall("root AuthDisable", a.AuthDisable, rpc.AuthDisableRequest(), rt.metadata)
+    await al.close()
+    await rt.close()
+
+    print("-- disabled again")
+    await attempt("get au/ro without a token", c.get(b"au/ro"))
+    await acall("UserList", a.UserList, rpc.AuthUserListRequest())
+    await acall("RoleList", a.RoleList, rpc.AuthRoleListRequest())
+    await attempt("delete_prefix au/", c.delete_prefix(b"au/"))
+
+
 async def main():
     c = aetcd.Client(host=host, port=port, timeout=10)
     async with c:
         for name, fn in (("kv-basic", kv_basic), ("kv-txn", kv_txn), ("kv-sort", kv_sort),
                          ("kv-compact", kv_compact), ("status-members", status_members),
-                         ("watch", watch), ("watch-compacted", watch_compacted), ("lease", lease)):
+                         ("watch", watch), ("watch-compacted", watch_compacted), ("lease", lease),
+                         ("auth needs=auth", auth)):
             print("## scenario " + name, flush=True)
             try:
                 await fn(c)

@@ -394,3 +394,47 @@ step del wq/a
 step put wq/b end
 wait_for $T.wout '^end$'
 watch_stop wq/sync
+
+# ------------------------------------------------------------------ auth
+# Very last: it enables auth (and disables it at its end), and prints no revision.
+# etcdctl's flags go after the command (`lease grant 60 --user=...`) so that lease grants
+# are registered as <Ln> as elsewhere (this is the eighth lease of the script).
+scen "etcdctl auth: users, a role, --user for KV, watch and lease needs=auth"
+step user add root --new-user-password=rootpw
+step user add alice:apw
+step role add r
+step role grant-permission r readwrite au/rw/ --prefix
+step role grant-permission r read au/ro
+step user grant-role alice r
+cur_rev R0 >/dev/null
+VARS[R1]=$((VARS[R0] + 1))
+step put au/rw/1 v1
+step put au/ro ro
+step put au/secret s
+step auth enable
+step get au/rw/1
+step get au/rw/1 --user=alice:wrong
+step get au/rw/ --prefix --user=alice:apw
+step get au/ro --user=alice:apw
+step put au/ro x --user=alice:apw
+step get au/secret --user=alice:apw
+step get au/ --prefix --user=alice:apw
+watch_bg au/rw/ --prefix --rev=@R1 --user=alice:apw
+step put au/rw/2 end --user=alice:apw
+wait_for $T.wout '^end$'
+watch_stop
+step watch au/secret --user=alice:apw
+step lease grant 60 --user=alice:apw
+step put au/rw/l v --lease=@L8 --user=alice:apw
+step lease timetolive @L8 --keys --user=alice:apw
+step put au/secret leased --lease=@L8 --user=root:rootpw
+step lease revoke @L8 --user=alice:apw
+step lease revoke @L8 --user=root:rootpw
+step get au/ --prefix --keys-only --user=root:rootpw
+step user list --user=root:rootpw
+step role get r --user=alice:apw
+step user delete root --user=root:rootpw
+step auth disable --user=alice:apw
+step auth disable --user=root:rootpw
+step get au/ro
+step del au/ --prefix
