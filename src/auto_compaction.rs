@@ -83,7 +83,7 @@ async fn compact(node: &Server, rev: i64) -> bool {
         revision: rev,
         physical: false,
     };
-    match node.compact(&RequestContext::default(), request).await {
+    match node.compact(&RequestContext::internal(), request).await {
         Ok(_) | Err(EtcdError::Compacted) => {
             tracing::info!(revision = rev, "completed auto compaction");
             true

@@ -150,9 +150,15 @@ pub struct Flags {
     /// Compare data hashes with peers before serving (not yet).
     #[arg(long, env = "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     pub experimental_initial_corrupt_check: Option<bool>,
-    /// Auth token type (auth: not yet).
+    /// Auth token type: `simple`, or `jwt,pub-key=…,priv-key=…,sign-method=…,ttl=…`.
     #[arg(long, env = "ETCD_AUTH_TOKEN")]
     pub auth_token: Option<String>,
+    /// Seconds a simple token lives after its last use.
+    #[arg(long, env = "ETCD_AUTH_TOKEN_TTL")]
+    pub auth_token_ttl: Option<u64>,
+    /// bcrypt cost of password hashes (4 to 31).
+    #[arg(long, env = "ETCD_BCRYPT_COST")]
+    pub bcrypt_cost: Option<u32>,
     /// etcd 3.6+'s server feature gates, `Name=bool,...` (see `feature_gates`).
     #[arg(long, env = "ETCD_FEATURE_GATES")]
     pub feature_gates: Option<String>,
@@ -256,6 +262,12 @@ pub struct Config {
     pub log_level: String,
     pub max_concurrent_streams: Option<u32>,
     pub watch_progress_interval: Duration,
+    /// `--auth-token` (default `simple`).
+    pub auth_token: String,
+    /// `--auth-token-ttl` (default 300 s).
+    pub auth_token_ttl: Duration,
+    /// `--bcrypt-cost` (default 10).
+    pub bcrypt_cost: u32,
     /// TLS of the client URLs that are `https`.
     pub client_tls: TlsSettings,
     /// TLS of the peer URLs that are `https`, and of connections to other members.
@@ -318,6 +330,9 @@ impl Config {
             log_level,
             max_concurrent_streams: f.max_concurrent_streams,
             watch_progress_interval,
+            auth_token: f.auth_token.clone().unwrap_or_else(|| "simple".to_string()),
+            auth_token_ttl: Duration::from_secs(f.auth_token_ttl.unwrap_or(300)),
+            bcrypt_cost: f.bcrypt_cost.unwrap_or(10),
             client_tls,
             peer_tls,
             ignored,
@@ -465,9 +480,6 @@ fn accepted_but_ignored(f: &Flags) -> Result<Vec<String>, String> {
     }
     if let Some(v) = &f.feature_gates {
         ignored.extend(crate::feature_gates::check(v)?);
-    }
-    if let Some(v) = &f.auth_token {
-        ignored.push(format!("--auth-token={v}: auth is not built yet"));
     }
     if f.quota_backend_bytes.is_some_and(|q| q > 0) {
         ignored.push(

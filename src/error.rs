@@ -68,10 +68,48 @@ pub enum EtcdError {
     BadLeaderTransferee = 27,
     #[error("etcdserver: request timed out, leader transfer took too long")]
     LeaderTransferTimeout = 28,
+    #[error("etcdserver: root user does not exist")]
+    RootUserNotExist = 29,
+    #[error("etcdserver: root user does not have root role")]
+    RootRoleNotExist = 30,
+    #[error("etcdserver: user name already exists")]
+    UserAlreadyExist = 31,
+    #[error("etcdserver: user name is empty")]
+    UserEmpty = 32,
+    #[error("etcdserver: user name not found")]
+    UserNotFound = 33,
+    #[error("etcdserver: role name already exists")]
+    RoleAlreadyExist = 34,
+    #[error("etcdserver: role name not found")]
+    RoleNotFound = 35,
+    #[error("etcdserver: role name is empty")]
+    RoleEmpty = 36,
+    #[error("etcdserver: authentication failed, invalid user ID or password")]
+    AuthFailed = 37,
+    #[error("etcdserver: permission denied")]
+    PermissionDenied = 38,
+    #[error("etcdserver: role is not granted to the user")]
+    RoleNotGranted = 39,
+    #[error("etcdserver: permission is not granted to the role")]
+    PermissionNotGranted = 40,
+    #[error("etcdserver: authentication is not enabled")]
+    AuthNotEnabled = 41,
+    #[error("etcdserver: invalid auth token")]
+    InvalidAuthToken = 42,
+    #[error("etcdserver: invalid auth management")]
+    InvalidAuthMgmt = 43,
+    #[error("etcdserver: revision of auth store is old")]
+    AuthOldRevision = 44,
+    /// etcd has no gRPC error for it: its text reaches clients as is, with code Unknown.
+    #[error("auth: authentication failed, password was given for no password user")]
+    NoPasswordUser = 45,
+    /// etcd 3.5's answer to a permission grant without a permission.
+    #[error("etcdserver: permission not given")]
+    PermissionNotGiven = 46,
 }
 
 impl EtcdError {
-    const ALL: [EtcdError; 28] = [
+    const ALL: [EtcdError; 46] = [
         EtcdError::EmptyKey,
         EtcdError::KeyNotFound,
         EtcdError::ValueProvided,
@@ -100,22 +138,46 @@ impl EtcdError {
         EtcdError::TooManyLearners,
         EtcdError::BadLeaderTransferee,
         EtcdError::LeaderTransferTimeout,
+        EtcdError::RootUserNotExist,
+        EtcdError::RootRoleNotExist,
+        EtcdError::UserAlreadyExist,
+        EtcdError::UserEmpty,
+        EtcdError::UserNotFound,
+        EtcdError::RoleAlreadyExist,
+        EtcdError::RoleNotFound,
+        EtcdError::RoleEmpty,
+        EtcdError::AuthFailed,
+        EtcdError::PermissionDenied,
+        EtcdError::RoleNotGranted,
+        EtcdError::PermissionNotGranted,
+        EtcdError::AuthNotEnabled,
+        EtcdError::InvalidAuthToken,
+        EtcdError::InvalidAuthMgmt,
+        EtcdError::AuthOldRevision,
+        EtcdError::NoPasswordUser,
+        EtcdError::PermissionNotGiven,
     ];
 
     pub fn code(self) -> Code {
         use EtcdError::*;
         match self {
             EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
-            | RequestTooLarge | MemberBadUrls => Code::InvalidArgument,
+            | RequestTooLarge | MemberBadUrls | UserEmpty | RoleEmpty | AuthFailed
+            | InvalidAuthMgmt | AuthOldRevision | PermissionNotGiven => Code::InvalidArgument,
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace | TooManyRequests => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
             NotLeader | LeaseExists | PeerUrlExists | MemberNotLearner | LearnerNotReady
-            | TooManyLearners | BadLeaderTransferee => Code::FailedPrecondition,
+            | TooManyLearners | BadLeaderTransferee | RootUserNotExist | RootRoleNotExist
+            | UserAlreadyExist | UserNotFound | RoleAlreadyExist | RoleNotFound
+            | RoleNotGranted | PermissionNotGranted | AuthNotEnabled => Code::FailedPrecondition,
             NoLeader | Stopped | Timeout | NotSupportedForLearner | LeaderTransferTimeout => {
                 Code::Unavailable
             }
             Corrupt => Code::DataLoss,
+            PermissionDenied => Code::PermissionDenied,
+            InvalidAuthToken => Code::Unauthenticated,
+            NoPasswordUser => Code::Unknown,
         }
     }
 

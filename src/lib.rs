@@ -12,9 +12,9 @@
 //!                  │           proposals batched into Raft entries, apply-wait
 //!                raft          openraft: log in storage, replication, state machine
 //!                  │
-//!                apply         etcd's semantics of Range, Put, DeleteRange, Txn, Compact
-//!                  │
-//!     mvcc, lease, members ──▶ watch (each commit's changes, to the watchers)
+//!                apply         etcd's semantics of Range, Put, DeleteRange, Txn, Compact,
+//!                  │           Auth; who may run which request
+//!  mvcc, lease, auth, members ──▶ watch (each commit's changes, to the watchers)
 //!                  │
 //!               storage        RocksDB, one typed handle per column family
 //! ```
@@ -32,6 +32,7 @@
 //! - [`apply`]: etcd's request semantics (Range, Put, DeleteRange, Txn, Compact).
 //! - [`watch`]: watchers, told of each commit in revision order, caught up from history.
 //! - [`lease`]: leases, their attached keys, their expiry (on the leader) and revocation.
+//! - [`auth`]: users, roles, key-range permissions, password hashes and tokens.
 //! - [`members`]: the name and client URLs each member publishes.
 //! - [`mvcc`]: revisions, the key index, history and compaction.
 //! - [`storage`]: the RocksDB instance, typed handles on its column families, snapshot files.
@@ -49,6 +50,7 @@
 
 pub mod api;
 pub mod apply;
+pub mod auth;
 pub mod auto_compaction;
 pub mod cluster;
 pub mod config;

@@ -37,10 +37,13 @@ pub struct PeerService {
     server: Arc<Server>,
 }
 
-/// A request another member forwarded to this one as the leader.
+/// A request another member forwarded to this one as the leader. The member the client
+/// called checked who may make it (membership changes need the root role there, as in
+/// etcd); writes carry their caller inside the proposal.
 fn forwarded() -> RequestContext {
     RequestContext {
         from_peer: true,
+        internal: true,
         ..RequestContext::default()
     }
 }

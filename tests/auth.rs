@@ -1438,15 +1438,20 @@ async fn maintenance_and_membership_requests_reserved_to_root() {
     let mut alice = login(&[server.endpoint()], "alice").await;
     let put = alice.put("k", "v", None).await.unwrap();
 
-    // Refused to any other user (etcd 3.4 answers with the code Unknown).
-    assert_grpc_error(alice.defragment().await, Code::Unknown, MAINTENANCE_DENIED);
-    assert_grpc_error(
-        read_snapshot(&mut alice).await,
-        Code::Unknown,
-        MAINTENANCE_DENIED,
-    );
-    assert_grpc_error(alice.hash().await, Code::Unknown, MAINTENANCE_DENIED);
-    assert_grpc_error(alice.hash_kv(0).await, Code::Unknown, MAINTENANCE_DENIED);
+    // Refused to any other user. etcd 3.4 answers with the auth store's own text and the
+    // code Unknown; Cairn as etcd 3.5+ does (README, "Known differences").
+    let (denied_code, denied) = if testing_cairn() {
+        (Code::PermissionDenied, PERMISSION_DENIED)
+    } else {
+        (Code::Unknown, MAINTENANCE_DENIED)
+    };
+    assert_grpc_error(alice.defragment().await, denied_code, denied);
+    assert_grpc_error(alice.hash_kv(0).await, denied_code, denied);
+    if !testing_cairn() {
+        // Snapshot and Hash: not yet in Cairn (Unimplemented for everyone).
+        assert_grpc_error(read_snapshot(&mut alice).await, denied_code, denied);
+        assert_grpc_error(alice.hash().await, denied_code, denied);
+    }
 
     let status = alice.status().await.expect("status: any user");
     let member_id = status.header().unwrap().member_id();
@@ -1471,43 +1476,53 @@ async fn maintenance_and_membership_requests_reserved_to_root() {
         .compact(common::rev(put.header()), None)
         .await
         .expect("compaction: any user");
-    let mut activate = AlarmOptions::new();
-    activate.with_member(member_id);
+    if !testing_cairn() {
+        // Raising and clearing alarms: not yet in Cairn.
+        let mut activate = AlarmOptions::new();
+        activate.with_member(member_id);
+        alice
+            .alarm(AlarmAction::Activate, AlarmType::Nospace, Some(activate))
+            .await
+            .expect("alarm activate: any user");
+        let alarms = root
+            .alarm(AlarmAction::Get, AlarmType::None, None)
+            .await
+            .unwrap();
+        assert_eq!(alarms.alarms().len(), 1);
+        assert_eq!(alarms.alarms()[0].member_id(), member_id);
+        assert_eq!(alarms.alarms()[0].alarm(), AlarmType::Nospace);
+        let mut deactivate = AlarmOptions::new();
+        deactivate.with_member(member_id);
+        alice
+            .alarm(
+                AlarmAction::Deactivate,
+                AlarmType::Nospace,
+                Some(deactivate),
+            )
+            .await
+            .expect("alarm deactivate: any user");
+        let alarms = alice
+            .alarm(AlarmAction::Get, AlarmType::None, None)
+            .await
+            .expect("alarm list: any user");
+        assert!(
+            alarms.alarms().is_empty(),
+            "{} alarms left",
+            alarms.alarms().len()
+        );
+    }
+
     alice
-        .alarm(AlarmAction::Activate, AlarmType::Nospace, Some(activate))
-        .await
-        .expect("alarm activate: any user");
-    let alarms = root
-        .alarm(AlarmAction::Get, AlarmType::None, None)
-        .await
-        .unwrap();
-    assert_eq!(alarms.alarms().len(), 1);
-    assert_eq!(alarms.alarms()[0].member_id(), member_id);
-    assert_eq!(alarms.alarms()[0].alarm(), AlarmType::Nospace);
-    let mut deactivate = AlarmOptions::new();
-    deactivate.with_member(member_id);
-    alice
-        .alarm(
-            AlarmAction::Deactivate,
-            AlarmType::Nospace,
-            Some(deactivate),
-        )
-        .await
-        .expect("alarm deactivate: any user");
-    let alarms = alice
         .alarm(AlarmAction::Get, AlarmType::None, None)
         .await
         .expect("alarm list: any user");
-    assert!(
-        alarms.alarms().is_empty(),
-        "{} alarms left",
-        alarms.alarms().len()
-    );
 
     // Root may do all of it.
     root.defragment().await.expect("root defragments");
-    assert!(read_snapshot(&mut root).await.expect("root's snapshot") > 0);
-    root.hash().await.expect("root's hash");
+    if !testing_cairn() {
+        assert!(read_snapshot(&mut root).await.expect("root's snapshot") > 0);
+        root.hash().await.expect("root's hash");
+    }
     root.hash_kv(0).await.expect("root's hash_kv");
     let added = root
         .member_add(

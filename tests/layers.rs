@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["server"],
     &["raft"],
     &["apply"],
-    &["watch", "lease", "members"],
+    &["watch", "lease", "members", "auth"],
     &["mvcc"],
     &["storage"],
     &["config"],

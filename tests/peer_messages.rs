@@ -104,7 +104,10 @@ async fn proposal_with_an_empty_request_is_refused() {
     assert_still_writes(&server).await;
     let mut peer = peer(&server).await;
     let empty = Proposal {
-        requests: vec![InternalRequest { request: None }],
+        requests: vec![InternalRequest {
+            request: None,
+            caller: None,
+        }],
     };
     let refused = peer.propose(empty).await;
     assert_eq!(

@@ -35,6 +35,7 @@ use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceExt};
 
 use super::{admission, transport_errors};
+use crate::net::ClientIdentity;
 use crate::server::Server;
 
 /// A service whose type the dispatch does not need to know.
@@ -61,7 +62,14 @@ struct Dispatch {
     /// Scanned per call: a dozen names, shorter than hashing the path.
     services: Arc<[(&'static str, BoxedService)]>,
     connection: TcpConnectInfo,
+    /// The client certificate's common name, looked up once per connection.
+    common_name: Option<ClientCommonName>,
 }
+
+/// A call's connection presented a verified certificate with this common name (in each
+/// call's extensions; see `api::context`).
+#[derive(Clone)]
+pub struct ClientCommonName(pub Arc<str>);
 
 type CallFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
@@ -81,6 +89,9 @@ where
     fn call(&mut self, request: Request<B>) -> CallFuture {
         let mut request = request.map(Body::new);
         request.extensions_mut().insert(self.connection.clone());
+        if let Some(name) = &self.common_name {
+            request.extensions_mut().insert(name.clone());
+        }
         let request = match admission::admit(&self.server, request) {
             Ok(request) => request,
             Err(status) => return refusal(status),
@@ -115,7 +126,13 @@ pub async fn serve<IO>(
     incoming: BoxStream<'static, io::Result<IO>>,
     shutdown: impl Future<Output = ()>,
 ) where
-    IO: AsyncRead + AsyncWrite + Connected<ConnectInfo = TcpConnectInfo> + Unpin + Send + 'static,
+    IO: AsyncRead
+        + AsyncWrite
+        + Connected<ConnectInfo = TcpConnectInfo>
+        + ClientIdentity
+        + Unpin
+        + Send
+        + 'static,
 {
     let services: Arc<[_]> = services.into();
     let mut builder = auto::Builder::new(TokioExecutor::new()).http2_only();
@@ -145,6 +162,7 @@ pub async fn serve<IO>(
             server: server.clone(),
             services: services.clone(),
             connection: io.connect_info(),
+            common_name: io.common_name().map(ClientCommonName),
         };
         let builder = builder.clone();
         let mut stop = stop.clone();

@@ -3,9 +3,11 @@
 //! Each handler checks its request (`validate`), calls one typed method of the server
 //! (`server::Server`) with the call's `RequestContext`, and sends back what it returns.
 //! Nothing else: who may do what, routing to the leader, reads and writes are the server's.
-//! May call `server` only (and `cluster` for etcd's spelling of URLs).
+//! May call `server` only (and `cluster` for etcd's spelling of URLs, `net` for what a
+//! connection's certificate says).
 
 mod admission;
+mod auth;
 mod cluster;
 mod dispatch;
 mod kv;
@@ -54,13 +56,26 @@ fn not_yet(what: &str) -> Status {
     Status::unimplemented(format!("cairn: {what} is not implemented yet"))
 }
 
-/// What a call carries besides its message: whether it asked for a leader. (The caller's
-/// identity comes with Auth.)
+/// etcd's metadata keys for the auth token: gRPC clients send `token`, the JSON gateway
+/// `authorization`.
+const TOKEN_KEYS: [&str; 2] = ["token", "authorization"];
+
+/// What a call carries besides its message: its token or client certificate, and whether
+/// it asked for a leader.
 fn context<T>(request: &tonic::Request<T>) -> RequestContext {
+    let metadata = request.metadata();
     RequestContext {
+        token: TOKEN_KEYS
+            .iter()
+            .find_map(|key| metadata.get(*key))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        common_name: request
+            .extensions()
+            .get::<dispatch::ClientCommonName>()
+            .map(|name| name.0.clone()),
         require_leader: admission::requires_leader(
-            request
-                .metadata()
+            metadata
                 .get(admission::REQUIRE_LEADER_KEY)
                 .map(|v| v.as_bytes()),
         ),
@@ -95,7 +110,13 @@ pub async fn serve<IO>(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(Health, tokio::task::JoinHandle<()>)>
 where
-    IO: AsyncRead + AsyncWrite + Connected<ConnectInfo = TcpConnectInfo> + Unpin + Send + 'static,
+    IO: AsyncRead
+        + AsyncWrite
+        + Connected<ConnectInfo = TcpConnectInfo>
+        + crate::net::ClientIdentity
+        + Unpin
+        + Send
+        + 'static,
 {
     let limits = server.limits();
     let max_message_bytes = limits.max_request_bytes + GRPC_OVERHEAD_BYTES;
@@ -141,7 +162,8 @@ where
                 .max_encoding_message_size(usize::MAX),
         ),
         dispatch::named(
-            AuthServer::new(not_yet::NotYet).max_decoding_message_size(max_message_bytes),
+            AuthServer::new(auth::AuthService::new(server.clone()))
+                .max_decoding_message_size(max_message_bytes),
         ),
         dispatch::named(
             LockServer::new(not_yet::NotYet).max_decoding_message_size(max_message_bytes),

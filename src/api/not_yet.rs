@@ -7,8 +7,6 @@ use std::pin::Pin;
 use tonic::{Request, Response, Status};
 
 use super::{not_yet, BoxStream};
-use crate::proto::etcdserverpb::auth_server::Auth;
-use crate::proto::etcdserverpb::*;
 use crate::proto::v3electionpb::election_server::Election;
 use crate::proto::v3electionpb::*;
 use crate::proto::v3lockpb::lock_server::Lock;
@@ -33,29 +31,6 @@ macro_rules! unary_not_yet {
             }
         )*
     };
-}
-
-#[tonic::async_trait]
-impl Auth for NotYet {
-    unary_not_yet! { "Auth":
-        auth_enable(AuthEnableRequest) -> AuthEnableResponse = "AuthEnable";
-        auth_disable(AuthDisableRequest) -> AuthDisableResponse = "AuthDisable";
-        auth_status(AuthStatusRequest) -> AuthStatusResponse = "AuthStatus";
-        authenticate(AuthenticateRequest) -> AuthenticateResponse = "Authenticate";
-        user_add(AuthUserAddRequest) -> AuthUserAddResponse = "UserAdd";
-        user_get(AuthUserGetRequest) -> AuthUserGetResponse = "UserGet";
-        user_list(AuthUserListRequest) -> AuthUserListResponse = "UserList";
-        user_delete(AuthUserDeleteRequest) -> AuthUserDeleteResponse = "UserDelete";
-        user_change_password(AuthUserChangePasswordRequest) -> AuthUserChangePasswordResponse = "UserChangePassword";
-        user_grant_role(AuthUserGrantRoleRequest) -> AuthUserGrantRoleResponse = "UserGrantRole";
-        user_revoke_role(AuthUserRevokeRoleRequest) -> AuthUserRevokeRoleResponse = "UserRevokeRole";
-        role_add(AuthRoleAddRequest) -> AuthRoleAddResponse = "RoleAdd";
-        role_get(AuthRoleGetRequest) -> AuthRoleGetResponse = "RoleGet";
-        role_list(AuthRoleListRequest) -> AuthRoleListResponse = "RoleList";
-        role_delete(AuthRoleDeleteRequest) -> AuthRoleDeleteResponse = "RoleDelete";
-        role_grant_permission(AuthRoleGrantPermissionRequest) -> AuthRoleGrantPermissionResponse = "RoleGrantPermission";
-        role_revoke_permission(AuthRoleRevokePermissionRequest) -> AuthRoleRevokePermissionResponse = "RoleRevokePermission";
-    }
 }
 
 #[tonic::async_trait]

@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::BoxStream;
+use crate::error::EtcdError;
 use crate::proto::etcdserverpb::watch_request::RequestUnion;
 use crate::proto::etcdserverpb::watch_server::Watch;
 use crate::proto::etcdserverpb::{
@@ -20,7 +21,7 @@ use crate::proto::etcdserverpb::{
     WatchResponse,
 };
 use crate::proto::mvccpb::Event;
-use crate::server::{KeyRange, Outgoing, Server, WatchHandle, WatchSpec, WatchStream, NO_WATCH_ID};
+use crate::server::{KeyRange, Outgoing, Server, WatchHandle, WatchSpec, NO_WATCH_ID};
 
 /// Watch streams one client connection may hold open: each has a bounded queue
 /// (`watch::MAX_QUEUED_BYTES`).
@@ -91,7 +92,7 @@ impl Drop for ConnectionSlot {
 
 /// Everything one stream's sending side owns; dropped when the client goes away.
 struct Sender {
-    handle: WatchHandle,
+    handle: Arc<WatchHandle>,
     /// A failed receive (e.g. an oversized request) ends the stream with its status;
     /// `None` once the receiving side is over.
     receive_failed: Option<oneshot::Receiver<Status>>,
@@ -118,9 +119,9 @@ impl Watch for WatchService {
         request: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let slot = ConnectionSlot::take(&self.streams_per_connection, request.remote_addr())?;
-        let handle = self.server.watch(&super::context(&request))?;
+        let handle = Arc::new(self.server.watch(&super::context(&request))?);
         let (fail_tx, fail_rx) = oneshot::channel();
-        let receiver = tokio::spawn(receive(request.into_inner(), handle.stream(), fail_tx));
+        let receiver = tokio::spawn(receive(request.into_inner(), handle.clone(), fail_tx));
         // etcd adds up to 10% jitter so many streams' notifications do not arrive together.
         let jitter_ms = std::collections::hash_map::RandomState::new()
             .build_hasher()
@@ -151,9 +152,10 @@ impl Watch for WatchService {
 /// as with etcd: the stream ends when the client cancels it.
 async fn receive(
     mut requests: Streaming<WatchRequest>,
-    stream: Arc<WatchStream>,
+    handle: Arc<WatchHandle>,
     failed: oneshot::Sender<Status>,
 ) {
+    let stream = handle.stream();
     loop {
         let request = match requests.message().await {
             Ok(Some(request)) => request,
@@ -164,10 +166,22 @@ async fn receive(
             }
         };
         match request.request_union {
-            Some(RequestUnion::CreateRequest(create)) => match watch_spec(&create) {
-                Ok(spec) => stream.create(spec),
-                Err(reason) => stream.reject(&reason),
-            },
+            Some(RequestUnion::CreateRequest(create)) => {
+                // Who may watch is decided first, as etcd does.
+                let key = if create.key.is_empty() {
+                    &[0][..]
+                } else {
+                    &create.key[..]
+                };
+                if let Err(e) = handle.may_watch(key, &create.range_end).await {
+                    stream.reject(&watch_refusal(e));
+                    continue;
+                }
+                match watch_spec(&create) {
+                    Ok(spec) => stream.create(spec),
+                    Err(reason) => stream.reject(&reason),
+                }
+            }
             Some(RequestUnion::CancelRequest(cancel)) => stream.cancel(cancel.watch_id),
             Some(RequestUnion::ProgressRequest(_)) => stream.request_progress(),
             None => {}
@@ -175,11 +189,21 @@ async fn receive(
     }
 }
 
+/// The cancel reason of a watch its caller may not create: etcd names a token or identity
+/// problem, and says `permission denied` for anything else, each as Go prints a gRPC error.
+fn watch_refusal(e: EtcdError) -> String {
+    let e = match e {
+        EtcdError::InvalidAuthToken | EtcdError::AuthOldRevision | EtcdError::UserEmpty => e,
+        _ => EtcdError::PermissionDenied,
+    };
+    format!("rpc error: code = {:?} desc = {e}", e.code())
+}
+
 /// The watch a create request asks for, or why it is refused (a created-and-canceled reply).
 pub(crate) fn watch_spec(create: &WatchCreateRequest) -> Result<WatchSpec, String> {
     // etcd 3.6+ refuses a negative start revision outright; 3.4 created, then canceled it.
     if create.start_revision < 0 {
-        return Err(crate::error::EtcdError::Compacted.to_string());
+        return Err(EtcdError::Compacted.to_string());
     }
     let filters = |f: FilterType| create.filters.contains(&(f as i32));
     Ok(WatchSpec {

@@ -1,9 +1,13 @@
 //! etcd's request semantics on top of the MVCC store: what Range, Put, DeleteRange, Txn and
-//! Compact mean, one file per request.
+//! Compact mean, one file per request; who may run them (`authorize`); and the auth
+//! requests (`auth`).
 //!
 //! Writes run here when the Raft state machine applies a committed entry; reads run here
-//! when the API serves them. Owns no state. May call `mvcc`, `lease`, and `storage` for its error type.
+//! when the API serves them. Owns no state. May call `mvcc`, `lease`, `auth`, and
+//! `storage` for its error type.
 
+mod auth;
+pub mod authorize;
 mod delete_range;
 mod put;
 mod range;
@@ -11,6 +15,7 @@ pub mod txn;
 
 pub use range::range;
 
+use crate::auth::AuthStore;
 use crate::error::EtcdError;
 use crate::lease::Lessor;
 use crate::mvcc::WriteLock;
@@ -20,28 +25,38 @@ use crate::proto::etcdserverpb::{
 };
 use crate::storage::StorageError;
 
+/// What applying a request reads besides the store: leases, auth, and the entry's index
+/// (a simple token names the entry that issued it).
+pub struct Applier<'a> {
+    pub leases: &'a Lessor,
+    pub auth: &'a AuthStore,
+    pub index: u64,
+}
+
 /// Applies one committed request as its own transaction (its own revision, if it writes).
 /// etcd's errors are results, the same on every member. `Err` is never one: storage could
 /// not be read, or the entry is damaged, and the member must stop applying rather than
 /// diverge from the others.
 pub fn apply_request(
     guard: &mut WriteLock<'_>,
-    leases: &Lessor,
+    applier: &Applier<'_>,
     request: &InternalRequest,
 ) -> Result<ApplyResult, StorageError> {
     use apply_result::Result as R;
     use internal_request::Request as Q;
+    let (leases, auth) = (applier.leases, applier.auth);
+    let caller = request.caller.as_ref();
     let changes_before = guard.changes().len();
     let result = match &request.request {
-        Some(Q::Put(p)) => {
+        Some(Q::Put(p)) => authorize::put(auth, leases, caller, p).and_then(|()| {
             let mut txn = guard.txn();
             put::check(&txn, leases, p, put::CheckOrder::LeaseFirst)
                 .and_then(|()| put::put(&mut txn, p).map(R::Put))
-        }
-        Some(Q::DeleteRange(d)) => {
-            delete_range::delete_range(&mut guard.txn(), d).map(R::DeleteRange)
-        }
-        Some(Q::Txn(t)) => txn::txn(&mut guard.txn(), leases, t).map(R::Txn),
+        }),
+        Some(Q::DeleteRange(d)) => authorize::delete_range(auth, caller, d)
+            .and_then(|()| delete_range::delete_range(&mut guard.txn(), d).map(R::DeleteRange)),
+        Some(Q::Txn(t)) => authorize::txn(auth, caller, t)
+            .and_then(|()| txn::txn(&mut guard.txn(), leases, t).map(R::Txn)),
         Some(Q::Compaction(c)) => guard.compact(c.revision).map(|()| {
             R::Compaction(CompactionResponse {
                 header: Some(header(guard.current_rev())),
@@ -55,11 +70,27 @@ pub fn apply_request(
                 error: String::new(),
             })
         }),
-        Some(Q::LeaseRevoke(r)) => leases.revoke(guard, r.id).map(|()| {
-            R::LeaseRevoke(LeaseRevokeResponse {
-                header: Some(header(guard.current_rev())),
-            })
-        }),
+        Some(Q::LeaseRevoke(r)) => authorize::lease_keys(auth, leases, caller, r.id)
+            .and_then(|()| leases.revoke(guard, r.id))
+            .map(|()| {
+                R::LeaseRevoke(LeaseRevokeResponse {
+                    header: Some(header(guard.current_rev())),
+                })
+            }),
+        Some(
+            q @ (Q::AuthEnable(_)
+            | Q::AuthDisable(_)
+            | Q::Authenticate(_)
+            | Q::UserAdd(_)
+            | Q::UserDelete(_)
+            | Q::UserChangePassword(_)
+            | Q::UserGrantRole(_)
+            | Q::UserRevokeRole(_)
+            | Q::RoleAdd(_)
+            | Q::RoleDelete(_)
+            | Q::RoleGrantPermission(_)
+            | Q::RoleRevokePermission(_)),
+        ) => auth::apply(auth, guard.batch_mut(), caller, q, applier.index).map(R::Auth),
         // Membership is the state machine's: a publish never reaches here.
         Some(Q::Publish(_)) => return Err(StorageError::Corrupt("a publish applied as a request")),
         // Only a damaged log holds an empty request.

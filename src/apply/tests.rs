@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::mvcc::Mvcc;
+use crate::proto::cairnraftpb::Caller;
 use crate::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use crate::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use crate::proto::etcdserverpb::request_op::Request;
@@ -25,31 +26,52 @@ const UNKNOWN_LEASE: i64 = 0x7777;
 
 struct Fixture {
     _dir: tempfile::TempDir,
+    storage: Arc<Storage>,
     mvcc: Arc<Mvcc>,
     leases: Arc<Lessor>,
+    auth: Arc<AuthStore>,
 }
 
 fn open() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let storage = Arc::new(Storage::open(&dir.path().join("db")).unwrap());
     let mvcc = Mvcc::open(storage.clone()).unwrap();
-    let leases = Lessor::open(storage, 0).unwrap();
+    let leases = Lessor::open(storage.clone(), 0).unwrap();
+    let settings = crate::auth::AuthSettings {
+        // The cheapest cost: hashing is not what these tests are about.
+        bcrypt_cost: 4,
+        ..crate::auth::AuthSettings::default()
+    };
+    let auth = AuthStore::open(storage.clone(), &settings).unwrap();
     Fixture {
         _dir: dir,
+        storage,
         mvcc,
         leases,
+        auth,
     }
 }
 
 impl Fixture {
     /// Applies one request as the state machine does, and commits it.
     fn apply(&self, request: Q) -> R {
+        self.apply_as(None, request)
+    }
+
+    /// Applies one request from `caller` (None: Cairn's own), and commits it.
+    fn apply_as(&self, caller: Option<Caller>, request: Q) -> R {
         let mut guard = self.mvcc.write();
+        let applier = Applier {
+            leases: &self.leases,
+            auth: &self.auth,
+            index: 1,
+        };
         let applied = apply_request(
             &mut guard,
-            &self.leases,
+            &applier,
             &InternalRequest {
                 request: Some(request),
+                caller,
             },
         )
         .expect("no storage failure");
@@ -965,6 +987,287 @@ fn compaction_answers_the_current_revision_and_refuses_future_and_repeated_revis
 fn an_empty_request_is_a_failure_to_apply_not_an_etcd_error() {
     let f = open();
     let mut guard = f.mvcc.write();
-    let applied = apply_request(&mut guard, &f.leases, &InternalRequest { request: None });
+    let applier = Applier {
+        leases: &f.leases,
+        auth: &f.auth,
+        index: 1,
+    };
+    let applied = apply_request(
+        &mut guard,
+        &applier,
+        &InternalRequest {
+            request: None,
+            caller: None,
+        },
+    );
     assert!(matches!(applied, Err(StorageError::Corrupt(_))));
+}
+
+// ---- Auth: changes and checks as applied entries make them ----
+
+mod auth {
+    use super::*;
+    use crate::proto::authpb::{permission::Type as PermType, Permission};
+    use crate::proto::cairnraftpb::{AuthApplied, Authenticate, UserAdd};
+    use crate::proto::etcdserverpb::{
+        AuthEnableRequest, AuthRoleAddRequest, AuthRoleDeleteRequest,
+        AuthRoleGrantPermissionRequest, AuthRoleRevokePermissionRequest, AuthUserGrantRoleRequest,
+        AuthUserRevokeRoleRequest, LeaseRevokeRequest,
+    };
+
+    fn error(r: R) -> EtcdError {
+        match r {
+            R::Error(n) => EtcdError::from_number(n),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    fn applied(r: R) -> AuthApplied {
+        match r {
+            R::Auth(a) => a,
+            other => panic!("expected an auth change, got {other:?}"),
+        }
+    }
+
+    fn user_add(name: &str) -> Q {
+        Q::UserAdd(UserAdd {
+            name: name.into(),
+            hashed_password: bcrypt::hash("pw", 4).unwrap().into_bytes(),
+            options: None,
+        })
+    }
+
+    fn grant_role(user: &str, role: &str) -> Q {
+        Q::UserGrantRole(AuthUserGrantRoleRequest {
+            user: user.into(),
+            role: role.into(),
+        })
+    }
+
+    fn grant(role: &str, t: PermType, key: &str, end: &str) -> Q {
+        Q::RoleGrantPermission(AuthRoleGrantPermissionRequest {
+            name: role.into(),
+            perm: Some(Permission {
+                perm_type: t as i32,
+                key: key.into(),
+                range_end: end.into(),
+            }),
+        })
+    }
+
+    /// As `user`, at the current auth revision.
+    fn as_user(f: &Fixture, user: &str) -> Option<Caller> {
+        Some(Caller {
+            user: user.into(),
+            auth_revision: f.auth.revision(),
+        })
+    }
+
+    /// root (with the root role) and alice (role `r`: readwrite on k..l), auth enabled.
+    fn with_auth() -> Fixture {
+        let f = open();
+        for q in [
+            user_add("root"),
+            grant_role("root", "root"),
+            user_add("alice"),
+            Q::RoleAdd(AuthRoleAddRequest { name: "r".into() }),
+            grant("r", PermType::Readwrite, "k", "l"),
+            grant_role("alice", "r"),
+            Q::AuthEnable(AuthEnableRequest {}),
+        ] {
+            applied(f.apply_as(None, q));
+        }
+        assert!(f.auth.is_enabled());
+        f
+    }
+
+    #[test]
+    fn enabling_needs_a_root_user_with_the_root_role() {
+        let f = open();
+        let enable = || Q::AuthEnable(AuthEnableRequest {});
+        assert_eq!(error(f.apply(enable())), EtcdError::RootUserNotExist);
+        applied(f.apply(user_add("root")));
+        assert_eq!(error(f.apply(enable())), EtcdError::RootRoleNotExist);
+        applied(f.apply(grant_role("root", "root")));
+        let revision = f.auth.revision();
+        assert_eq!(
+            applied(f.apply(enable())).auth_revision,
+            revision,
+            "enabling keeps the revision"
+        );
+        assert!(f.auth.is_enabled());
+    }
+
+    #[test]
+    fn every_change_raises_the_revision_and_survives_a_reload() {
+        let f = with_auth();
+        let before = f.auth.revision();
+        let root = as_user(&f, "root");
+        let after = applied(f.apply_as(root, Q::RoleAdd(AuthRoleAddRequest { name: "s".into() })));
+        assert_eq!(after.auth_revision, before + 1);
+        f.auth.reload().unwrap();
+        assert_eq!(f.auth.revision(), before + 1);
+        assert!(f.auth.is_enabled());
+        assert_eq!(f.auth.role_names(), ["r", "s"]);
+        assert_eq!(f.auth.user_roles("alice").unwrap(), ["r"]);
+        // A fresh store reads the same from storage.
+        let reopened =
+            AuthStore::open(f.storage.clone(), &crate::auth::AuthSettings::default()).unwrap();
+        assert_eq!(reopened.status(), (true, before + 1));
+    }
+
+    #[test]
+    fn writes_are_checked_against_the_callers_permissions_when_applied() {
+        let f = with_auth();
+        let alice = as_user(&f, "alice");
+        f.apply_as(alice.clone(), Q::Put(put_req("k1", "v")));
+        assert_eq!(
+            error(f.apply_as(alice.clone(), Q::Put(put_req("m", "v")))),
+            EtcdError::PermissionDenied
+        );
+        let anonymous = Some(Caller::default());
+        assert_eq!(
+            error(f.apply_as(anonymous, Q::Put(put_req("k1", "v")))),
+            EtcdError::UserEmpty
+        );
+        // Cairn's own requests (lease expiry) are not checked.
+        f.apply_as(None, Q::Put(put_req("m", "v")));
+
+        let nested = TxnRequest {
+            success: vec![RequestOp {
+                request: Some(Request::RequestTxn(TxnRequest {
+                    success: vec![RequestOp {
+                        request: Some(Request::RequestPut(put_req("z", "v"))),
+                    }],
+                    ..TxnRequest::default()
+                })),
+            }],
+            ..TxnRequest::default()
+        };
+        assert_eq!(
+            error(f.apply_as(alice.clone(), Q::Txn(nested))),
+            EtcdError::PermissionDenied
+        );
+
+        // A role revoked before the entry is applied: the entry is refused, and an identity
+        // resolved before the change is old.
+        let root = as_user(&f, "root");
+        applied(f.apply_as(
+            root,
+            Q::RoleRevokePermission(AuthRoleRevokePermissionRequest {
+                role: "r".into(),
+                key: b"k".to_vec(),
+                range_end: b"l".to_vec(),
+            }),
+        ));
+        assert_eq!(
+            error(f.apply_as(alice, Q::Put(put_req("k1", "v")))),
+            EtcdError::AuthOldRevision
+        );
+        let alice = as_user(&f, "alice");
+        assert_eq!(
+            error(f.apply_as(alice, Q::Put(put_req("k1", "v")))),
+            EtcdError::PermissionDenied
+        );
+    }
+
+    #[test]
+    fn revoking_a_lease_needs_write_permission_on_its_keys() {
+        let f = with_auth();
+        f.apply(Q::LeaseGrant(LeaseGrantRequest { id: 7, ttl: 60 }));
+        f.apply(Q::Put(PutRequest {
+            lease: 7,
+            ..put_req("m", "v")
+        }));
+        let alice = as_user(&f, "alice");
+        assert_eq!(
+            error(f.apply_as(alice.clone(), Q::LeaseRevoke(LeaseRevokeRequest { id: 7 }))),
+            EtcdError::PermissionDenied
+        );
+        // A put to a key alice may write, with that lease: refused too (etcd's rule).
+        let put = PutRequest {
+            lease: 7,
+            ..put_req("k1", "v")
+        };
+        assert_eq!(
+            error(f.apply_as(alice, Q::Put(put))),
+            EtcdError::PermissionDenied
+        );
+    }
+
+    #[test]
+    fn managing_users_and_roles_needs_the_root_role() {
+        let f = with_auth();
+        let alice = as_user(&f, "alice");
+        assert_eq!(
+            error(f.apply_as(alice, user_add("bob"))),
+            EtcdError::PermissionDenied
+        );
+        let nobody = Some(Caller {
+            user: "ghost".into(),
+            auth_revision: f.auth.revision(),
+        });
+        assert_eq!(
+            error(f.apply_as(nobody, user_add("bob"))),
+            EtcdError::UserNotFound
+        );
+        let root = as_user(&f, "root");
+        assert_eq!(
+            error(f.apply_as(
+                root.clone(),
+                Q::UserRevokeRole(AuthUserRevokeRoleRequest {
+                    name: "root".into(),
+                    role: "root".into()
+                })
+            )),
+            EtcdError::InvalidAuthMgmt
+        );
+        assert_eq!(
+            error(f.apply_as(
+                root.clone(),
+                Q::RoleDelete(AuthRoleDeleteRequest {
+                    role: "root".into()
+                })
+            )),
+            EtcdError::InvalidAuthMgmt
+        );
+        assert_eq!(
+            error(f.apply_as(root.clone(), user_add(""))),
+            EtcdError::UserEmpty
+        );
+        assert_eq!(
+            error(f.apply_as(root.clone(), user_add("alice"))),
+            EtcdError::UserAlreadyExist
+        );
+        // Deleting a role takes it from its users.
+        applied(f.apply_as(
+            root,
+            Q::RoleDelete(AuthRoleDeleteRequest { role: "r".into() }),
+        ));
+        assert!(f.auth.user_roles("alice").unwrap().is_empty());
+    }
+
+    #[test]
+    fn authenticate_issues_a_simple_token_named_after_its_entry() {
+        let f = with_auth();
+        let a = applied(f.apply_as(
+            Some(Caller::default()),
+            Q::Authenticate(Authenticate {
+                name: "alice".into(),
+                token_prefix: "abcdefghijklmnop".into(),
+            }),
+        ));
+        assert_eq!(a.simple_token, "abcdefghijklmnop.1");
+        let who = f.auth.tokens().identify(&a.simple_token).unwrap();
+        assert_eq!(who.user, "alice");
+        assert_eq!(f.auth.check_password("alice", "pw"), Ok(f.auth.revision()));
+        assert_eq!(
+            f.auth.check_password("alice", "wrong"),
+            Err(EtcdError::AuthFailed)
+        );
+        assert_eq!(
+            f.auth.check_password("ghost", "pw"),
+            Err(EtcdError::AuthFailed)
+        );
+    }
 }

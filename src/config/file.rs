@@ -100,6 +100,8 @@ const FILE_KEYS: &[FileKey] = &[
     key!(strict_reconfig_check, Top),
     key!(experimental_initial_corrupt_check, Top),
     key!(auth_token, Top),
+    key!(auth_token_ttl, Top),
+    key!(bcrypt_cost, Top),
     key!(feature_gates, Top),
     key!(cert_file, Section(CLIENT, "cert-file")),
     key!(key_file, Section(CLIENT, "key-file")),
@@ -363,7 +365,6 @@ mod tests {
              strict-reconfig-check: false\n\
              enable-v2: true\n\
              experimental-initial-corrupt-check: true\n\
-             auth-token: simple\n\
              peer-transport-security:\n  allowed-cn: [member]\n",
         )
         .unwrap();
@@ -380,7 +381,6 @@ mod tests {
             "--strict-reconfig-check",
             "--enable-v2",
             "--experimental-initial-corrupt-check",
-            "--auth-token=simple",
         ] {
             assert!(
                 c.ignored.iter().any(|i| i.starts_with(note)),

@@ -2,8 +2,8 @@
 //!
 //! Owns the Raft type configuration, the log store (with group commit), the state machine
 //! (which applies committed entries through `apply`), the client side of peer networking,
-//! and start-up of the Raft node. May call `storage`, `mvcc`, `lease`, `watch`,
-//! `members`, `apply`, and `net` (the peers' connections).
+//! and start-up of the Raft node. May call `storage`, `mvcc`, `lease`, `auth`,
+//! `watch`, `members`, `apply`, and `net` (the peers' connections).
 
 mod log_store;
 mod network;
@@ -91,6 +91,7 @@ pub async fn start(
     mvcc: Arc<Mvcc>,
     watch: Arc<WatchHub>,
     lessor: Arc<Lessor>,
+    auth: Arc<crate::auth::AuthStore>,
     peers: Arc<Peers>,
     snapshot_dir: std::path::PathBuf,
 ) -> anyhow::Result<Raft> {
@@ -122,6 +123,7 @@ pub async fn start(
         mvcc,
         watch,
         lessor,
+        auth,
         snapshot_dir,
         schedule.clone(),
     )?;
@@ -244,6 +246,7 @@ mod tests {
                     value: vec![0, 255, 1],
                     ..PutRequest::default()
                 })),
+                caller: None,
             }],
         }));
         let bytes = bincode::serialize(&batch).unwrap();

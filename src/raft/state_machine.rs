@@ -3,7 +3,7 @@
 //!
 //! Owns the applied log id and membership (`MetaKey::Applied`, `MetaKey::Membership`),
 //! and the snapshot files' names, metas and lifecycle in the snapshot directory. May call
-//! `storage`, `mvcc`, `lease`, `members`, `watch` and `apply`.
+//! `storage`, `mvcc`, `lease`, `auth`, `members`, `watch` and `apply`.
 //!
 //! The applied log id and membership are written in the same storage batch as the changes
 //! they cover, so a restart neither re-applies nor skips an entry. State-machine writes are
@@ -25,7 +25,8 @@ use tokio::io::AsyncWriteExt;
 
 use super::snapshot_schedule::SnapshotSchedule;
 use super::{BatchResults, LogId, MemberInfo, StoredMembership, TypeConfig};
-use crate::apply::apply_request;
+use crate::apply::{apply_request, Applier};
+use crate::auth::AuthStore;
 use crate::lease::Lessor;
 use crate::members::MemberStore;
 use crate::mvcc::{Mvcc, WriteLock};
@@ -48,6 +49,7 @@ pub struct StateMachine {
     mvcc: Arc<Mvcc>,
     watch: Arc<WatchHub>,
     lessor: Arc<Lessor>,
+    auth: Arc<AuthStore>,
     snapshot_dir: PathBuf,
     applied: Option<LogId>,
     membership: StoredMembership,
@@ -80,6 +82,7 @@ impl StateMachine {
         mvcc: Arc<Mvcc>,
         watch: Arc<WatchHub>,
         lessor: Arc<Lessor>,
+        auth: Arc<AuthStore>,
         snapshot_dir: PathBuf,
         schedule: Arc<SnapshotSchedule>,
     ) -> Result<StateMachine, StorageError<u64>> {
@@ -89,6 +92,7 @@ impl StateMachine {
             mvcc.replace(|| storage.import_snapshot(&path))
                 .map_err(sm_write_err)?;
             lessor.reload().map_err(sm_write_err)?;
+            auth.reload().map_err(sm_write_err)?;
             // Watchers are told of changes after the store's revision from here on.
             watch.reset(mvcc.current_rev());
         }
@@ -99,6 +103,7 @@ impl StateMachine {
             mvcc,
             watch,
             lessor,
+            auth,
             snapshot_dir,
             applied,
             membership,
@@ -129,6 +134,7 @@ impl StateMachine {
     fn apply_one(
         &self,
         guard: &mut WriteLock<'_>,
+        index: u64,
         request: &InternalRequest,
     ) -> Result<ApplyResult, crate::storage::StorageError> {
         if let Some(internal_request::Request::Publish(attributes)) = &request.request {
@@ -137,7 +143,12 @@ impl StateMachine {
                 result: Some(apply_result::Result::Published(attributes.clone())),
             });
         }
-        apply_request(guard, &self.lessor, request)
+        let applier = Applier {
+            leases: &self.lessor,
+            auth: &self.auth,
+            index,
+        };
+        apply_request(guard, &applier, request)
     }
 
     /// Commits applied changes with the applied log id and membership they bring us to,
@@ -195,7 +206,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         .0
                         .requests
                         .iter()
-                        .map(|request| self.apply_one(&mut guard, request))
+                        .map(|request| self.apply_one(&mut guard, entry.log_id.index, request))
                         .collect::<Result<_, _>>()
                         // Storage failed: stop here, before this member diverges.
                         .map_err(|e| StorageIOError::apply(entry.log_id, &e))?,
@@ -266,6 +277,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         tokio::task::block_in_place(|| self.mvcc.replace(|| storage.import_snapshot(&path)))
             .map_err(sm_write_err)?;
         self.lessor.reload().map_err(sm_write_err)?;
+        self.auth.reload().map_err(sm_write_err)?;
         self.watch.reset(self.mvcc.current_rev());
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();

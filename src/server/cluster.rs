@@ -34,6 +34,7 @@ impl Server {
         ctx: &RequestContext,
         r: MemberAddRequest,
     ) -> Result<MemberAddResponse, EtcdError> {
+        self.check_admin(ctx).await?;
         let forwarded = r.clone();
         self.on_leader(
             ctx,
@@ -91,6 +92,7 @@ impl Server {
         ctx: &RequestContext,
         r: MemberRemoveRequest,
     ) -> Result<MemberRemoveResponse, EtcdError> {
+        self.check_admin(ctx).await?;
         self.on_leader(
             ctx,
             || self.member_remove_here(ctx, r.id),
@@ -133,6 +135,7 @@ impl Server {
         ctx: &RequestContext,
         r: MemberUpdateRequest,
     ) -> Result<MemberUpdateResponse, EtcdError> {
+        self.check_admin(ctx).await?;
         let forwarded = r.clone();
         self.on_leader(
             ctx,
@@ -174,6 +177,7 @@ impl Server {
         ctx: &RequestContext,
         r: MemberPromoteRequest,
     ) -> Result<MemberPromoteResponse, EtcdError> {
+        self.check_admin(ctx).await?;
         self.on_leader(
             ctx,
             || self.member_promote_here(ctx, r.id),

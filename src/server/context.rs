@@ -1,12 +1,19 @@
 //! What a request carries besides its message.
 
+use std::sync::Arc;
+
 /// Who is asking, under which conditions, and until when. The API layers fill it from the
-/// call's metadata; the server's methods honour it.
+/// call's metadata; the server's methods honour it. The default is an anonymous client.
 #[derive(Debug, Clone, Default)]
 pub struct RequestContext {
-    /// The authenticated user, from a token or the client certificate's common name. None
-    /// until Auth is built: every caller then may do everything, as in etcd without auth.
-    pub user: Option<String>,
+    /// The auth token the call carried (`token` metadata, or `authorization`).
+    pub token: Option<String>,
+    /// The common name of the client certificate the connection presented and TLS verified:
+    /// the user, with `--client-cert-auth` and no token.
+    pub common_name: Option<Arc<str>>,
+    /// Cairn's own request (lease expiry, publishing, auto compaction), or one another member
+    /// received, checked and forwarded: no client identity to check.
+    pub internal: bool,
     /// The caller asked for a leader (`hasleader` metadata, clientv3's WithRequireLeader):
     /// refused without one, and a stream ends once its member has been without one too long.
     pub require_leader: bool,
@@ -16,4 +23,14 @@ pub struct RequestContext {
     /// Forwarded by another member to this one as the leader: served here or refused with
     /// `not leader`, never forwarded again.
     pub from_peer: bool,
+}
+
+impl RequestContext {
+    /// Cairn's own request.
+    pub fn internal() -> RequestContext {
+        RequestContext {
+            internal: true,
+            ..RequestContext::default()
+        }
+    }
 }

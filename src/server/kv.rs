@@ -1,10 +1,13 @@
 //! `Range`, `Put`, `DeleteRange`, `Txn` and `Compact`: reads are served here after a read
-//! barrier (unless serializable), writes are proposed through Raft.
+//! barrier (unless serializable) and a permission check (`auth`), writes are proposed
+//! through Raft with their caller, and checked when applied.
 
 use super::{RequestContext, Server};
-use crate::apply;
+use crate::apply::{self, authorize};
 use crate::error::EtcdError;
-use crate::proto::cairnraftpb::{apply_result::Result as Applied, internal_request::Request};
+use crate::proto::cairnraftpb::{
+    apply_result::Result as Applied, internal_request::Request, Caller,
+};
 use crate::proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
     PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
@@ -19,7 +22,9 @@ impl Server {
         if !r.serializable {
             self.read_barrier(ctx).await?;
         }
-        let mut response = self.read(|view| apply::range(view, &r))?;
+        let check = |caller: Option<&Caller>| authorize::range(&self.auth, caller, &r);
+        let read = || self.read(|view| apply::range(view, &r));
+        let mut response = self.authorized_read(ctx, check, read).await?;
         self.complete_header(&mut response.header);
         Ok(response)
     }
@@ -42,7 +47,9 @@ impl Server {
             if !apply::txn::is_serializable(&r) {
                 self.read_barrier(ctx).await?;
             }
-            let mut response = self.read(|view| apply::txn::txn(view, &self.lessor, &r))?;
+            let check = |caller: Option<&Caller>| authorize::txn(&self.auth, caller, &r);
+            let read = || self.read(|view| apply::txn::txn(view, &self.lessor, &r));
+            let mut response = self.authorized_read(ctx, check, read).await?;
             self.complete_header(&mut response.header);
             return Ok(response);
         }

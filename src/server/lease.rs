@@ -196,7 +196,7 @@ pub(super) async fn run(server: Weak<Server>) {
         // Proposed together, they share Raft entries; one that fails is offered again by
         // the lessor. Not awaited here, so leadership is still followed.
         tokio::spawn(async move {
-            let ctx = RequestContext::default();
+            let ctx = RequestContext::internal();
             let revokes = expired
                 .into_iter()
                 .map(|id| server.lease_revoke(&ctx, LeaseRevokeRequest { id }));

@@ -35,7 +35,9 @@ impl Server {
         }
     }
 
-    pub async fn defragment(&self, _ctx: &RequestContext) -> Result<DefragmentResponse, EtcdError> {
+    /// Root only, once auth is enabled (as the hashes and membership changes).
+    pub async fn defragment(&self, ctx: &RequestContext) -> Result<DefragmentResponse, EtcdError> {
+        self.check_admin(ctx).await?;
         let mvcc = self.mvcc.clone();
         tokio::task::spawn_blocking(move || mvcc.defragment())
             .await
@@ -46,9 +48,10 @@ impl Server {
 
     pub async fn hash_kv(
         &self,
-        _ctx: &RequestContext,
+        ctx: &RequestContext,
         r: HashKvRequest,
     ) -> Result<HashKvResponse, EtcdError> {
+        self.check_admin(ctx).await?;
         let mvcc = self.mvcc.clone();
         // Reads the whole history: off the async workers.
         let hashed = tokio::task::spawn_blocking(move || mvcc.hash_kv(r.revision))

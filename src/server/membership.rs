@@ -48,7 +48,7 @@ pub async fn run(node: Weak<Server>) {
         }
         let change = ChangeMembers::AddVoterIds(ready.clone());
         match node
-            .change_membership(&RequestContext::default(), change)
+            .change_membership(&RequestContext::internal(), change)
             .await
         {
             Ok(()) => tracing::info!(members = ?ready, "added members are voters now"),

@@ -5,7 +5,8 @@
 //! and send back what it returns. Behind the methods, and nowhere else: who may call what
 //! (learners, `hasleader`), routing to the leader (`route`), read barriers
 //! (`read_barrier`), batching writes into Raft proposals and waiting until they are
-//! applied (`proposer`), the mapping of openraft's errors to etcd's (`raft_errors`),
+//! applied (`proposer`), who the caller is and what it may do, and the Auth service
+//! (`auth`), the mapping of openraft's errors to etcd's (`raft_errors`),
 //! member roles (`role`), the lease lifecycle on a member (`lease`), membership changes
 //! (`cluster`, `membership`), leadership transfer and the leader monitor (`leadership`),
 //! and this member's identity (`identity`).
@@ -13,8 +14,8 @@
 //! A request's path: `api::kv` → `Server::put` (`kv`) → `proposer` → `raft` (log in
 //! `storage`) → `raft::state_machine` → `apply` → `mvcc`/`lease` → `watch`.
 //!
-//! May call `raft`, `apply`, `mvcc`, `lease`, `watch`, `members`, `storage`, `cluster`, `net` and
-//! `config`; never `api` or `peer`.
+//! May call `raft`, `apply`, `auth`, `mvcc`, `lease`, `watch`, `members`, `storage`,
+//! `cluster`, `net` and `config`; never `api` or `peer`.
 
 /// Proposes a write of kind `$kind` (a variant both `internal_request::Request` and
 /// `apply_result::Result` have) and answers with its applied result, header completed. A
@@ -37,6 +38,7 @@ macro_rules! propose_as {
     };
 }
 
+mod auth;
 mod cluster;
 mod context;
 mod identity;
@@ -64,6 +66,7 @@ use std::time::Duration;
 use anyhow::Context;
 use prost::Message;
 
+use crate::auth::{AuthSettings, AuthStore};
 use crate::cluster::Identity;
 use crate::config::{ClusterState, Config};
 use crate::error::EtcdError;
@@ -101,6 +104,9 @@ pub struct Server {
     mvcc: Arc<Mvcc>,
     watch: Arc<WatchHub>,
     lessor: Arc<Lessor>,
+    auth: Arc<AuthStore>,
+    /// `--client-cert-auth`: a verified certificate's common name is the user.
+    client_cert_auth: bool,
     /// Connections to the other members.
     peers: Arc<Peers>,
     storage: Arc<Storage>,
@@ -149,6 +155,14 @@ impl Server {
             storage.clone(),
             min_lease_ttl_secs(config.heartbeat_interval_ms, config.election_timeout_ms),
         )?;
+        let auth = AuthStore::open(
+            storage.clone(),
+            &AuthSettings {
+                token: config.auth_token.clone(),
+                token_ttl: config.auth_token_ttl,
+                bcrypt_cost: config.bcrypt_cost,
+            },
+        )?;
         let raft = raft::start(
             identity.member_id,
             RaftSettings {
@@ -162,6 +176,7 @@ impl Server {
             mvcc.clone(),
             watch.clone(),
             lessor.clone(),
+            auth.clone(),
             peers.clone(),
             member_dir.join("snap"),
         )
@@ -197,6 +212,8 @@ impl Server {
             mvcc,
             watch,
             lessor,
+            auth,
+            client_cert_auth: config.client_tls.client_cert_auth,
             peers,
             storage,
             limits: Limits {
@@ -239,7 +256,7 @@ impl Server {
             name: self.identity.name.clone(),
             client_urls: self.identity.client_urls.clone(),
         };
-        let ctx = RequestContext::default();
+        let ctx = RequestContext::internal();
         self.propose(&ctx, internal_request::Request::Publish(attributes))
             .await
             .map(|_| ())
@@ -285,7 +302,8 @@ impl Server {
             .unwrap_or_else(|| tokio::time::Instant::now() + self.request_timeout)
     }
 
-    /// Proposes a write through Raft and waits until it is applied here: its result.
+    /// Proposes a write through Raft, with who asked, and waits until it is applied here:
+    /// its result.
     async fn propose(
         &self,
         ctx: &RequestContext,
@@ -293,6 +311,7 @@ impl Server {
     ) -> Result<apply_result::Result, EtcdError> {
         let request = InternalRequest {
             request: Some(request),
+            caller: self.caller(ctx).await?,
         };
         let size_bytes = request.encoded_len() + RAFT_REQUEST_OVERHEAD_BYTES;
         if size_bytes > self.limits.max_request_bytes {

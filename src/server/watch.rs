@@ -1,5 +1,6 @@
-//! `Watch`: a stream handle over the watch hub. The server completes what the hub queues
-//! (headers, previous values); the API turns it into responses.
+//! `Watch`: a stream handle over the watch hub. The server checks who may create each
+//! watch and completes what the hub queues (headers, previous values); the API turns it
+//! into responses.
 
 use std::sync::Arc;
 
@@ -18,7 +19,8 @@ pub struct WatchHandle {
     server: Arc<Server>,
     stream: Arc<WatchStream>,
     outbox: Arc<Outbox>,
-    require_leader: bool,
+    /// The stream's call: its identity is checked at each watch it creates.
+    ctx: RequestContext,
 }
 
 impl Server {
@@ -29,7 +31,7 @@ impl Server {
             server: self.clone(),
             outbox: stream.outbox(),
             stream,
-            require_leader: ctx.require_leader,
+            ctx: ctx.clone(),
         })
     }
 }
@@ -45,6 +47,12 @@ impl WatchHandle {
         self.outbox.pop().await
     }
 
+    /// Whether the caller may watch `key`..`range_end` (read permission), checked when each
+    /// watch is created, as etcd does; the error says why not.
+    pub async fn may_watch(&self, key: &[u8], range_end: &[u8]) -> Result<(), EtcdError> {
+        self.server.check_watch(&self.ctx, key, range_end).await
+    }
+
     /// The progress notification timer fired.
     pub fn progress_tick(&self) {
         self.stream.progress_tick();
@@ -53,7 +61,7 @@ impl WatchHandle {
     /// Resolves when the stream must end for want of a leader: it asked for one
     /// (`hasleader`) and its member has been without one too long. Never otherwise.
     pub async fn leader_lost(&self) -> EtcdError {
-        if !self.require_leader {
+        if !self.ctx.require_leader {
             std::future::pending::<()>().await;
         }
         self.server.leader_lost().await;

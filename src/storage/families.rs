@@ -43,14 +43,16 @@ handle!(
 );
 handle!(
     /// A family with one owner, whose keys it takes as they are: `kv` (the store's
-    /// revisions, owned by mvcc) and `lease` (leases and their attached keys, owned by
-    /// lease).
+    /// revisions, owned by mvcc), `lease` (leases and their attached keys, owned by
+    /// lease) and `auth` (users and roles, owned by auth).
     BytesCf
 );
 /// See `Storage::kv`.
 pub type KvCf<'a> = BytesCf<'a>;
 /// See `Storage::lease`.
 pub type LeaseCf<'a> = BytesCf<'a>;
+/// See `Storage::auth`.
+pub type AuthCf<'a> = BytesCf<'a>;
 handle!(
     /// `meta`: the state machine's metadata and published member attributes; carried in
     /// snapshots.

@@ -19,7 +19,7 @@ use rocksdb::{
     WriteOptions, DB,
 };
 
-pub use families::{KvCf, LeaseCf, MetaCf, MetaKey, RaftLogCf, RaftStateCf, StateKey};
+pub use families::{AuthCf, KvCf, LeaseCf, MetaCf, MetaKey, RaftLogCf, RaftStateCf, StateKey};
 /// What callers stage changes in; `Storage::write` commits one atomically.
 pub use rocksdb::WriteBatch;
 
@@ -35,8 +35,17 @@ pub const CF_KV: &str = "kv";
 pub const CF_META: &str = "meta";
 /// Leases and the keys attached to them (see `lease`).
 pub const CF_LEASE: &str = "lease";
+/// Users, roles, whether auth is enabled, the auth revision (see `auth`).
+pub const CF_AUTH: &str = "auth";
 
-const COLUMN_FAMILIES: [&str; 5] = [CF_RAFT_LOG, CF_RAFT_STATE, CF_KV, CF_META, CF_LEASE];
+const COLUMN_FAMILIES: [&str; 6] = [
+    CF_RAFT_LOG,
+    CF_RAFT_STATE,
+    CF_KV,
+    CF_META,
+    CF_LEASE,
+    CF_AUTH,
+];
 
 /// Block cache shared by all column families. Small on purpose: the key index lives in
 /// memory, and the page cache holds hot SST blocks as well.
@@ -119,6 +128,11 @@ impl Storage {
         LeaseCf::new(self.cf(CF_LEASE), Source::live(&self.db))
     }
 
+    /// Users, roles and auth settings (auth's).
+    pub fn auth(&self) -> AuthCf<'_> {
+        AuthCf::new(self.cf(CF_AUTH), Source::live(&self.db))
+    }
+
     /// A consistent point-in-time view of everything written so far; later writes do not
     /// show through it.
     pub fn view(&self) -> View<'_> {
@@ -134,7 +148,7 @@ impl Storage {
         &self.db
     }
 
-    /// A column family handle by name; the five families exist from `open` on. Same
+    /// A column family handle by name; the six families exist from `open` on. Same
     /// caveat as `db`.
     pub fn cf(&self, name: &str) -> &ColumnFamily {
         self.db

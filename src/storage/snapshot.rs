@@ -1,13 +1,15 @@
 //! The snapshot file, and installing one.
 //!
-//! A snapshot file is a stream of records of the `kv`, `meta` and `lease` families, in
-//! that order and in key order within each: a tag byte (the family's place in
+//! A snapshot file is a stream of records of the `kv`, `meta`, `lease` and `auth` families,
+//! in that order and in key order within each: a tag byte (the family's place in
 //! `SNAPSHOT_CFS`), the key's length (u32, big-endian), the key, the value's length (u32,
 //! big-endian), the value. Nothing else: no header, no count. Members of different versions
-//! send each other these files, so the format never changes.
+//! send each other these files, so the format only grows: a family added later gets the
+//! next tag (`auth`, tag 3, came with Auth; a member older than that refuses a snapshot
+//! holding auth records, and only such a snapshot).
 //!
 //! Neither export nor import holds the state in memory: both stream record by record. An
-//! import replaces the three families; it is made crash-safe by a marker in `raft_state`
+//! import replaces the four families; it is made crash-safe by a marker in `raft_state`
 //! (which a snapshot does not carry): set, synced, before anything is replaced
 //! (`begin_import`), removed in the import's last synced write. A marker found at start-up
 //! (`interrupted_import`) means a crash came in between: the import is redone.
@@ -15,10 +17,12 @@
 use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::{Storage, StorageError, StorageResult, View, WriteBatch, CF_KV, CF_LEASE, CF_META};
+use super::{
+    Storage, StorageError, StorageResult, View, WriteBatch, CF_AUTH, CF_KV, CF_LEASE, CF_META,
+};
 
 /// The families a snapshot carries, by their tag in the stream.
-const SNAPSHOT_CFS: [&str; 3] = [CF_KV, CF_META, CF_LEASE];
+const SNAPSHOT_CFS: [&str; 4] = [CF_KV, CF_META, CF_LEASE, CF_AUTH];
 /// In `raft_state`: the path of the snapshot being imported.
 const KEY_INSTALLING: &[u8] = b"installing_snapshot";
 /// Records written per storage batch while importing.

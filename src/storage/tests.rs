@@ -193,7 +193,7 @@ fn lease_records_are_written_and_listed() {
     assert_eq!(all(lease.iter()), [(b"L1".to_vec(), b"ttl".to_vec())]);
 }
 
-/// One record in every family, the three a snapshot carries and the two it does not.
+/// One record in every family, the four a snapshot carries and the two it does not.
 fn fill(storage: &Storage, tag: &str) {
     let t = tag.as_bytes();
     write(storage, |b| {
@@ -207,6 +207,9 @@ fn fill(storage: &Storage, tag: &str) {
             .lease()
             .put(b, &[b"L-", t].concat(), &[b"lease-", t].concat());
         storage
+            .auth()
+            .put(b, &[b"user/", t].concat(), &[b"auth-", t].concat());
+        storage
             .raft_state()
             .put(b, StateKey::Vote, &[b"vote-", t].concat());
         storage.raft_log().put(b, 1, &[b"entry-", t].concat());
@@ -214,7 +217,7 @@ fn fill(storage: &Storage, tag: &str) {
 }
 
 fn snapshot_families(storage: &Storage) -> Vec<Vec<(Vec<u8>, Vec<u8>)>> {
-    [CF_KV, CF_META, CF_LEASE]
+    [CF_KV, CF_META, CF_LEASE, CF_AUTH]
         .iter()
         .map(|name| {
             let cf = storage.cf(name);
@@ -236,6 +239,7 @@ fn snapshot_file_format_is_fixed() {
             .meta()
             .put(b, MetaKey::CurrentRev, &5i64.to_be_bytes());
         storage.lease().put(b, b"L", b"");
+        storage.auth().put(b, b"enabled", &[1]);
         storage.raft_state().put(b, StateKey::Vote, b"not carried");
         storage.raft_log().put(b, 1, b"not carried");
     });
@@ -253,6 +257,10 @@ fn snapshot_file_format_is_fixed() {
         &[2, 0, 0, 0, 1],
         b"L",
         &[0, 0, 0, 0],
+        // The auth family came later, with the next tag.
+        &[3, 0, 0, 0, 7],
+        b"enabled",
+        &[0, 0, 0, 1, 1],
     ]
     .concat();
     assert_eq!(std::fs::read(&path).unwrap(), expected);
@@ -297,7 +305,7 @@ fn snapshot_export_then_import_replaces_the_carried_families() {
 fn snapshot_import_rejects_an_unknown_family() {
     let (dir, storage) = open();
     let path = dir.path().join("bad.snap");
-    std::fs::write(&path, [3u8, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+    std::fs::write(&path, [4u8, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap();
     assert!(matches!(
         storage.import_snapshot(&path),
         Err(StorageError::Corrupt(_))
