@@ -12,7 +12,8 @@
 //! requests go into an HDR histogram; failed or timed-out requests are counted, never fatal.
 //! Unary workloads (put, range, txn-put) call through `Unary`, a lean gRPC client on the h2
 //! crate; streaming ones (watch, lease keep-alive) through tonic. With `--pid`, the server's
-//! RSS and its CPU time per request are reported too.
+//! RSS and its CPU time per request are reported too. With `--user NAME:PASSWORD`, it
+//! authenticates once per endpoint and sends that endpoint's token with every request.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -30,15 +31,18 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codec::Streaming;
+use tonic::metadata::AsciiMetadataValue;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Status;
 
 use cairn::proto::etcdserverpb::{
     kv_client::KvClient, lease_client::LeaseClient, maintenance_client::MaintenanceClient,
-    request_op, watch_client::WatchClient, watch_request, LeaseGrantRequest, LeaseKeepAliveRequest,
-    LeaseKeepAliveResponse, LeaseRevokeRequest, PutRequest, PutResponse, RangeRequest,
-    RangeResponse, RequestOp, StatusRequest, StatusResponse, TxnRequest, TxnResponse,
-    WatchCreateRequest, WatchRequest, WatchResponse,
+    request_op, watch_client::WatchClient, watch_request, AuthenticateRequest,
+    AuthenticateResponse, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseRevokeRequest, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp,
+    StatusRequest, StatusResponse, TxnRequest, TxnResponse, WatchCreateRequest, WatchRequest,
+    WatchResponse,
 };
 
 /// The load generator shares the machine with the server it measures: every cycle it saves
@@ -124,6 +128,10 @@ struct Cli {
         requires = "client_cert"
     )]
     client_key: Option<std::path::PathBuf>,
+    /// Authenticate as NAME with PASSWORD (once per endpoint) and send the token with every
+    /// request, for servers with auth enabled (etcd's benchmark flag; no prompt here).
+    #[arg(long, global = true, value_name = "NAME:PASSWORD")]
+    user: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -236,7 +244,7 @@ struct WatchSpec {
 /// The options every workload uses.
 struct Global {
     /// tonic channels, for the streaming workloads (watch, lease keep-alive).
-    chans: Vec<Channel>,
+    chans: Vec<Chan>,
     /// h2 connections, for the unary workloads (put, range, txn-put).
     unary: Vec<Unary>,
     clients: usize,
@@ -287,6 +295,12 @@ async fn run(cli: Cli) -> Result<()> {
         )?),
         None => None,
     };
+    // With --user, one token per endpoint: a simple token is known only to the members that
+    // applied its Authenticate, which the member answering has by the time it answers.
+    let tokens = match &cli.user {
+        Some(user) => authenticate(&cli.endpoints, user, timeout, tls.clone()).await?,
+        None => Vec::new(),
+    };
     // Each workload connects --conns times, through the client it uses.
     let unary_workload = matches!(
         cli.cmd,
@@ -295,11 +309,11 @@ async fn run(cli: Cli) -> Result<()> {
     let (chans, unary) = if unary_workload {
         (
             vec![],
-            Unary::connect_all(&cli.endpoints, cli.conns, timeout, tls.clone()).await?,
+            Unary::connect_all(&cli.endpoints, &tokens, cli.conns, timeout, tls.clone()).await?,
         )
     } else {
         (
-            connect(&cli.endpoints, cli.conns, timeout, tls.clone()).await?,
+            connect(&cli.endpoints, &tokens, cli.conns, timeout, tls.clone()).await?,
             vec![],
         )
     };
@@ -317,7 +331,7 @@ async fn run(cli: Cli) -> Result<()> {
     };
     // Untimed setup; the streams stay open until the process ends.
     let _prefix_watchers = if cli.prefix_watchers > 0 {
-        let ch = connect(&cli.endpoints, 1, timeout, tls.clone()).await?;
+        let ch = connect(&cli.endpoints, &tokens, 1, timeout, tls.clone()).await?;
         open_prefix_watchers(ch[0].clone(), cli.prefix_watchers)
             .await
             .map_err(|e| anyhow::anyhow!("opening prefix watchers: {e}"))?
@@ -569,7 +583,7 @@ type KeepAlive = (
 );
 
 async fn keepalive_once(
-    lc: &mut LeaseClient<Channel>,
+    lc: &mut LeaseClient<Chan>,
     id: i64,
     stream: &mut Option<KeepAlive>,
 ) -> Result<(), String> {
@@ -726,7 +740,7 @@ async fn watch_events(g: &Global, spec: WatchSpec) -> Outcome {
     }
 }
 
-async fn open_watcher(ch: Channel, key: Vec<u8>) -> Result<Streaming<WatchResponse>, String> {
+async fn open_watcher(ch: Chan, key: Vec<u8>) -> Result<Streaming<WatchResponse>, String> {
     let create = WatchRequest {
         request_union: Some(watch_request::RequestUnion::CreateRequest(
             WatchCreateRequest {
@@ -753,7 +767,7 @@ async fn open_watcher(ch: Channel, key: Vec<u8>) -> Result<Streaming<WatchRespon
 /// Opens `n` prefix watches on distinct prefixes, `PREFIX_WATCHES_PER_STREAM` per stream, and
 /// drains their streams in tasks of their own.
 async fn open_prefix_watchers(
-    ch: Channel,
+    ch: Chan,
     n: u64,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
     let mut drains = Vec::new();
@@ -907,7 +921,7 @@ fn smsg(s: Status) -> String {
     format!("{:?}: {}", s.code(), s.message())
 }
 
-fn kv(ch: Channel) -> KvClient<Channel> {
+fn kv(ch: Chan) -> KvClient<Chan> {
     KvClient::new(ch).max_decoding_message_size(MAX_DECODE_BYTES)
 }
 
@@ -922,12 +936,71 @@ fn nth_endpoint(endpoints: &[String], i: usize) -> (&str, String) {
     (ep, uri)
 }
 
+/// A tonic channel whose requests carry the endpoint's auth token, if any.
+type Chan = InterceptedService<Channel, Token>;
+
+/// Adds `token: <token>` to a request's metadata, as etcd's clients do once authenticated.
+#[derive(Clone)]
+struct Token(Option<AsciiMetadataValue>);
+
+impl tonic::service::Interceptor for Token {
+    fn call(&mut self, mut r: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(t) = &self.0 {
+            r.metadata_mut().insert(TOKEN_HEADER, t.clone());
+        }
+        Ok(r)
+    }
+}
+
+/// The metadata key etcd reads a client's token from.
+const TOKEN_HEADER: &str = "token";
+
+/// Connection `i`'s token: that of its endpoint (`tokens` is empty without --user).
+fn nth_token(tokens: &[String], i: usize) -> Option<&str> {
+    (!tokens.is_empty()).then(|| tokens[i % tokens.len()].as_str())
+}
+
+/// Authenticates as `user` ("NAME:PASSWORD") at every endpoint, each over a connection of its
+/// own; returns the tokens, in endpoint order. A refusal is fatal, with the server's words.
+async fn authenticate(
+    endpoints: &[String],
+    user: &str,
+    to: Duration,
+    tls: Option<cairn::net::tls::TlsConnector>,
+) -> Result<Vec<String>> {
+    let Some((name, password)) = user.split_once(':') else {
+        bail!("--user wants NAME:PASSWORD");
+    };
+    let req = AuthenticateRequest {
+        name: name.to_string(),
+        password: password.to_string(),
+    };
+    let mut tokens = Vec::with_capacity(endpoints.len());
+    for i in 0..endpoints.len() {
+        let (ep, _) = nth_endpoint(endpoints, i);
+        let conns = Unary::connect_all(&endpoints[i..=i], &[], 1, to, tls.clone()).await?;
+        let r = with_timeout(
+            to,
+            conns[0].call::<_, AuthenticateResponse>(AUTH_AUTHENTICATE, &req),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("authenticating as {name} at {ep}"))?;
+        if r.token.is_empty() || AsciiMetadataValue::try_from(r.token.as_str()).is_err() {
+            bail!("authenticating as {name} at {ep}: the server sent no usable token");
+        }
+        tokens.push(r.token);
+    }
+    Ok(tokens)
+}
+
 async fn connect(
     endpoints: &[String],
+    tokens: &[String],
     conns: usize,
     to: Duration,
     tls: Option<cairn::net::tls::TlsConnector>,
-) -> Result<Vec<Channel>> {
+) -> Result<Vec<Chan>> {
     let mut chans = Vec::with_capacity(conns);
     for i in 0..conns {
         let (ep, uri) = nth_endpoint(endpoints, i);
@@ -956,7 +1029,8 @@ async fn connect(
             }
         }
         .with_context(|| format!("connecting to {uri}"))?;
-        chans.push(ch);
+        let token = nth_token(tokens, i).map(|t| t.try_into().expect("checked when received"));
+        chans.push(InterceptedService::new(ch, Token(token)));
     }
     Ok(chans)
 }
@@ -974,12 +1048,15 @@ struct Unary {
     send: h2::client::SendRequest<Bytes>,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
+    /// The endpoint's auth token (--user), sent with every request.
+    token: Option<http::HeaderValue>,
 }
 
 const KV_PUT: &str = "/etcdserverpb.KV/Put";
 const KV_RANGE: &str = "/etcdserverpb.KV/Range";
 const KV_TXN: &str = "/etcdserverpb.KV/Txn";
 const MAINTENANCE_STATUS: &str = "/etcdserverpb.Maintenance/Status";
+const AUTH_AUTHENTICATE: &str = "/etcdserverpb.Auth/Authenticate";
 /// gRPC's message prefix: a compression flag and a big-endian length.
 const GRPC_PREFIX_BYTES: usize = 5;
 
@@ -987,6 +1064,7 @@ impl Unary {
     /// `conns` connections, spread over `endpoints` round-robin.
     async fn connect_all(
         endpoints: &[String],
+        tokens: &[String],
         conns: usize,
         to: Duration,
         tls: Option<cairn::net::tls::TlsConnector>,
@@ -997,11 +1075,13 @@ impl Unary {
             let uri: http::Uri = uri
                 .parse()
                 .with_context(|| format!("bad endpoint {ep:?}"))?;
-            let conn = tokio::time::timeout(to, Unary::connect(&uri, tls.clone()))
+            let mut conn = tokio::time::timeout(to, Unary::connect(&uri, tls.clone()))
                 .await
                 .map_err(|_| anyhow::anyhow!("no connection within {to:?}"))
                 .flatten()
                 .with_context(|| format!("connecting to {uri}"))?;
+            conn.token = nth_token(tokens, i)
+                .map(|t| http::HeaderValue::from_str(t).expect("checked when received"));
             all.push(conn);
         }
         Ok(all)
@@ -1025,6 +1105,7 @@ impl Unary {
             send,
             scheme,
             authority,
+            token: None,
         })
     }
 
@@ -1042,11 +1123,14 @@ impl Unary {
             .path_and_query(path)
             .build()
             .map_err(|e| e.to_string())?;
-        let head = http::Request::post(uri)
+        let mut head = http::Request::post(uri)
             .header(http::header::CONTENT_TYPE, "application/grpc")
             .header(http::header::TE, "trailers")
             .body(())
             .map_err(|e| e.to_string())?;
+        if let Some(t) = &self.token {
+            head.headers_mut().insert(TOKEN_HEADER, t.clone());
+        }
         let (response, mut body) = send.send_request(head, false).map_err(failed)?;
         let len = request.encoded_len();
         let mut frame = BytesMut::with_capacity(GRPC_PREFIX_BYTES + len);
@@ -1135,7 +1219,7 @@ fn grpc_status(headers: &http::HeaderMap) -> Result<bool, String> {
     Err(format!("{:?}: {message}", tonic::Code::from(code)))
 }
 
-async fn server_version(ch: &Channel, to: Duration) -> Option<String> {
+async fn server_version(ch: &Chan, to: Duration) -> Option<String> {
     let mut mc = MaintenanceClient::new(ch.clone());
     let r = tokio::time::timeout(to, mc.status(StatusRequest {})).await;
     Some(r.ok()?.ok()?.into_inner().version).filter(|v| !v.is_empty())
