@@ -608,8 +608,9 @@ fn parse_retention_period(s: &str) -> Result<Duration, String> {
     parse_go_duration(s).ok_or_else(|| format!("invalid auto-compaction-retention {s:?}"))
 }
 
-/// A Go duration such as "1h30m", "2.5s" or "100ms" (non-negative).
-fn parse_go_duration(s: &str) -> Option<Duration> {
+/// A Go duration such as "1h30m", "2.5s" or "100ms" (non-negative), as etcd's flags and
+/// options (`--auth-token`'s `ttl=`) take them.
+pub fn parse_go_duration(s: &str) -> Option<Duration> {
     const UNITS: [(&str, f64); 7] = [
         ("ns", 1e-9),
         ("us", 1e-6),

@@ -42,3 +42,31 @@ fn invalid_values_fail_before_start() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("initial-cluster-state"), "{err}");
 }
+
+/// A token setting Cairn cannot honour stops it before it serves, saying why, rather than
+/// serving with other tokens than the user asked for.
+#[test]
+fn an_unusable_auth_token_setting_fails_before_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for (option, why) in [
+        ("bogus", "unknown token type"),
+        ("jwt,sign-method=RS256", "no pub-key or priv-key"),
+        ("jwt,sign-method=ES512,priv-key=/nonexistent", "ES512"),
+        (
+            "jwt,sign-method=HS256,priv-key=/nonexistent/key",
+            "cannot read priv-key",
+        ),
+    ] {
+        let out = cairn()
+            .args(["--data-dir", &dir.path().join("data").to_string_lossy()])
+            // Any free ports: the refusal comes after the ports are bound.
+            .args(["--listen-client-urls", "http://127.0.0.1:0"])
+            .args(["--listen-peer-urls", "http://127.0.0.1:0"])
+            .arg(format!("--auth-token={option}"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{option}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains(why), "{option}: {err}");
+    }
+}

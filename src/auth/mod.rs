@@ -12,7 +12,7 @@
 //! them, and for which request, is `apply::authorize` (writes, when applied) and the server
 //! (reads, watches, maintenance).
 //!
-//! May call `storage`.
+//! May call `storage`, and `config` for etcd's spelling of durations.
 
 mod permissions;
 pub mod tokens;

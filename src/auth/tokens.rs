@@ -251,7 +251,7 @@ impl Jwt {
             other => return Err(format!("--auth-token=jwt: invalid sign-method {other:?}")),
         };
         let ttl = match options.get("ttl") {
-            Some(ttl) => parse_go_duration(ttl)
+            Some(ttl) => crate::config::parse_go_duration(ttl)
                 .ok_or_else(|| format!("--auth-token=jwt: invalid ttl {ttl:?}"))?,
             None => DEFAULT_JWT_TTL,
         };
@@ -347,50 +347,9 @@ fn ec_public_key(private_pem: &[u8], algorithm: Algorithm) -> Result<DecodingKey
     Ok(DecodingKey::from_ec_der(pair.public_key().as_ref()))
 }
 
-/// A Go duration as etcd's `ttl=` takes it: `300s`, `5m`, `1h30m`, `1.5s`, `100ms`.
-fn parse_go_duration(text: &str) -> Option<Duration> {
-    let mut rest = text;
-    let mut total = 0f64;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number: f64 = rest[..number_len].parse().ok()?;
-        rest = &rest[number_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let seconds = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += number * seconds;
-    }
-    Some(Duration::from_secs_f64(total))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn go_durations_parse_as_etcd_reads_ttl() {
-        assert_eq!(parse_go_duration("300s"), Some(Duration::from_secs(300)));
-        assert_eq!(parse_go_duration("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_go_duration("1.5s"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_go_duration("100ms"), Some(Duration::from_millis(100)));
-        assert_eq!(parse_go_duration("10"), None);
-        assert_eq!(parse_go_duration(""), None);
-    }
 
     #[test]
     fn token_options_are_checked() {

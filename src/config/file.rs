@@ -356,6 +356,24 @@ mod tests {
     }
 
     #[test]
+    fn auth_keys_are_honoured() {
+        let c = config_from_file(
+            "auth-token: jwt,sign-method=HS256,priv-key=/k\n\
+             auth-token-ttl: 60\n\
+             bcrypt-cost: 4\n",
+        )
+        .unwrap();
+        assert_eq!(c.auth_token, "jwt,sign-method=HS256,priv-key=/k");
+        assert_eq!(c.auth_token_ttl, Duration::from_secs(60));
+        assert_eq!(c.bcrypt_cost, 4);
+        let c = config_from_file("name: x\n").unwrap();
+        assert_eq!(
+            (c.auth_token.as_str(), c.auth_token_ttl, c.bcrypt_cost),
+            ("simple", Duration::from_secs(300), 10)
+        );
+    }
+
+    #[test]
     fn keys_added_to_the_file_are_honoured() {
         let c = config_from_file(
             "max-concurrent-streams: 32\n\

@@ -49,12 +49,16 @@ impl Server {
     }
 
     /// A simple token is known once the entry that issued it is applied here: waits for it
-    /// (as etcd), unless the log does not reach that far, which no real token's entry can.
+    /// (as etcd), until the request's deadline. An index far beyond this member's log
+    /// belongs to no real token: refused at once rather than waited for.
     async fn wait_for_token_entry(
         &self,
         ctx: &RequestContext,
         index: u64,
     ) -> Result<(), EtcdError> {
+        /// How far past this member's log a token's entry may lie: a follower can be behind
+        /// the leader that issued it, but not by this much while it still serves.
+        const MAX_TOKEN_INDEX_AHEAD: u64 = 100_000;
         let (applied, last) = {
             let metrics = self.raft.metrics();
             let m = metrics.borrow();
@@ -66,12 +70,13 @@ impl Server {
         if index <= applied {
             return Ok(());
         }
-        if index > last {
+        if index > last.saturating_add(MAX_TOKEN_INDEX_AHEAD) {
             return Err(EtcdError::InvalidAuthToken);
         }
+        // etcd answers `invalid auth token` when it gives up waiting.
         tokio::time::timeout_at(self.deadline(ctx), super::applied_up_to(&self.raft, index))
             .await
-            .map_err(|_| EtcdError::Timeout)?
+            .map_err(|_| EtcdError::InvalidAuthToken)?
     }
 
     /// For the root-only operations (defragment, hashes, membership changes): whether the
