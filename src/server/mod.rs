@@ -309,11 +309,16 @@ impl Server {
         ctx: &RequestContext,
         request: internal_request::Request,
     ) -> Result<apply_result::Result, EtcdError> {
-        let request = InternalRequest {
+        let mut request = InternalRequest {
             request: Some(request),
-            caller: self.caller(ctx).await?,
+            caller: None,
         };
-        let size_bytes = request.encoded_len() + RAFT_REQUEST_OVERHEAD_BYTES;
+        let caller = self.caller(ctx).await?;
+        // Counted as etcd counts its header's user name and auth revision: nothing for a
+        // caller without identity, so the same requests pass and fail with auth off.
+        let caller_bytes = caller.as_ref().map_or(0, Message::encoded_len);
+        let size_bytes = request.encoded_len() + caller_bytes + RAFT_REQUEST_OVERHEAD_BYTES;
+        request.caller = caller;
         if size_bytes > self.limits.max_request_bytes {
             return Err(EtcdError::RequestTooLarge);
         }
