@@ -134,6 +134,16 @@ impl Server {
         }
     }
 
+    /// Proposes an auth change whose response is only a header: that header.
+    async fn auth_change(
+        &self,
+        ctx: &RequestContext,
+        request: Request,
+    ) -> Result<Option<ResponseHeader>, EtcdError> {
+        self.propose_auth(ctx, request).await?;
+        Ok(Some(self.header(0)))
+    }
+
     /// Hashes a password off the runtime.
     async fn hash_password(&self, password: String) -> Result<Vec<u8>, EtcdError> {
         let auth = self.auth.clone();
@@ -143,10 +153,10 @@ impl Server {
     }
 
     pub async fn auth_enable(&self, ctx: &RequestContext) -> Result<AuthEnableResponse, EtcdError> {
-        self.propose_auth(ctx, Request::AuthEnable(AuthEnableRequest {}))
-            .await?;
         Ok(AuthEnableResponse {
-            header: Some(self.header(0)),
+            header: self
+                .auth_change(ctx, Request::AuthEnable(AuthEnableRequest {}))
+                .await?,
         })
     }
 
@@ -154,10 +164,10 @@ impl Server {
         &self,
         ctx: &RequestContext,
     ) -> Result<AuthDisableResponse, EtcdError> {
-        self.propose_auth(ctx, Request::AuthDisable(AuthDisableRequest {}))
-            .await?;
         Ok(AuthDisableResponse {
-            header: Some(self.header(0)),
+            header: self
+                .auth_change(ctx, Request::AuthDisable(AuthDisableRequest {}))
+                .await?,
         })
     }
 
@@ -231,9 +241,8 @@ impl Server {
             hashed_password,
             options: r.options,
         });
-        self.propose_auth(ctx, request).await?;
         Ok(AuthUserAddResponse {
-            header: Some(self.header(0)),
+            header: self.auth_change(ctx, request).await?,
         })
     }
 
@@ -242,9 +251,8 @@ impl Server {
         ctx: &RequestContext,
         r: AuthUserDeleteRequest,
     ) -> Result<AuthUserDeleteResponse, EtcdError> {
-        self.propose_auth(ctx, Request::UserDelete(r)).await?;
         Ok(AuthUserDeleteResponse {
-            header: Some(self.header(0)),
+            header: self.auth_change(ctx, Request::UserDelete(r)).await?,
         })
     }
 
@@ -258,9 +266,8 @@ impl Server {
             name: r.name,
             hashed_password,
         });
-        self.propose_auth(ctx, request).await?;
         Ok(AuthUserChangePasswordResponse {
-            header: Some(self.header(0)),
+            header: self.auth_change(ctx, request).await?,
         })
     }
 
@@ -269,9 +276,8 @@ impl Server {
         ctx: &RequestContext,
         r: AuthUserGrantRoleRequest,
     ) -> Result<AuthUserGrantRoleResponse, EtcdError> {
-        self.propose_auth(ctx, Request::UserGrantRole(r)).await?;
         Ok(AuthUserGrantRoleResponse {
-            header: Some(self.header(0)),
+            header: self.auth_change(ctx, Request::UserGrantRole(r)).await?,
         })
     }
 
@@ -280,9 +286,8 @@ impl Server {
         ctx: &RequestContext,
         r: AuthUserRevokeRoleRequest,
     ) -> Result<AuthUserRevokeRoleResponse, EtcdError> {
-        self.propose_auth(ctx, Request::UserRevokeRole(r)).await?;
         Ok(AuthUserRevokeRoleResponse {
-            header: Some(self.header(0)),
+            header: self.auth_change(ctx, Request::UserRevokeRole(r)).await?,
         })
     }
 
@@ -291,9 +296,8 @@ impl Server {
         ctx: &RequestContext,
         r: AuthRoleAddRequest,
     ) -> Result<AuthRoleAddResponse, EtcdError> {
-        self.propose_auth(ctx, Request::RoleAdd(r)).await?;
         Ok(AuthRoleAddResponse {
-            header: Some(self.header(0)),
+            header: self.auth_change(ctx, Request::RoleAdd(r)).await?,
         })
     }
 
@@ -302,9 +306,8 @@ impl Server {
         ctx: &RequestContext,
         r: AuthRoleDeleteRequest,
     ) -> Result<AuthRoleDeleteResponse, EtcdError> {
-        self.propose_auth(ctx, Request::RoleDelete(r)).await?;
         Ok(AuthRoleDeleteResponse {
-            header: Some(self.header(0)),
+            header: self.auth_change(ctx, Request::RoleDelete(r)).await?,
         })
     }
 
@@ -316,10 +319,10 @@ impl Server {
         if r.perm.is_none() {
             return Err(EtcdError::PermissionNotGiven);
         }
-        self.propose_auth(ctx, Request::RoleGrantPermission(r))
-            .await?;
         Ok(AuthRoleGrantPermissionResponse {
-            header: Some(self.header(0)),
+            header: self
+                .auth_change(ctx, Request::RoleGrantPermission(r))
+                .await?,
         })
     }
 
@@ -328,10 +331,10 @@ impl Server {
         ctx: &RequestContext,
         r: AuthRoleRevokePermissionRequest,
     ) -> Result<AuthRoleRevokePermissionResponse, EtcdError> {
-        self.propose_auth(ctx, Request::RoleRevokePermission(r))
-            .await?;
         Ok(AuthRoleRevokePermissionResponse {
-            header: Some(self.header(0)),
+            header: self
+                .auth_change(ctx, Request::RoleRevokePermission(r))
+                .await?,
         })
     }
 
