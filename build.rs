@@ -23,6 +23,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .file_descriptor_set_path(out_dir.join("etcd_api_descriptor.bin"))
         .compile_protos(API_PROTOS, &["proto"])?;
 
+    // proto3's JSON mapping for the JSON gateway, with the proto's own field names in
+    // output (`create_revision`, `ID`) as etcd's gateway writes them; both spellings read,
+    // and unknown fields ignored, as etcd's gateway does.
+    let descriptors = std::fs::read(out_dir.join("etcd_api_descriptor.bin"))?;
+    pbjson_build::Builder::new()
+        .register_descriptors(&descriptors)?
+        .preserve_proto_field_names()
+        .ignore_unknown_fields()
+        .build(&[".mvccpb", ".authpb", ".etcdserverpb", ".v3lockpb", ".v3electionpb"])?;
+
     // A directory of its own: this run also regenerates the imported etcd packages, without
     // services, and must not overwrite the files above.
     let internal_dir = out_dir.join("internal");

@@ -526,6 +526,7 @@ fn tls_settings(f: &Flags) -> Result<(TlsSettings, TlsSettings), String> {
         crl_file: f.client_crl_file.clone(),
         self_signed_cert_validity_years: validity_years,
         allowed: None,
+        serves_http1: true,
     };
     let peer_tls = TlsSettings {
         cert_file: f.peer_cert_file.clone(),
@@ -536,6 +537,7 @@ fn tls_settings(f: &Flags) -> Result<(TlsSettings, TlsSettings), String> {
         crl_file: f.peer_crl_file.clone(),
         self_signed_cert_validity_years: validity_years,
         allowed: allowed_peer,
+        serves_http1: false,
     };
     Ok((client_tls, peer_tls))
 }

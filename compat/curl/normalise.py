@@ -70,7 +70,7 @@ def norm_json(o):
     for k, v in o.items():
         if k in KEY_RULES and not isinstance(v, (dict, list)):
             out[k] = KEY_RULES[k](v)
-        elif k in ("version", "storageVersion") and isinstance(v, str) and "." in v:
+        elif k in ("version", "storageVersion", "etcdserver") and isinstance(v, str) and "." in v:
             out[k] = "VERSION"  # server version in maintenance/status (key versions are ints)
         else:
             out[k] = norm_json(v)
@@ -129,7 +129,10 @@ def norm_headers(lines, json_body):
     out = [status] + sorted(out)
     for l in trailers:
         name, _, value = l.partition(":")
-        out.append("(trailer) %s: %s" % (canonical_header_name(name.strip()), value.strip()))
+        name = canonical_header_name(name.strip())
+        if name == "Grpc-Trailer-Content-Type":
+            continue
+        out.append("(trailer) %s: %s" % (name, value.strip()))
     return out
 
 

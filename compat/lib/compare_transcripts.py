@@ -6,7 +6,9 @@ A transcript is a list of blocks, each starting with "=== [N] TOOL ARGS..." (TOO
 program run: etcdctl, curl). Blocks are paired by position; a command is identical when
 its whole block is. NOT_YET_FILES (separated by ':', empty for none) list commands as
 written in the session, each followed by "# not yet: <feature>": those may differ because
-Cairn lacks the feature; they are counted and named. Prints one line per reason, one per
+Cairn lacks the feature; they are counted and named. A command followed by
+"# differs: <reason>" instead may differ for a reason the README's compatibility section
+gives (counted and named apart). Prints one line per reason, one per
 other difference, then "LABEL: N/M commands identical[; K differ as not yet]". Exits 1
 when a command not listed differs or ACTUAL_RUN_STATUS is not 0.
 """
@@ -41,9 +43,12 @@ def not_yet(paths):
         if not path:
             continue
         for line in open(path, encoding="utf-8"):
-            cmd, _, reason = line.partition("# not yet:")
-            if cmd.strip() and not cmd.lstrip().startswith("#"):
-                out[cmd.strip()] = reason.strip() or "?"
+            if line.lstrip().startswith("#"):
+                continue
+            for kind, marker in (("not yet", "# not yet:"), ("differs", "# differs:")):
+                cmd, found, reason = line.partition(marker)
+                if found and cmd.strip():
+                    out[cmd.strip()] = (kind, reason.strip() or "?")
     return out
 
 
@@ -62,14 +67,18 @@ def main():
             later.setdefault(allowed[cmd], []).append(cmd)
         else:
             wrong.append("%s %s" % (tool, cmd))
-    for reason, cmds in later.items():
+    for (kind, reason), cmds in later.items():
         names = sorted(set(cmds))
         shown = "; ".join(names[:6]) + ("; and %d more" % (len(names) - 6) if len(names) > 6 else "")
-        print("%s: not yet: %s (%d commands: %s)" % (label, reason, len(cmds), shown))
+        print("%s: %s: %s (%d commands: %s)" % (label, kind, reason, len(cmds), shown))
     for cmd in wrong:
         print("%s: DIFFERS: %s" % (label, cmd))
-    print("%s: %d/%d commands identical%s" % (label, same, len(exp),
-          "; %d differ as not yet" % sum(len(c) for c in later.values()) if later else ""))
+    counts = ""
+    for kind, words in (("not yet", "differ as not yet"), ("differs", "differ as documented")):
+        n = sum(len(c) for (k, _), c in later.items() if k == kind)
+        if n:
+            counts += "; %d %s" % (n, words)
+    print("%s: %d/%d commands identical%s" % (label, same, len(exp), counts))
     return 1 if wrong or actual_status != "0" else 0
 
 

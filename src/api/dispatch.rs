@@ -1,5 +1,8 @@
-//! The client port's HTTP/2 server: a hyper connection per accepted stream, each call
-//! handed to its gRPC service by the service name at the start of its path.
+//! The client port's HTTP server: a hyper connection per accepted stream (HTTP/2, or
+//! HTTP/1.1 as the client's first bytes say), each gRPC call handed to its service by the
+//! service name at the start of its path, every other request to `http` (the JSON gateway,
+//! `/version`, `/health`, ...). As etcd, a request is gRPC when it is HTTP/2 and its
+//! content type says `application/grpc`.
 //!
 //! tonic's own server put a stack of layers and an axum router between hyper and the
 //! services: about a tenth of the server's CPU under put load, for routing a dozen names.
@@ -38,6 +41,9 @@ use super::{admission, transport_errors};
 use crate::net::ClientIdentity;
 use crate::server::Server;
 
+/// hyper's default, made explicit: the head of an HTTP/1.1 request must arrive within this.
+const HTTP1_HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A service whose type the dispatch does not need to know.
 pub type BoxedService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
 
@@ -55,12 +61,45 @@ where
     (S::NAME, BoxCloneSyncService::new(service))
 }
 
+/// The client port's gRPC services, and the one way to call them: a gRPC client's calls
+/// and the JSON gateway's go through `call`.
+#[derive(Clone)]
+pub struct Services {
+    server: Arc<Server>,
+    /// Scanned per call: a dozen names, shorter than hashing the path.
+    by_name: Arc<[(&'static str, BoxedService)]>,
+}
+
+impl Services {
+    pub fn server(&self) -> &Arc<Server> {
+        &self.server
+    }
+
+    /// Admits the call (`admission`) and hands it to the service its path names.
+    pub fn call(&self, request: Request<Body>) -> CallFuture {
+        let request = match admission::admit(&self.server, request) {
+            Ok(request) => request,
+            Err(status) => return refusal(status),
+        };
+        // "/etcdserverpb.KV/Put" is served by "etcdserverpb.KV".
+        let path = request.uri().path();
+        let name = path.strip_prefix('/').unwrap_or(path).split('/').next();
+        let Some((_, service)) = self.by_name.iter().find(|(n, _)| Some(*n) == name) else {
+            // As tonic's router: UNIMPLEMENTED with no message.
+            return refusal(Status::unimplemented(""));
+        };
+        service
+            .clone()
+            .oneshot(request)
+            .map(|response| response.map(transport_errors::oversized_message_as_grpc_go))
+            .boxed()
+    }
+}
+
 /// The services of one connection.
 #[derive(Clone)]
 struct Dispatch {
-    server: Arc<Server>,
-    /// Scanned per call: a dozen names, shorter than hashing the path.
-    services: Arc<[(&'static str, BoxedService)]>,
+    services: Services,
     connection: TcpConnectInfo,
     /// The client certificate's common name, looked up once per connection.
     common_name: Option<ClientCommonName>,
@@ -71,7 +110,7 @@ struct Dispatch {
 #[derive(Clone)]
 pub struct ClientCommonName(pub Arc<str>);
 
-type CallFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+pub type CallFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
 impl<B> Service<Request<B>> for Dispatch
 where
@@ -89,26 +128,27 @@ where
     fn call(&mut self, request: Request<B>) -> CallFuture {
         let mut request = request.map(Body::new);
         request.extensions_mut().insert(self.connection.clone());
+        if !is_grpc(&request) {
+            let presented_common_name = self.common_name.is_some();
+            return super::http::serve(self.services.clone(), request, presented_common_name)
+                .map(Ok)
+                .boxed();
+        }
         if let Some(name) = &self.common_name {
             request.extensions_mut().insert(name.clone());
         }
-        let request = match admission::admit(&self.server, request) {
-            Ok(request) => request,
-            Err(status) => return refusal(status),
-        };
-        // "/etcdserverpb.KV/Put" is served by "etcdserverpb.KV".
-        let path = request.uri().path();
-        let name = path.strip_prefix('/').unwrap_or(path).split('/').next();
-        let Some((_, service)) = self.services.iter().find(|(n, _)| Some(*n) == name) else {
-            // As tonic's router: UNIMPLEMENTED with no message.
-            return refusal(Status::unimplemented(""));
-        };
-        service
-            .clone()
-            .oneshot(request)
-            .map(|response| response.map(transport_errors::oversized_message_as_grpc_go))
-            .boxed()
+        self.services.call(request)
     }
+}
+
+/// etcd's rule: gRPC is HTTP/2 with a content type that mentions `application/grpc`.
+fn is_grpc<B>(request: &Request<B>) -> bool {
+    request.version() == http::Version::HTTP_2
+        && request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("application/grpc"))
 }
 
 fn refusal(status: Status) -> CallFuture {
@@ -134,12 +174,21 @@ pub async fn serve<IO>(
         + Send
         + 'static,
 {
-    let services: Arc<[_]> = services.into();
-    let mut builder = auto::Builder::new(TokioExecutor::new()).http2_only();
+    let services = Services {
+        server,
+        by_name: services.into(),
+    };
+    let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(max_concurrent_streams);
+    // A slow or silent HTTP/1.1 client holds its connection at most this long before its
+    // request's head has arrived.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HTTP1_HEADER_READ_TIMEOUT);
     // Each connection holds a receiver: the sender learns when the last one has finished.
     let (stopping, stop) = tokio::sync::watch::channel(false);
     let mut incoming = incoming;
@@ -159,7 +208,6 @@ pub async fn serve<IO>(
             },
         };
         let dispatch = Dispatch {
-            server: server.clone(),
             services: services.clone(),
             connection: io.connect_info(),
             common_name: io.common_name().map(ClientCommonName),

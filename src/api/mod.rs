@@ -1,4 +1,6 @@
-//! The client API: etcd's gRPC services, gRPC health and reflection on the client URLs.
+//! The client API: etcd's gRPC services, gRPC health and reflection on the client URLs,
+//! and beside them on the same port etcd's plain HTTP: the JSON gateway (`gateway`, which
+//! calls the gRPC services in process), `/version`, `/health`, `/livez`, `/readyz` (`http`).
 //!
 //! Each handler checks its request (`validate`), calls one typed method of the server
 //! (`server::Server`) with the call's `RequestContext`, and sends back what it returns.
@@ -10,6 +12,8 @@ mod admission;
 mod auth;
 mod cluster;
 mod dispatch;
+mod gateway;
+mod http;
 mod kv;
 mod lease;
 mod maintenance;

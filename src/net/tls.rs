@@ -41,9 +41,11 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Each runs on its own, so stalled ones delay others only once this many are stalled
 /// (at a few KiB each, 1,024 bound the memory a flood can hold to a few MiB).
 const MAX_PENDING_HANDSHAKES: usize = 1024;
-/// gRPC is HTTP/2 only; a client offering other protocols by ALPN only is refused in the
-/// handshake rather than after it.
+/// gRPC is HTTP/2 only; a peer offering other protocols by ALPN only is refused in the
+/// handshake rather than after it. The client port also speaks HTTP/1.1 (the JSON gateway,
+/// `/health`, `/metrics`).
 const ALPN_H2: &[u8] = b"h2";
+const ALPN_HTTP1: &[u8] = b"http/1.1";
 
 /// One port's TLS flags, as etcd names them (`--cert-file`, or `--peer-cert-file` for peers).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,6 +63,8 @@ pub struct TlsSettings {
     pub self_signed_cert_validity_years: u32,
     /// What the other side's certificate must also show (peers only).
     pub allowed: Option<AllowedPeer>,
+    /// The port serves HTTP/1.1 beside HTTP/2 (the client port).
+    pub serves_http1: bool,
 }
 
 /// `--peer-cert-allowed-cn` / `--peer-cert-allowed-hostname`: beyond a trusted signature,
@@ -175,6 +179,9 @@ impl Tls {
             .with_single_cert(chain.clone(), key.clone_key())
             .context("the certificate does not match its key")?;
         server.alpn_protocols = vec![ALPN_H2.to_vec()];
+        if settings.serves_http1 {
+            server.alpn_protocols.push(ALPN_HTTP1.to_vec());
+        }
 
         // As a client, a member checks servers against the trusted CA when one is given.
         // Without one (auto TLS, or certificates from a CA the member was not told about) it

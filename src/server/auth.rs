@@ -152,6 +152,11 @@ impl Server {
             .map_err(|_| EtcdError::Stopped)?
     }
 
+    /// Whether auth is enabled (as this member has applied it).
+    pub fn auth_enabled(&self) -> bool {
+        self.auth.is_enabled()
+    }
+
     pub async fn auth_enable(&self, ctx: &RequestContext) -> Result<AuthEnableResponse, EtcdError> {
         Ok(AuthEnableResponse {
             header: self

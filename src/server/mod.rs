@@ -6,10 +6,10 @@
 //! (learners, `hasleader`), routing to the leader (`route`), read barriers
 //! (`read_barrier`), batching writes into Raft proposals and waiting until they are
 //! applied (`proposer`), who the caller is and what it may do, and the Auth service
-//! (`auth`), the mapping of openraft's errors to etcd's (`raft_errors`),
-//! member roles (`role`), the lease lifecycle on a member (`lease`), membership changes
-//! (`cluster`, `membership`), leadership transfer and the leader monitor (`leadership`),
-//! and this member's identity (`identity`).
+//! (`auth`), the mapping of openraft's errors to etcd's (`raft_errors`), member roles
+//! (`role`), what the health endpoints report (`health`), the lease lifecycle on a member
+//! (`lease`), membership changes (`cluster`, `membership`), leadership transfer and the
+//! leader monitor (`leadership`), and this member's identity (`identity`).
 //!
 //! A request's path: `api::kv` → `Server::put` (`kv`) → `proposer` → `raft` (log in
 //! `storage`) → `raft::state_machine` → `apply` → `mvcc`/`lease` → `watch`.
@@ -41,6 +41,7 @@ macro_rules! propose_as {
 mod auth;
 mod cluster;
 mod context;
+mod health;
 mod identity;
 mod kv;
 mod leadership;
@@ -56,6 +57,7 @@ mod route;
 mod watch;
 
 pub use context::RequestContext;
+pub use health::{CheckResult, Probe, Unhealthy};
 pub use watch::{KeyRange, Outgoing, WatchHandle, WatchSpec, WatchStream, NO_WATCH_ID};
 
 use std::collections::BTreeMap;

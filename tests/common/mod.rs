@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod http;
 pub mod proxy;
 
 use std::io::{BufRead, BufReader, Read};
