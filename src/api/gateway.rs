@@ -175,11 +175,19 @@ pub async fn handle(
     let (parts, mut body) = request.into_parts();
     let mut pending = BytesMut::new();
     // The first request, whole; a stream's others are read as they come.
-    let first = match first_request(route.decode, &mut body, &mut pending, max_json_bytes).await
-    {
-        Ok(first) => first,
-        Err(refused) => return refused,
+    // etcd's gateway answers a stream's malformed first request as Unknown, not as
+    // InvalidArgument.
+    let malformed = match route.shape {
+        Shape::Bidi => Code::Unknown,
+        Shape::Unary | Shape::ServerStream => Code::InvalidArgument,
     };
+    let first =
+        match first_request(route.decode, &mut body, &mut pending, max_json_bytes, malformed)
+            .await
+        {
+            Ok(first) => first,
+            Err(refused) => return refused,
+        };
     let grpc_body = match route.shape {
         Shape::Unary | Shape::ServerStream => Body::new(http_body_util::Full::new(grpc_frame(
             &first.unwrap_or_default(),
@@ -195,14 +203,16 @@ pub async fn handle(
 }
 
 /// Reads the body until its first JSON request is whole: None for a body of whitespace
-/// only (the empty request; no request at all on a stream). A malformed one is refused as
-/// etcd's gateway refuses it: InvalidArgument, or Unknown for a stream's.
+/// only (the empty request; no request at all on a stream). A malformed one is refused with
+/// the code `malformed`.
 async fn first_request(
     decode: Decode,
     body: &mut Body,
     pending: &mut BytesMut,
     max_json_bytes: usize,
+    malformed: Code,
 ) -> Result<Option<Vec<u8>>, Response<Body>> {
+    let bad_json = |e: &dyn std::fmt::Display| Status::new(malformed, e.to_string());
     loop {
         match decode(pending) {
             Ok(Some((message, used))) => {
@@ -210,7 +220,7 @@ async fn first_request(
                 return Ok(Some(message));
             }
             Ok(None) => {}
-            Err(e) => return Err(gateway_error(&bad_json(e), Framing::Sized)),
+            Err(e) => return Err(gateway_error(&bad_json(&e), Framing::Sized)),
         }
         if pending.len() > max_json_bytes {
             let refused = Status::resource_exhausted(format!(
@@ -230,7 +240,7 @@ async fn first_request(
                 return Err(gateway_error(&failed, Framing::Sized));
             }
             None if pending.iter().all(u8::is_ascii_whitespace) => return Ok(None),
-            None => return Err(gateway_error(&bad_json("unexpected EOF"), Framing::Sized)),
+            None => return Err(gateway_error(&bad_json(&"unexpected EOF"), Framing::Sized)),
         }
     }
 }
@@ -273,10 +283,6 @@ fn forwarded_name(name: &str) -> &'static str {
         "traceparent" => "traceparent",
         _ => "tracestate",
     }
-}
-
-fn bad_json(e: impl std::fmt::Display) -> Status {
-    Status::invalid_argument(e.to_string())
 }
 
 /// One gRPC message frame: uncompressed, its length, the message.

@@ -46,7 +46,7 @@ async fn route(
     presented_common_name: bool,
 ) -> Response<Body> {
     if request.method() == Method::OPTIONS {
-        return text(StatusCode::OK, "");
+        return with_body(StatusCode::OK, Bytes::new());
     }
     let path = request.uri().path();
     // etcd 3.4 serves the gateway under `/v3beta/` too, the same as `/v3/`.
@@ -61,11 +61,10 @@ async fn route(
     let server = services.server();
     match path.as_str() {
         "/version" => get_only(&request).unwrap_or_else(|| {
-            let body = serde_json::json!({
-                "etcdserver": ETCD_API_VERSION,
-                "etcdcluster": format!("{ETCD_CLUSTER_VERSION}.0"),
-            });
-            json(StatusCode::OK, body.to_string())
+            let body = format!(
+                "{{\"etcdserver\":\"{ETCD_API_VERSION}\",\"etcdcluster\":\"{ETCD_CLUSTER_VERSION}.0\"}}"
+            );
+            json(StatusCode::OK, body)
         }),
         "/v3" => {
             let mut moved = text(StatusCode::MOVED_PERMANENTLY, "<a href=\"/v3/\">Moved Permanently</a>.\n\n");
