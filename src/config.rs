@@ -210,7 +210,7 @@ pub struct Flags {
     /// Host name a peer's certificate must be valid for.
     #[arg(long, env = "ETCD_PEER_CERT_ALLOWED_HOSTNAME")]
     pub peer_cert_allowed_hostname: Option<String>,
-    /// TLS cipher suites (not yet: refused).
+    /// TLS 1.2 cipher suites, comma-separated Go names (TLS 1.3's are not configurable).
     #[arg(long, env = "ETCD_CIPHER_SUITES")]
     pub cipher_suites: Option<String>,
     /// Keys deleted per batch of a physical compaction (etcd 3.6+'s name; 3.4/3.5's
@@ -492,9 +492,6 @@ fn accepted_but_ignored(f: &Flags) -> Result<Vec<String>, String> {
 
 /// Flags refused rather than ignored: ignoring them would weaken what the user asked for.
 fn refuse_unsupported(f: &Flags) -> Result<(), String> {
-    if f.cipher_suites.is_some() {
-        return Err("--cipher-suites is not supported yet".to_string());
-    }
     if let Some(limit) = f.compaction_batch_limit {
         return Err(format!(
             "--compaction-batch-limit={limit} is not supported yet: Cairn deletes a \
@@ -517,6 +514,10 @@ fn tls_settings(f: &Flags) -> Result<(TlsSettings, TlsSettings), String> {
         (None, None) => None,
     };
     let validity_years = f.self_signed_cert_validity.unwrap_or(1);
+    let cipher_suites = match &f.cipher_suites {
+        Some(names) => crate::net::tls::go_cipher_suites(names)?,
+        None => Vec::new(),
+    };
     let client_tls = TlsSettings {
         cert_file: f.cert_file.clone(),
         key_file: f.key_file.clone(),
@@ -527,6 +528,7 @@ fn tls_settings(f: &Flags) -> Result<(TlsSettings, TlsSettings), String> {
         self_signed_cert_validity_years: validity_years,
         allowed: None,
         serves_http1: true,
+        cipher_suites: cipher_suites.clone(),
     };
     let peer_tls = TlsSettings {
         cert_file: f.peer_cert_file.clone(),
@@ -538,6 +540,7 @@ fn tls_settings(f: &Flags) -> Result<(TlsSettings, TlsSettings), String> {
         self_signed_cert_validity_years: validity_years,
         allowed: allowed_peer,
         serves_http1: false,
+        cipher_suites,
     };
     Ok((client_tls, peer_tls))
 }
@@ -776,6 +779,9 @@ mod tests {
         // Restrictions not built yet are refused, not ignored: ignoring them would weaken
         // what the user asked for.
         assert!(parse(&["--cipher-suites", "TLS_AES_128_GCM_SHA256"]).is_err());
+        assert!(parse(&["--cipher-suites", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,BOGUS"]).is_err());
+        let ok = parse(&["--cipher-suites", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]).unwrap();
+        assert_eq!(ok.client_tls.cipher_suites, ["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]);
         let c = parse(&["--peer-cert-allowed-cn", "peer"]).unwrap();
         assert_eq!(
             c.peer_tls.allowed,

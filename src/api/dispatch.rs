@@ -68,11 +68,17 @@ pub struct Services {
     server: Arc<Server>,
     /// Scanned per call: a dozen names, shorter than hashing the path.
     by_name: Arc<[(&'static str, BoxedService)]>,
+    /// The JSON gateway's calls in flight, at most `--max-concurrent-streams`.
+    gateway_streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl Services {
     pub fn server(&self) -> &Arc<Server> {
         &self.server
+    }
+
+    pub fn gateway_streams(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.gateway_streams
     }
 
     /// Admits the call (`admission`) and hands it to the service its path names.
@@ -174,9 +180,13 @@ pub async fn serve<IO>(
         + Send
         + 'static,
 {
+    let gateway_streams = max_concurrent_streams
+        .map_or(u32::MAX as usize, |n| n as usize)
+        .min(tokio::sync::Semaphore::MAX_PERMITS);
     let services = Services {
         server,
         by_name: services.into(),
+        gateway_streams: Arc::new(tokio::sync::Semaphore::new(gateway_streams)),
     };
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

@@ -100,6 +100,9 @@ const ROUTES: &[Route] = &[
     route!("maintenance/defragment", "/etcdserverpb.Maintenance/Defragment", Unary, DefragmentRequest, DefragmentResponse),
     // Hash and HashKV share one path in etcd's protos; etcd 3.4's gateway serves Hash there.
     route!("maintenance/hash", "/etcdserverpb.Maintenance/Hash", Unary, HashRequest, HashResponse),
+    // etcd 3.5+'s own paths (3.4's gateway has no HashKV, 3.5 added Downgrade).
+    route!("maintenance/hashkv", "/etcdserverpb.Maintenance/HashKV", Unary, HashKvRequest, HashKvResponse),
+    route!("maintenance/downgrade", "/etcdserverpb.Maintenance/Downgrade", Unary, DowngradeRequest, DowngradeResponse),
     route!("maintenance/snapshot", "/etcdserverpb.Maintenance/Snapshot", ServerStream, SnapshotRequest, SnapshotResponse),
     route!("maintenance/transfer-leadership", "/etcdserverpb.Maintenance/MoveLeader", Unary, MoveLeaderRequest, MoveLeaderResponse),
     route!("auth/enable", "/etcdserverpb.Auth/AuthEnable", Unary, AuthEnableRequest, AuthEnableResponse),
@@ -195,10 +198,20 @@ pub async fn handle(
         Shape::Bidi => streamed_requests(route.decode, first, body, pending, max_json_bytes),
     };
     let call = grpc_request(route, &parts.headers, parts.extensions.get(), grpc_body);
+    // A call holds one of the gateway's streams until its reply has been sent: etcd's gateway
+    // makes its calls over one gRPC connection of its own, so --max-concurrent-streams
+    // bounds how many are in flight, and further ones wait.
+    let Ok(stream) = services.gateway_streams().clone().acquire_owned().await else {
+        return gateway_error(&Status::unavailable("the server is stopping"), Framing::Sized);
+    };
     let Ok(response) = services.call(call).await;
     match route.shape {
-        Shape::Unary => unary_reply(route, response).await,
-        Shape::ServerStream | Shape::Bidi => streamed_replies(route, response).await,
+        Shape::Unary => {
+            let reply = unary_reply(route, response).await;
+            drop(stream);
+            reply
+        }
+        Shape::ServerStream | Shape::Bidi => streamed_replies(route, response, stream).await,
     }
 }
 
@@ -449,7 +462,11 @@ async fn unary_reply(route: &Route, response: Response<Body>) -> Response<Body> 
 /// the stream with an `{"error":...}` line. As etcd's gateway, nothing is answered before
 /// the first reply, and a call that fails before any is answered with the failure's HTTP
 /// status.
-async fn streamed_replies(route: &Route, response: Response<Body>) -> Response<Body> {
+async fn streamed_replies(
+    route: &Route,
+    response: Response<Body>,
+    stream: tokio::sync::OwnedSemaphorePermit,
+) -> Response<Body> {
     let status = status_of(response.headers()).filter(|s| s.code() != Code::Ok);
     let mut reply = GrpcReply::new(response.into_body());
     let first = match status {
@@ -474,6 +491,7 @@ async fn streamed_replies(route: &Route, response: Response<Body>) -> Response<B
     let encode = route.encode;
     let (lines, received) = tokio::sync::mpsc::channel::<Bytes>(STREAM_BUFFER_MESSAGES);
     tokio::spawn(async move {
+        let _stream = stream;
         let mut next = Some(first);
         while let Some(message) = next {
             let line = match encode(&message) {

@@ -27,8 +27,6 @@ enum Place {
     Section(&'static str, &'static str),
     /// Not in etcd's file; the reason.
     FlagOnly(&'static str),
-    /// In etcd's file, but Cairn does not read it there; the reason.
-    NotRead(&'static str),
 }
 
 /// One flag and its place in the file.
@@ -43,7 +41,7 @@ struct FileKey {
 /// `key!(field, place)` reads the value as the field's own type; `key!(field, place,
 /// reader)` converts etcd's file form (a list, nanoseconds) into the flag's text.
 macro_rules! key {
-    // `FlagOnly` and `NotRead`: nothing to set.
+    // `FlagOnly`: nothing to set.
     ($field:ident, $unread:ident($reason:literal)) => {
         FileKey {
             field: stringify!($field),
@@ -66,7 +64,7 @@ macro_rules! key {
     };
 }
 
-use Place::{FlagOnly, NotRead, Section, Top};
+use Place::{FlagOnly, Section, Top};
 
 /// Every flag, in `Flags`' order. Key names checked against etcd 3.4's `embed/config.go`
 /// (`configYAML`, `securityConfig`) and, for newer names, etcd's main branch.
@@ -128,12 +126,7 @@ const FILE_KEYS: &[FileKey] = &[
         Section(PEER, "allowed-hostname"),
         one_name
     ),
-    // Refusing it from the file, as the flag is refused, would refuse etcd's own sample
-    // file, which lists cipher suites for plain-HTTP URLs.
-    key!(
-        cipher_suites,
-        NotRead("etcd's sample file sets it without TLS; the flag is refused")
-    ),
+    key!(cipher_suites, Top, list),
     key!(compaction_batch_limit, Top),
 ];
 
@@ -163,7 +156,7 @@ impl FileKey {
     /// The key the file gives this flag under, and its value, if given.
     fn lookup(&self, command: &Command, top: &Mapping) -> Result<Option<(String, Value)>, String> {
         match self.place {
-            FlagOnly(_) | NotRead(_) => Ok(None),
+            FlagOnly(_) => Ok(None),
             Top => {
                 let mut found: Option<(String, Value)> = None;
                 for name in flag_names(command, self.field) {
@@ -310,7 +303,7 @@ mod tests {
                 "FILE_KEYS names {}, which is no flag",
                 key.field
             );
-            if let FlagOnly(reason) | NotRead(reason) = key.place {
+            if let FlagOnly(reason) = key.place {
                 assert!(!reason.is_empty(), "{}: needs its reason", key.field);
             }
         }
@@ -323,7 +316,7 @@ mod tests {
         for key in FILE_KEYS {
             let long = flag_names(&command, key.field)[0];
             let yaml_key = match key.place {
-                FlagOnly(_) | NotRead(_) => continue,
+                FlagOnly(_) => continue,
                 Top => format!("{long}: "),
                 Section(section, name) => format!("{section}:\n  {name}: "),
             };

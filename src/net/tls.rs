@@ -65,6 +65,8 @@ pub struct TlsSettings {
     pub allowed: Option<AllowedPeer>,
     /// The port serves HTTP/1.1 beside HTTP/2 (the client port).
     pub serves_http1: bool,
+    /// `--cipher-suites`: the TLS 1.2 suites offered (IANA names), all when empty.
+    pub cipher_suites: Vec<String>,
 }
 
 /// `--peer-cert-allowed-cn` / `--peer-cert-allowed-hostname`: beyond a trusted signature,
@@ -119,7 +121,10 @@ impl Tls {
     /// self-signed certificate for `hosts` is generated in `auto_dir` on first start and
     /// reused afterwards, so clients that pinned it keep working.
     pub fn load(settings: &TlsSettings, auto_dir: &Path, hosts: &[String]) -> anyhow::Result<Tls> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(with_cipher_suites(
+            rustls::crypto::ring::default_provider(),
+            &settings.cipher_suites,
+        ));
         let (cert_file, key_file, self_signed) = match (&settings.cert_file, &settings.key_file) {
             (Some(cert), Some(key)) => (cert.clone(), key.clone(), false),
             (Some(_), None) | (None, Some(_)) => {
@@ -863,4 +868,77 @@ mod tests {
             .check(&cert)
             .is_err());
     }
+}
+
+/// Go's names of the TLS 1.2 cipher suites `--cipher-suites` may list, with the IANA name
+/// of each (Go also spells two ChaCha20 suites without their hash).
+const GO_CIPHER_SUITES: &[(&str, &str)] = &[
+    ("TLS_RSA_WITH_RC4_128_SHA", "TLS_RSA_WITH_RC4_128_SHA"),
+    ("TLS_RSA_WITH_3DES_EDE_CBC_SHA", "TLS_RSA_WITH_3DES_EDE_CBC_SHA"),
+    ("TLS_RSA_WITH_AES_128_CBC_SHA", "TLS_RSA_WITH_AES_128_CBC_SHA"),
+    ("TLS_RSA_WITH_AES_256_CBC_SHA", "TLS_RSA_WITH_AES_256_CBC_SHA"),
+    ("TLS_RSA_WITH_AES_128_CBC_SHA256", "TLS_RSA_WITH_AES_128_CBC_SHA256"),
+    ("TLS_RSA_WITH_AES_128_GCM_SHA256", "TLS_RSA_WITH_AES_128_GCM_SHA256"),
+    ("TLS_RSA_WITH_AES_256_GCM_SHA384", "TLS_RSA_WITH_AES_256_GCM_SHA384"),
+    ("TLS_ECDHE_ECDSA_WITH_RC4_128_SHA", "TLS_ECDHE_ECDSA_WITH_RC4_128_SHA"),
+    ("TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA", "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA"),
+    ("TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA", "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA"),
+    ("TLS_ECDHE_RSA_WITH_RC4_128_SHA", "TLS_ECDHE_RSA_WITH_RC4_128_SHA"),
+    ("TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA", "TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA"),
+    ("TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA", "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA"),
+    ("TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA", "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA"),
+    ("TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256"),
+    ("TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256"),
+    ("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"),
+    ("TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"),
+    ("TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"),
+    ("TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"),
+    ("TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305", "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"),
+    ("TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305", "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"),
+    ("TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"),
+    ("TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"),
+];
+
+/// `--cipher-suites` (comma-separated Go names) as IANA names; a name Go does not know is
+/// refused with etcd's words.
+pub fn go_cipher_suites(names: &str) -> Result<Vec<String>, String> {
+    names
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(|name| {
+            GO_CIPHER_SUITES
+                .iter()
+                .find(|(go, _)| *go == name)
+                .map(|(_, iana)| iana.to_string())
+                .ok_or_else(|| format!("unexpected TLS cipher suite {name:?}"))
+        })
+        .collect()
+}
+
+/// The provider with only the TLS 1.2 suites in `names` (all when empty); TLS 1.3's stay,
+/// as Go keeps them whatever the list says. Listed suites the provider lacks (CBC, RC4,
+/// 3DES, RSA key exchange) are reported, not silently dropped.
+fn with_cipher_suites(
+    mut provider: rustls::crypto::CryptoProvider,
+    names: &[String],
+) -> rustls::crypto::CryptoProvider {
+    if names.is_empty() {
+        return provider;
+    }
+    let offered = |suite: &rustls::SupportedCipherSuite| format!("{:?}", suite.suite());
+    let unavailable: Vec<&String> = names
+        .iter()
+        .filter(|name| !provider.cipher_suites.iter().any(|s| &offered(s) == *name))
+        .collect();
+    if !unavailable.is_empty() {
+        tracing::warn!(
+            ?unavailable,
+            "--cipher-suites lists suites Cairn's TLS does not implement; they are not offered"
+        );
+    }
+    provider.cipher_suites.retain(|suite| {
+        suite.version() == &rustls::version::TLS13 || names.contains(&offered(suite))
+    });
+    provider
 }
