@@ -3,7 +3,8 @@
 //!
 //! Owns parsing and validation only; `file` reads the YAML through one table of each
 //! flag's file key. May call `cluster` (etcd's URL printing, the bootstrap
-//! identity), `net` (the TLS settings it fills) and `feature_gates`; nothing calls back.
+//! identity), `net` (the TLS settings it fills), `feature_gates` and `telemetry` (the
+//! tracing settings it fills); nothing calls back.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use url::Url;
 
 use crate::cluster::{url_string, Identity};
 use crate::net::tls::{AllowedPeer, TlsSettings};
+use crate::telemetry::{LogFormat, TracingSettings, SAMPLES_PER};
 
 mod file;
 
@@ -39,6 +41,8 @@ mod default {
     /// etcd: 0 means its default quota of 2 GiB.
     pub const QUOTA_BACKEND_BYTES: u64 = 2 * 1024 * 1024 * 1024;
     pub const WATCH_PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+    pub const TRACING_ADDRESS: &str = "localhost:4317";
+    pub const TRACING_SERVICE_NAME: &str = "etcd";
 }
 
 /// Command-line flags, named as etcd names them. Each also reads `ETCD_<NAME>`, and each
@@ -120,6 +124,13 @@ pub struct Flags {
     /// debug, info, warn, error, panic or fatal.
     #[arg(long, env = "ETCD_LOG_LEVEL")]
     pub log_level: Option<String>,
+    /// `zap` (etcd's structured logger: JSON lines) or `capnslog` (etcd 3.4's default: text).
+    /// Without it, Cairn writes text; see `log_format`.
+    #[arg(long, env = "ETCD_LOGGER")]
+    pub logger: Option<String>,
+    /// etcd 3.6+'s `json` or `console` (Cairn's text lines).
+    #[arg(long, env = "ETCD_LOG_FORMAT")]
+    pub log_format: Option<String>,
     /// Maximum concurrent gRPC streams per client connection.
     #[arg(long, env = "ETCD_MAX_CONCURRENT_STREAMS")]
     pub max_concurrent_streams: Option<u32>,
@@ -132,12 +143,44 @@ pub struct Flags {
     )]
     pub experimental_watch_progress_notify_interval: Option<String>,
 
+    // Distributed tracing: etcd 3.7's names, with 3.5's `--experimental-*` names as aliases
+    // (and their `ETCD_EXPERIMENTAL_*` variables, see `RENAMED_VARIABLES`).
+    /// Export spans of client requests over OTLP/gRPC.
+    #[arg(long, alias = "experimental-enable-distributed-tracing", env = "ETCD_ENABLE_DISTRIBUTED_TRACING", num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub enable_distributed_tracing: Option<bool>,
+    /// The OTLP/gRPC collector's address, `host:port` (default `localhost:4317`).
+    #[arg(
+        long,
+        alias = "experimental-distributed-tracing-address",
+        env = "ETCD_DISTRIBUTED_TRACING_ADDRESS"
+    )]
+    pub distributed_tracing_address: Option<String>,
+    /// The service name of the spans (default `etcd`); the same on every member.
+    #[arg(
+        long,
+        alias = "experimental-distributed-tracing-service-name",
+        env = "ETCD_DISTRIBUTED_TRACING_SERVICE_NAME"
+    )]
+    pub distributed_tracing_service_name: Option<String>,
+    /// The service instance ID of the spans (default none); unique per member.
+    #[arg(
+        long,
+        alias = "experimental-distributed-tracing-instance-id",
+        env = "ETCD_DISTRIBUTED_TRACING_INSTANCE_ID"
+    )]
+    pub distributed_tracing_instance_id: Option<String>,
+    /// Traces sampled per million requests that come without a sampled parent (default 0).
+    #[arg(
+        long,
+        alias = "experimental-distributed-tracing-sampling-rate",
+        env = "ETCD_DISTRIBUTED_TRACING_SAMPLING_RATE",
+        allow_negative_numbers = true
+    )]
+    pub distributed_tracing_sampling_rate: Option<i64>,
+
     // Accepted for compatibility with etcd's command lines; Cairn has nothing to configure
     // with them (it always logs to stderr) or does not serve what they enable yet. Each is
     // reported at start-up when set.
-    /// etcd's logger choice; Cairn has one logger.
-    #[arg(long, env = "ETCD_LOGGER")]
-    pub logger: Option<String>,
     /// etcd's log destinations; Cairn logs to stderr.
     #[arg(long, env = "ETCD_LOG_OUTPUTS", alias = "log-output")]
     pub log_outputs: Option<String>,
@@ -223,6 +266,47 @@ pub struct Flags {
     pub compaction_batch_limit: Option<u64>,
 }
 
+/// `ETCD_*` variables of flags' older names (etcd 3.5's `--experimental-*`), each with the
+/// variable of the name clap reads (one per flag). When only the older is set, it is read as
+/// the newer; when both are, the newer wins.
+const RENAMED_VARIABLES: &[(&str, &str)] = &[
+    (
+        "ETCD_EXPERIMENTAL_ENABLE_DISTRIBUTED_TRACING",
+        "ETCD_ENABLE_DISTRIBUTED_TRACING",
+    ),
+    (
+        "ETCD_EXPERIMENTAL_DISTRIBUTED_TRACING_ADDRESS",
+        "ETCD_DISTRIBUTED_TRACING_ADDRESS",
+    ),
+    (
+        "ETCD_EXPERIMENTAL_DISTRIBUTED_TRACING_SERVICE_NAME",
+        "ETCD_DISTRIBUTED_TRACING_SERVICE_NAME",
+    ),
+    (
+        "ETCD_EXPERIMENTAL_DISTRIBUTED_TRACING_INSTANCE_ID",
+        "ETCD_DISTRIBUTED_TRACING_INSTANCE_ID",
+    ),
+    (
+        "ETCD_EXPERIMENTAL_DISTRIBUTED_TRACING_SAMPLING_RATE",
+        "ETCD_DISTRIBUTED_TRACING_SAMPLING_RATE",
+    ),
+];
+
+impl Flags {
+    /// The process's command line and `ETCD_*` variables, older names' variables included.
+    pub fn from_command_line_and_env() -> Flags {
+        for (older, newer) in RENAMED_VARIABLES {
+            if let Some(value) = std::env::var_os(older) {
+                if std::env::var_os(newer).is_none() {
+                    // Before any other thread runs: nothing reads the environment meanwhile.
+                    std::env::set_var(newer, value);
+                }
+            }
+        }
+        Flags::parse()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClusterState {
     New,
@@ -260,6 +344,8 @@ pub struct Config {
     pub max_txn_ops: u64,
     pub auto_compaction: AutoCompaction,
     pub log_level: String,
+    /// `--logger` with `--log-format` (see `log_format`).
+    pub log_format: LogFormat,
     pub max_concurrent_streams: Option<u32>,
     pub watch_progress_interval: Duration,
     /// `--auth-token` (default `simple`).
@@ -272,6 +358,8 @@ pub struct Config {
     pub client_tls: TlsSettings,
     /// TLS of the peer URLs that are `https`, and of connections to other members.
     pub peer_tls: TlsSettings,
+    /// `--enable-distributed-tracing` with its settings; `None` when off.
+    pub distributed_tracing: Option<TracingSettings>,
     /// Flags given that Cairn accepts but does not act on, each with the reason.
     pub ignored: Vec<String>,
 }
@@ -297,11 +385,13 @@ impl Config {
         let initial_cluster_state = initial_cluster_state(&f)?;
         let (heartbeat_interval_ms, election_timeout_ms) = raft_timing(&f)?;
         let auto_compaction = auto_compaction(&f)?;
-        let ignored = accepted_but_ignored(&f)?;
+        let mut ignored = accepted_but_ignored(&f)?;
+        let distributed_tracing = distributed_tracing(&f, &mut ignored)?;
         refuse_unsupported(&f)?;
         let (client_tls, peer_tls) = tls_settings(&f)?;
         check_url_schemes(&urls, &initial_cluster, &client_tls, &peer_tls)?;
         let log_level = log_level(&f)?;
+        let log_format = log_format(&f)?;
         Ok(Config {
             name,
             data_dir,
@@ -328,6 +418,7 @@ impl Config {
             max_txn_ops: f.max_txn_ops.unwrap_or(default::MAX_TXN_OPS),
             auto_compaction,
             log_level,
+            log_format,
             max_concurrent_streams: f.max_concurrent_streams,
             watch_progress_interval,
             auth_token: f.auth_token.clone().unwrap_or_else(|| "simple".to_string()),
@@ -335,6 +426,7 @@ impl Config {
             bcrypt_cost: f.bcrypt_cost.unwrap_or(10),
             client_tls,
             peer_tls,
+            distributed_tracing,
             ignored,
         })
     }
@@ -347,6 +439,66 @@ fn watch_progress_interval(f: &Flags) -> Result<Duration, String> {
             format!("invalid value {s:?} for flag -experimental-watch-progress-notify-interval")
         }),
     }
+}
+
+/// `--enable-distributed-tracing` and its settings, checked as etcd checks them (only when
+/// enabled). Settings given with tracing off are reported as ignored.
+fn distributed_tracing(
+    f: &Flags,
+    ignored: &mut Vec<String>,
+) -> Result<Option<TracingSettings>, String> {
+    let given = [
+        (
+            "--distributed-tracing-address",
+            f.distributed_tracing_address.is_some(),
+        ),
+        (
+            "--distributed-tracing-service-name",
+            f.distributed_tracing_service_name.is_some(),
+        ),
+        (
+            "--distributed-tracing-instance-id",
+            f.distributed_tracing_instance_id.is_some(),
+        ),
+        (
+            "--distributed-tracing-sampling-rate",
+            f.distributed_tracing_sampling_rate.is_some(),
+        ),
+    ];
+    if f.enable_distributed_tracing != Some(true) {
+        for (flag, _) in given.iter().filter(|(_, given)| *given) {
+            ignored.push(format!(
+                "{flag}: distributed tracing is off (--enable-distributed-tracing)"
+            ));
+        }
+        return Ok(None);
+    }
+    let rate = f.distributed_tracing_sampling_rate.unwrap_or(0);
+    let invalid =
+        |reason: &str| format!("distributed tracing configurition is not valid: ({reason})");
+    if rate < 0 {
+        return Err(invalid("tracing sampling rate must be positive"));
+    }
+    if rate > i64::from(SAMPLES_PER) {
+        return Err(invalid(&format!(
+            "tracing sampling rate must be less than {SAMPLES_PER}"
+        )));
+    }
+    Ok(Some(TracingSettings {
+        address: f
+            .distributed_tracing_address
+            .clone()
+            .unwrap_or_else(|| default::TRACING_ADDRESS.to_string()),
+        service_name: f
+            .distributed_tracing_service_name
+            .clone()
+            .unwrap_or_else(|| default::TRACING_SERVICE_NAME.to_string()),
+        instance_id: f
+            .distributed_tracing_instance_id
+            .clone()
+            .unwrap_or_default(),
+        sampling_rate_per_million: rate as u32,
+    }))
 }
 
 /// The client and peer URL flags, parsed, with etcd's defaults.
@@ -455,11 +607,6 @@ fn auto_compaction(f: &Flags) -> Result<AutoCompaction, String> {
 /// The notes reported at start-up for flags Cairn accepts but does not act on.
 fn accepted_but_ignored(f: &Flags) -> Result<Vec<String>, String> {
     let mut ignored = Vec::new();
-    if let Some(v) = &f.logger {
-        ignored.push(format!(
-            "--logger={v}: Cairn has one logger, writing to stderr"
-        ));
-    }
     if let Some(v) = &f.log_outputs {
         ignored.push(format!("--log-outputs={v}: Cairn logs to stderr"));
     }
@@ -588,6 +735,31 @@ fn log_level(f: &Flags) -> Result<String, String> {
         return Err(format!("unknown log level {log_level:?}"));
     }
     Ok(log_level)
+}
+
+/// The log lines' format. etcd 3.4 takes `--logger=capnslog` (its default: text) or `zap`
+/// (JSON); 3.5 made zap the default, and 3.6 added `--log-format` (`json`, the default, or
+/// `console`). Cairn writes JSON when asked, by `--log-format=json` or by `--logger=zap`
+/// without a format, and its readable text otherwise: it serves etcd 3.4's API, whose default
+/// logger wrote text, and a person reading a terminal is its first reader. etcd's
+/// test suites look for lines by their message, which is the same in both.
+fn log_format(f: &Flags) -> Result<LogFormat, String> {
+    let logger = f.logger.as_deref();
+    if let Some(other) = logger.filter(|l| !["zap", "capnslog"].contains(l)) {
+        return Err(format!("unknown logger option {other:?}"));
+    }
+    match (f.log_format.as_deref(), logger) {
+        (Some("json"), Some("capnslog")) => {
+            Err("--log-format=json needs --logger=zap: capnslog writes text".to_string())
+        }
+        (Some("json"), _) => Ok(LogFormat::Json),
+        (Some("console"), _) => Ok(LogFormat::Text),
+        (Some(other), _) => Err(format!(
+            "unknown log format: {other}, supported values json, console"
+        )),
+        (None, Some("zap")) => Ok(LogFormat::Json),
+        (None, _) => Ok(LogFormat::Text),
+    }
 }
 
 // Here rather than in `cluster`, so that `cluster` needs nothing from `config`.
@@ -843,6 +1015,101 @@ mod tests {
             err.contains("LeaseCheckpoint=true is not supported"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn distributed_tracing_under_both_of_etcds_names() {
+        let tracing = |args: &[&str]| parse(args).map(|c| c.distributed_tracing);
+        assert_eq!(tracing(&[]), Ok(None));
+        let defaults = Some(TracingSettings {
+            address: "localhost:4317".into(),
+            service_name: "etcd".into(),
+            instance_id: String::new(),
+            sampling_rate_per_million: 0,
+        });
+        assert_eq!(
+            tracing(&["--enable-distributed-tracing"]),
+            Ok(defaults.clone())
+        );
+        assert_eq!(
+            tracing(&["--experimental-enable-distributed-tracing=true"]),
+            Ok(defaults)
+        );
+        let c = parse(&[
+            "--experimental-enable-distributed-tracing",
+            "--experimental-distributed-tracing-address=collector:4317",
+            "--distributed-tracing-service-name=kv",
+            "--experimental-distributed-tracing-instance-id=m1",
+            "--experimental-distributed-tracing-sampling-rate=1000000",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.distributed_tracing,
+            Some(TracingSettings {
+                address: "collector:4317".into(),
+                service_name: "kv".into(),
+                instance_id: "m1".into(),
+                sampling_rate_per_million: 1_000_000,
+            })
+        );
+        assert!(c.ignored.is_empty(), "{:?}", c.ignored);
+    }
+
+    #[test]
+    fn distributed_tracing_settings_are_checked_as_etcd_checks_them() {
+        let err = parse(&[
+            "--enable-distributed-tracing",
+            "--distributed-tracing-sampling-rate=-1",
+        ])
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "distributed tracing configurition is not valid: (tracing sampling rate must be positive)"
+        );
+        let err = parse(&[
+            "--enable-distributed-tracing",
+            "--distributed-tracing-sampling-rate",
+            "1000001",
+        ])
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "distributed tracing configurition is not valid: (tracing sampling rate must be less than 1000000)"
+        );
+        assert!(parse(&["--enable-distributed-tracing=maybe"]).is_err());
+        assert!(parse(&["--distributed-tracing-sampling-rate", "many"]).is_err());
+        // Off: etcd checks nothing; Cairn reports what it does not act on.
+        let c = parse(&["--distributed-tracing-sampling-rate=-1"]).unwrap();
+        assert_eq!(c.distributed_tracing, None);
+        assert_eq!(
+            c.ignored,
+            ["--distributed-tracing-sampling-rate: distributed tracing is off (--enable-distributed-tracing)"]
+        );
+    }
+
+    #[test]
+    fn logger_and_log_format_as_etcd_takes_them() {
+        let format = |args: &[&str]| parse(args).map(|c| c.log_format);
+        assert_eq!(format(&[]), Ok(LogFormat::Text));
+        assert_eq!(format(&["--logger=capnslog"]), Ok(LogFormat::Text));
+        // etcd 3.4 and 3.5: zap writes JSON.
+        assert_eq!(format(&["--logger", "zap"]), Ok(LogFormat::Json));
+        // etcd 3.6+.
+        assert_eq!(format(&["--log-format=json"]), Ok(LogFormat::Json));
+        assert_eq!(
+            format(&["--logger=zap", "--log-format=console"]),
+            Ok(LogFormat::Text)
+        );
+        assert_eq!(
+            format(&["--logger=glog"]),
+            Err("unknown logger option \"glog\"".to_string())
+        );
+        assert_eq!(
+            format(&["--log-format=xml"]),
+            Err("unknown log format: xml, supported values json, console".to_string())
+        );
+        assert!(format(&["--logger=capnslog", "--log-format=json"]).is_err());
+        assert!(parse(&["--logger=zap"]).unwrap().ignored.is_empty());
     }
 
     #[test]

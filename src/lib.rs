@@ -45,7 +45,8 @@
 //!
 //! Shared by all: [`proto`] (the wire messages), [`error`] (etcd's error codes and
 //! messages), [`failpoints`] (named fault-injection points for tests, cargo feature
-//! `failpoints`). `fuzzing`: the checks the fuzz targets in `fuzz/` call (cargo feature
+//! `failpoints`), [`telemetry`] (logs, and the OpenTelemetry spans of client requests with
+//! `--enable-distributed-tracing`). `fuzzing`: the checks the fuzz targets in `fuzz/` call (cargo feature
 //! `fuzzing`).
 
 pub mod api;
@@ -69,4 +70,5 @@ pub mod proto;
 pub mod raft;
 pub mod server;
 pub mod storage;
+pub mod telemetry;
 pub mod watch;

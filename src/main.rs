@@ -1,15 +1,12 @@
 //! The `cairn` server binary: parse etcd's flags, start a member, serve clients until
 //! SIGINT or SIGTERM, then stop cleanly.
 
-use std::io::IsTerminal;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
-use tracing_subscriber::EnvFilter;
 use url::Url;
 
 use cairn::config::{Config, Flags, CAIRN_VERSION, ETCD_API_VERSION};
@@ -19,7 +16,7 @@ use cairn::{api, net, server::Server};
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 fn main() -> ExitCode {
-    let flags = Flags::parse();
+    let flags = Flags::from_command_line_and_env();
     if flags.version {
         println!("etcd Version: {ETCD_API_VERSION}");
         println!("Cairn Version: {CAIRN_VERSION}");
@@ -35,7 +32,24 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    init_logging(&config.log_level);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    // Inside the runtime: the span exporter runs on it.
+    let telemetry = match runtime.block_on(async {
+        cairn::telemetry::init(
+            &config.log_level,
+            config.log_format,
+            config.distributed_tracing.as_ref(),
+        )
+    }) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("cairn: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let failpoints_http = match cairn::failpoints::setup_from_env() {
         Ok(addr) => addr,
         Err(e) => {
@@ -43,10 +57,6 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
     if let Some(addr) = failpoints_http {
         serve_failpoints_on_own_thread(addr);
     }
@@ -57,6 +67,8 @@ fn main() -> ExitCode {
             1
         }
     };
+    // The spans of the last requests, then exit.
+    runtime.block_on(telemetry.shutdown());
     // After a clean stop everything is durable by now (the node synced its log and stopped
     // RocksDB's background work); after a fatal Raft error, what was acknowledged is. Exit
     // without running C++ static destructors: RocksDB's would tear down its
@@ -267,21 +279,6 @@ async fn resolve(url: &Url) -> anyhow::Result<SocketAddr> {
         .await?
         .next()
         .with_context(|| format!("cannot resolve {host}"))
-}
-
-fn init_logging(level: &str) {
-    let level = match level {
-        "panic" | "fatal" => "error",
-        other => other,
-    };
-    let filter = EnvFilter::try_from_env("CAIRN_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(format!("{level},openraft=warn")));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
 }
 
 fn go_arch() -> &'static str {

@@ -94,11 +94,13 @@ impl Services {
             // As tonic's router: UNIMPLEMENTED with no message.
             return refusal(Status::unimplemented(""));
         };
-        service
+        // The gateway forwards its request's trace context too, so both get a request span.
+        let span = crate::telemetry::client_request_span(path, request.headers());
+        let call = service
             .clone()
             .oneshot(request)
-            .map(|response| response.map(transport_errors::oversized_message_as_grpc_go))
-            .boxed()
+            .map(|response| response.map(transport_errors::oversized_message_as_grpc_go));
+        crate::telemetry::in_request_span(span, call).boxed()
     }
 }
 

@@ -90,9 +90,15 @@ const FILE_KEYS: &[FileKey] = &[
     key!(auto_compaction_mode, Top),
     key!(auto_compaction_retention, Top, text),
     key!(log_level, Top),
+    key!(logger, Top),
+    key!(log_format, Top),
     key!(max_concurrent_streams, Top),
     key!(experimental_watch_progress_notify_interval, Top, duration),
-    key!(logger, Top),
+    key!(enable_distributed_tracing, Top),
+    key!(distributed_tracing_address, Top),
+    key!(distributed_tracing_service_name, Top),
+    key!(distributed_tracing_instance_id, Top),
+    key!(distributed_tracing_sampling_rate, Top),
     key!(log_outputs, Top, list),
     key!(enable_v2, Top),
     key!(strict_reconfig_check, Top),
@@ -259,6 +265,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::net::tls::AllowedPeer;
+    use crate::telemetry::{LogFormat, TracingSettings};
 
     /// Flags from a command line alone: `ETCD_*` variables of the test's environment left out.
     fn from_command_line(args: &[String]) -> Result<Flags, clap::Error> {
@@ -386,8 +393,9 @@ mod tests {
             c.peer_tls.allowed,
             Some(AllowedPeer::CommonName("member".into()))
         );
+        // etcd's zap logger writes JSON, and so does Cairn when asked for it.
+        assert_eq!(c.log_format, LogFormat::Json);
         for note in [
-            "--logger=zap",
             "--log-outputs=stderr",
             "--strict-reconfig-check",
             "--enable-v2",
@@ -415,6 +423,27 @@ mod tests {
             c.peer_tls.allowed,
             Some(AllowedPeer::Hostname("member.example".into()))
         );
+    }
+
+    #[test]
+    fn tracing_and_log_format_keys_under_both_of_etcds_names() {
+        let c = config_from_file(
+            "experimental-enable-distributed-tracing: true\n\
+             experimental-distributed-tracing-address: collector:4317\n\
+             distributed-tracing-sampling-rate: 100\n\
+             log-format: json\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.distributed_tracing,
+            Some(TracingSettings {
+                address: "collector:4317".into(),
+                service_name: "etcd".into(),
+                instance_id: String::new(),
+                sampling_rate_per_million: 100,
+            })
+        );
+        assert_eq!(c.log_format, LogFormat::Json);
     }
 
     /// Settings Cairn cannot apply are refused from the file as from the flags, not silently

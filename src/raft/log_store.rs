@@ -20,21 +20,30 @@ use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, RaftLogReader, StorageError, StorageIOError, Vote};
 
-use super::{LogId, TypeConfig};
+use super::{trace_of, LogId, TypeConfig};
 use crate::storage::{StateKey, Storage, StorageResult, WriteBatch};
+use crate::telemetry::BatchTrace;
 
 type Flushed = LogFlushed<TypeConfig>;
+
+/// An append waiting for the fsync: its callback, and the spans of its traced entries
+/// (empty, never allocated, when none is traced).
+struct Waiting {
+    callback: Flushed,
+    traced: Vec<Arc<BatchTrace>>,
+}
 
 #[derive(Clone)]
 pub struct LogStore {
     storage: Arc<Storage>,
     /// Flush callbacks waiting for the next fsync. Unbounded, but the number of entries in
     /// flight is bounded upstream by the proposer's in-flight batch limit.
-    flusher: mpsc::Sender<Flushed>,
+    flusher: mpsc::Sender<Waiting>,
     /// Shared by the store and its readers.
     recent: Arc<Mutex<Recent>>,
     /// The log index up to which the state machine no longer needs the log
@@ -133,7 +142,7 @@ impl LogStore {
         storage: Arc<Storage>,
         recoverable: tokio::sync::watch::Receiver<u64>,
     ) -> StorageResult<LogStore> {
-        let (tx, rx) = mpsc::channel::<Flushed>();
+        let (tx, rx) = mpsc::channel::<Waiting>();
         let flusher_storage = storage.clone();
         std::thread::Builder::new()
             .name("raft-log-flusher".into())
@@ -201,12 +210,21 @@ impl LogStore {
 }
 
 /// Syncs the write-ahead log once for every callback that queued up meanwhile.
-fn run_flusher(storage: Arc<Storage>, rx: mpsc::Receiver<Flushed>) {
+fn run_flusher(storage: Arc<Storage>, rx: mpsc::Receiver<Waiting>) {
     while let Ok(first) = rx.recv() {
         let mut waiting = vec![first];
         waiting.extend(rx.try_iter());
+        // The clock is read only for traced entries.
+        let traced = waiting.iter().any(|w| !w.traced.is_empty());
+        let started = traced.then(SystemTime::now);
         let result = sync_wal(&storage);
-        for callback in waiting {
+        if let Some(started) = started {
+            let ended = SystemTime::now();
+            for trace in waiting.iter().flat_map(|w| &w.traced) {
+                trace.fsynced(started, ended, waiting.len());
+            }
+        }
+        for Waiting { callback, .. } in waiting {
             let outcome = result.clone().map_err(std::io::Error::other);
             callback.log_io_completed(outcome);
         }
@@ -312,7 +330,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let log = self.storage.raft_log();
         let mut batch = WriteBatch::default();
         let mut appended = Vec::new();
+        let mut traced = Vec::new();
         for entry in entries {
+            traced.extend(trace_of(&entry).cloned());
             let bytes = bincode::serialize(&entry).map_err(write_err)?;
             log.put(&mut batch, entry.log_id.index, &bytes);
             appended.push((entry, bytes.len()));
@@ -325,7 +345,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         drop(recent);
         self.flusher
-            .send(callback)
+            .send(Waiting { callback, traced })
             .map_err(|_| write_err(std::io::Error::other("log flusher stopped")))?;
         Ok(())
     }

@@ -22,6 +22,7 @@ use crate::lease::Lessor;
 use crate::mvcc::Mvcc;
 use crate::proto::cairnraftpb::{ApplyResults, Proposal};
 use crate::storage::Storage;
+use crate::telemetry::BatchTrace;
 use crate::watch::WatchHub;
 
 pub use log_store::LogStore;
@@ -47,9 +48,25 @@ impl fmt::Display for MemberInfo {
 }
 
 /// A Raft entry's payload: a batch of client requests (see `node::proposer`). Shared, so
-/// that the log store's recent entries and the state machine read one copy.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Batch(pub Arc<Proposal>);
+/// that the log store's recent entries and the state machine read one copy. With it, in
+/// memory only, the spans of its traced requests on the member that proposed it (never
+/// stored nor sent: the entry's value is the proposal alone).
+#[derive(Debug, Clone, Default)]
+pub struct Batch(pub Arc<Proposal>, pub Option<Arc<BatchTrace>>);
+
+impl PartialEq for Batch {
+    fn eq(&self, other: &Batch) -> bool {
+        self.0 == other.0
+    }
+}
+
+/// The spans an entry carries, if any (see `telemetry`).
+fn trace_of(entry: &openraft::Entry<TypeConfig>) -> Option<&Arc<BatchTrace>> {
+    match &entry.payload {
+        openraft::EntryPayload::Normal(Batch(_, trace)) => trace.as_ref(),
+        _ => None,
+    }
+}
 
 /// What applying a `Batch` returned, one result per request.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -215,7 +232,7 @@ impl Serialize for Batch {
 
 impl<'de> Deserialize<'de> for Batch {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        deserialize_message(d).map(|p| Batch(Arc::new(p)))
+        deserialize_message(d).map(|p| Batch(Arc::new(p), None))
     }
 }
 
@@ -239,16 +256,19 @@ mod tests {
 
     #[test]
     fn batch_survives_the_log_encoding() {
-        let batch = Batch(Arc::new(Proposal {
-            requests: vec![InternalRequest {
-                request: Some(internal_request::Request::Put(PutRequest {
-                    key: b"k".to_vec(),
-                    value: vec![0, 255, 1],
-                    ..PutRequest::default()
-                })),
-                caller: None,
-            }],
-        }));
+        let batch = Batch(
+            Arc::new(Proposal {
+                requests: vec![InternalRequest {
+                    request: Some(internal_request::Request::Put(PutRequest {
+                        key: b"k".to_vec(),
+                        value: vec![0, 255, 1],
+                        ..PutRequest::default()
+                    })),
+                    caller: None,
+                }],
+            }),
+            None,
+        );
         let bytes = bincode::serialize(&batch).unwrap();
         let back: Batch = bincode::deserialize(&bytes).unwrap();
         assert_eq!(back, batch);

@@ -24,7 +24,7 @@ use openraft::{EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageError, St
 use tokio::io::AsyncWriteExt;
 
 use super::snapshot_schedule::SnapshotSchedule;
-use super::{BatchResults, LogId, MemberInfo, StoredMembership, TypeConfig};
+use super::{trace_of, BatchResults, LogId, MemberInfo, StoredMembership, TypeConfig};
 use crate::apply::{apply_request, Applier};
 use crate::auth::AuthStore;
 use crate::lease::Lessor;
@@ -34,6 +34,7 @@ use crate::proto::cairnraftpb::{
     apply_result, internal_request, ApplyResult, ApplyResults, InternalRequest,
 };
 use crate::storage::{MetaCf, MetaKey, Storage};
+use crate::telemetry::Applying;
 use crate::watch::WatchHub;
 
 /// Where a snapshot sent by the leader is received (builds write `*.building` files).
@@ -192,7 +193,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut guard = mvcc.write();
         let mut uncommitted_entries = 0;
         let mut replies = Vec::new();
+        // The traced requests' `apply` spans, until their changes are committed (empty,
+        // never allocated, when none is traced).
+        let mut applying = Vec::new();
         for entry in entries {
+            applying.extend(trace_of(&entry).map(|trace| trace.applying()));
             self.applied = Some(entry.log_id);
             let requests = match &entry.payload {
                 EntryPayload::Normal(batch) => batch.0.requests.len() as u64,
@@ -222,11 +227,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 || guard.pending_bytes() >= MAX_BYTES_PER_COMMIT
             {
                 self.commit(guard)?;
+                applying.drain(..).for_each(Applying::applied);
                 guard = mvcc.write();
                 uncommitted_entries = 0;
             }
         }
         self.commit(guard)?;
+        applying.into_iter().for_each(Applying::applied);
         Ok(replies)
     }
 

@@ -56,7 +56,7 @@ impl Server {
         }
         match self
             .raft
-            .client_write(Batch(std::sync::Arc::new(proposal)))
+            .client_write(Batch(std::sync::Arc::new(proposal), None))
             .await
         {
             Ok(written) => ProposeResponse {

@@ -23,6 +23,7 @@ use crate::error::EtcdError;
 use crate::proto::cairnpeerpb::peer_client::PeerClient;
 use crate::proto::cairnraftpb::{ApplyResult, InternalRequest, Proposal};
 use crate::raft::{Batch, Peers, Raft, TypeConfig};
+use crate::telemetry::{BatchTrace, Proposing};
 use tonic::transport::Channel;
 
 /// Requests waiting for a batch; beyond this, writers get `too many requests` at once
@@ -42,6 +43,8 @@ struct Pending {
     /// When the caller gets `request timed out` if there is no result yet.
     deadline: Instant,
     reply: oneshot::Sender<Result<ApplyResult, EtcdError>>,
+    /// The request's `propose` span, when it is traced (see `telemetry`).
+    trace: Option<opentelemetry::Context>,
 }
 
 #[derive(Clone)]
@@ -68,18 +71,24 @@ impl Proposer {
         size_bytes: usize,
         deadline: tokio::time::Instant,
     ) -> Result<ApplyResult, EtcdError> {
+        let proposing = Proposing::start();
         let (reply, result) = oneshot::channel();
         let pending = Pending {
             request,
             size_bytes,
             deadline: deadline.into_std(),
             reply,
+            trace: proposing.as_ref().map(Proposing::context),
         };
-        self.queue.try_send(pending).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => EtcdError::TooManyRequests,
-            mpsc::error::TrySendError::Closed(_) => EtcdError::Stopped,
-        })?;
-        result.await.map_err(|_| EtcdError::Stopped)?
+        let outcome = match self.queue.try_send(pending) {
+            Ok(()) => result.await.unwrap_or(Err(EtcdError::Stopped)),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(EtcdError::TooManyRequests),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(EtcdError::Stopped),
+        };
+        if let Some(proposing) = proposing {
+            proposing.finish(outcome.as_ref().err().map(|e| e as _));
+        }
+        outcome
     }
 }
 
@@ -113,9 +122,16 @@ async fn run(raft: Raft, peers: Arc<Peers>, me: u64, mut queue: mpsc::Receiver<P
             continue;
         };
         let deadline = tokio::time::Instant::from_std(deadline);
-        let (requests, replies): (Vec<_>, Vec<_>) =
-            batch.into_iter().map(|p| (p.request, p.reply)).unzip();
-        let proposal = Batch(Arc::new(Proposal { requests }));
+        // Empty, and never allocated, unless requests are traced.
+        let mut traced = Vec::new();
+        let (requests, replies): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .map(|p| {
+                traced.extend(p.trace);
+                (p.request, p.reply)
+            })
+            .unzip();
+        let mut proposal = Batch(Arc::new(Proposal { requests }), None);
         // Without a leader (an election), the batch waits for the next one, as a proposal
         // waits in etcd; nothing is proposed meanwhile, so `no leader` at the deadline is
         // a definite failure.
@@ -139,6 +155,7 @@ async fn run(raft: Raft, peers: Arc<Peers>, me: u64, mut queue: mpsc::Receiver<P
                 continue;
             }
         }
+        proposal.1 = BatchTrace::start(traced, replies.len());
         match raft.client_write_ff(proposal).await {
             Ok(applied) => {
                 tokio::spawn(async move {

@@ -163,6 +163,8 @@ pub struct TestServer {
     /// `http`, or `https` for client TLS.
     client_scheme: &'static str,
     extra_args: Vec<String>,
+    /// Environment variables of every run, besides the test's own.
+    env: Vec<(&'static str, String)>,
     child: Option<Child>,
     readers: Vec<std::thread::JoinHandle<()>>,
     log: SharedLog,
@@ -172,6 +174,14 @@ impl TestServer {
     /// Starts a fresh single-member server and waits until it is ready.
     pub fn start(extra_args: &[&str]) -> TestServer {
         Self::start_named("cairn-test", extra_args)
+    }
+
+    /// Like `start`, with environment variables for the server.
+    pub fn start_with_env(extra_args: &[&str], env: &[(&'static str, String)]) -> TestServer {
+        let mut server = Self::prepare("cairn-test", "http", extra_args);
+        server.env = env.to_vec();
+        server.spawn_and_wait();
+        server
     }
 
     /// Like `start`, with an explicit `--name`.
@@ -233,6 +243,7 @@ impl TestServer {
             peer_port,
             client_scheme,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
             child: None,
             readers: Vec::new(),
             log: Arc::new((Mutex::new(LogState::default()), Condvar::new())),
@@ -318,7 +329,7 @@ impl TestServer {
     fn spawn_and_wait(&mut self) {
         assert!(self.child.is_none(), "server already running");
         let start_index = self.log_start();
-        let (child, readers) = spawn_server(&self.args(), &[], self.dir.path(), &self.log);
+        let (child, readers) = spawn_server(&self.args(), &self.env, self.dir.path(), &self.log);
         self.readers = readers;
         self.child = Some(child);
 
