@@ -35,6 +35,7 @@ use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceExt};
 
 use super::{admission, transport_errors};
+use crate::metrics::{MeteredBody, MeteredRequestBody};
 use crate::net::ClientIdentity;
 use crate::server::Server;
 
@@ -71,14 +72,14 @@ struct Dispatch {
 #[derive(Clone)]
 pub struct ClientCommonName(pub Arc<str>);
 
-type CallFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+type CallFuture = Pin<Box<dyn Future<Output = Result<Response<MeteredBody>, Infallible>> + Send>>;
 
 impl<B> Service<Request<B>> for Dispatch
 where
-    B: tonic::codegen::Body<Data = bytes::Bytes> + Send + 'static,
+    B: tonic::codegen::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
     B::Error: Into<tonic::codegen::StdError>,
 {
-    type Response = Response<Body>;
+    type Response = Response<MeteredBody>;
     type Error = Infallible;
     type Future = CallFuture;
 
@@ -87,7 +88,11 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> CallFuture {
-        let mut request = request.map(Body::new);
+        // Counted as go-grpc-prometheus counts: after admission, which etcd's own
+        // interceptors decide before it.
+        let method = self.server.metrics().grpc.method(request.uri().path());
+        let metered = method.clone();
+        let mut request = request.map(|body| Body::new(MeteredRequestBody::new(body, metered)));
         request.extensions_mut().insert(self.connection.clone());
         if let Some(name) = &self.common_name {
             request.extensions_mut().insert(name.clone());
@@ -103,17 +108,23 @@ where
             // As tonic's router: UNIMPLEMENTED with no message.
             return refusal(Status::unimplemented(""));
         };
+        let started = MeteredBody::start(method);
         service
             .clone()
             .oneshot(request)
-            .map(|response| response.map(transport_errors::oversized_message_as_grpc_go))
+            .map(|response| {
+                response
+                    .map(transport_errors::oversized_message_as_grpc_go)
+                    .map(started)
+            })
             .boxed()
     }
 }
 
 fn refusal(status: Status) -> CallFuture {
     let (head, ()) = status.into_http::<()>().into_parts();
-    futures::future::ready(Ok(Response::from_parts(head, Body::empty()))).boxed()
+    let body = MeteredBody::unmetered(Body::empty());
+    futures::future::ready(Ok(Response::from_parts(head, body))).boxed()
 }
 
 /// Serves `incoming` connections until `shutdown` resolves; then asks every connection to

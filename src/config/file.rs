@@ -94,6 +94,7 @@ const FILE_KEYS: &[FileKey] = &[
     key!(log_level, Top),
     key!(max_concurrent_streams, Top),
     key!(experimental_watch_progress_notify_interval, Top, duration),
+    key!(metrics, Top),
     key!(logger, Top),
     key!(log_outputs, Top, list),
     key!(enable_v2, Top),

@@ -13,24 +13,30 @@
 //! and decode it again from RocksDB.
 //!
 //! Owns the encoding (bincode) of the entries in storage's `raft_log` family and of the
-//! vote, committed and last purged log ids in its `raft_state` family. May call `storage`.
+//! vote, committed and last purged log ids in its `raft_state` family. May call `storage`,
+//! and `metrics` (fsync times, the committed index).
 
 use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, RaftLogReader, StorageError, StorageIOError, Vote};
 
+use prometheus::Histogram;
+
 use super::{LogId, TypeConfig};
+use crate::metrics::{observe_since, Metrics};
 use crate::storage::{StateKey, Storage, StorageResult, WriteBatch};
 
 type Flushed = LogFlushed<TypeConfig>;
 
 #[derive(Clone)]
 pub struct LogStore {
+    metrics: Arc<Metrics>,
     storage: Arc<Storage>,
     /// Flush callbacks waiting for the next fsync. Unbounded, but the number of entries in
     /// flight is bounded upstream by the proposer's in-flight batch limit.
@@ -132,14 +138,17 @@ impl LogStore {
     pub fn open(
         storage: Arc<Storage>,
         recoverable: tokio::sync::watch::Receiver<u64>,
+        metrics: Arc<Metrics>,
     ) -> StorageResult<LogStore> {
         let (tx, rx) = mpsc::channel::<Flushed>();
         let flusher_storage = storage.clone();
+        let fsync_seconds = metrics.disk.wal_fsync_seconds.clone();
         std::thread::Builder::new()
             .name("raft-log-flusher".into())
-            .spawn(move || run_flusher(flusher_storage, rx))
+            .spawn(move || run_flusher(flusher_storage, rx, fsync_seconds))
             .expect("spawn the log flusher thread");
         Ok(LogStore {
+            metrics,
             storage,
             flusher: tx,
             recent: Arc::default(),
@@ -193,7 +202,10 @@ impl LogStore {
     /// A synced write blocks on fsync: let the runtime move other tasks off this thread.
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), StorageError<u64>> {
         if sync {
-            tokio::task::block_in_place(|| self.storage.write(batch, true)).map_err(write_err)
+            let started = Instant::now();
+            let written = tokio::task::block_in_place(|| self.storage.write(batch, true));
+            observe_since(&self.metrics.disk.wal_fsync_seconds, started);
+            written.map_err(write_err)
         } else {
             self.storage.write(batch, false).map_err(write_err)
         }
@@ -201,11 +213,13 @@ impl LogStore {
 }
 
 /// Syncs the write-ahead log once for every callback that queued up meanwhile.
-fn run_flusher(storage: Arc<Storage>, rx: mpsc::Receiver<Flushed>) {
+fn run_flusher(storage: Arc<Storage>, rx: mpsc::Receiver<Flushed>, fsync_seconds: Histogram) {
     while let Ok(first) = rx.recv() {
         let mut waiting = vec![first];
         waiting.extend(rx.try_iter());
+        let started = Instant::now();
         let result = sync_wal(&storage);
+        observe_since(&fsync_seconds, started);
         for callback in waiting {
             let outcome = result.clone().map_err(std::io::Error::other);
             callback.log_io_completed(outcome);
@@ -291,6 +305,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError<u64>> {
+        let index = committed.map_or(0, |c| c.index);
+        self.metrics.server.proposals_committed.set(index as i64);
         // Lets a restart re-apply committed entries at once; losing it only delays that.
         self.put_state(StateKey::Committed, &committed, false)
     }
