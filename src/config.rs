@@ -142,6 +142,10 @@ pub struct Flags {
         env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL"
     )]
     pub experimental_watch_progress_notify_interval: Option<String>,
+    /// Level of detail of the exported metrics: `basic`, or `extensive` for the gRPC
+    /// handling-time histograms too.
+    #[arg(long, env = "ETCD_METRICS")]
+    pub metrics: Option<String>,
 
     // Distributed tracing: etcd 3.7's names, with 3.5's `--experimental-*` names as aliases
     // (and their `ETCD_EXPERIMENTAL_*` variables, see `RENAMED_VARIABLES`).
@@ -313,6 +317,15 @@ pub enum ClusterState {
     Existing,
 }
 
+/// `--metrics`: how much the metrics endpoint reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MetricsLevel {
+    #[default]
+    Basic,
+    /// Basic, and a histogram of each gRPC method's handling time.
+    Extensive,
+}
+
 /// `--auto-compaction-mode` with `--auto-compaction-retention`, resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AutoCompaction {
@@ -348,6 +361,7 @@ pub struct Config {
     pub log_format: LogFormat,
     pub max_concurrent_streams: Option<u32>,
     pub watch_progress_interval: Duration,
+    pub metrics: MetricsLevel,
     /// `--auth-token` (default `simple`).
     pub auth_token: String,
     /// `--auth-token-ttl` (default 300 s).
@@ -392,6 +406,7 @@ impl Config {
         check_url_schemes(&urls, &initial_cluster, &client_tls, &peer_tls)?;
         let log_level = log_level(&f)?;
         let log_format = log_format(&f)?;
+        let metrics = metrics_level(&f)?;
         Ok(Config {
             name,
             data_dir,
@@ -421,6 +436,7 @@ impl Config {
             log_format,
             max_concurrent_streams: f.max_concurrent_streams,
             watch_progress_interval,
+            metrics,
             auth_token: f.auth_token.clone().unwrap_or_else(|| "simple".to_string()),
             auth_token_ttl: Duration::from_secs(f.auth_token_ttl.unwrap_or(300)),
             bcrypt_cost: f.bcrypt_cost.unwrap_or(10),
@@ -759,6 +775,18 @@ fn log_format(f: &Flags) -> Result<LogFormat, String> {
         )),
         (None, Some("zap")) => Ok(LogFormat::Json),
         (None, _) => Ok(LogFormat::Text),
+    }
+}
+
+/// etcd 3.4 and 3.7 take any other word for `basic`; Cairn refuses it, as a misspelt
+/// `extensive` would otherwise go unnoticed.
+fn metrics_level(f: &Flags) -> Result<MetricsLevel, String> {
+    match f.metrics.as_deref().unwrap_or("basic") {
+        "basic" => Ok(MetricsLevel::Basic),
+        "extensive" => Ok(MetricsLevel::Extensive),
+        other => Err(format!(
+            "invalid value {other:?} for flag -metrics: valid values are \"basic\", \"extensive\""
+        )),
     }
 }
 
@@ -1138,6 +1166,40 @@ mod tests {
             c.auto_compaction,
             AutoCompaction::Periodic(Duration::from_secs(3600))
         );
+    }
+
+    #[test]
+    fn metrics_level_from_the_flag_and_the_file() {
+        assert_eq!(parse(&[]).unwrap().metrics, MetricsLevel::Basic);
+        let level = |args: &[&str]| parse(args).map(|c| c.metrics);
+        assert_eq!(level(&["--metrics", "basic"]), Ok(MetricsLevel::Basic));
+        assert_eq!(
+            level(&["--metrics=extensive"]),
+            Ok(MetricsLevel::Extensive)
+        );
+        assert_eq!(
+            level(&["--metrics", "Extensive"]),
+            Err(
+                "invalid value \"Extensive\" for flag -metrics: valid values are \"basic\", \"extensive\""
+                    .to_string()
+            )
+        );
+        let flags = Flags {
+            metrics: Some("extensive".into()),
+            ..Flags::default()
+        };
+        assert_eq!(
+            Config::from_flags(flags).unwrap().metrics,
+            MetricsLevel::Extensive
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, "metrics: extensive\n").unwrap();
+        let c = parse(&["--config-file", path.to_str().unwrap()]).unwrap();
+        assert_eq!(c.metrics, MetricsLevel::Extensive);
+        std::fs::write(&path, "metrics: all\n").unwrap();
+        let err = parse(&["--config-file", path.to_str().unwrap()]).unwrap_err();
+        assert!(err.contains("-metrics"), "{err}");
     }
 
     #[test]

@@ -42,6 +42,7 @@
 //! - [`feature_gates`]: etcd 3.7's `--feature-gates`, and which Cairn can honour.
 //! - [`cluster`]: member and cluster IDs, derived as etcd derives them; etcd's URL spelling.
 //! - [`net`]: listeners, TLS on both ports and to peers, replies coalesced into fewer writes.
+//! - [`metrics`]: Prometheus metrics under etcd's names, one registry per member.
 //!
 //! Shared by all: [`proto`] (the wire messages), [`error`] (etcd's error codes and
 //! messages), [`failpoints`] (named fault-injection points for tests, cargo feature
@@ -63,6 +64,7 @@ pub mod feature_gates;
 pub mod fuzzing;
 pub mod lease;
 pub mod members;
+pub mod metrics;
 pub mod mvcc;
 pub mod net;
 pub mod peer;

@@ -19,7 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["mvcc"],
     &["storage"],
     &["config"],
-    &["cluster", "net", "feature_gates"],
+    &["cluster", "net", "feature_gates", "metrics"],
     &["failpoints", "proto", "error", "telemetry"],
 ];
 

@@ -38,6 +38,7 @@ use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceExt};
 
 use super::{admission, transport_errors};
+use crate::metrics::{MeteredBody, MeteredRequestBody};
 use crate::net::ClientIdentity;
 use crate::server::Server;
 
@@ -81,8 +82,17 @@ impl Services {
         &self.gateway_streams
     }
 
-    /// Admits the call (`admission`) and hands it to the service its path names.
-    pub fn call(&self, request: Request<Body>) -> CallFuture {
+    /// Admits the call (`admission`) and hands it to the service its path names; counts it
+    /// (as go-grpc-prometheus counts: after admission, which etcd's own interceptors decide
+    /// before it) and traces it.
+    pub fn call<B>(&self, request: Request<B>) -> CallFuture
+    where
+        B: tonic::codegen::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+        B::Error: Into<tonic::codegen::StdError>,
+    {
+        let method = self.server.metrics().grpc.method(request.uri().path());
+        let metered = method.clone();
+        let request = request.map(|body| Body::new(MeteredRequestBody::new(body, metered)));
         let request = match admission::admit(&self.server, request) {
             Ok(request) => request,
             Err(status) => return refusal(status),
@@ -96,10 +106,12 @@ impl Services {
         };
         // The gateway forwards its request's trace context too, so both get a request span.
         let span = crate::telemetry::client_request_span(path, request.headers());
-        let call = service
-            .clone()
-            .oneshot(request)
-            .map(|response| response.map(transport_errors::oversized_message_as_grpc_go));
+        let started = MeteredBody::start(method);
+        let call = service.clone().oneshot(request).map(|response| {
+            response
+                .map(transport_errors::oversized_message_as_grpc_go)
+                .map(started)
+        });
         crate::telemetry::in_request_span(span, call).boxed()
     }
 }
@@ -118,14 +130,15 @@ struct Dispatch {
 #[derive(Clone)]
 pub struct ClientCommonName(pub Arc<str>);
 
-pub type CallFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+pub type CallFuture =
+    Pin<Box<dyn Future<Output = Result<Response<MeteredBody>, Infallible>> + Send>>;
 
 impl<B> Service<Request<B>> for Dispatch
 where
-    B: tonic::codegen::Body<Data = bytes::Bytes> + Send + 'static,
+    B: tonic::codegen::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
     B::Error: Into<tonic::codegen::StdError>,
 {
-    type Response = Response<Body>;
+    type Response = Response<MeteredBody>;
     type Error = Infallible;
     type Future = CallFuture;
 
@@ -133,13 +146,13 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request<B>) -> CallFuture {
-        let mut request = request.map(Body::new);
+    fn call(&mut self, mut request: Request<B>) -> CallFuture {
         request.extensions_mut().insert(self.connection.clone());
         if !is_grpc(&request) {
             let presented_common_name = self.common_name.is_some();
+            let request = request.map(Body::new);
             return super::http::serve(self.services.clone(), request, presented_common_name)
-                .map(Ok)
+                .map(|response| Ok(response.map(MeteredBody::unmetered)))
                 .boxed();
         }
         if let Some(name) = &self.common_name {
@@ -161,7 +174,8 @@ fn is_grpc<B>(request: &Request<B>) -> bool {
 
 fn refusal(status: Status) -> CallFuture {
     let (head, ()) = status.into_http::<()>().into_parts();
-    futures::future::ready(Ok(Response::from_parts(head, Body::empty()))).boxed()
+    let body = MeteredBody::unmetered(Body::empty());
+    futures::future::ready(Ok(Response::from_parts(head, body))).boxed()
 }
 
 /// Serves `incoming` connections until `shutdown` resolves; then asks every connection to

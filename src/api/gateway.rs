@@ -205,6 +205,7 @@ pub async fn handle(
         return gateway_error(&Status::unavailable("the server is stopping"), Framing::Sized);
     };
     let Ok(response) = services.call(call).await;
+    let response = response.map(Body::new);
     match route.shape {
         Shape::Unary => {
             let reply = unary_reply(route, response).await;

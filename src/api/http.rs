@@ -1,6 +1,7 @@
 //! Plain HTTP on the client port, as etcd serves it beside gRPC: the JSON gateway
-//! (`/v3/...`, `gateway`), `/version`, `/health`, `/livez` and `/readyz`. Each answer
-//! comes from the server (`Server::health`, `Server::probe`); this only translates.
+//! (`/v3/...`, `gateway`), `/version`, `/health`, `/livez`, `/readyz` and `/metrics`. Each
+//! answer comes from the server (`Server::health`, `Server::probe`, `Server::metrics`); this
+//! only translates.
 
 use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, CONTENT_TYPE};
@@ -65,6 +66,14 @@ async fn route(
                 "{{\"etcdserver\":\"{ETCD_API_VERSION}\",\"etcdcluster\":\"{ETCD_CLUSTER_VERSION}.0\"}}"
             );
             json(StatusCode::OK, body)
+        }),
+        "/metrics" => get_only(&request).unwrap_or_else(|| {
+            let (content_type, body) = server.metrics().render();
+            let mut metrics = with_body(StatusCode::OK, Bytes::from(body));
+            metrics
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+            metrics
         }),
         "/v3" => {
             let mut moved = text(StatusCode::MOVED_PERMANENTLY, "<a href=\"/v3/\">Moved Permanently</a>.\n\n");

@@ -6,7 +6,8 @@
 //! (`server::Server`) with the call's `RequestContext`, and sends back what it returns.
 //! Nothing else: who may do what, routing to the leader, reads and writes are the server's.
 //! May call `server` only (and `cluster` for etcd's spelling of URLs, `net` for what a
-//! connection's certificate says).
+//! connection's certificate says, `metrics` for the bodies that count each gRPC call,
+//! `telemetry` for each call's trace span, `config` for the versions `/version` reports).
 
 mod admission;
 mod auth;

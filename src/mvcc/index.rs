@@ -28,6 +28,9 @@ pub struct KeyIndex {
     /// Boxed slices, not `Vec`s: 8 bytes less per key, and more keys per cache line while
     /// a lookup walks the tree.
     keys: BTreeMap<Box<[u8]>, Vec<IndexEntry>>,
+    /// Keys whose last entry is not a tombstone, kept as entries are added (compaction
+    /// never changes a key's last entry's liveness).
+    live_keys: u64,
 }
 
 /// Where a range stops: one key, below a bound, or at the end of the key space.
@@ -56,10 +59,26 @@ fn live_at(history: &[IndexEntry], rev: i64) -> Option<&IndexEntry> {
     (!entry.is_tombstone()).then_some(entry)
 }
 
+/// Appends `entry` to a key's history; returns the change in live keys (-1, 0 or 1).
+fn push(history: &mut Vec<IndexEntry>, entry: IndexEntry) -> i64 {
+    let was_live = history.last().is_some_and(|l| !l.is_tombstone());
+    history.push(entry);
+    i64::from(!entry.is_tombstone()) - i64::from(was_live)
+}
+
 impl KeyIndex {
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.keys.len()
+    }
+
+    /// Keys that exist at the latest revision.
+    pub fn live_keys(&self) -> u64 {
+        self.live_keys
+    }
+
+    fn count(&mut self, change: i64) {
+        self.live_keys = self.live_keys.wrapping_add_signed(change);
     }
 
     /// The key's live entry at `rev`.
@@ -114,7 +133,8 @@ impl KeyIndex {
             },
         };
         debug_assert!(history.last().is_none_or(|l| l.rev < rev));
-        history.push(entry);
+        let change = push(history, entry);
+        self.count(change);
         entry
     }
 
@@ -122,11 +142,15 @@ impl KeyIndex {
     pub fn tombstone(&mut self, key: &[u8], rev: Revision) {
         let history = self.keys.get_mut(key).expect("only live keys are deleted");
         debug_assert!(history.last().is_some_and(|l| !l.is_tombstone()));
-        history.push(IndexEntry {
-            rev,
-            create_rev: 0,
-            version: 0,
-        });
+        let change = push(
+            history,
+            IndexEntry {
+                rev,
+                create_rev: 0,
+                version: 0,
+            },
+        );
+        self.count(change);
     }
 
     /// Restores an entry read from disk at start-up (entries arrive in revision order).
@@ -135,7 +159,8 @@ impl KeyIndex {
             Some(h) => h,
             None => self.keys.entry(key.into()).or_default(),
         };
-        history.push(entry);
+        let change = push(history, entry);
+        self.count(change);
     }
 
     /// Forgets history before `at_rev`, keeping for each key the entry in force at `at_rev`.
@@ -189,6 +214,29 @@ mod tests {
     }
 
     #[test]
+    fn live_keys_follow_puts_deletes_and_restores() {
+        let mut idx = KeyIndex::default();
+        idx.put(b"a", rev(2));
+        idx.put(b"a", rev(3));
+        idx.put(b"b", rev(4));
+        assert_eq!(idx.live_keys(), 2);
+        idx.tombstone(b"a", rev(5));
+        assert_eq!(idx.live_keys(), 1);
+        idx.put(b"a", rev(6));
+        assert_eq!(idx.live_keys(), 2);
+        let mut restored = KeyIndex::default();
+        for (key, main, tombstone) in [(b"a", 2, false), (b"a", 3, true), (b"b", 4, false)] {
+            let entry = IndexEntry {
+                rev: rev(main),
+                create_rev: if tombstone { 0 } else { 2 },
+                version: if tombstone { 0 } else { 1 },
+            };
+            restored.restore(key, entry);
+        }
+        assert_eq!(restored.live_keys(), 1);
+    }
+
+    #[test]
     fn compaction_keeps_what_reads_at_the_compact_revision_need() {
         let mut idx = KeyIndex::default();
         idx.put(b"a", rev(2));
@@ -206,6 +254,7 @@ mod tests {
         assert_eq!(idx.compact(6), vec![(rev(5), true)]);
         assert!(idx.get(b"b", 6).is_none());
         assert_eq!(idx.len(), 2);
+        assert_eq!(idx.live_keys(), 2, "a and c");
     }
 
     #[test]

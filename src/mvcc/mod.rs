@@ -10,6 +10,8 @@ mod hash;
 mod index;
 mod revision;
 
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockWriteGuard};
 
 use prost::Message;
@@ -109,9 +111,55 @@ struct CompactionJob {
     revisions: Vec<(Revision, bool)>,
 }
 
+/// Operations on the store since start, counted as etcd counts them for its metrics: each
+/// range, put and delete-range call, and each transaction of more than one of them.
+#[derive(Debug, Default)]
+struct OpCounters {
+    ranges: AtomicU64,
+    puts: AtomicU64,
+    deletes: AtomicU64,
+    txns: AtomicU64,
+}
+
+/// `OpCounters` read at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpCounts {
+    pub ranges: u64,
+    pub puts: u64,
+    pub deletes: u64,
+    pub txns: u64,
+}
+
+/// One transaction's operations, added to the store's counters when it ends.
+#[derive(Debug, Default)]
+struct TxnOps {
+    ranges: Cell<u64>,
+    puts: u64,
+    deletes: u64,
+}
+
+impl OpCounters {
+    fn add(&self, ops: &TxnOps) {
+        let ranges = ops.ranges.get();
+        if ranges + ops.puts + ops.deletes > 1 {
+            self.txns.fetch_add(1, Ordering::Relaxed);
+        }
+        for (counter, n) in [
+            (&self.ranges, ranges),
+            (&self.puts, ops.puts),
+            (&self.deletes, ops.deletes),
+        ] {
+            if n > 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 pub struct Mvcc {
     storage: Arc<Storage>,
     state: RwLock<State>,
+    ops: OpCounters,
     compactor: mpsc::UnboundedSender<CompactionJob>,
     /// Highest compaction revision whose unreachable revisions are gone from disk.
     physically_compacted: watch::Receiver<i64>,
@@ -130,6 +178,7 @@ impl Mvcc {
         let mvcc = Arc::new(Mvcc {
             storage: storage.clone(),
             state: RwLock::new(state),
+            ops: OpCounters::default(),
             compactor: tx,
             physically_compacted: done_rx,
         });
@@ -148,6 +197,22 @@ impl Mvcc {
         self.state.read().expect("mvcc lock").compact_rev
     }
 
+    /// Keys that exist at the current revision.
+    pub fn live_keys(&self) -> u64 {
+        self.state.read().expect("mvcc lock").index.live_keys()
+    }
+
+    /// Ranges, puts, delete-ranges and multi-operation transactions since start.
+    pub fn op_counts(&self) -> OpCounts {
+        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        OpCounts {
+            ranges: read(&self.ops.ranges),
+            puts: read(&self.ops.puts),
+            deletes: read(&self.ops.deletes),
+            txns: read(&self.ops.txns),
+        }
+    }
+
     /// A consistent, read-only view of committed state at the current revision, for one
     /// read or several (a read-only transaction). It holds no lock: each range reads the
     /// index briefly under the lock, at the view's revision, and fetches values from a
@@ -158,6 +223,7 @@ impl Mvcc {
             mvcc: self,
             rev: state.current_rev,
             view: self.storage.view(),
+            ops: TxnOps::default(),
         }
     }
 
@@ -275,6 +341,13 @@ pub struct ReadView<'a> {
     mvcc: &'a Mvcc,
     rev: i64,
     view: View<'a>,
+    ops: TxnOps,
+}
+
+impl Drop for ReadView<'_> {
+    fn drop(&mut self) {
+        self.mvcc.ops.add(&self.ops);
+    }
 }
 
 impl KvRead for ReadView<'_> {
@@ -292,6 +365,7 @@ impl KvRead for ReadView<'_> {
         end: RangeEnd<'_>,
         opts: RangeOptions,
     ) -> Result<RangeResult, EtcdError> {
+        self.ops.ranges.set(self.ops.ranges.get() + 1);
         let (found, count) = {
             let state = self.mvcc.state.read().expect("mvcc lock");
             if state.compact_rev > self.rev {
@@ -439,6 +513,7 @@ impl<'a> WriteLock<'a> {
             guard: self,
             begin_rev,
             changes: 0,
+            ops: TxnOps::default(),
         }
     }
 
@@ -532,6 +607,7 @@ pub struct WriteTxn<'g, 'a> {
     guard: &'g mut WriteLock<'a>,
     begin_rev: i64,
     changes: i64,
+    ops: TxnOps,
 }
 
 impl WriteTxn<'_, '_> {
@@ -543,6 +619,7 @@ impl WriteTxn<'_, '_> {
 
     /// Puts `key`; returns the revision of the change.
     pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> i64 {
+        self.ops.puts += 1;
         let rev = self.next_rev();
         let entry = self.guard.state.index.put(key, rev);
         let kv = KeyValue {
@@ -568,6 +645,7 @@ impl WriteTxn<'_, '_> {
 
     /// Deletes every live key in range; returns how many, and the revision after the change.
     pub fn delete_range(&mut self, key: &[u8], end: RangeEnd<'_>) -> (i64, i64) {
+        self.ops.deletes += 1;
         let rev_now = self.rev();
         let mut keys = Vec::new();
         self.guard.state.index.range(key, end, rev_now, |k, _| {
@@ -617,6 +695,7 @@ impl KvRead for WriteTxn<'_, '_> {
         end: RangeEnd<'_>,
         opts: RangeOptions,
     ) -> Result<RangeResult, EtcdError> {
+        self.ops.ranges.set(self.ops.ranges.get() + 1);
         // Reads inside the transaction see its own changes: the index already holds them at
         // `begin_rev + 1`, so read as if that revision were committed.
         let state = &self.guard.state;
@@ -639,6 +718,7 @@ impl Drop for WriteTxn<'_, '_> {
         if self.changes > 0 {
             self.guard.state.current_rev = self.begin_rev + 1;
         }
+        self.guard.mvcc.ops.add(&self.ops);
     }
 }
 

@@ -13,19 +13,23 @@
 //! and decode it again from RocksDB.
 //!
 //! Owns the encoding (bincode) of the entries in storage's `raft_log` family and of the
-//! vote, committed and last purged log ids in its `raft_state` family. May call `storage`.
+//! vote, committed and last purged log ids in its `raft_state` family. May call `storage`,
+//! and `metrics` (fsync times, the committed index).
 
 use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, RaftLogReader, StorageError, StorageIOError, Vote};
 
+use prometheus::Histogram;
+
 use super::{trace_of, LogId, TypeConfig};
+use crate::metrics::{observe_since, Metrics};
 use crate::storage::{StateKey, Storage, StorageResult, WriteBatch};
 use crate::telemetry::BatchTrace;
 
@@ -40,6 +44,7 @@ struct Waiting {
 
 #[derive(Clone)]
 pub struct LogStore {
+    metrics: Arc<Metrics>,
     storage: Arc<Storage>,
     /// Flush callbacks waiting for the next fsync. Unbounded, but the number of entries in
     /// flight is bounded upstream by the proposer's in-flight batch limit.
@@ -141,14 +146,17 @@ impl LogStore {
     pub fn open(
         storage: Arc<Storage>,
         recoverable: tokio::sync::watch::Receiver<u64>,
+        metrics: Arc<Metrics>,
     ) -> StorageResult<LogStore> {
         let (tx, rx) = mpsc::channel::<Waiting>();
         let flusher_storage = storage.clone();
+        let fsync_seconds = metrics.disk.wal_fsync_seconds.clone();
         std::thread::Builder::new()
             .name("raft-log-flusher".into())
-            .spawn(move || run_flusher(flusher_storage, rx))
+            .spawn(move || run_flusher(flusher_storage, rx, fsync_seconds))
             .expect("spawn the log flusher thread");
         Ok(LogStore {
+            metrics,
             storage,
             flusher: tx,
             recent: Arc::default(),
@@ -202,7 +210,10 @@ impl LogStore {
     /// A synced write blocks on fsync: let the runtime move other tasks off this thread.
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), StorageError<u64>> {
         if sync {
-            tokio::task::block_in_place(|| self.storage.write(batch, true)).map_err(write_err)
+            let started = Instant::now();
+            let written = tokio::task::block_in_place(|| self.storage.write(batch, true));
+            observe_since(&self.metrics.disk.wal_fsync_seconds, started);
+            written.map_err(write_err)
         } else {
             self.storage.write(batch, false).map_err(write_err)
         }
@@ -210,18 +221,20 @@ impl LogStore {
 }
 
 /// Syncs the write-ahead log once for every callback that queued up meanwhile.
-fn run_flusher(storage: Arc<Storage>, rx: mpsc::Receiver<Waiting>) {
+fn run_flusher(storage: Arc<Storage>, rx: mpsc::Receiver<Waiting>, fsync_seconds: Histogram) {
     while let Ok(first) = rx.recv() {
         let mut waiting = vec![first];
         waiting.extend(rx.try_iter());
-        // The clock is read only for traced entries.
+        // The wall clock is read only for traced entries.
         let traced = waiting.iter().any(|w| !w.traced.is_empty());
-        let started = traced.then(SystemTime::now);
+        let started_at = traced.then(SystemTime::now);
+        let started = Instant::now();
         let result = sync_wal(&storage);
-        if let Some(started) = started {
+        observe_since(&fsync_seconds, started);
+        if let Some(started_at) = started_at {
             let ended = SystemTime::now();
             for trace in waiting.iter().flat_map(|w| &w.traced) {
-                trace.fsynced(started, ended, waiting.len());
+                trace.fsynced(started_at, ended, waiting.len());
             }
         }
         for Waiting { callback, .. } in waiting {
@@ -309,6 +322,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError<u64>> {
+        let index = committed.map_or(0, |c| c.index);
+        self.metrics.server.proposals_committed.set(index as i64);
         // Lets a restart re-apply committed entries at once; losing it only delays that.
         self.put_state(StateKey::Committed, &committed, false)
     }

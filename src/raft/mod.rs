@@ -3,7 +3,8 @@
 //! Owns the Raft type configuration, the log store (with group commit), the state machine
 //! (which applies committed entries through `apply`), the client side of peer networking,
 //! and start-up of the Raft node. May call `storage`, `mvcc`, `lease`, `auth`,
-//! `watch`, `members`, `apply`, and `net` (the peers' connections).
+//! `watch`, `members`, `apply`, `net` (the peers' connections), and `metrics` (disk
+//! syncs and commits, slow applies, peer traffic).
 
 mod log_store;
 mod network;
@@ -111,6 +112,7 @@ pub async fn start(
     auth: Arc<crate::auth::AuthStore>,
     peers: Arc<Peers>,
     snapshot_dir: std::path::PathBuf,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> anyhow::Result<Raft> {
     let config = RaftConfig {
         cluster_name: settings.cluster_name,
@@ -143,12 +145,17 @@ pub async fn start(
         auth,
         snapshot_dir,
         schedule.clone(),
+        metrics.clone(),
     )?;
-    let log_store = LogStore::open(storage, state_machine.recoverable_index())?;
+    let log_store = LogStore::open(
+        storage,
+        state_machine.recoverable_index(),
+        metrics.clone(),
+    )?;
     let raft = Raft::new(
         member_id,
         Arc::new(config),
-        network::PeerNetwork { peers },
+        network::PeerNetwork { peers, metrics },
         log_store,
         state_machine,
     )

@@ -6,8 +6,8 @@
 //! of one cluster run the same version of Cairn.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
@@ -24,6 +24,7 @@ use serde::Serialize;
 use tonic::transport::Channel;
 
 use super::{MemberInfo, TypeConfig};
+use crate::metrics::{observe_since, Metrics, PeerMetrics};
 use crate::proto::cairnpeerpb::peer_client::PeerClient;
 use crate::proto::cairnpeerpb::RaftMessage;
 
@@ -85,12 +86,16 @@ impl Peers {
 
 /// openraft's door to the peers.
 pub struct PeerNetwork {
-    pub peers: std::sync::Arc<Peers>,
+    pub peers: Arc<Peers>,
+    pub metrics: Arc<Metrics>,
 }
 
 pub struct PeerConnection {
     target: u64,
     client: Result<PeerClient<Channel>, String>,
+    /// Traffic with `target`, resolved once per connection.
+    traffic: PeerMetrics,
+    heartbeat_send_failures: prometheus::IntCounter,
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
@@ -100,6 +105,8 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
         PeerConnection {
             target,
             client: self.peers.client(target, node),
+            traffic: self.metrics.network.peer(target),
+            heartbeat_send_failures: self.metrics.server.heartbeat_send_failures.clone(),
         }
     }
 }
@@ -130,6 +137,7 @@ impl PeerConnection {
         };
         let payload =
             bincode::serialize(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        self.traffic.sent_bytes.inc_by(payload.len() as u64);
         let message = RaftMessage { payload };
         let mut client = client;
         let call = async {
@@ -147,6 +155,9 @@ impl PeerConnection {
             Ok(Err(status)) => return Err(RPCError::Network(NetworkError::new(&status))),
             Err(elapsed) => return Err(RPCError::Network(NetworkError::new(&elapsed))),
         };
+        self.traffic
+            .received_bytes
+            .inc_by(answer.payload.len() as u64);
         let result: Result<Resp, RaftError<u64, E>> = bincode::deserialize(&answer.payload)
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
@@ -175,7 +186,18 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
                 PayloadTooLarge::new_entries_hint(fitting),
             ));
         }
-        self.call(Method::AppendEntries, &rpc, &option).await
+        if !rpc.entries.is_empty() {
+            return self.call(Method::AppendEntries, &rpc, &option).await;
+        }
+        // A heartbeat: its round trip is the peers' (the follower writes nothing), and a
+        // failed one is etcd's failed heartbeat send.
+        let started = Instant::now();
+        let answer = self.call(Method::AppendEntries, &rpc, &option).await;
+        match &answer {
+            Ok(_) => observe_since(&self.traffic.round_trip_seconds, started),
+            Err(_) => self.heartbeat_send_failures.inc(),
+        }
+        answer
     }
 
     async fn install_snapshot(

@@ -3,7 +3,8 @@
 //!
 //! Owns the applied log id and membership (`MetaKey::Applied`, `MetaKey::Membership`),
 //! and the snapshot files' names, metas and lifecycle in the snapshot directory. May call
-//! `storage`, `mvcc`, `lease`, `auth`, `members`, `watch` and `apply`.
+//! `storage`, `mvcc`, `lease`, `auth`, `members`, `watch`, `apply`, and `metrics` (commit
+//! times, slow applies).
 //!
 //! The applied log id and membership are written in the same storage batch as the changes
 //! they cover, so a restart neither re-applies nor skips an entry. State-machine writes are
@@ -18,6 +19,7 @@
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError};
@@ -29,6 +31,7 @@ use crate::apply::{apply_request, Applier};
 use crate::auth::AuthStore;
 use crate::lease::Lessor;
 use crate::members::MemberStore;
+use crate::metrics::{observe_since, Metrics};
 use crate::mvcc::{Mvcc, WriteLock};
 use crate::proto::cairnraftpb::{
     apply_result, internal_request, ApplyResult, ApplyResults, InternalRequest,
@@ -42,6 +45,9 @@ const RECEIVING_FILE: &str = "snapshot.receiving";
 /// Bounds on what one storage commit of applied entries holds.
 const MAX_ENTRIES_PER_COMMIT: usize = 64;
 const MAX_BYTES_PER_COMMIT: usize = 32 << 20;
+/// etcd's `warnApplyDuration`: a request that takes longer to apply is counted as slow
+/// (`etcd_server_slow_apply_total`).
+const SLOW_APPLY: Duration = Duration::from_millis(100);
 
 type Meta = SnapshotMeta<u64, MemberInfo>;
 
@@ -63,6 +69,7 @@ pub struct StateMachine {
     files: Arc<tokio::sync::Mutex<()>>,
     /// Told of each applied entry's requests: when a snapshot is due.
     schedule: Arc<SnapshotSchedule>,
+    metrics: Arc<Metrics>,
 }
 
 fn sm_read_err(e: impl std::error::Error + 'static) -> StorageError<u64> {
@@ -86,6 +93,7 @@ impl StateMachine {
         auth: Arc<AuthStore>,
         snapshot_dir: PathBuf,
         schedule: Arc<SnapshotSchedule>,
+        metrics: Arc<Metrics>,
     ) -> Result<StateMachine, StorageError<u64>> {
         std::fs::create_dir_all(&snapshot_dir).map_err(sm_write_err)?;
         if let Some(path) = storage.interrupted_import().map_err(sm_read_err)? {
@@ -111,6 +119,7 @@ impl StateMachine {
             recoverable: tokio::sync::watch::channel(applied.map_or(0, |l| l.index)).0,
             files: Arc::default(),
             schedule,
+            metrics,
         })
     }
 
@@ -163,7 +172,10 @@ impl StateMachine {
         fail::fail_point!("apply_before_commit", |_| Err(sm_write_err(
             crate::failpoints::disk_full("apply_before_commit")
         )));
-        let committed = guard.commit().map_err(sm_write_err)?;
+        let started = Instant::now();
+        let committed = guard.commit();
+        observe_since(&self.metrics.disk.backend_commit_seconds, started);
+        let committed = committed.map_err(sm_write_err)?;
         fail::fail_point!("apply_after_commit", |_| Err(sm_write_err(
             crate::failpoints::disk_full("apply_after_commit")
         )));
@@ -196,6 +208,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // The traced requests' `apply` spans, until their changes are committed (empty,
         // never allocated, when none is traced).
         let mut applying = Vec::new();
+        // One clock read per request: each request's time runs from the previous one's end.
+        let mut last_done = Instant::now();
         for entry in entries {
             applying.extend(trace_of(&entry).map(|trace| trace.applying()));
             self.applied = Some(entry.log_id);
@@ -211,7 +225,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         .0
                         .requests
                         .iter()
-                        .map(|request| self.apply_one(&mut guard, entry.log_id.index, request))
+                        .map(|request| {
+                            let result = self.apply_one(&mut guard, entry.log_id.index, request);
+                            let done = Instant::now();
+                            if done - last_done > SLOW_APPLY {
+                                self.metrics.server.slow_applies.inc();
+                            }
+                            last_done = done;
+                            result
+                        })
                         .collect::<Result<_, _>>()
                         // Storage failed: stop here, before this member diverges.
                         .map_err(|e| StorageIOError::apply(entry.log_id, &e))?,
@@ -230,6 +252,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 applying.drain(..).for_each(Applying::applied);
                 guard = mvcc.write();
                 uncommitted_entries = 0;
+                last_done = Instant::now();
             }
         }
         self.commit(guard)?;

@@ -9,13 +9,14 @@
 //! (`auth`), the mapping of openraft's errors to etcd's (`raft_errors`), member roles
 //! (`role`), what the health endpoints report (`health`), the lease lifecycle on a member
 //! (`lease`), membership changes (`cluster`, `membership`), leadership transfer and the
-//! leader monitor (`leadership`), and this member's identity (`identity`).
+//! leader monitor (`leadership`), this member's identity (`identity`), and its metrics
+//! (`metrics`).
 //!
 //! A request's path: `api::kv` → `Server::put` (`kv`) → `proposer` → `raft` (log in
 //! `storage`) → `raft::state_machine` → `apply` → `mvcc`/`lease` → `watch`.
 //!
 //! May call `raft`, `apply`, `auth`, `mvcc`, `lease`, `watch`, `members`, `storage`,
-//! `cluster`, `net` and `config`; never `api` or `peer`.
+//! `cluster`, `net`, `config` and `metrics`; never `api` or `peer`.
 
 /// Proposes a write of kind `$kind` (a variant both `internal_request::Request` and
 /// `apply_result::Result` have) and answers with its applied result, header completed. A
@@ -48,6 +49,7 @@ mod leadership;
 mod lease;
 mod maintenance;
 mod membership;
+mod metrics;
 mod peer_requests;
 mod proposer;
 mod raft_errors;
@@ -70,9 +72,10 @@ use prost::Message;
 
 use crate::auth::{AuthSettings, AuthStore};
 use crate::cluster::Identity;
-use crate::config::{ClusterState, Config};
+use crate::config::{ClusterState, Config, MetricsLevel};
 use crate::error::EtcdError;
 use crate::lease::Lessor;
+use crate::metrics::{MemberLabels, Metrics};
 use crate::mvcc::Mvcc;
 use crate::proto::cairnraftpb::{
     apply_result, internal_request, ApplyResult, InternalRequest, MemberAttributes,
@@ -124,6 +127,7 @@ pub struct Server {
     removed: tokio::sync::watch::Sender<bool>,
     /// Set while this member has been without a leader for too long (`leadership`).
     leader_lost: tokio::sync::watch::Sender<bool>,
+    metrics: Arc<Metrics>,
 }
 
 impl Server {
@@ -151,6 +155,14 @@ impl Server {
             .await?;
         }
         let identity = restore_or_save_identity(&storage, derived)?;
+        let metrics = Arc::new(Metrics::new(
+            &MemberLabels {
+                server_id: format!("{:x}", identity.member_id),
+                server_version: crate::config::ETCD_API_VERSION.to_string(),
+                cluster_version: crate::config::ETCD_CLUSTER_VERSION.to_string(),
+            },
+            config.metrics == MetricsLevel::Extensive,
+        ));
         let mvcc = Mvcc::open(storage.clone())?;
         let watch = WatchHub::start(mvcc.clone());
         let lessor = Lessor::open(
@@ -181,6 +193,7 @@ impl Server {
             auth.clone(),
             peers.clone(),
             member_dir.join("snap"),
+            metrics.clone(),
         )
         .await?;
         if config.initial_cluster_state == ClusterState::New {
@@ -231,7 +244,13 @@ impl Server {
             election_timeout: Duration::from_millis(config.election_timeout_ms),
             removed: tokio::sync::watch::channel(false).0,
             leader_lost: tokio::sync::watch::channel(false).0,
+            metrics,
         });
+        metrics::install_sampler(&server);
+        tokio::spawn(metrics::count_leader_changes(
+            server.raft.clone(),
+            server.metrics.clone(),
+        ));
         tokio::spawn(lease::run(Arc::downgrade(&server)));
         tokio::spawn(leadership::monitor_leader(Arc::downgrade(&server)));
         tokio::spawn(membership::run(Arc::downgrade(&server)));
@@ -326,7 +345,10 @@ impl Server {
         }
         // The proposer answers by the request's deadline (see `Proposer::spawn`).
         let deadline = self.deadline(ctx);
-        let result = self.proposer.propose(request, size_bytes, deadline).await?;
+        let pending = crate::metrics::Pending::new(&self.metrics.server.proposals_pending);
+        let result = self.proposer.propose(request, size_bytes, deadline).await;
+        drop(pending);
+        let result = result.inspect_err(|_| self.metrics.server.proposals_failed.inc())?;
         match result {
             ApplyResult {
                 result: Some(apply_result::Result::Error(n)),

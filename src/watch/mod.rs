@@ -16,6 +16,7 @@ mod groups;
 mod outbox;
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -197,6 +198,19 @@ pub struct WatchHub {
     mvcc: Arc<Mvcc>,
     budget: Arc<Budget>,
     catch_up: Arc<Notify>,
+    /// Events queued to streams since start.
+    events_sent: AtomicU64,
+}
+
+/// How many streams, watchers and events the hub has (etcd's watch metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WatchCounts {
+    pub streams: u64,
+    pub watchers: u64,
+    /// Watchers behind the store (unsynced), being caught up.
+    pub slow_watchers: u64,
+    /// Events queued to streams since start.
+    pub events_sent: u64,
 }
 
 /// The hub is closed: the member is stopping.
@@ -222,6 +236,7 @@ impl WatchHub {
             mvcc,
             budget: Arc::default(),
             catch_up: Arc::new(Notify::new()),
+            events_sent: AtomicU64::new(0),
         });
         tokio::spawn(run_catch_up(Arc::downgrade(&hub), hub.catch_up.clone()));
         hub
@@ -229,6 +244,16 @@ impl WatchHub {
 
     fn lock(&self) -> MutexGuard<'_, HubState> {
         self.state.lock().expect("watch hub lock")
+    }
+
+    pub fn counts(&self) -> WatchCounts {
+        let state = self.lock();
+        WatchCounts {
+            streams: state.streams.len() as u64,
+            watchers: state.watchers.len() as u64,
+            slow_watchers: state.unsynced.len() as u64,
+            events_sent: self.events_sent.load(Ordering::Relaxed),
+        }
     }
 
     /// Opens a watch stream; dropping the handle cancels its watches.
@@ -294,7 +319,9 @@ impl WatchHub {
                             .get_or_insert_with(|| Arc::new(to_event(&committed.changes[i])))
                             .clone()
                     })
-                    .collect();
+                    .collect::<Vec<_>>();
+                self.events_sent
+                    .fetch_add(events.len() as u64, Ordering::Relaxed);
                 push_events(&stream.outbox, watcher, events, committed.rev);
             } else {
                 watcher.synced = false;
@@ -460,6 +487,8 @@ impl WatchHub {
             let watcher = state.watchers.get_mut(&id).expect("checked above");
             if !events.is_empty() {
                 // As etcd: the header of a catch-up response is the revision read up to.
+                self.events_sent
+                    .fetch_add(events.len() as u64, Ordering::Relaxed);
                 push_events(&outbox, watcher, events, until);
             }
             watcher.next_rev = watcher.next_rev.max(last_rev + 1);
