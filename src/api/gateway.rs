@@ -23,7 +23,7 @@ use tonic::transport::server::TcpConnectInfo;
 use tonic::{Code, Status};
 
 use super::dispatch::Services;
-use super::http::{json, text};
+use super::http::{chunked, json, text};
 use crate::proto::etcdserverpb::*;
 use crate::proto::v3electionpb::{
     CampaignRequest, CampaignResponse, LeaderRequest, LeaderResponse, ProclaimRequest,
@@ -554,12 +554,6 @@ fn gateway_error(status: &Status, framing: Framing) -> Response<Body> {
         );
     }
     response
-}
-
-/// A body of unknown length (so sent chunked) holding `data`.
-fn chunked(data: Bytes) -> Body {
-    let frames = futures::stream::iter([Ok::<_, Status>(Frame::data(data))]);
-    Body::new(StreamBody::new(frames))
 }
 
 fn chunked_with_trailer(data: Bytes) -> Body {

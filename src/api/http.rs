@@ -69,7 +69,8 @@ async fn route(
         }),
         "/metrics" => get_only(&request).unwrap_or_else(|| {
             let (content_type, body) = server.metrics().render();
-            let mut metrics = with_body(StatusCode::OK, Bytes::from(body));
+            // Sent chunked, as etcd sends it.
+            let mut metrics = Response::new(chunked(Bytes::from(body)));
             metrics
                 .headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -196,6 +197,12 @@ fn with_body(status: StatusCode, body: Bytes) -> Response<Body> {
     let mut response = Response::new(Body::new(Full::new(body)));
     *response.status_mut() = status;
     response
+}
+
+/// A body of unknown length (so sent chunked) holding `data`.
+pub fn chunked(data: Bytes) -> Body {
+    let frames = futures::stream::iter([Ok::<_, tonic::Status>(hyper::body::Frame::data(data))]);
+    Body::new(http_body_util::StreamBody::new(frames))
 }
 
 /// A request's query parameters, percent-decoded.
