@@ -238,20 +238,30 @@ async fn livez_and_readyz() {
     assert_eq!(get(&ep, "/readyz/nothing").await.status, 404);
 }
 
-#[tokio::test]
-async fn health_is_false_without_a_leader() {
-    // Two members, one gone: the other has no leader, and never will.
+/// Two members, one gone: the other has no leader, and never will. Its endpoint.
+fn member_without_leader() -> (TestCluster, String) {
     let mut cluster = TestCluster::start(2, &[]);
     cluster.kill9(1);
     let ep = cluster.endpoint(0);
-    // A linearizable read needs both members: each check fails within its second.
-    let mut health = get(&ep, "/health").await;
+    (cluster, ep)
+}
+
+/// The first answer of `path` that is not 200: a linearizable read needs both members, so
+/// each check fails within its read's deadline once the member has noticed.
+async fn first_failure(ep: &str, path: &str) -> http::HttpReply {
     for _ in 0..10 {
-        if health.status != 200 {
-            break;
+        let reply = get(ep, path).await;
+        if reply.status != 200 {
+            return reply;
         }
-        health = get(&ep, "/health").await;
     }
+    panic!("{path} stayed healthy without a leader");
+}
+
+#[tokio::test]
+async fn health_is_false_without_a_leader() {
+    let (_cluster, ep) = member_without_leader();
+    let health = first_failure(&ep, "/health").await;
     assert_eq!((health.status, health.body.as_str()), (503, "{\"health\":\"false\"}\n"));
     assert_eq!(get(&ep, "/health?exclude=NOSPACE").await.status, 503);
 }
@@ -260,16 +270,8 @@ async fn health_is_false_without_a_leader() {
 /// 3.4 ignores `serializable` and has no probes).
 #[tokio::test]
 async fn local_checks_pass_without_a_leader() {
-    let mut cluster = TestCluster::start(2, &[]);
-    cluster.kill9(1);
-    let ep = cluster.endpoint(0);
-    let mut ready = get(&ep, "/readyz").await;
-    for _ in 0..10 {
-        if ready.status != 200 {
-            break;
-        }
-        ready = get(&ep, "/readyz").await;
-    }
+    let (_cluster, ep) = member_without_leader();
+    let ready = first_failure(&ep, "/readyz").await;
     assert_eq!(ready.status, 503);
     assert!(ready.body.contains("[+]serializable_read ok\n"), "{}", ready.body);
     assert!(ready.body.contains("[-]linearizable_read failed: "), "{}", ready.body);
