@@ -979,9 +979,16 @@ mod tests {
         // Restrictions not built yet are refused, not ignored: ignoring them would weaken
         // what the user asked for.
         assert!(parse(&["--cipher-suites", "TLS_AES_128_GCM_SHA256"]).is_err());
-        assert!(parse(&["--cipher-suites", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,BOGUS"]).is_err());
+        assert!(parse(&[
+            "--cipher-suites",
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,BOGUS"
+        ])
+        .is_err());
         let ok = parse(&["--cipher-suites", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]).unwrap();
-        assert_eq!(ok.client_tls.cipher_suites, ["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]);
+        assert_eq!(
+            ok.client_tls.cipher_suites,
+            ["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]
+        );
         let c = parse(&["--peer-cert-allowed-cn", "peer"]).unwrap();
         assert_eq!(
             c.peer_tls.allowed,
@@ -1173,10 +1180,7 @@ mod tests {
         assert_eq!(parse(&[]).unwrap().metrics, MetricsLevel::Basic);
         let level = |args: &[&str]| parse(args).map(|c| c.metrics);
         assert_eq!(level(&["--metrics", "basic"]), Ok(MetricsLevel::Basic));
-        assert_eq!(
-            level(&["--metrics=extensive"]),
-            Ok(MetricsLevel::Extensive)
-        );
+        assert_eq!(level(&["--metrics=extensive"]), Ok(MetricsLevel::Extensive));
         assert_eq!(
             level(&["--metrics", "Extensive"]),
             Err(

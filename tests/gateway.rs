@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::http::{self, b64, get, post};
 use common::cluster::TestCluster;
+use common::http::{self, b64, get, post};
 use common::TestServer;
 use serde_json::{json, Value};
 
@@ -22,10 +22,18 @@ async fn kv_over_json_uses_base64_strings_for_int64_and_proto_field_names() {
     let server = TestServer::start(&[]);
     let ep = server.endpoint();
 
-    let put = post(&ep, "/v3/kv/put", &json!({"key": b64("foo"), "value": b64("bar")}).to_string()).await;
+    let put = post(
+        &ep,
+        "/v3/kv/put",
+        &json!({"key": b64("foo"), "value": b64("bar")}).to_string(),
+    )
+    .await;
     assert_eq!(put.status, 200, "{put:?}");
     assert_eq!(put.header("content-type"), Some("application/json"));
-    assert_eq!(put.header("grpc-metadata-content-type"), Some("application/grpc"));
+    assert_eq!(
+        put.header("grpc-metadata-content-type"),
+        Some("application/grpc")
+    );
     let revision = header_revision(&put.json());
 
     // camelCase input, int64 given as a string, an unknown field ignored.
@@ -42,11 +50,27 @@ async fn kv_over_json_uses_base64_strings_for_int64_and_proto_field_names() {
     assert_eq!(kv["value"], b64("bar"));
     assert_eq!(kv["create_revision"], revision.to_string());
     // Defaults are left out: no lease, no `more`.
-    assert!(kv.get("lease").is_none() && range.get("more").is_none(), "{range}");
+    assert!(
+        kv.get("lease").is_none() && range.get("more").is_none(),
+        "{range}"
+    );
 
     // The same call under 3.4's /v3beta/ prefix; a range of nothing is only a header.
-    let nothing = post(&ep, "/v3beta/kv/range", &json!({"key": b64("none")}).to_string()).await;
-    assert_eq!(nothing.json().as_object().unwrap().keys().collect::<Vec<_>>(), ["header"]);
+    let nothing = post(
+        &ep,
+        "/v3beta/kv/range",
+        &json!({"key": b64("none")}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        nothing
+            .json()
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["header"]
+    );
 
     // A txn with a compare, a nested txn and a delete, enums by name.
     let txn = post(
@@ -65,7 +89,10 @@ async fn kv_over_json_uses_base64_strings_for_int64_and_proto_field_names() {
     .json();
     assert_eq!(txn["succeeded"], true);
     assert_eq!(txn["responses"][0]["response_delete_range"]["deleted"], "1");
-    assert_eq!(txn["responses"][0]["response_delete_range"]["prev_kvs"][0]["value"], b64("bar"));
+    assert_eq!(
+        txn["responses"][0]["response_delete_range"]["prev_kvs"][0]["value"],
+        b64("bar")
+    );
     assert_eq!(txn["responses"][1]["response_txn"]["succeeded"], true);
 }
 
@@ -80,11 +107,22 @@ async fn errors_carry_etcds_code_message_and_http_status() {
         empty_key.body,
         r#"{"error":"etcdserver: key is not provided","message":"etcdserver: key is not provided","code":3}"#
     );
-    let future = post(&ep, "/v3/kv/range", &json!({"key": b64("a"), "revision": 99}).to_string()).await;
-    assert_eq!((future.status, future.json()["code"].clone()), (400, json!(11)));
+    let future = post(
+        &ep,
+        "/v3/kv/range",
+        &json!({"key": b64("a"), "revision": 99}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        (future.status, future.json()["code"].clone()),
+        (400, json!(11))
+    );
     let no_lease = post(&ep, "/v3/lease/revoke", r#"{"ID":777}"#).await;
     assert_eq!(no_lease.status, 404);
-    assert_eq!(no_lease.json()["message"], "etcdserver: requested lease not found");
+    assert_eq!(
+        no_lease.json()["message"],
+        "etcdserver: requested lease not found"
+    );
 
     let malformed = post(&ep, "/v3/kv/range", r#"{"key":"Zm9v""#).await;
     assert_eq!(malformed.status, 400);
@@ -92,11 +130,20 @@ async fn errors_carry_etcds_code_message_and_http_status() {
     assert_eq!(malformed.json()["code"], 3);
 
     let get_on_post = get(&ep, "/v3/kv/range").await;
-    assert_eq!((get_on_post.status, get_on_post.body.as_str()), (405, "Method Not Allowed\n"));
+    assert_eq!(
+        (get_on_post.status, get_on_post.body.as_str()),
+        (405, "Method Not Allowed\n")
+    );
     let unknown_v3 = post(&ep, "/v3/kv/nothing", "{}").await;
-    assert_eq!((unknown_v3.status, unknown_v3.body.as_str()), (404, "Not Found\n"));
+    assert_eq!(
+        (unknown_v3.status, unknown_v3.body.as_str()),
+        (404, "Not Found\n")
+    );
     let unknown = get(&ep, "/nothing").await;
-    assert_eq!((unknown.status, unknown.body.as_str()), (404, "404 page not found\n"));
+    assert_eq!(
+        (unknown.status, unknown.body.as_str()),
+        (404, "404 page not found\n")
+    );
     let options = http::request(&ep, "OPTIONS", "/v3/kv/range", &[], b"").await;
     assert_eq!((options.status, options.body.as_str()), (200, ""));
     assert_eq!(options.header("access-control-allow-origin"), Some("*"));
@@ -107,17 +154,32 @@ async fn request_size_limits_are_the_grpc_ones() {
     let server = TestServer::start(&["--max-request-bytes", "1024"]);
     let ep = server.endpoint();
     let value = "v".repeat(2000);
-    let too_large = post(&ep, "/v3/kv/put", &json!({"key": b64("k"), "value": b64(&value)}).to_string()).await;
+    let too_large = post(
+        &ep,
+        "/v3/kv/put",
+        &json!({"key": b64("k"), "value": b64(&value)}).to_string(),
+    )
+    .await;
     assert_eq!(too_large.status, 400, "{too_large:?}");
-    assert_eq!(too_large.json()["message"], "etcdserver: request is too large");
+    assert_eq!(
+        too_large.json()["message"],
+        "etcdserver: request is too large"
+    );
 
     // Beyond the gRPC message limit (the request limit plus 512 KiB), as grpc-go words it.
     let value = "v".repeat(600 * 1024);
-    let beyond = post(&ep, "/v3/kv/put", &json!({"key": b64("k"), "value": b64(&value)}).to_string()).await;
+    let beyond = post(
+        &ep,
+        "/v3/kv/put",
+        &json!({"key": b64("k"), "value": b64(&value)}).to_string(),
+    )
+    .await;
     assert_eq!(beyond.status, 429, "{:?}", beyond.status);
     let message = beyond.json()["message"].as_str().unwrap().to_string();
-    assert!(message.starts_with("grpc: received message larger than max ("), "{message}");
-
+    assert!(
+        message.starts_with("grpc: received message larger than max ("),
+        "{message}"
+    );
 }
 
 /// Cairn only: etcd reads a request body of any size before decoding it.
@@ -129,7 +191,10 @@ async fn a_json_body_beyond_any_allowed_message_is_refused_unread() {
     let refused = post(&server.endpoint(), "/v3/kv/range", &padded).await;
     assert_eq!(refused.status, 429);
     let message = refused.json()["message"].as_str().unwrap().to_string();
-    assert!(message.starts_with("grpc: received message larger than max ("), "{message}");
+    assert!(
+        message.starts_with("grpc: received message larger than max ("),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -148,7 +213,10 @@ async fn watch_streams_one_result_line_per_chunk_as_events_happen() {
     client.delete("w", None).await.unwrap();
     let put = watch.next_json().await;
     assert_eq!(put["result"]["events"][0]["kv"]["value"], b64("1"), "{put}");
-    assert!(put["result"]["events"][0].get("type").is_none(), "PUT is the default: {put}");
+    assert!(
+        put["result"]["events"][0].get("type").is_none(),
+        "PUT is the default: {put}"
+    );
     let deleted = watch.next_json().await;
     assert_eq!(deleted["result"]["events"][0]["type"], "DELETE");
     assert_eq!(deleted["result"]["events"][0]["prev_kv"]["value"], b64("1"));
@@ -158,8 +226,13 @@ async fn watch_streams_one_result_line_per_chunk_as_events_happen() {
 async fn keep_alive_answers_each_request_then_ends() {
     let server = TestServer::start(&[]);
     let ep = server.endpoint();
-    let granted = post(&ep, "/v3/lease/grant", r#"{"TTL":60,"ID":1000}"#).await.json();
-    assert_eq!((granted["ID"].as_str(), granted["TTL"].as_str()), (Some("1000"), Some("60")));
+    let granted = post(&ep, "/v3/lease/grant", r#"{"TTL":60,"ID":1000}"#)
+        .await
+        .json();
+    assert_eq!(
+        (granted["ID"].as_str(), granted["TTL"].as_str()),
+        (Some("1000"), Some("60"))
+    );
     let reply = post(&ep, "/v3/lease/keepalive", r#"{"ID":1000}{"ID":"1000"}"#).await;
     let lines: Vec<Value> = reply
         .body
@@ -167,9 +240,15 @@ async fn keep_alive_answers_each_request_then_ends() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 2, "{}", reply.body);
-    assert!(lines.iter().all(|l| l["result"]["TTL"] == "60"), "{}", reply.body);
+    assert!(
+        lines.iter().all(|l| l["result"]["TTL"] == "60"),
+        "{}",
+        reply.body
+    );
     // 3.4's alias.
-    let ttl = post(&ep, "/v3/kv/lease/timetolive", r#"{"ID":1000}"#).await.json();
+    let ttl = post(&ep, "/v3/kv/lease/timetolive", r#"{"ID":1000}"#)
+        .await
+        .json();
     assert_eq!(ttl["grantedTTL"], "60");
 }
 
@@ -178,26 +257,55 @@ async fn auth_takes_the_token_from_the_authorization_header() {
     let server = TestServer::start(&["--bcrypt-cost", "4"]);
     let ep = server.endpoint();
     for (path, body) in [
-        ("/v3/auth/user/add", r#"{"name":"root","password":"rootpw"}"#),
+        (
+            "/v3/auth/user/add",
+            r#"{"name":"root","password":"rootpw"}"#,
+        ),
         ("/v3/auth/user/grant", r#"{"user":"root","role":"root"}"#),
         ("/v3/auth/enable", "{}"),
     ] {
         assert_eq!(post(&ep, path, body).await.status, 200, "{path}");
     }
-    let anonymous = post(&ep, "/v3/kv/put", &json!({"key": b64("a"), "value": b64("1")}).to_string()).await;
+    let anonymous = post(
+        &ep,
+        "/v3/kv/put",
+        &json!({"key": b64("a"), "value": b64("1")}).to_string(),
+    )
+    .await;
     assert_eq!(anonymous.status, 400);
-    assert_eq!(anonymous.json()["message"], "etcdserver: user name is empty");
+    assert_eq!(
+        anonymous.json()["message"],
+        "etcdserver: user name is empty"
+    );
 
-    let token = post(&ep, "/v3/auth/authenticate", r#"{"name":"root","password":"rootpw"}"#)
-        .await
-        .json()["token"]
+    let token = post(
+        &ep,
+        "/v3/auth/authenticate",
+        r#"{"name":"root","password":"rootpw"}"#,
+    )
+    .await
+    .json()["token"]
         .as_str()
         .unwrap()
         .to_string();
     let put = json!({"key": b64("a"), "value": b64("1")}).to_string();
-    let with_token = http::request(&ep, "POST", "/v3/kv/put", &[("Authorization", &token)], put.as_bytes()).await;
+    let with_token = http::request(
+        &ep,
+        "POST",
+        "/v3/kv/put",
+        &[("Authorization", &token)],
+        put.as_bytes(),
+    )
+    .await;
     assert_eq!(with_token.status, 200, "{with_token:?}");
-    let bad = http::request(&ep, "POST", "/v3/kv/put", &[("Authorization", "nope")], put.as_bytes()).await;
+    let bad = http::request(
+        &ep,
+        "POST",
+        "/v3/kv/put",
+        &[("Authorization", "nope")],
+        put.as_bytes(),
+    )
+    .await;
     assert_eq!(bad.status, 401);
     assert_eq!(bad.json()["message"], "etcdserver: invalid auth token");
 }
@@ -209,16 +317,27 @@ async fn version_and_health() {
     let version = get(&ep, "/version").await;
     assert_eq!(version.header("content-type"), Some("application/json"));
     let version = version.json();
-    assert!(version["etcdserver"].as_str().unwrap().starts_with("3."), "{version}");
-    assert!(version["etcdcluster"].as_str().unwrap().ends_with(".0"), "{version}");
+    assert!(
+        version["etcdserver"].as_str().unwrap().starts_with("3."),
+        "{version}"
+    );
+    assert!(
+        version["etcdcluster"].as_str().unwrap().ends_with(".0"),
+        "{version}"
+    );
 
     let health = get(&ep, "/health").await;
-    assert_eq!((health.status, health.body.as_str()), (200, r#"{"health":"true"}"#));
+    assert_eq!(
+        (health.status, health.body.as_str()),
+        (200, r#"{"health":"true"}"#)
+    );
     let serializable = get(&ep, "/health?serializable=true").await;
     assert_eq!(serializable.status, 200);
     let post_health = post(&ep, "/health", "").await;
-    assert_eq!((post_health.status, post_health.header("allow")), (405, Some("GET")));
-
+    assert_eq!(
+        (post_health.status, post_health.header("allow")),
+        (405, Some("GET"))
+    );
 }
 
 /// etcd 3.6's probes (3.4.29 and 3.5.11 have them too; 3.4.23 answers 404).
@@ -227,12 +346,18 @@ async fn livez_and_readyz() {
     let server = TestServer::start(&[]);
     let ep = server.endpoint();
     assert_eq!(get(&ep, "/livez").await.body, "ok\n");
-    assert_eq!(get(&ep, "/livez?verbose").await.body, "[+]serializable_read ok\nok\n");
+    assert_eq!(
+        get(&ep, "/livez?verbose").await.body,
+        "[+]serializable_read ok\nok\n"
+    );
     // etcd lists the checks in no fixed order; Cairn in this one.
     let ready = get(&ep, "/readyz?verbose=true&exclude=non_learner").await;
     assert_eq!(
         (ready.status, ready.body.as_str()),
-        (200, "[+]data_corruption ok\n[+]serializable_read ok\n[+]linearizable_read ok\nok\n")
+        (
+            200,
+            "[+]data_corruption ok\n[+]serializable_read ok\n[+]linearizable_read ok\nok\n"
+        )
     );
     assert_eq!(get(&ep, "/readyz/linearizable_read").await.body, "ok\n");
     assert_eq!(get(&ep, "/readyz/nothing").await.status, 404);
@@ -262,7 +387,10 @@ async fn first_failure(ep: &str, path: &str) -> http::HttpReply {
 async fn health_is_false_without_a_leader() {
     let (_cluster, ep) = member_without_leader();
     let health = first_failure(&ep, "/health").await;
-    assert_eq!((health.status, health.body.as_str()), (503, "{\"health\":\"false\"}\n"));
+    assert_eq!(
+        (health.status, health.body.as_str()),
+        (503, "{\"health\":\"false\"}\n")
+    );
     assert_eq!(get(&ep, "/health?exclude=NOSPACE").await.status, 503);
 }
 
@@ -273,8 +401,16 @@ async fn local_checks_pass_without_a_leader() {
     let (_cluster, ep) = member_without_leader();
     let ready = first_failure(&ep, "/readyz").await;
     assert_eq!(ready.status, 503);
-    assert!(ready.body.contains("[+]serializable_read ok\n"), "{}", ready.body);
-    assert!(ready.body.contains("[-]linearizable_read failed: "), "{}", ready.body);
+    assert!(
+        ready.body.contains("[+]serializable_read ok\n"),
+        "{}",
+        ready.body
+    );
+    assert!(
+        ready.body.contains("[-]linearizable_read failed: "),
+        "{}",
+        ready.body
+    );
     assert_eq!(get(&ep, "/health?serializable=true").await.status, 200);
     assert_eq!(get(&ep, "/livez").await.status, 200);
 }

@@ -52,8 +52,9 @@ async fn http_get(endpoint: &str, path: &str) -> HttpResponse {
     let mut stream = TcpStream::connect(authority)
         .await
         .unwrap_or_else(|e| panic!("connect to {authority}: {e}"));
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: */*\r\nConnection: close\r\n\r\n");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+    );
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     timeout(WAIT, stream.read_to_end(&mut raw))
@@ -250,7 +251,10 @@ async fn a_fresh_member_shows_etcds_families_and_counts_what_it_serves() {
             .unwrap()
     };
     assert!(index("etcd_server_proposals_applied_total") >= 3);
-    assert!(index("etcd_server_proposals_committed_total") >= index("etcd_server_proposals_applied_total"));
+    assert!(
+        index("etcd_server_proposals_committed_total")
+            >= index("etcd_server_proposals_applied_total")
+    );
     assert!(!body.contains("grpc_server_handling_seconds"));
 }
 

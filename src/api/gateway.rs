@@ -76,59 +76,365 @@ macro_rules! route {
 
 /// etcd's gateway paths (its protos' `google.api.http` options), 3.4's aliases included.
 const ROUTES: &[Route] = &[
-    route!("kv/range", "/etcdserverpb.KV/Range", Unary, RangeRequest, RangeResponse),
-    route!("kv/put", "/etcdserverpb.KV/Put", Unary, PutRequest, PutResponse),
-    route!("kv/deleterange", "/etcdserverpb.KV/DeleteRange", Unary, DeleteRangeRequest, DeleteRangeResponse),
-    route!("kv/txn", "/etcdserverpb.KV/Txn", Unary, TxnRequest, TxnResponse),
-    route!("kv/compaction", "/etcdserverpb.KV/Compact", Unary, CompactionRequest, CompactionResponse),
-    route!("watch", "/etcdserverpb.Watch/Watch", Bidi, WatchRequest, WatchResponse),
-    route!("lease/grant", "/etcdserverpb.Lease/LeaseGrant", Unary, LeaseGrantRequest, LeaseGrantResponse),
-    route!("lease/revoke", "/etcdserverpb.Lease/LeaseRevoke", Unary, LeaseRevokeRequest, LeaseRevokeResponse),
-    route!("kv/lease/revoke", "/etcdserverpb.Lease/LeaseRevoke", Unary, LeaseRevokeRequest, LeaseRevokeResponse),
-    route!("lease/keepalive", "/etcdserverpb.Lease/LeaseKeepAlive", Bidi, LeaseKeepAliveRequest, LeaseKeepAliveResponse),
-    route!("lease/timetolive", "/etcdserverpb.Lease/LeaseTimeToLive", Unary, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse),
-    route!("kv/lease/timetolive", "/etcdserverpb.Lease/LeaseTimeToLive", Unary, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse),
-    route!("lease/leases", "/etcdserverpb.Lease/LeaseLeases", Unary, LeaseLeasesRequest, LeaseLeasesResponse),
-    route!("kv/lease/leases", "/etcdserverpb.Lease/LeaseLeases", Unary, LeaseLeasesRequest, LeaseLeasesResponse),
-    route!("cluster/member/add", "/etcdserverpb.Cluster/MemberAdd", Unary, MemberAddRequest, MemberAddResponse),
-    route!("cluster/member/remove", "/etcdserverpb.Cluster/MemberRemove", Unary, MemberRemoveRequest, MemberRemoveResponse),
-    route!("cluster/member/update", "/etcdserverpb.Cluster/MemberUpdate", Unary, MemberUpdateRequest, MemberUpdateResponse),
-    route!("cluster/member/list", "/etcdserverpb.Cluster/MemberList", Unary, MemberListRequest, MemberListResponse),
-    route!("cluster/member/promote", "/etcdserverpb.Cluster/MemberPromote", Unary, MemberPromoteRequest, MemberPromoteResponse),
-    route!("maintenance/alarm", "/etcdserverpb.Maintenance/Alarm", Unary, AlarmRequest, AlarmResponse),
-    route!("maintenance/status", "/etcdserverpb.Maintenance/Status", Unary, StatusRequest, StatusResponse),
-    route!("maintenance/defragment", "/etcdserverpb.Maintenance/Defragment", Unary, DefragmentRequest, DefragmentResponse),
+    route!(
+        "kv/range",
+        "/etcdserverpb.KV/Range",
+        Unary,
+        RangeRequest,
+        RangeResponse
+    ),
+    route!(
+        "kv/put",
+        "/etcdserverpb.KV/Put",
+        Unary,
+        PutRequest,
+        PutResponse
+    ),
+    route!(
+        "kv/deleterange",
+        "/etcdserverpb.KV/DeleteRange",
+        Unary,
+        DeleteRangeRequest,
+        DeleteRangeResponse
+    ),
+    route!(
+        "kv/txn",
+        "/etcdserverpb.KV/Txn",
+        Unary,
+        TxnRequest,
+        TxnResponse
+    ),
+    route!(
+        "kv/compaction",
+        "/etcdserverpb.KV/Compact",
+        Unary,
+        CompactionRequest,
+        CompactionResponse
+    ),
+    route!(
+        "watch",
+        "/etcdserverpb.Watch/Watch",
+        Bidi,
+        WatchRequest,
+        WatchResponse
+    ),
+    route!(
+        "lease/grant",
+        "/etcdserverpb.Lease/LeaseGrant",
+        Unary,
+        LeaseGrantRequest,
+        LeaseGrantResponse
+    ),
+    route!(
+        "lease/revoke",
+        "/etcdserverpb.Lease/LeaseRevoke",
+        Unary,
+        LeaseRevokeRequest,
+        LeaseRevokeResponse
+    ),
+    route!(
+        "kv/lease/revoke",
+        "/etcdserverpb.Lease/LeaseRevoke",
+        Unary,
+        LeaseRevokeRequest,
+        LeaseRevokeResponse
+    ),
+    route!(
+        "lease/keepalive",
+        "/etcdserverpb.Lease/LeaseKeepAlive",
+        Bidi,
+        LeaseKeepAliveRequest,
+        LeaseKeepAliveResponse
+    ),
+    route!(
+        "lease/timetolive",
+        "/etcdserverpb.Lease/LeaseTimeToLive",
+        Unary,
+        LeaseTimeToLiveRequest,
+        LeaseTimeToLiveResponse
+    ),
+    route!(
+        "kv/lease/timetolive",
+        "/etcdserverpb.Lease/LeaseTimeToLive",
+        Unary,
+        LeaseTimeToLiveRequest,
+        LeaseTimeToLiveResponse
+    ),
+    route!(
+        "lease/leases",
+        "/etcdserverpb.Lease/LeaseLeases",
+        Unary,
+        LeaseLeasesRequest,
+        LeaseLeasesResponse
+    ),
+    route!(
+        "kv/lease/leases",
+        "/etcdserverpb.Lease/LeaseLeases",
+        Unary,
+        LeaseLeasesRequest,
+        LeaseLeasesResponse
+    ),
+    route!(
+        "cluster/member/add",
+        "/etcdserverpb.Cluster/MemberAdd",
+        Unary,
+        MemberAddRequest,
+        MemberAddResponse
+    ),
+    route!(
+        "cluster/member/remove",
+        "/etcdserverpb.Cluster/MemberRemove",
+        Unary,
+        MemberRemoveRequest,
+        MemberRemoveResponse
+    ),
+    route!(
+        "cluster/member/update",
+        "/etcdserverpb.Cluster/MemberUpdate",
+        Unary,
+        MemberUpdateRequest,
+        MemberUpdateResponse
+    ),
+    route!(
+        "cluster/member/list",
+        "/etcdserverpb.Cluster/MemberList",
+        Unary,
+        MemberListRequest,
+        MemberListResponse
+    ),
+    route!(
+        "cluster/member/promote",
+        "/etcdserverpb.Cluster/MemberPromote",
+        Unary,
+        MemberPromoteRequest,
+        MemberPromoteResponse
+    ),
+    route!(
+        "maintenance/alarm",
+        "/etcdserverpb.Maintenance/Alarm",
+        Unary,
+        AlarmRequest,
+        AlarmResponse
+    ),
+    route!(
+        "maintenance/status",
+        "/etcdserverpb.Maintenance/Status",
+        Unary,
+        StatusRequest,
+        StatusResponse
+    ),
+    route!(
+        "maintenance/defragment",
+        "/etcdserverpb.Maintenance/Defragment",
+        Unary,
+        DefragmentRequest,
+        DefragmentResponse
+    ),
     // Hash and HashKV share one path in etcd's protos; etcd 3.4's gateway serves Hash there.
-    route!("maintenance/hash", "/etcdserverpb.Maintenance/Hash", Unary, HashRequest, HashResponse),
+    route!(
+        "maintenance/hash",
+        "/etcdserverpb.Maintenance/Hash",
+        Unary,
+        HashRequest,
+        HashResponse
+    ),
     // etcd 3.5+'s own paths (3.4's gateway has no HashKV, 3.5 added Downgrade).
-    route!("maintenance/hashkv", "/etcdserverpb.Maintenance/HashKV", Unary, HashKvRequest, HashKvResponse),
-    route!("maintenance/downgrade", "/etcdserverpb.Maintenance/Downgrade", Unary, DowngradeRequest, DowngradeResponse),
-    route!("maintenance/snapshot", "/etcdserverpb.Maintenance/Snapshot", ServerStream, SnapshotRequest, SnapshotResponse),
-    route!("maintenance/transfer-leadership", "/etcdserverpb.Maintenance/MoveLeader", Unary, MoveLeaderRequest, MoveLeaderResponse),
-    route!("auth/enable", "/etcdserverpb.Auth/AuthEnable", Unary, AuthEnableRequest, AuthEnableResponse),
-    route!("auth/disable", "/etcdserverpb.Auth/AuthDisable", Unary, AuthDisableRequest, AuthDisableResponse),
-    route!("auth/status", "/etcdserverpb.Auth/AuthStatus", Unary, AuthStatusRequest, AuthStatusResponse),
-    route!("auth/authenticate", "/etcdserverpb.Auth/Authenticate", Unary, AuthenticateRequest, AuthenticateResponse),
-    route!("auth/user/add", "/etcdserverpb.Auth/UserAdd", Unary, AuthUserAddRequest, AuthUserAddResponse),
-    route!("auth/user/get", "/etcdserverpb.Auth/UserGet", Unary, AuthUserGetRequest, AuthUserGetResponse),
-    route!("auth/user/list", "/etcdserverpb.Auth/UserList", Unary, AuthUserListRequest, AuthUserListResponse),
-    route!("auth/user/delete", "/etcdserverpb.Auth/UserDelete", Unary, AuthUserDeleteRequest, AuthUserDeleteResponse),
-    route!("auth/user/changepw", "/etcdserverpb.Auth/UserChangePassword", Unary, AuthUserChangePasswordRequest, AuthUserChangePasswordResponse),
-    route!("auth/user/grant", "/etcdserverpb.Auth/UserGrantRole", Unary, AuthUserGrantRoleRequest, AuthUserGrantRoleResponse),
-    route!("auth/user/revoke", "/etcdserverpb.Auth/UserRevokeRole", Unary, AuthUserRevokeRoleRequest, AuthUserRevokeRoleResponse),
-    route!("auth/role/add", "/etcdserverpb.Auth/RoleAdd", Unary, AuthRoleAddRequest, AuthRoleAddResponse),
-    route!("auth/role/get", "/etcdserverpb.Auth/RoleGet", Unary, AuthRoleGetRequest, AuthRoleGetResponse),
-    route!("auth/role/list", "/etcdserverpb.Auth/RoleList", Unary, AuthRoleListRequest, AuthRoleListResponse),
-    route!("auth/role/delete", "/etcdserverpb.Auth/RoleDelete", Unary, AuthRoleDeleteRequest, AuthRoleDeleteResponse),
-    route!("auth/role/grant", "/etcdserverpb.Auth/RoleGrantPermission", Unary, AuthRoleGrantPermissionRequest, AuthRoleGrantPermissionResponse),
-    route!("auth/role/revoke", "/etcdserverpb.Auth/RoleRevokePermission", Unary, AuthRoleRevokePermissionRequest, AuthRoleRevokePermissionResponse),
-    route!("lock/lock", "/v3lockpb.Lock/Lock", Unary, LockRequest, LockResponse),
-    route!("lock/unlock", "/v3lockpb.Lock/Unlock", Unary, UnlockRequest, UnlockResponse),
-    route!("election/campaign", "/v3electionpb.Election/Campaign", Unary, CampaignRequest, CampaignResponse),
-    route!("election/proclaim", "/v3electionpb.Election/Proclaim", Unary, ProclaimRequest, ProclaimResponse),
-    route!("election/leader", "/v3electionpb.Election/Leader", Unary, LeaderRequest, LeaderResponse),
-    route!("election/observe", "/v3electionpb.Election/Observe", ServerStream, LeaderRequest, LeaderResponse),
-    route!("election/resign", "/v3electionpb.Election/Resign", Unary, ResignRequest, ResignResponse),
+    route!(
+        "maintenance/hashkv",
+        "/etcdserverpb.Maintenance/HashKV",
+        Unary,
+        HashKvRequest,
+        HashKvResponse
+    ),
+    route!(
+        "maintenance/downgrade",
+        "/etcdserverpb.Maintenance/Downgrade",
+        Unary,
+        DowngradeRequest,
+        DowngradeResponse
+    ),
+    route!(
+        "maintenance/snapshot",
+        "/etcdserverpb.Maintenance/Snapshot",
+        ServerStream,
+        SnapshotRequest,
+        SnapshotResponse
+    ),
+    route!(
+        "maintenance/transfer-leadership",
+        "/etcdserverpb.Maintenance/MoveLeader",
+        Unary,
+        MoveLeaderRequest,
+        MoveLeaderResponse
+    ),
+    route!(
+        "auth/enable",
+        "/etcdserverpb.Auth/AuthEnable",
+        Unary,
+        AuthEnableRequest,
+        AuthEnableResponse
+    ),
+    route!(
+        "auth/disable",
+        "/etcdserverpb.Auth/AuthDisable",
+        Unary,
+        AuthDisableRequest,
+        AuthDisableResponse
+    ),
+    route!(
+        "auth/status",
+        "/etcdserverpb.Auth/AuthStatus",
+        Unary,
+        AuthStatusRequest,
+        AuthStatusResponse
+    ),
+    route!(
+        "auth/authenticate",
+        "/etcdserverpb.Auth/Authenticate",
+        Unary,
+        AuthenticateRequest,
+        AuthenticateResponse
+    ),
+    route!(
+        "auth/user/add",
+        "/etcdserverpb.Auth/UserAdd",
+        Unary,
+        AuthUserAddRequest,
+        AuthUserAddResponse
+    ),
+    route!(
+        "auth/user/get",
+        "/etcdserverpb.Auth/UserGet",
+        Unary,
+        AuthUserGetRequest,
+        AuthUserGetResponse
+    ),
+    route!(
+        "auth/user/list",
+        "/etcdserverpb.Auth/UserList",
+        Unary,
+        AuthUserListRequest,
+        AuthUserListResponse
+    ),
+    route!(
+        "auth/user/delete",
+        "/etcdserverpb.Auth/UserDelete",
+        Unary,
+        AuthUserDeleteRequest,
+        AuthUserDeleteResponse
+    ),
+    route!(
+        "auth/user/changepw",
+        "/etcdserverpb.Auth/UserChangePassword",
+        Unary,
+        AuthUserChangePasswordRequest,
+        AuthUserChangePasswordResponse
+    ),
+    route!(
+        "auth/user/grant",
+        "/etcdserverpb.Auth/UserGrantRole",
+        Unary,
+        AuthUserGrantRoleRequest,
+        AuthUserGrantRoleResponse
+    ),
+    route!(
+        "auth/user/revoke",
+        "/etcdserverpb.Auth/UserRevokeRole",
+        Unary,
+        AuthUserRevokeRoleRequest,
+        AuthUserRevokeRoleResponse
+    ),
+    route!(
+        "auth/role/add",
+        "/etcdserverpb.Auth/RoleAdd",
+        Unary,
+        AuthRoleAddRequest,
+        AuthRoleAddResponse
+    ),
+    route!(
+        "auth/role/get",
+        "/etcdserverpb.Auth/RoleGet",
+        Unary,
+        AuthRoleGetRequest,
+        AuthRoleGetResponse
+    ),
+    route!(
+        "auth/role/list",
+        "/etcdserverpb.Auth/RoleList",
+        Unary,
+        AuthRoleListRequest,
+        AuthRoleListResponse
+    ),
+    route!(
+        "auth/role/delete",
+        "/etcdserverpb.Auth/RoleDelete",
+        Unary,
+        AuthRoleDeleteRequest,
+        AuthRoleDeleteResponse
+    ),
+    route!(
+        "auth/role/grant",
+        "/etcdserverpb.Auth/RoleGrantPermission",
+        Unary,
+        AuthRoleGrantPermissionRequest,
+        AuthRoleGrantPermissionResponse
+    ),
+    route!(
+        "auth/role/revoke",
+        "/etcdserverpb.Auth/RoleRevokePermission",
+        Unary,
+        AuthRoleRevokePermissionRequest,
+        AuthRoleRevokePermissionResponse
+    ),
+    route!(
+        "lock/lock",
+        "/v3lockpb.Lock/Lock",
+        Unary,
+        LockRequest,
+        LockResponse
+    ),
+    route!(
+        "lock/unlock",
+        "/v3lockpb.Lock/Unlock",
+        Unary,
+        UnlockRequest,
+        UnlockResponse
+    ),
+    route!(
+        "election/campaign",
+        "/v3electionpb.Election/Campaign",
+        Unary,
+        CampaignRequest,
+        CampaignResponse
+    ),
+    route!(
+        "election/proclaim",
+        "/v3electionpb.Election/Proclaim",
+        Unary,
+        ProclaimRequest,
+        ProclaimResponse
+    ),
+    route!(
+        "election/leader",
+        "/v3electionpb.Election/Leader",
+        Unary,
+        LeaderRequest,
+        LeaderResponse
+    ),
+    route!(
+        "election/observe",
+        "/v3electionpb.Election/Observe",
+        ServerStream,
+        LeaderRequest,
+        LeaderResponse
+    ),
+    route!(
+        "election/resign",
+        "/v3electionpb.Election/Resign",
+        Unary,
+        ResignRequest,
+        ResignResponse
+    ),
 ];
 
 fn decode<T: DeserializeOwned + prost::Message>(
@@ -184,13 +490,18 @@ pub async fn handle(
         Shape::Bidi => Code::Unknown,
         Shape::Unary | Shape::ServerStream => Code::InvalidArgument,
     };
-    let first =
-        match first_request(route.decode, &mut body, &mut pending, max_json_bytes, malformed)
-            .await
-        {
-            Ok(first) => first,
-            Err(refused) => return refused,
-        };
+    let first = match first_request(
+        route.decode,
+        &mut body,
+        &mut pending,
+        max_json_bytes,
+        malformed,
+    )
+    .await
+    {
+        Ok(first) => first,
+        Err(refused) => return refused,
+    };
     let grpc_body = match route.shape {
         Shape::Unary | Shape::ServerStream => Body::new(http_body_util::Full::new(grpc_frame(
             &first.unwrap_or_default(),
@@ -202,7 +513,10 @@ pub async fn handle(
     // makes its calls over one gRPC connection of its own, so --max-concurrent-streams
     // bounds how many are in flight, and further ones wait.
     let Ok(stream) = services.gateway_streams().clone().acquire_owned().await else {
-        return gateway_error(&Status::unavailable("the server is stopping"), Framing::Sized);
+        return gateway_error(
+            &Status::unavailable("the server is stopping"),
+            Framing::Sized,
+        );
     };
     let Ok(response) = services.call(call).await;
     let response = response.map(Body::new);
@@ -325,7 +639,11 @@ fn streamed_requests(
             frames.closed().await;
             return;
         };
-        if frames.send(Ok(Frame::data(grpc_frame(&first)))).await.is_err() {
+        if frames
+            .send(Ok(Frame::data(grpc_frame(&first))))
+            .await
+            .is_err()
+        {
             return;
         }
         loop {
@@ -334,7 +652,11 @@ fn streamed_requests(
                 match decode(&pending) {
                     Ok(Some((message, used))) => {
                         pending.advance(used);
-                        if frames.send(Ok(Frame::data(grpc_frame(&message)))).await.is_err() {
+                        if frames
+                            .send(Ok(Frame::data(grpc_frame(&message))))
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -407,9 +729,7 @@ impl GrpcReply {
                     }
                 },
                 Some(Err(e)) => self.status = Some(Status::unavailable(e.to_string())),
-                None => {
-                    self.status = Some(Status::unknown("the reply ended without a status"))
-                }
+                None => self.status = Some(Status::unknown("the reply ended without a status")),
             }
         }
     }
@@ -426,7 +746,8 @@ impl GrpcReply {
                 return;
             }
             self.buffered.advance(5);
-            self.messages.push_back(self.buffered.split_to(len).freeze());
+            self.messages
+                .push_back(self.buffered.split_to(len).freeze());
         }
     }
 }
@@ -444,9 +765,7 @@ async fn unary_reply(route: &Route, response: Response<Body>) -> Response<Body> 
     let message = reply.next().await;
     while reply.next().await.is_some() {}
     match (reply.status, message) {
-        (Some(status), _) if status.code() != Code::Ok => {
-            gateway_error(&status, Framing::Chunked)
-        }
+        (Some(status), _) if status.code() != Code::Ok => gateway_error(&status, Framing::Chunked),
         (_, Some(message)) => match (route.encode)(&message) {
             Ok(body) => with_grpc_metadata(json(StatusCode::OK, body)),
             Err(e) => gateway_error(&Status::internal(e.to_string()), Framing::Chunked),
@@ -606,12 +925,16 @@ mod tests {
 
     #[test]
     fn requests_read_proto_and_camel_case_names_and_bytes_as_base64() {
-        let (proto, used) = decode::<RangeRequest>(br#"{"key":"Zm9v","range_end":"Zm9w","keysOnly":true} "#)
-            .unwrap()
-            .unwrap();
+        let (proto, used) =
+            decode::<RangeRequest>(br#"{"key":"Zm9v","range_end":"Zm9w","keysOnly":true} "#)
+                .unwrap()
+                .unwrap();
         assert_eq!(used, 49);
         let r = <RangeRequest as prost::Message>::decode(&proto[..]).unwrap();
-        assert_eq!((r.key, r.range_end, r.keys_only), (b"foo".to_vec(), b"fop".to_vec(), true));
+        assert_eq!(
+            (r.key, r.range_end, r.keys_only),
+            (b"foo".to_vec(), b"fop".to_vec(), true)
+        );
     }
 
     #[test]
@@ -650,7 +973,11 @@ mod tests {
     #[test]
     fn every_route_names_a_distinct_path() {
         for (i, route) in ROUTES.iter().enumerate() {
-            assert!(ROUTES[i + 1..].iter().all(|other| other.path != route.path), "{}", route.path);
+            assert!(
+                ROUTES[i + 1..].iter().all(|other| other.path != route.path),
+                "{}",
+                route.path
+            );
         }
     }
 

@@ -26,10 +26,7 @@ pub async fn serve(
     let mut response = route(services, request, presented_common_name).await;
     // etcd's default `--cors=*`: browsers may call the gateway from any origin.
     let headers = response.headers_mut();
-    headers.insert(
-        "access-control-allow-origin",
-        HeaderValue::from_static("*"),
-    );
+    headers.insert("access-control-allow-origin", HeaderValue::from_static("*"));
     headers.insert(
         "access-control-allow-methods",
         HeaderValue::from_static("POST, GET, OPTIONS, PUT, DELETE"),
@@ -181,7 +178,10 @@ pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     let mut response = with_body(status, body.into());
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(TEXT_PLAIN));
-    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     response
 }
 
@@ -223,7 +223,10 @@ impl Query {
     }
 
     fn first(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     fn all(&self, key: &str) -> Vec<String> {

@@ -527,7 +527,10 @@ mod tests {
         let grpc = GrpcMetrics::new(&Registry::new(), false);
         let kind = |path: &str| grpc.methods.get(path).map(|m| m.kind);
         assert_eq!(kind("/etcdserverpb.KV/Put"), Some(GrpcType::Unary));
-        assert_eq!(kind("/etcdserverpb.Watch/Watch"), Some(GrpcType::BidiStream));
+        assert_eq!(
+            kind("/etcdserverpb.Watch/Watch"),
+            Some(GrpcType::BidiStream)
+        );
         assert_eq!(
             kind("/etcdserverpb.Lease/LeaseKeepAlive"),
             Some(GrpcType::BidiStream)
@@ -543,7 +546,10 @@ mod tests {
         );
         assert!(grpc.method("/etcdserverpb.KV/Nothing").is_none());
         // Pre-registered as etcd does; Lock only once called.
-        assert!(grpc.methods["/etcdserverpb.Auth/UserAdd"].resolved.get().is_some());
+        assert!(grpc.methods["/etcdserverpb.Auth/UserAdd"]
+            .resolved
+            .get()
+            .is_some());
         assert!(grpc.methods["/v3lockpb.Lock/Lock"].resolved.get().is_none());
         assert!(grpc.method("/v3lockpb.Lock/Lock").is_some());
     }

@@ -20,8 +20,8 @@ use std::time::Instant;
 
 use prometheus::core::Collector;
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 pub use grpc::{GrpcMetrics, GrpcType, MeteredBody, MeteredRequestBody, MethodMetrics};
@@ -95,7 +95,9 @@ impl NetworkMetrics {
         PeerMetrics {
             sent_bytes: self.peer_sent_bytes.with_label_values(&[id.as_str()]),
             received_bytes: self.peer_received_bytes.with_label_values(&[id.as_str()]),
-            round_trip_seconds: self.peer_round_trip_seconds.with_label_values(&[id.as_str()]),
+            round_trip_seconds: self
+                .peer_round_trip_seconds
+                .with_label_values(&[id.as_str()]),
         }
     }
 }
@@ -164,7 +166,10 @@ fn registered<C: Collector + Clone + 'static>(registry: &Registry, collector: C)
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
-    registered(registry, IntCounter::new(name, help).expect("valid counter"))
+    registered(
+        registry,
+        IntCounter::new(name, help).expect("valid counter"),
+    )
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
@@ -173,7 +178,10 @@ fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
 
 fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
     let opts = HistogramOpts::new(name, help).buckets(buckets);
-    registered(registry, Histogram::with_opts(opts).expect("valid histogram"))
+    registered(
+        registry,
+        Histogram::with_opts(opts).expect("valid histogram"),
+    )
 }
 
 /// A gauge of value 1 whose one label says what this member is, as etcd's version gauges.

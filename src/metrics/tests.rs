@@ -114,7 +114,9 @@ fn parse_exposition(text: &str) -> Result<(Vec<Line>, BTreeMap<String, String>),
         if line.starts_with('#') || line.is_empty() {
             return Err(fault("unexpected line".into()));
         }
-        let name_end = line.find(['{', ' ']).ok_or_else(|| fault("no value".into()))?;
+        let name_end = line
+            .find(['{', ' '])
+            .ok_or_else(|| fault("no value".into()))?;
         let name = &line[..name_end];
         if !is_name(name, |c| c.is_ascii_alphabetic() || c == '_' || c == ':') {
             return Err(fault("bad metric name".into()));
@@ -166,7 +168,10 @@ fn check_histograms(lines: &[Line], types: &BTreeMap<String, String>) -> Result<
         let mut counts = BTreeMap::new();
         for line in lines {
             let key = |labels: &[(String, String)]| {
-                format!("{:?}", labels.iter().filter(|(k, _)| k != "le").collect::<Vec<_>>())
+                format!(
+                    "{:?}",
+                    labels.iter().filter(|(k, _)| k != "le").collect::<Vec<_>>()
+                )
             };
             if line.name == format!("{family}_bucket") {
                 let le = line
@@ -281,12 +286,24 @@ fn the_exposition_follows_the_text_format_and_shows_etcds_series_before_any_requ
         assert!(text.contains(&format!("{line}\n")), "{line}");
     }
     // Every code of every pre-registered method, as go-grpc-prometheus shows them.
-    let started = lines.iter().filter(|l| l.name == "grpc_server_started_total").count();
-    let handled = lines.iter().filter(|l| l.name == "grpc_server_handled_total").count();
+    let started = lines
+        .iter()
+        .filter(|l| l.name == "grpc_server_started_total")
+        .count();
+    let handled = lines
+        .iter()
+        .filter(|l| l.name == "grpc_server_handled_total")
+        .count();
     assert!(started >= 41, "etcd 3.4 shows 41 methods, here {started}");
     assert_eq!(handled, started * 17);
-    assert!(!text.contains("v3lockpb"), "Lock appears once called, as in etcd");
-    assert_eq!(value(&lines, "process_start_time_seconds", &[]).map(|v| v > 0.0), Some(true));
+    assert!(
+        !text.contains("v3lockpb"),
+        "Lock appears once called, as in etcd"
+    );
+    assert_eq!(
+        value(&lines, "process_start_time_seconds", &[]).map(|v| v > 0.0),
+        Some(true)
+    );
 }
 
 #[test]
@@ -448,20 +465,36 @@ async fn a_unary_call_and_a_canceled_stream_are_counted_as_go_grpc_prometheus_co
     );
     assert!(grpc_line(&text, "grpc_server_msg_received_total", "Put", "").ends_with("} 1"));
     assert!(grpc_line(&text, "grpc_server_msg_sent_total", "Put", "").ends_with("} 1"));
-    assert!(grpc_line(&text, "grpc_server_handled_total", "Put", "grpc_code=\"OK\",")
-        .ends_with("} 1"));
-    assert!(
-        grpc_line(&text, "grpc_server_handled_total", "Range", "grpc_code=\"InvalidArgument\",")
-            .ends_with("} 1")
-    );
+    assert!(grpc_line(
+        &text,
+        "grpc_server_handled_total",
+        "Put",
+        "grpc_code=\"OK\","
+    )
+    .ends_with("} 1"));
+    assert!(grpc_line(
+        &text,
+        "grpc_server_handled_total",
+        "Range",
+        "grpc_code=\"InvalidArgument\","
+    )
+    .ends_with("} 1"));
     assert!(grpc_line(&text, "grpc_server_msg_sent_total", "Range", "").ends_with("} 0"));
     assert!(grpc_line(&text, "grpc_server_msg_sent_total", "Watch", "").ends_with("} 2"));
-    assert!(
-        grpc_line(&text, "grpc_server_handled_total", "Watch", "grpc_code=\"Canceled\",")
-            .ends_with("} 1")
-    );
-    assert!(grpc_line(&text, "grpc_server_handled_total", "Watch", "grpc_code=\"OK\",")
-        .ends_with("} 0"));
+    assert!(grpc_line(
+        &text,
+        "grpc_server_handled_total",
+        "Watch",
+        "grpc_code=\"Canceled\","
+    )
+    .ends_with("} 1"));
+    assert!(grpc_line(
+        &text,
+        "grpc_server_handled_total",
+        "Watch",
+        "grpc_code=\"OK\","
+    )
+    .ends_with("} 0"));
     // Message bytes, without gRPC's 5-byte frame headers.
     assert!(text.contains("\netcd_network_client_grpc_received_bytes_total 11\n"));
     assert!(text.contains("\netcd_network_client_grpc_sent_bytes_total 25\n"));

@@ -147,11 +147,7 @@ pub async fn start(
         schedule.clone(),
         metrics.clone(),
     )?;
-    let log_store = LogStore::open(
-        storage,
-        state_machine.recoverable_index(),
-        metrics.clone(),
-    )?;
+    let log_store = LogStore::open(storage, state_machine.recoverable_index(), metrics.clone())?;
     let raft = Raft::new(
         member_id,
         Arc::new(config),

@@ -145,6 +145,8 @@ impl Server {
             serializable,
             ..RangeRequest::default()
         };
-        self.range(&RequestContext::internal(), request).await.map(drop)
+        self.range(&RequestContext::internal(), request)
+            .await
+            .map(drop)
     }
 }
