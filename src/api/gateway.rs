@@ -8,8 +8,6 @@
 //! the other in the request body and answer with one `{"result":{...}}` line per message,
 //! each written as it arrives.
 
-use std::collections::VecDeque;
-
 use bytes::{Buf, Bytes, BytesMut};
 use futures::StreamExt;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, TE};
@@ -19,6 +17,7 @@ use hyper::body::Frame;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::body::Body;
+use tonic::codec::Streaming;
 use tonic::transport::server::TcpConnectInfo;
 use tonic::{Code, Status};
 
@@ -75,366 +74,61 @@ macro_rules! route {
 }
 
 /// etcd's gateway paths (its protos' `google.api.http` options), 3.4's aliases included.
+#[rustfmt::skip]
 const ROUTES: &[Route] = &[
-    route!(
-        "kv/range",
-        "/etcdserverpb.KV/Range",
-        Unary,
-        RangeRequest,
-        RangeResponse
-    ),
-    route!(
-        "kv/put",
-        "/etcdserverpb.KV/Put",
-        Unary,
-        PutRequest,
-        PutResponse
-    ),
-    route!(
-        "kv/deleterange",
-        "/etcdserverpb.KV/DeleteRange",
-        Unary,
-        DeleteRangeRequest,
-        DeleteRangeResponse
-    ),
-    route!(
-        "kv/txn",
-        "/etcdserverpb.KV/Txn",
-        Unary,
-        TxnRequest,
-        TxnResponse
-    ),
-    route!(
-        "kv/compaction",
-        "/etcdserverpb.KV/Compact",
-        Unary,
-        CompactionRequest,
-        CompactionResponse
-    ),
-    route!(
-        "watch",
-        "/etcdserverpb.Watch/Watch",
-        Bidi,
-        WatchRequest,
-        WatchResponse
-    ),
-    route!(
-        "lease/grant",
-        "/etcdserverpb.Lease/LeaseGrant",
-        Unary,
-        LeaseGrantRequest,
-        LeaseGrantResponse
-    ),
-    route!(
-        "lease/revoke",
-        "/etcdserverpb.Lease/LeaseRevoke",
-        Unary,
-        LeaseRevokeRequest,
-        LeaseRevokeResponse
-    ),
-    route!(
-        "kv/lease/revoke",
-        "/etcdserverpb.Lease/LeaseRevoke",
-        Unary,
-        LeaseRevokeRequest,
-        LeaseRevokeResponse
-    ),
-    route!(
-        "lease/keepalive",
-        "/etcdserverpb.Lease/LeaseKeepAlive",
-        Bidi,
-        LeaseKeepAliveRequest,
-        LeaseKeepAliveResponse
-    ),
-    route!(
-        "lease/timetolive",
-        "/etcdserverpb.Lease/LeaseTimeToLive",
-        Unary,
-        LeaseTimeToLiveRequest,
-        LeaseTimeToLiveResponse
-    ),
-    route!(
-        "kv/lease/timetolive",
-        "/etcdserverpb.Lease/LeaseTimeToLive",
-        Unary,
-        LeaseTimeToLiveRequest,
-        LeaseTimeToLiveResponse
-    ),
-    route!(
-        "lease/leases",
-        "/etcdserverpb.Lease/LeaseLeases",
-        Unary,
-        LeaseLeasesRequest,
-        LeaseLeasesResponse
-    ),
-    route!(
-        "kv/lease/leases",
-        "/etcdserverpb.Lease/LeaseLeases",
-        Unary,
-        LeaseLeasesRequest,
-        LeaseLeasesResponse
-    ),
-    route!(
-        "cluster/member/add",
-        "/etcdserverpb.Cluster/MemberAdd",
-        Unary,
-        MemberAddRequest,
-        MemberAddResponse
-    ),
-    route!(
-        "cluster/member/remove",
-        "/etcdserverpb.Cluster/MemberRemove",
-        Unary,
-        MemberRemoveRequest,
-        MemberRemoveResponse
-    ),
-    route!(
-        "cluster/member/update",
-        "/etcdserverpb.Cluster/MemberUpdate",
-        Unary,
-        MemberUpdateRequest,
-        MemberUpdateResponse
-    ),
-    route!(
-        "cluster/member/list",
-        "/etcdserverpb.Cluster/MemberList",
-        Unary,
-        MemberListRequest,
-        MemberListResponse
-    ),
-    route!(
-        "cluster/member/promote",
-        "/etcdserverpb.Cluster/MemberPromote",
-        Unary,
-        MemberPromoteRequest,
-        MemberPromoteResponse
-    ),
-    route!(
-        "maintenance/alarm",
-        "/etcdserverpb.Maintenance/Alarm",
-        Unary,
-        AlarmRequest,
-        AlarmResponse
-    ),
-    route!(
-        "maintenance/status",
-        "/etcdserverpb.Maintenance/Status",
-        Unary,
-        StatusRequest,
-        StatusResponse
-    ),
-    route!(
-        "maintenance/defragment",
-        "/etcdserverpb.Maintenance/Defragment",
-        Unary,
-        DefragmentRequest,
-        DefragmentResponse
-    ),
+    route!("kv/range", "/etcdserverpb.KV/Range", Unary, RangeRequest, RangeResponse),
+    route!("kv/put", "/etcdserverpb.KV/Put", Unary, PutRequest, PutResponse),
+    route!("kv/deleterange", "/etcdserverpb.KV/DeleteRange", Unary, DeleteRangeRequest, DeleteRangeResponse),
+    route!("kv/txn", "/etcdserverpb.KV/Txn", Unary, TxnRequest, TxnResponse),
+    route!("kv/compaction", "/etcdserverpb.KV/Compact", Unary, CompactionRequest, CompactionResponse),
+    route!("watch", "/etcdserverpb.Watch/Watch", Bidi, WatchRequest, WatchResponse),
+    route!("lease/grant", "/etcdserverpb.Lease/LeaseGrant", Unary, LeaseGrantRequest, LeaseGrantResponse),
+    route!("lease/revoke", "/etcdserverpb.Lease/LeaseRevoke", Unary, LeaseRevokeRequest, LeaseRevokeResponse),
+    route!("kv/lease/revoke", "/etcdserverpb.Lease/LeaseRevoke", Unary, LeaseRevokeRequest, LeaseRevokeResponse),
+    route!("lease/keepalive", "/etcdserverpb.Lease/LeaseKeepAlive", Bidi, LeaseKeepAliveRequest, LeaseKeepAliveResponse),
+    route!("lease/timetolive", "/etcdserverpb.Lease/LeaseTimeToLive", Unary, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse),
+    route!("kv/lease/timetolive", "/etcdserverpb.Lease/LeaseTimeToLive", Unary, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse),
+    route!("lease/leases", "/etcdserverpb.Lease/LeaseLeases", Unary, LeaseLeasesRequest, LeaseLeasesResponse),
+    route!("kv/lease/leases", "/etcdserverpb.Lease/LeaseLeases", Unary, LeaseLeasesRequest, LeaseLeasesResponse),
+    route!("cluster/member/add", "/etcdserverpb.Cluster/MemberAdd", Unary, MemberAddRequest, MemberAddResponse),
+    route!("cluster/member/remove", "/etcdserverpb.Cluster/MemberRemove", Unary, MemberRemoveRequest, MemberRemoveResponse),
+    route!("cluster/member/update", "/etcdserverpb.Cluster/MemberUpdate", Unary, MemberUpdateRequest, MemberUpdateResponse),
+    route!("cluster/member/list", "/etcdserverpb.Cluster/MemberList", Unary, MemberListRequest, MemberListResponse),
+    route!("cluster/member/promote", "/etcdserverpb.Cluster/MemberPromote", Unary, MemberPromoteRequest, MemberPromoteResponse),
+    route!("maintenance/alarm", "/etcdserverpb.Maintenance/Alarm", Unary, AlarmRequest, AlarmResponse),
+    route!("maintenance/status", "/etcdserverpb.Maintenance/Status", Unary, StatusRequest, StatusResponse),
+    route!("maintenance/defragment", "/etcdserverpb.Maintenance/Defragment", Unary, DefragmentRequest, DefragmentResponse),
     // Hash and HashKV share one path in etcd's protos; etcd 3.4's gateway serves Hash there.
-    route!(
-        "maintenance/hash",
-        "/etcdserverpb.Maintenance/Hash",
-        Unary,
-        HashRequest,
-        HashResponse
-    ),
+    route!("maintenance/hash", "/etcdserverpb.Maintenance/Hash", Unary, HashRequest, HashResponse),
     // etcd 3.5+'s own paths (3.4's gateway has no HashKV, 3.5 added Downgrade).
-    route!(
-        "maintenance/hashkv",
-        "/etcdserverpb.Maintenance/HashKV",
-        Unary,
-        HashKvRequest,
-        HashKvResponse
-    ),
-    route!(
-        "maintenance/downgrade",
-        "/etcdserverpb.Maintenance/Downgrade",
-        Unary,
-        DowngradeRequest,
-        DowngradeResponse
-    ),
-    route!(
-        "maintenance/snapshot",
-        "/etcdserverpb.Maintenance/Snapshot",
-        ServerStream,
-        SnapshotRequest,
-        SnapshotResponse
-    ),
-    route!(
-        "maintenance/transfer-leadership",
-        "/etcdserverpb.Maintenance/MoveLeader",
-        Unary,
-        MoveLeaderRequest,
-        MoveLeaderResponse
-    ),
-    route!(
-        "auth/enable",
-        "/etcdserverpb.Auth/AuthEnable",
-        Unary,
-        AuthEnableRequest,
-        AuthEnableResponse
-    ),
-    route!(
-        "auth/disable",
-        "/etcdserverpb.Auth/AuthDisable",
-        Unary,
-        AuthDisableRequest,
-        AuthDisableResponse
-    ),
-    route!(
-        "auth/status",
-        "/etcdserverpb.Auth/AuthStatus",
-        Unary,
-        AuthStatusRequest,
-        AuthStatusResponse
-    ),
-    route!(
-        "auth/authenticate",
-        "/etcdserverpb.Auth/Authenticate",
-        Unary,
-        AuthenticateRequest,
-        AuthenticateResponse
-    ),
-    route!(
-        "auth/user/add",
-        "/etcdserverpb.Auth/UserAdd",
-        Unary,
-        AuthUserAddRequest,
-        AuthUserAddResponse
-    ),
-    route!(
-        "auth/user/get",
-        "/etcdserverpb.Auth/UserGet",
-        Unary,
-        AuthUserGetRequest,
-        AuthUserGetResponse
-    ),
-    route!(
-        "auth/user/list",
-        "/etcdserverpb.Auth/UserList",
-        Unary,
-        AuthUserListRequest,
-        AuthUserListResponse
-    ),
-    route!(
-        "auth/user/delete",
-        "/etcdserverpb.Auth/UserDelete",
-        Unary,
-        AuthUserDeleteRequest,
-        AuthUserDeleteResponse
-    ),
-    route!(
-        "auth/user/changepw",
-        "/etcdserverpb.Auth/UserChangePassword",
-        Unary,
-        AuthUserChangePasswordRequest,
-        AuthUserChangePasswordResponse
-    ),
-    route!(
-        "auth/user/grant",
-        "/etcdserverpb.Auth/UserGrantRole",
-        Unary,
-        AuthUserGrantRoleRequest,
-        AuthUserGrantRoleResponse
-    ),
-    route!(
-        "auth/user/revoke",
-        "/etcdserverpb.Auth/UserRevokeRole",
-        Unary,
-        AuthUserRevokeRoleRequest,
-        AuthUserRevokeRoleResponse
-    ),
-    route!(
-        "auth/role/add",
-        "/etcdserverpb.Auth/RoleAdd",
-        Unary,
-        AuthRoleAddRequest,
-        AuthRoleAddResponse
-    ),
-    route!(
-        "auth/role/get",
-        "/etcdserverpb.Auth/RoleGet",
-        Unary,
-        AuthRoleGetRequest,
-        AuthRoleGetResponse
-    ),
-    route!(
-        "auth/role/list",
-        "/etcdserverpb.Auth/RoleList",
-        Unary,
-        AuthRoleListRequest,
-        AuthRoleListResponse
-    ),
-    route!(
-        "auth/role/delete",
-        "/etcdserverpb.Auth/RoleDelete",
-        Unary,
-        AuthRoleDeleteRequest,
-        AuthRoleDeleteResponse
-    ),
-    route!(
-        "auth/role/grant",
-        "/etcdserverpb.Auth/RoleGrantPermission",
-        Unary,
-        AuthRoleGrantPermissionRequest,
-        AuthRoleGrantPermissionResponse
-    ),
-    route!(
-        "auth/role/revoke",
-        "/etcdserverpb.Auth/RoleRevokePermission",
-        Unary,
-        AuthRoleRevokePermissionRequest,
-        AuthRoleRevokePermissionResponse
-    ),
-    route!(
-        "lock/lock",
-        "/v3lockpb.Lock/Lock",
-        Unary,
-        LockRequest,
-        LockResponse
-    ),
-    route!(
-        "lock/unlock",
-        "/v3lockpb.Lock/Unlock",
-        Unary,
-        UnlockRequest,
-        UnlockResponse
-    ),
-    route!(
-        "election/campaign",
-        "/v3electionpb.Election/Campaign",
-        Unary,
-        CampaignRequest,
-        CampaignResponse
-    ),
-    route!(
-        "election/proclaim",
-        "/v3electionpb.Election/Proclaim",
-        Unary,
-        ProclaimRequest,
-        ProclaimResponse
-    ),
-    route!(
-        "election/leader",
-        "/v3electionpb.Election/Leader",
-        Unary,
-        LeaderRequest,
-        LeaderResponse
-    ),
-    route!(
-        "election/observe",
-        "/v3electionpb.Election/Observe",
-        ServerStream,
-        LeaderRequest,
-        LeaderResponse
-    ),
-    route!(
-        "election/resign",
-        "/v3electionpb.Election/Resign",
-        Unary,
-        ResignRequest,
-        ResignResponse
-    ),
+    route!("maintenance/hashkv", "/etcdserverpb.Maintenance/HashKV", Unary, HashKvRequest, HashKvResponse),
+    route!("maintenance/downgrade", "/etcdserverpb.Maintenance/Downgrade", Unary, DowngradeRequest, DowngradeResponse),
+    route!("maintenance/snapshot", "/etcdserverpb.Maintenance/Snapshot", ServerStream, SnapshotRequest, SnapshotResponse),
+    route!("maintenance/transfer-leadership", "/etcdserverpb.Maintenance/MoveLeader", Unary, MoveLeaderRequest, MoveLeaderResponse),
+    route!("auth/enable", "/etcdserverpb.Auth/AuthEnable", Unary, AuthEnableRequest, AuthEnableResponse),
+    route!("auth/disable", "/etcdserverpb.Auth/AuthDisable", Unary, AuthDisableRequest, AuthDisableResponse),
+    route!("auth/status", "/etcdserverpb.Auth/AuthStatus", Unary, AuthStatusRequest, AuthStatusResponse),
+    route!("auth/authenticate", "/etcdserverpb.Auth/Authenticate", Unary, AuthenticateRequest, AuthenticateResponse),
+    route!("auth/user/add", "/etcdserverpb.Auth/UserAdd", Unary, AuthUserAddRequest, AuthUserAddResponse),
+    route!("auth/user/get", "/etcdserverpb.Auth/UserGet", Unary, AuthUserGetRequest, AuthUserGetResponse),
+    route!("auth/user/list", "/etcdserverpb.Auth/UserList", Unary, AuthUserListRequest, AuthUserListResponse),
+    route!("auth/user/delete", "/etcdserverpb.Auth/UserDelete", Unary, AuthUserDeleteRequest, AuthUserDeleteResponse),
+    route!("auth/user/changepw", "/etcdserverpb.Auth/UserChangePassword", Unary, AuthUserChangePasswordRequest, AuthUserChangePasswordResponse),
+    route!("auth/user/grant", "/etcdserverpb.Auth/UserGrantRole", Unary, AuthUserGrantRoleRequest, AuthUserGrantRoleResponse),
+    route!("auth/user/revoke", "/etcdserverpb.Auth/UserRevokeRole", Unary, AuthUserRevokeRoleRequest, AuthUserRevokeRoleResponse),
+    route!("auth/role/add", "/etcdserverpb.Auth/RoleAdd", Unary, AuthRoleAddRequest, AuthRoleAddResponse),
+    route!("auth/role/get", "/etcdserverpb.Auth/RoleGet", Unary, AuthRoleGetRequest, AuthRoleGetResponse),
+    route!("auth/role/list", "/etcdserverpb.Auth/RoleList", Unary, AuthRoleListRequest, AuthRoleListResponse),
+    route!("auth/role/delete", "/etcdserverpb.Auth/RoleDelete", Unary, AuthRoleDeleteRequest, AuthRoleDeleteResponse),
+    route!("auth/role/grant", "/etcdserverpb.Auth/RoleGrantPermission", Unary, AuthRoleGrantPermissionRequest, AuthRoleGrantPermissionResponse),
+    route!("auth/role/revoke", "/etcdserverpb.Auth/RoleRevokePermission", Unary, AuthRoleRevokePermissionRequest, AuthRoleRevokePermissionResponse),
+    route!("lock/lock", "/v3lockpb.Lock/Lock", Unary, LockRequest, LockResponse),
+    route!("lock/unlock", "/v3lockpb.Lock/Unlock", Unary, UnlockRequest, UnlockResponse),
+    route!("election/campaign", "/v3electionpb.Election/Campaign", Unary, CampaignRequest, CampaignResponse),
+    route!("election/proclaim", "/v3electionpb.Election/Proclaim", Unary, ProclaimRequest, ProclaimResponse),
+    route!("election/leader", "/v3electionpb.Election/Leader", Unary, LeaderRequest, LeaderResponse),
+    route!("election/observe", "/v3electionpb.Election/Observe", ServerStream, LeaderRequest, LeaderResponse),
+    route!("election/resign", "/v3electionpb.Election/Resign", Unary, ResignRequest, ResignResponse),
 ];
 
 fn decode<T: DeserializeOwned + prost::Message>(
@@ -481,32 +175,30 @@ pub async fn handle(
     let max_json_bytes = (services.server().limits().max_request_bytes
         + super::GRPC_OVERHEAD_BYTES)
         .saturating_mul(JSON_BYTES_PER_MESSAGE_BYTE);
-    let (parts, mut body) = request.into_parts();
-    let mut pending = BytesMut::new();
-    // The first request, whole; a stream's others are read as they come.
-    // etcd's gateway answers a stream's malformed first request as Unknown, not as
-    // InvalidArgument.
-    let malformed = match route.shape {
-        Shape::Bidi => Code::Unknown,
-        Shape::Unary | Shape::ServerStream => Code::InvalidArgument,
-    };
-    let first = match first_request(
-        route.decode,
-        &mut body,
-        &mut pending,
+    let (parts, body) = request.into_parts();
+    let mut requests = JsonRequests {
+        decode: route.decode,
+        body,
+        pending: BytesMut::new(),
         max_json_bytes,
-        malformed,
-    )
-    .await
-    {
+    };
+    // The first request whole; a stream's others are read as they come. etcd's gateway
+    // answers a stream's malformed first request as Unknown, not as InvalidArgument.
+    let first = match requests.next().await {
         Ok(first) => first,
-        Err(refused) => return refused,
+        Err(bad) => {
+            let malformed = match route.shape {
+                Shape::Bidi => Code::Unknown,
+                Shape::Unary | Shape::ServerStream => Code::InvalidArgument,
+            };
+            return gateway_error(&bad.status(malformed), Framing::Sized);
+        }
     };
     let grpc_body = match route.shape {
         Shape::Unary | Shape::ServerStream => Body::new(http_body_util::Full::new(grpc_frame(
             &first.unwrap_or_default(),
         ))),
-        Shape::Bidi => streamed_requests(route.decode, first, body, pending, max_json_bytes),
+        Shape::Bidi => streamed_requests(first, requests),
     };
     let call = grpc_request(route, &parts.headers, parts.extensions.get(), grpc_body);
     // A call holds one of the gateway's streams until its reply has been sent: etcd's gateway
@@ -530,45 +222,60 @@ pub async fn handle(
     }
 }
 
-/// Reads the body until its first JSON request is whole: None for a body of whitespace
-/// only (the empty request; no request at all on a stream). A malformed one is refused with
-/// the code `malformed`.
-async fn first_request(
+/// The JSON requests of a body, read as they arrive, as the protobuf messages gRPC carries.
+struct JsonRequests {
     decode: Decode,
-    body: &mut Body,
-    pending: &mut BytesMut,
+    body: Body,
+    /// What arrived and is not a whole request yet: at most `max_json_bytes`.
+    pending: BytesMut,
     max_json_bytes: usize,
-    malformed: Code,
-) -> Result<Option<Vec<u8>>, Response<Body>> {
-    let bad_json = |e: &dyn std::fmt::Display| Status::new(malformed, e.to_string());
-    loop {
-        match decode(pending) {
-            Ok(Some((message, used))) => {
-                pending.advance(used);
-                return Ok(Some(message));
-            }
-            Ok(None) => {}
-            Err(e) => return Err(gateway_error(&bad_json(&e), Framing::Sized)),
+}
+
+/// A request body that makes no sense.
+enum BadRequest {
+    Malformed(String),
+    TooLarge(usize),
+    Unreadable(String),
+}
+
+impl BadRequest {
+    /// As etcd's gateway answers it, a malformed request with `malformed`'s code.
+    fn status(&self, malformed: Code) -> Status {
+        match self {
+            BadRequest::Malformed(e) => Status::new(malformed, e.clone()),
+            BadRequest::TooLarge(bytes) => Status::resource_exhausted(format!(
+                "grpc: received message larger than max ({bytes} vs. the JSON limit)"
+            )),
+            BadRequest::Unreadable(e) => Status::unknown(format!("reading the request: {e}")),
         }
-        if pending.len() > max_json_bytes {
-            let refused = Status::resource_exhausted(format!(
-                "grpc: received message larger than max ({} vs. {max_json_bytes})",
-                pending.len()
-            ));
-            return Err(gateway_error(&refused, Framing::Sized));
-        }
-        match body.frame().await {
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    pending.extend_from_slice(&data);
+    }
+}
+
+impl JsonRequests {
+    /// The next whole request; None once the body ended with only whitespace left.
+    async fn next(&mut self) -> Result<Option<Vec<u8>>, BadRequest> {
+        loop {
+            match (self.decode)(&self.pending) {
+                Ok(Some((message, used))) => {
+                    self.pending.advance(used);
+                    return Ok(Some(message));
                 }
+                Ok(None) => {}
+                Err(e) => return Err(BadRequest::Malformed(e.to_string())),
             }
-            Some(Err(e)) => {
-                let failed = Status::unknown(format!("reading the request: {e}"));
-                return Err(gateway_error(&failed, Framing::Sized));
+            if self.pending.len() > self.max_json_bytes {
+                return Err(BadRequest::TooLarge(self.pending.len()));
             }
-            None if pending.iter().all(u8::is_ascii_whitespace) => return Ok(None),
-            None => return Err(gateway_error(&bad_json(&"unexpected EOF"), Framing::Sized)),
+            match self.body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.pending.extend_from_slice(&data);
+                    }
+                }
+                Some(Err(e)) => return Err(BadRequest::Unreadable(e.to_string())),
+                None if self.pending.iter().all(u8::is_ascii_whitespace) => return Ok(None),
+                None => return Err(BadRequest::Malformed("unexpected EOF".to_string())),
+            }
         }
     }
 }
@@ -590,27 +297,21 @@ fn grpc_request(
     forwarded.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     forwarded.insert(TE, HeaderValue::from_static("trailers"));
     for (name, value) in headers {
-        let name = name.as_str();
-        if let Some(key) = name.strip_prefix("grpc-metadata-") {
+        if let Some(key) = name.as_str().strip_prefix("grpc-metadata-") {
             if let Ok(key) = HeaderName::from_bytes(key.as_bytes()) {
                 forwarded.append(key, value.clone());
             }
-        } else if matches!(name, "authorization" | "traceparent" | "tracestate") {
-            forwarded.append(HeaderName::from_static(forwarded_name(name)), value.clone());
+        } else if matches!(
+            name.as_str(),
+            "authorization" | "traceparent" | "tracestate"
+        ) {
+            forwarded.append(name.clone(), value.clone());
         }
     }
     if let Some(connection) = connection {
         request.extensions_mut().insert(connection.clone());
     }
     request
-}
-
-fn forwarded_name(name: &str) -> &'static str {
-    match name {
-        "authorization" => "authorization",
-        "traceparent" => "traceparent",
-        _ => "tracestate",
-    }
 }
 
 /// One gRPC message frame: uncompressed, its length, the message.
@@ -622,16 +323,10 @@ fn grpc_frame(message: &[u8]) -> Bytes {
     frame.freeze()
 }
 
-/// The requests of a stream, the first already decoded, the others decoded from the JSON
-/// body as it arrives, as gRPC frames. As etcd's gateway, a request that makes no sense
-/// ends the stream's requests (the replies go on).
-fn streamed_requests(
-    decode: Decode,
-    first: Option<Vec<u8>>,
-    mut body: Body,
-    mut pending: BytesMut,
-    max_json_bytes: usize,
-) -> Body {
+/// The requests of a stream, the first already read, the others as they arrive, as gRPC
+/// frames. As etcd's gateway, a request that makes no sense ends the stream's requests (the
+/// replies go on).
+fn streamed_requests(first: Option<Vec<u8>>, mut requests: JsonRequests) -> Body {
     let (frames, received) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Status>>(1);
     tokio::spawn(async move {
         let Some(first) = first else {
@@ -639,46 +334,20 @@ fn streamed_requests(
             frames.closed().await;
             return;
         };
-        if frames
-            .send(Ok(Frame::data(grpc_frame(&first))))
-            .await
-            .is_err()
-        {
-            return;
-        }
-        loop {
-            // Every complete request in what arrived so far.
-            loop {
-                match decode(&pending) {
-                    Ok(Some((message, used))) => {
-                        pending.advance(used);
-                        if frames
-                            .send(Ok(Frame::data(grpc_frame(&message))))
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "gateway stream: malformed JSON request");
-                        return;
-                    }
-                }
-            }
-            if pending.len() > max_json_bytes {
-                tracing::debug!("gateway stream: a request beyond the size limit");
+        let mut next = Ok(Some(first));
+        while let Ok(Some(message)) = next {
+            if frames
+                .send(Ok(Frame::data(grpc_frame(&message))))
+                .await
+                .is_err()
+            {
                 return;
             }
-            match body.frame().await {
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        pending.extend_from_slice(&data);
-                    }
-                }
-                Some(Err(_)) | None => return,
-            }
+            next = requests.next().await;
+        }
+        if let Err(bad) = next {
+            let status = bad.status(Code::InvalidArgument);
+            tracing::debug!(error = %status.message(), "gateway stream: a request ends it");
         }
     });
     Body::new(StreamBody::new(
@@ -686,94 +355,50 @@ fn streamed_requests(
     ))
 }
 
-/// The gRPC messages of a reply body, decoded frame by frame, then its status.
-struct GrpcReply {
-    body: Body,
-    buffered: BytesMut,
-    messages: VecDeque<Bytes>,
-    /// The status in the trailers (or an error reading them); None until the body ended.
-    status: Option<Status>,
-}
+/// A reply's messages, undecoded: each is turned into JSON by its route's `encode`.
+struct RawMessages;
 
-impl GrpcReply {
-    fn new(body: Body) -> GrpcReply {
-        GrpcReply {
-            body,
-            buffered: BytesMut::new(),
-            messages: VecDeque::new(),
-            status: None,
-        }
-    }
+impl tonic::codec::Decoder for RawMessages {
+    type Item = Bytes;
+    type Error = Status;
 
-    /// The next message, or None once the reply ended (see `status`).
-    async fn next(&mut self) -> Option<Bytes> {
-        loop {
-            if let Some(message) = self.messages.pop_front() {
-                return Some(message);
-            }
-            if self.status.is_some() {
-                return None;
-            }
-            match self.body.frame().await {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => {
-                        self.buffered.extend_from_slice(&data);
-                        self.split_messages();
-                    }
-                    Err(frame) => {
-                        if let Some(trailers) = frame.trailers_ref() {
-                            self.status = Some(status_of(trailers).unwrap_or_else(|| {
-                                Status::unknown("the reply ended without a status")
-                            }));
-                        }
-                    }
-                },
-                Some(Err(e)) => self.status = Some(Status::unavailable(e.to_string())),
-                None => self.status = Some(Status::unknown("the reply ended without a status")),
-            }
-        }
-    }
-
-    fn split_messages(&mut self) {
-        while self.buffered.len() >= 5 {
-            let len = u32::from_be_bytes([
-                self.buffered[1],
-                self.buffered[2],
-                self.buffered[3],
-                self.buffered[4],
-            ]) as usize;
-            if self.buffered.len() < 5 + len {
-                return;
-            }
-            self.buffered.advance(5);
-            self.messages
-                .push_back(self.buffered.split_to(len).freeze());
-        }
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
     }
 }
 
-/// The status a gRPC header block carries, if any.
-fn status_of(headers: &HeaderMap) -> Option<Status> {
-    Status::from_header_map(headers)
+/// The messages of a call's reply (tonic reads the frames and the status in the trailers),
+/// or the status a reply without messages carries in its headers.
+fn reply_messages(response: Response<Body>) -> Result<Streaming<Bytes>, Status> {
+    if let Some(status) = Status::from_header_map(response.headers()) {
+        if status.code() != Code::Ok {
+            return Err(status);
+        }
+    }
+    // Replies are as large as the server makes them (a range of many keys), as on gRPC.
+    Ok(Streaming::new_response(
+        RawMessages,
+        response.into_body(),
+        StatusCode::OK,
+        None,
+        Some(usize::MAX),
+    ))
 }
 
 async fn unary_reply(route: &Route, response: Response<Body>) -> Response<Body> {
-    if let Some(status) = status_of(response.headers()).filter(|s| s.code() != Code::Ok) {
-        return gateway_error(&status, Framing::Chunked);
-    }
-    let mut reply = GrpcReply::new(response.into_body());
-    let message = reply.next().await;
-    while reply.next().await.is_some() {}
-    match (reply.status, message) {
-        (Some(status), _) if status.code() != Code::Ok => gateway_error(&status, Framing::Chunked),
-        (_, Some(message)) => match (route.encode)(&message) {
-            Ok(body) => with_grpc_metadata(json(StatusCode::OK, body)),
-            Err(e) => gateway_error(&Status::internal(e.to_string()), Framing::Chunked),
+    let message = match reply_messages(response) {
+        Ok(mut messages) => match messages.message().await {
+            Ok(Some(message)) => Ok(message),
+            Ok(None) => Err(Status::internal("the reply carried no message")),
+            Err(status) => Err(status),
         },
-        (_, None) => gateway_error(
-            &Status::internal("the reply carried no message"),
-            Framing::Chunked,
-        ),
+        Err(status) => Err(status),
+    };
+    let encoded =
+        message.and_then(|m| (route.encode)(&m).map_err(|e| Status::internal(e.to_string())));
+    match encoded {
+        Ok(body) => with_grpc_metadata(json(StatusCode::OK, body)),
+        Err(status) => gateway_error(&status, Framing::Chunked),
     }
 }
 
@@ -787,24 +412,20 @@ async fn streamed_replies(
     response: Response<Body>,
     stream: tokio::sync::OwnedSemaphorePermit,
 ) -> Response<Body> {
-    let status = status_of(response.headers()).filter(|s| s.code() != Code::Ok);
-    let mut reply = GrpcReply::new(response.into_body());
-    let first = match status {
-        Some(status) => Err(status),
-        None => match reply.next().await {
-            Some(first) => Ok(first),
-            None => Err(reply.status.take().unwrap_or_else(|| Status::ok(""))),
-        },
+    let first = match reply_messages(response) {
+        Ok(mut messages) => messages.message().await.map(|first| (first, messages)),
+        Err(status) => Err(status),
     };
-    let first = match first {
-        Ok(first) => first,
+    let (first, mut messages) = match first {
+        Ok((Some(first), messages)) => (first, messages),
         // A stream that ended with no reply at all (a snapshot of nothing) is empty.
-        Err(status) if status.code() == Code::Ok => {
-            return with_grpc_metadata(json(StatusCode::OK, ""))
-        }
+        Ok((None, _)) => return with_grpc_metadata(json(StatusCode::OK, "")),
         Err(status) => {
-            let mut refused = json(http_status(status.code()), stream_error_line(&status));
-            *refused.body_mut() = chunked(Bytes::from(stream_error_line(&status)));
+            let mut refused = Response::new(chunked(Bytes::from(stream_error_line(&status))));
+            *refused.status_mut() = http_status(status.code());
+            refused
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             return refused;
         }
     };
@@ -812,8 +433,8 @@ async fn streamed_replies(
     let (lines, received) = tokio::sync::mpsc::channel::<Bytes>(STREAM_BUFFER_MESSAGES);
     tokio::spawn(async move {
         let _stream = stream;
-        let mut next = Some(first);
-        while let Some(message) = next {
+        let mut next = Ok(Some(first));
+        while let Ok(Some(message)) = next {
             let line = match encode(&message) {
                 Ok(result) => format!("{{\"result\":{result}}}\n"),
                 Err(e) => stream_error_line(&Status::internal(e.to_string())),
@@ -822,9 +443,9 @@ async fn streamed_replies(
                 // The client went away: dropping the reply ends the call.
                 return;
             }
-            next = reply.next().await;
+            next = messages.message().await;
         }
-        if let Some(status) = reply.status.filter(|s| s.code() != Code::Ok) {
+        if let Err(status) = next {
             let _ = lines.send(Bytes::from(stream_error_line(&status))).await;
         }
     });
@@ -979,18 +600,5 @@ mod tests {
                 route.path
             );
         }
-    }
-
-    #[test]
-    fn reply_frames_split_across_reads() {
-        let mut reply = GrpcReply::new(Body::empty());
-        let frame = grpc_frame(b"hello");
-        reply.buffered.extend_from_slice(&frame[..3]);
-        reply.split_messages();
-        assert!(reply.messages.is_empty());
-        reply.buffered.extend_from_slice(&frame[3..]);
-        reply.buffered.extend_from_slice(&grpc_frame(b""));
-        reply.split_messages();
-        assert_eq!(reply.messages, [Bytes::from_static(b"hello"), Bytes::new()]);
     }
 }
