@@ -268,29 +268,13 @@ where
 }
 
 fn record_grpc_status(span: &tracing::Span, headers: &http::HeaderMap) {
-    let Some(code) = headers
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<i64>().ok())
-    else {
+    let Some(status) = tonic::Status::from_header_map(headers) else {
         return;
     };
-    span.set_attribute("rpc.grpc.status_code", code);
-    if code != 0 {
-        let message = headers
-            .get("grpc-message")
-            .and_then(|v| v.to_str().ok())
-            .map(|m| percent_decode(m))
-            .unwrap_or_default();
-        span.set_status(Status::error(message));
+    span.set_attribute("rpc.grpc.status_code", status.code() as i64);
+    if status.code() != tonic::Code::Ok {
+        span.set_status(Status::error(status.message().to_string()));
     }
-}
-
-/// grpc-message is percent-encoded.
-fn percent_decode(message: &str) -> String {
-    percent_encoding::percent_decode_str(message)
-        .decode_utf8_lossy()
-        .into_owned()
 }
 
 /// `http::HeaderMap` as the propagator reads it.

@@ -8,83 +8,14 @@ use std::time::{Duration, Instant};
 
 use common::TestServer;
 use etcd_client::{Client, WatchOptions};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 /// Generous for a loaded 2-core machine; nothing here measures speed.
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A response to one HTTP/1.1 request: status line, headers, body.
-struct HttpResponse {
-    status_line: String,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl HttpResponse {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// The chunks of a chunked body, joined.
-fn dechunk(mut body: &str) -> String {
-    let mut joined = String::new();
-    loop {
-        let (size, rest) = body.split_once("\r\n").expect("chunk size line");
-        let size = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16)
-            .expect("hexadecimal chunk size");
-        if size == 0 {
-            return joined;
-        }
-        joined.push_str(&rest[..size]);
-        body = rest[size..].strip_prefix("\r\n").expect("chunk end");
-    }
-}
-
-/// `GET path` on `endpoint` ("http://127.0.0.1:PORT"), one request per connection.
-async fn http_get(endpoint: &str, path: &str) -> HttpResponse {
-    let authority = endpoint.trim_start_matches("http://");
-    let mut stream = TcpStream::connect(authority)
-        .await
-        .unwrap_or_else(|e| panic!("connect to {authority}: {e}"));
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    timeout(WAIT, stream.read_to_end(&mut raw))
-        .await
-        .expect("response within the wait")
-        .expect("read the response");
-    let raw = String::from_utf8(raw).expect("a text response");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("a header block");
-    let mut head_lines = head.split("\r\n");
-    let status_line = head_lines.next().unwrap().to_string();
-    let headers = head_lines
-        .map(|l| {
-            let (k, v) = l.split_once(':').expect("a header line");
-            (k.trim().to_string(), v.trim().to_string())
-        })
-        .collect();
-    let mut response = HttpResponse {
-        status_line,
-        headers,
-        body: body.to_string(),
-    };
-    if response.header("transfer-encoding") == Some("chunked") {
-        response.body = dechunk(&response.body);
-    }
-    response
-}
-
 async fn metrics(server: &TestServer) -> String {
-    let response = http_get(&server.endpoint(), "/metrics").await;
-    assert_eq!(response.status_line, "HTTP/1.1 200 OK", "{}", response.body);
+    let response = common::http::get(&server.endpoint(), "/metrics").await;
+    assert_eq!(response.status, 200, "{}", response.body);
     assert_eq!(
         response.header("content-type"),
         Some("text/plain; version=0.0.4; charset=utf-8")

@@ -350,7 +350,7 @@ impl Call {
         if let (Some(histogram), Some(started_at)) =
             (&self.method.handling_seconds, self.started_at)
         {
-            super::observe_since(histogram, started_at);
+            histogram.observe(started_at.elapsed().as_secs_f64());
         }
     }
 }
@@ -396,13 +396,11 @@ impl MeteredBody {
     }
 }
 
-/// The `grpc-status` of a header or trailer map, as an index into `CODE_NAMES`.
+/// The `grpc-status` of a header or trailer map, as an index into `CODE_NAMES` (tonic's
+/// reading: a value it does not know is Unknown).
 fn status_code(headers: &HeaderMap) -> Option<usize> {
-    let value = headers.get("grpc-status")?.to_str().ok()?;
-    Some(match value.parse::<usize>() {
-        Ok(code) if code < CODE_NAMES.len() => code,
-        _ => CODE_UNKNOWN,
-    })
+    let value = headers.get("grpc-status")?;
+    Some(tonic::Code::from_bytes(value.as_bytes()) as usize)
 }
 
 impl HttpBody for MeteredBody {

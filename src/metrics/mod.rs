@@ -16,7 +16,6 @@
 pub mod grpc;
 
 use std::sync::{Mutex, OnceLock};
-use std::time::Instant;
 
 use prometheus::core::Collector;
 use prometheus::{
@@ -469,11 +468,6 @@ impl Drop for Pending<'_> {
     fn drop(&mut self) {
         self.0.dec();
     }
-}
-
-/// Observes the seconds since `start` (a duration histogram's one call).
-pub fn observe_since(histogram: &Histogram, start: Instant) {
-    histogram.observe(start.elapsed().as_secs_f64());
 }
 
 #[cfg(test)]

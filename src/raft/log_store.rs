@@ -21,7 +21,7 @@ use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, RaftLogReader, StorageError, StorageIOError, Vote};
@@ -29,7 +29,7 @@ use openraft::{Entry, RaftLogReader, StorageError, StorageIOError, Vote};
 use prometheus::Histogram;
 
 use super::{trace_of, LogId, TypeConfig};
-use crate::metrics::{observe_since, Metrics};
+use crate::metrics::Metrics;
 use crate::storage::{StateKey, Storage, StorageResult, WriteBatch};
 use crate::telemetry::BatchTrace;
 
@@ -210,10 +210,12 @@ impl LogStore {
     /// A synced write blocks on fsync: let the runtime move other tasks off this thread.
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), StorageError<u64>> {
         if sync {
-            let started = Instant::now();
-            let written = tokio::task::block_in_place(|| self.storage.write(batch, true));
-            observe_since(&self.metrics.disk.wal_fsync_seconds, started);
-            written.map_err(write_err)
+            let fsync_seconds = &self.metrics.disk.wal_fsync_seconds;
+            fsync_seconds
+                .observe_closure_duration(|| {
+                    tokio::task::block_in_place(|| self.storage.write(batch, true))
+                })
+                .map_err(write_err)
         } else {
             self.storage.write(batch, false).map_err(write_err)
         }
@@ -228,18 +230,24 @@ fn run_flusher(storage: Arc<Storage>, rx: mpsc::Receiver<Waiting>, fsync_seconds
         // The wall clock is read only for traced entries.
         let traced = waiting.iter().any(|w| !w.traced.is_empty());
         let started_at = traced.then(SystemTime::now);
-        let started = Instant::now();
-        let result = sync_wal(&storage);
-        observe_since(&fsync_seconds, started);
-        if let Some(started_at) = started_at {
-            let ended = SystemTime::now();
-            for trace in waiting.iter().flat_map(|w| &w.traced) {
-                trace.fsynced(started_at, ended, waiting.len());
-            }
-        }
-        for Waiting { callback, .. } in waiting {
+        let result = fsync_seconds.observe_closure_duration(|| sync_wal(&storage));
+        let ended_at = started_at.map(|_| SystemTime::now());
+        let appends = waiting.len();
+        let mut traced = Vec::new();
+        // The appends go on first; the fsync spans are built after, off their way.
+        for Waiting {
+            callback,
+            traced: traces,
+        } in waiting
+        {
             let outcome = result.clone().map_err(std::io::Error::other);
             callback.log_io_completed(outcome);
+            traced.extend(traces);
+        }
+        if let (Some(started_at), Some(ended_at)) = (started_at, ended_at) {
+            for trace in traced {
+                trace.fsynced(started_at, ended_at, appends);
+            }
         }
     }
 }

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
@@ -24,7 +24,7 @@ use serde::Serialize;
 use tonic::transport::Channel;
 
 use super::{MemberInfo, TypeConfig};
-use crate::metrics::{observe_since, Metrics, PeerMetrics};
+use crate::metrics::{Metrics, PeerMetrics};
 use crate::proto::cairnpeerpb::peer_client::PeerClient;
 use crate::proto::cairnpeerpb::RaftMessage;
 
@@ -191,11 +191,14 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         }
         // A heartbeat: its round trip is the peers' (the follower writes nothing), and a
         // failed one is etcd's failed heartbeat send.
-        let started = Instant::now();
+        let round_trip = self.traffic.round_trip_seconds.start_timer();
         let answer = self.call(Method::AppendEntries, &rpc, &option).await;
         match &answer {
-            Ok(_) => observe_since(&self.traffic.round_trip_seconds, started),
-            Err(_) => self.heartbeat_send_failures.inc(),
+            Ok(_) => round_trip.observe_duration(),
+            Err(_) => {
+                round_trip.stop_and_discard();
+                self.heartbeat_send_failures.inc();
+            }
         }
         answer
     }

@@ -31,7 +31,7 @@ use crate::apply::{apply_request, Applier};
 use crate::auth::AuthStore;
 use crate::lease::Lessor;
 use crate::members::MemberStore;
-use crate::metrics::{observe_since, Metrics};
+use crate::metrics::Metrics;
 use crate::mvcc::{Mvcc, WriteLock};
 use crate::proto::cairnraftpb::{
     apply_result, internal_request, ApplyResult, ApplyResults, InternalRequest,
@@ -172,10 +172,9 @@ impl StateMachine {
         fail::fail_point!("apply_before_commit", |_| Err(sm_write_err(
             crate::failpoints::disk_full("apply_before_commit")
         )));
-        let started = Instant::now();
-        let committed = guard.commit();
-        observe_since(&self.metrics.disk.backend_commit_seconds, started);
-        let committed = committed.map_err(sm_write_err)?;
+        let committed = (self.metrics.disk.backend_commit_seconds)
+            .observe_closure_duration(|| guard.commit())
+            .map_err(sm_write_err)?;
         fail::fail_point!("apply_after_commit", |_| Err(sm_write_err(
             crate::failpoints::disk_full("apply_after_commit")
         )));

@@ -16,18 +16,16 @@ impl Server {
 
     /// What the sampled series report now.
     fn sample(&self) -> Sample {
-        let applied_index = self
-            .raft
-            .metrics()
-            .borrow()
-            .last_applied
-            .map_or(0, |l| l.index);
+        // One reading of Raft's state, so that leader and applied index agree.
+        let raft = self.raft.metrics().borrow().clone();
+        let leader = super::route::leader_id(&self.raft, &raft);
+        let applied_index = raft.last_applied.map_or(0, |l| l.index);
         let ops = self.mvcc.op_counts();
         let watches = self.watch.counts();
         let db_size_bytes = self.storage.size_bytes();
         Sample {
-            has_leader: self.leader_id().is_some(),
-            is_leader: self.is_leader(),
+            has_leader: leader.is_some(),
+            is_leader: leader == Some(self.identity.member_id),
             is_learner: self.is_learner(),
             applied_index,
             ranges: ops.ranges,
