@@ -201,3 +201,48 @@ async fn extensive_metrics_add_the_handling_time_histograms() {
         "grpc_server_handling_seconds_count{grpc_method=\"Put\",grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\"} 1",
     );
 }
+
+/// The value of an unlabelled series.
+fn value(body: &str, name: &str) -> f64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{body}"))
+}
+
+/// A watch's prev_kv reads are the watch's, not a client's transaction: etcd reads each on
+/// its own, so only the client's txn moves `etcd_mvcc_txn_total`.
+#[tokio::test]
+async fn prev_kv_reads_of_a_watch_are_no_transaction() {
+    let server = TestServer::start(&[]);
+    let mut client = server.client().await;
+    client.put("p/a", "1", None).await.unwrap();
+    client.put("p/b", "1", None).await.unwrap();
+    let mut stream = client
+        .watch(
+            "p/",
+            Some(WatchOptions::new().with_prefix().with_prev_key()),
+        )
+        .await
+        .unwrap();
+    let before = value(&metrics(&server).await, "etcd_mvcc_txn_total");
+    // One txn of two puts: one watch response with two events, each with its prev_kv.
+    client
+        .txn(etcd_client::Txn::new().and_then([
+            etcd_client::TxnOp::put("p/a", "2", None),
+            etcd_client::TxnOp::put("p/b", "2", None),
+        ]))
+        .await
+        .unwrap();
+    let mut events = 0;
+    while events < 2 {
+        let response = timeout(WAIT, stream.message())
+            .await
+            .expect("a watch response within the wait")
+            .unwrap()
+            .expect("the stream is open");
+        assert!(response.events().iter().all(|e| e.prev_kv().is_some()));
+        events += response.events().len();
+    }
+    let after = value(&metrics(&server).await, "etcd_mvcc_txn_total");
+    assert_eq!(after - before, 1.0, "the client's txn, and only it");
+}

@@ -136,12 +136,14 @@ struct TxnOps {
     ranges: Cell<u64>,
     puts: u64,
     deletes: u64,
+    /// Reads that are each their own, not one transaction (`Mvcc::separate_reads`).
+    separate: bool,
 }
 
 impl OpCounters {
     fn add(&self, ops: &TxnOps) {
         let ranges = ops.ranges.get();
-        if ranges + ops.puts + ops.deletes > 1 {
+        if !ops.separate && ranges + ops.puts + ops.deletes > 1 {
             self.txns.fetch_add(1, Ordering::Relaxed);
         }
         for (counter, n) in [
@@ -225,6 +227,14 @@ impl Mvcc {
             view: self.storage.view(),
             ops: TxnOps::default(),
         }
+    }
+
+    /// A read view for reads that are each their own (a watch's prev_kv lookups): counted
+    /// as ranges, never as a transaction, as etcd counts them.
+    pub fn separate_reads(&self) -> ReadView<'_> {
+        let mut view = self.read_view();
+        view.ops.separate = true;
+        view
     }
 
     /// Starts applying writes. Holds the store exclusively until `commit`.

@@ -76,7 +76,7 @@ impl WatchHandle {
     /// The value each key had before the event, as etcd reads it: at the revision before,
     /// unless the event created the key; absent when that revision was compacted.
     pub fn fill_prev_kvs(&self, events: &mut [Event]) {
-        let view = self.server.mvcc.read_view();
+        let view = self.server.mvcc.separate_reads();
         for event in events {
             let Some(kv) = &event.kv else { continue };
             let created =
