@@ -85,7 +85,7 @@ static TRACER: OnceLock<SdkTracer> = OnceLock::new();
 
 /// Whether spans are recorded: the one check on the request path when they are not.
 #[inline]
-pub fn tracing_enabled() -> bool {
+fn tracing_enabled() -> bool {
     TRACER.get().is_some()
 }
 
@@ -179,10 +179,10 @@ fn tracer_provider(settings: &TracingSettings) -> Result<SdkTracerProvider, Stri
         .map_err(|e| format!("distributed tracing: {e}"))?;
     let processor =
         BatchSpanProcessor::builder(exporter, opentelemetry_sdk::runtime::Tokio).build();
-    let rate = match settings.sampling_rate_per_million {
-        0 => Sampler::AlwaysOff,
-        n => Sampler::TraceIdRatioBased(f64::from(n) / f64::from(SAMPLES_PER)),
-    };
+    // A rate of 0 samples nothing but what a sampled parent asks for.
+    let rate = Sampler::TraceIdRatioBased(
+        f64::from(settings.sampling_rate_per_million) / f64::from(SAMPLES_PER),
+    );
     // etcd's resource: the service name, and the instance id when one is given.
     let mut resource = Resource::builder_empty().with_service_name(settings.service_name.clone());
     if !settings.instance_id.is_empty() {
@@ -209,9 +209,14 @@ impl Telemetry {
         // runtime's worker threads, which that task needs.
         let flushed = tokio::task::spawn_blocking(move || provider.shutdown());
         match tokio::time::timeout(FLUSH_TIMEOUT, flushed).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "exporting the last spans"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "exporting the last spans"),
+            Ok(flushed) => {
+                if let Err(e) = flushed
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()))
+                {
+                    tracing::warn!(error = %e, "exporting the last spans");
+                }
+            }
             Err(_) => tracing::warn!("the last spans not exported within {FLUSH_TIMEOUT:?}"),
         }
     }
