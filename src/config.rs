@@ -146,6 +146,10 @@ pub struct Flags {
     /// handling-time histograms too.
     #[arg(long, env = "ETCD_METRICS")]
     pub metrics: Option<String>,
+    /// Further URLs serving only `/metrics`, `/health`, `/livez` and `/readyz` (`https` ones
+    /// with the client port's TLS).
+    #[arg(long, env = "ETCD_LISTEN_METRICS_URLS")]
+    pub listen_metrics_urls: Option<String>,
 
     // Distributed tracing: etcd 3.7's names, with 3.5's `--experimental-*` names as aliases
     // (and their `ETCD_EXPERIMENTAL_*` variables, see `RENAMED_VARIABLES`).
@@ -362,6 +366,8 @@ pub struct Config {
     pub max_concurrent_streams: Option<u32>,
     pub watch_progress_interval: Duration,
     pub metrics: MetricsLevel,
+    /// `--listen-metrics-urls`; none by default (the client URLs serve `/metrics` too).
+    pub listen_metrics_urls: Vec<Url>,
     /// `--auth-token` (default `simple`).
     pub auth_token: String,
     /// `--auth-token-ttl` (default 300 s).
@@ -411,6 +417,7 @@ impl Config {
             name,
             data_dir,
             listen_client_urls: urls.listen_client,
+            listen_metrics_urls: urls.listen_metrics,
             advertise_client_urls: urls.advertise_client,
             listen_peer_urls: urls.listen_peer,
             initial_advertise_peer_urls: urls.initial_advertise_peer,
@@ -520,6 +527,8 @@ fn distributed_tracing(
 /// The client and peer URL flags, parsed, with etcd's defaults.
 struct Urls {
     listen_client: Vec<Url>,
+    /// Empty unless given.
+    listen_metrics: Vec<Url>,
     advertise_client: Vec<Url>,
     listen_peer: Vec<Url>,
     initial_advertise_peer: Vec<Url>,
@@ -536,6 +545,10 @@ impl Urls {
                 &f.listen_client_urls,
                 default::CLIENT_URLS,
             )?,
+            listen_metrics: match &f.listen_metrics_urls {
+                None => Vec::new(),
+                Some(list) => parse_urls("listen-metrics-urls", list)?,
+            },
             advertise_client: urls(
                 "advertise-client-urls",
                 &f.advertise_client_urls,
@@ -721,6 +734,14 @@ fn check_url_schemes(
                 "TLS key/cert (--cert-file, --key-file) must be provided for client url {} with HTTPS scheme",
                 url_string(url)
             ));
+        }
+    }
+    for url in &urls.listen_metrics {
+        if url.scheme() == "https" && !client_tls.is_configured() {
+            return Err(
+                "client TLS key/cert (--cert-file, --key-file) must be provided for metrics secure url"
+                    .to_string(),
+            );
         }
     }
     for url in urls
@@ -1204,6 +1225,52 @@ mod tests {
         std::fs::write(&path, "metrics: all\n").unwrap();
         let err = parse(&["--config-file", path.to_str().unwrap()]).unwrap_err();
         assert!(err.contains("-metrics"), "{err}");
+    }
+
+    #[test]
+    fn listen_metrics_urls_from_the_flag_and_the_file() {
+        let metrics_urls = |args: &[&str]| {
+            parse(args).map(|c| {
+                c.listen_metrics_urls
+                    .iter()
+                    .map(|u| u.to_string())
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(metrics_urls(&[]), Ok(vec![]));
+        assert_eq!(
+            metrics_urls(&[
+                "--listen-metrics-urls",
+                "http://127.0.0.1:2381,http://10.0.0.1:2381"
+            ]),
+            Ok(vec![
+                "http://127.0.0.1:2381/".to_string(),
+                "http://10.0.0.1:2381/".to_string()
+            ])
+        );
+        // etcd 3.7's refusal: https needs the client port's certificate.
+        assert_eq!(
+            metrics_urls(&["--listen-metrics-urls", "https://127.0.0.1:2381"]),
+            Err(
+                "client TLS key/cert (--cert-file, --key-file) must be provided for metrics secure url"
+                    .to_string()
+            )
+        );
+        assert!(metrics_urls(&[
+            "--listen-metrics-urls",
+            "https://127.0.0.1:2381",
+            "--auto-tls"
+        ])
+        .is_ok());
+        let err = metrics_urls(&["--listen-metrics-urls", "ftp://127.0.0.1:2381"]).unwrap_err();
+        assert!(err.contains("--listen-metrics-urls"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, "listen-metrics-urls: http://127.0.0.1:2381\n").unwrap();
+        assert_eq!(
+            metrics_urls(&["--config-file", path.to_str().unwrap()]),
+            Ok(vec!["http://127.0.0.1:2381/".to_string()])
+        );
     }
 
     #[test]

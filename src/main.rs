@@ -114,6 +114,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let listeners = net::bind(&addrs)
         .await
         .with_context(|| format!("cannot listen on client URLs {addrs:?}"))?;
+    let mut metrics_addrs = Vec::new();
+    for url in &config.listen_metrics_urls {
+        metrics_addrs.push(resolve(url).await?);
+    }
+    let metrics_listeners = net::bind(&metrics_addrs)
+        .await
+        .with_context(|| format!("cannot listen on metrics URLs {metrics_addrs:?}"))?;
     let mut peer_addrs = Vec::new();
     let mut peer_secure = Vec::new();
     let mut peer_unix_listeners = Vec::new();
@@ -178,6 +185,21 @@ async fn run(config: Config) -> anyhow::Result<()> {
         let _ = stopped.await;
     })
     .await?;
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics_listeners = metrics_listeners
+        .into_iter()
+        .zip(config.listen_metrics_urls.iter().map(|u| u.scheme() == "https"))
+        .collect();
+    let metrics_server = api::serve_metrics_urls(
+        node.clone(),
+        net::incoming(metrics_listeners, client_tls.as_ref())?,
+        async {
+            let _ = metrics_stopped.await;
+        },
+    );
+    for url in &config.listen_metrics_urls {
+        tracing::info!(address = %cairn::cluster::url_string(url), "serving metrics");
+    }
 
     // Ready once a leader is known, the log applied, and this member's client URLs
     // published to the cluster (retried through elections).
@@ -245,11 +267,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
         task.abort();
     }
     let _ = stop_serving.send(());
+    let _ = stop_metrics.send(());
     // Watch streams never end on their own: end them, so clients reconnect elsewhere.
     node.close_watches();
     if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
         tracing::warn!("client connections still open after {SHUTDOWN_GRACE:?}; closing them");
     }
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, metrics_server).await;
     node.shutdown().await;
     let _ = stop_peers.send(());
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, peer_server).await;

@@ -246,3 +246,32 @@ async fn prev_kv_reads_of_a_watch_are_no_transaction() {
     let after = value(&metrics(&server).await, "etcd_mvcc_txn_total");
     assert_eq!(after - before, 1.0, "the client's txn, and only it");
 }
+
+/// `--listen-metrics-urls`: a URL of its own serving `/metrics`, `/health`, `/livez` and
+/// `/readyz` and nothing else, while the client URL keeps serving them too. (The two probes
+/// are etcd 3.6+'s; 3.4's metrics URL serves the first two.)
+#[tokio::test]
+async fn metrics_url_serves_metrics_and_health_alone() {
+    let metrics_url = format!("http://127.0.0.1:{}", common::free_port());
+    let server = TestServer::start(&["--listen-metrics-urls", &metrics_url]);
+    let get = |path: &'static str| common::http::get(&metrics_url, path);
+
+    let scraped = get("/metrics").await;
+    assert_eq!(scraped.status, 200, "{}", scraped.body);
+    assert_line(&scraped.body, "etcd_server_has_leader 1");
+    let health = get("/health").await;
+    assert_eq!((health.status, health.body.as_str()), (200, "{\"health\":\"true\"}"));
+    for probe in ["/livez", "/readyz"] {
+        let reply = get(probe).await;
+        assert_eq!((reply.status, reply.body.as_str()), (200, "ok\n"), "{probe}");
+    }
+    for path in ["/version", "/v3/kv/range"] {
+        let reply = get(path).await;
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (404, "404 page not found\n"),
+            "{path}"
+        );
+    }
+    assert_line(&metrics(&server).await, "etcd_server_has_leader 1");
+}

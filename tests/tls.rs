@@ -377,6 +377,42 @@ async fn revoked_client_certificate_is_refused() {
     assert_eq!(got, Ok("v".to_string()));
 }
 
+/// An `https` metrics URL serves with the client port's certificate and asks for the
+/// client certificates the client port asks for (etcd's metrics listener shares its TLS).
+#[test]
+fn https_metrics_url_serves_with_the_client_ports_tls() {
+    let pki = Pki::generate();
+    let metrics_url = format!("https://127.0.0.1:{}", common::free_port());
+    let mut args = pki.server_cert_args("");
+    args.push(format!("--trusted-ca-file={}", pki.path("ca.pem")));
+    args.push("--client-cert-auth".to_string());
+    args.push(format!("--listen-metrics-urls={metrics_url}"));
+    let _server = TestServer::start_client_tls(&str_args(&args));
+    let curl = |url: &str, certificate: Option<&str>| {
+        let mut command = Command::new("curl");
+        command.args(["-sS", "--max-time", "10", "--cacert", &pki.path("ca.pem")]);
+        if let Some(name) = certificate {
+            command.args(["--cert", &pki.path(&format!("{name}.pem"))]);
+            command.args(["--key", &pki.path(&format!("{name}-key.pem"))]);
+        }
+        let out = command
+            .arg(url)
+            .output()
+            .unwrap_or_else(|e| panic!("run curl: {e}"));
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (ok, body) = curl(&format!("{metrics_url}/metrics"), Some("client"));
+    assert!(ok, "{body}");
+    assert!(body.lines().any(|l| l == "etcd_server_has_leader 1"), "{body}");
+    let (ok, body) = curl(&format!("{metrics_url}/health"), Some("client"));
+    assert!(ok && body == "{\"health\":\"true\"}", "{body}");
+    let (ok, body) = curl(&format!("{metrics_url}/metrics"), None);
+    assert!(!ok, "served without a client certificate: {body}");
+    let plain = metrics_url.replacen("https://", "http://", 1);
+    let (ok, body) = curl(&format!("{plain}/metrics"), Some("client"));
+    assert!(!ok, "served without TLS: {body}");
+}
+
 #[test]
 fn auto_tls_generates_a_certificate_and_reuses_it_after_a_restart() {
     let mut server = TestServer::start_client_tls(&["--auto-tls"]);

@@ -36,6 +36,8 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Status;
 
+mod otlp_sink;
+
 use cairn::proto::etcdserverpb::{
     kv_client::KvClient, lease_client::LeaseClient, maintenance_client::MaintenanceClient,
     request_op, watch_client::WatchClient, watch_request, AuthenticateRequest,
@@ -176,6 +178,12 @@ enum Cmd {
     },
     /// Grant one lease per client, then time keep-alive round trips.
     LeaseKeepalive,
+    /// Not a workload: an OTLP/gRPC collector that drops what it is sent, for measuring
+    /// what a server's tracing costs (bench/compare --tracing). Runs until SIGTERM.
+    OtlpSink {
+        #[arg(long, default_value = "127.0.0.1:4317")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -273,6 +281,9 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    if let Cmd::OtlpSink { listen } = cli.cmd {
+        return otlp_sink::run(listen).await;
+    }
     check("--clients", cli.clients as u64, 1, MAX_CLIENTS as u64)?;
     check("--conns", cli.conns as u64, 1, MAX_CONNS as u64)?;
     check("--total", cli.total, 1, MAX_TOTAL)?;
@@ -370,6 +381,7 @@ async fn run(cli: Cli) -> Result<()> {
             watch_events(&g, watch.spec(1, put_rate)).await,
         ),
         Cmd::LeaseKeepalive => ("lease-keepalive", lease_keepalive(&g).await),
+        Cmd::OtlpSink { .. } => unreachable!("the sink returned from run() before any workload"),
     };
     let rss_after = cli.pid.and_then(|p| rss_kb(p).ok());
     let server_cpu_s = cli
@@ -416,7 +428,7 @@ fn check_cmd(cmd: &Cmd) -> Result<()> {
             check("--put-rate", *put_rate, 1, u64::MAX)?;
             check_watch(watch)
         }
-        Cmd::Range { .. } | Cmd::LeaseKeepalive => Ok(()),
+        Cmd::Range { .. } | Cmd::LeaseKeepalive | Cmd::OtlpSink { .. } => Ok(()),
     }
 }
 

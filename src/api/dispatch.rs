@@ -204,6 +204,22 @@ pub async fn serve<IO>(
         by_name: services.into(),
         gateway_streams: Arc::new(tokio::sync::Semaphore::new(gateway_streams)),
     };
+    serve_connections(
+        http_builder(max_concurrent_streams),
+        incoming,
+        shutdown,
+        |io: &IO| Dispatch {
+            services: services.clone(),
+            connection: io.connect_info(),
+            common_name: io.common_name().map(ClientCommonName),
+        },
+    )
+    .await;
+}
+
+/// hyper's connection settings for client connections (the client URLs and the metrics
+/// URLs): HTTP/2 with at most `max_concurrent_streams` streams, or HTTP/1.1.
+pub fn http_builder(max_concurrent_streams: Option<u32>) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http2()
@@ -215,6 +231,28 @@ pub async fn serve<IO>(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HTTP1_HEADER_READ_TIMEOUT);
+    builder
+}
+
+/// Serves each of `incoming`'s connections with the service `service_for` makes for it,
+/// until `shutdown` resolves; then asks every connection to finish (HTTP/2 GOAWAY: calls
+/// in progress complete, no new ones start) and returns once all have.
+pub async fn serve_connections<IO, S, B>(
+    builder: auto::Builder<TokioExecutor>,
+    incoming: BoxStream<'static, io::Result<IO>>,
+    shutdown: impl Future<Output = ()>,
+    mut service_for: impl FnMut(&IO) -> S,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Service<Request<hyper::body::Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<tonic::codegen::StdError>,
+{
     // Each connection holds a receiver: the sender learns when the last one has finished.
     let (stopping, stop) = tokio::sync::watch::channel(false);
     let mut incoming = incoming;
@@ -233,16 +271,12 @@ pub async fn serve<IO>(
                 None => break,
             },
         };
-        let dispatch = Dispatch {
-            services: services.clone(),
-            connection: io.connect_info(),
-            common_name: io.common_name().map(ClientCommonName),
-        };
+        let service = service_for(&io);
         let builder = builder.clone();
         let mut stop = stop.clone();
         tokio::spawn(async move {
             let connection =
-                builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(dispatch));
+                builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
             let mut connection = pin!(connection);
             let finished = tokio::select! {
                 finished = connection.as_mut() => finished,

@@ -1,7 +1,7 @@
 //! Plain HTTP on the client port, as etcd serves it beside gRPC: the JSON gateway
 //! (`/v3/...`, `gateway`), `/version`, `/health`, `/livez`, `/readyz` and `/metrics`. Each
 //! answer comes from the server (`Server::health`, `Server::probe`, `Server::metrics`); this
-//! only translates.
+//! only translates. The `--listen-metrics-urls` URLs serve the last four alone.
 
 use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, CONTENT_TYPE};
@@ -12,7 +12,7 @@ use tonic::body::Body;
 use super::dispatch::Services;
 use super::gateway;
 use crate::config::{ETCD_API_VERSION, ETCD_CLUSTER_VERSION};
-use crate::server::Probe;
+use crate::server::{Probe, Server};
 
 const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 const APPLICATION_JSON: &str = "application/json";
@@ -56,22 +56,16 @@ async fn route(
         return gateway::handle(&services, &rest, request, presented_common_name).await;
     }
     let path = path.to_string();
-    let server = services.server();
+    let (request, _) = request.into_parts();
+    if let Some(response) = observability(services.server(), &path, &request).await {
+        return response;
+    }
     match path.as_str() {
-        "/version" => get_only(&request).unwrap_or_else(|| {
+        "/version" => get_only(&request.method).unwrap_or_else(|| {
             let body = format!(
                 "{{\"etcdserver\":\"{ETCD_API_VERSION}\",\"etcdcluster\":\"{ETCD_CLUSTER_VERSION}.0\"}}"
             );
             json(StatusCode::OK, body)
-        }),
-        "/metrics" => get_only(&request).unwrap_or_else(|| {
-            let (content_type, body) = server.metrics().render();
-            // Sent chunked, as etcd sends it.
-            let mut metrics = Response::new(chunked(Bytes::from(body)));
-            metrics
-                .headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-            metrics
         }),
         "/v3" => {
             let mut moved = text(StatusCode::MOVED_PERMANENTLY, "<a href=\"/v3/\">Moved Permanently</a>.\n\n");
@@ -81,10 +75,41 @@ async fn route(
             headers.insert(http::header::LOCATION, HeaderValue::from_static("/v3/"));
             moved
         }
-        "/health" => match get_only(&request) {
+        _ => not_found(),
+    }
+}
+
+/// Answers one request on a `--listen-metrics-urls` URL: only what `observability` serves,
+/// as etcd's metrics listener (no gateway, no `/version`, no CORS).
+pub async fn serve_metrics_url(server: &Server, request: Request<Body>) -> Response<Body> {
+    let path = request.uri().path().to_string();
+    let (request, _) = request.into_parts();
+    observability(server, &path, &request)
+        .await
+        .unwrap_or_else(not_found)
+}
+
+/// `/metrics`, `/health`, `/livez` and `/readyz`: what both the client URLs and the
+/// metrics URLs serve. None for any other path.
+async fn observability(
+    server: &Server,
+    path: &str,
+    request: &http::request::Parts,
+) -> Option<Response<Body>> {
+    let response = match path {
+        "/metrics" => get_only(&request.method).unwrap_or_else(|| {
+            let (content_type, body) = server.metrics().render();
+            // Sent chunked, as etcd sends it.
+            let mut metrics = Response::new(chunked(Bytes::from(body)));
+            metrics
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+            metrics
+        }),
+        "/health" => match get_only(&request.method) {
             Some(refused) => refused,
             None => {
-                let query = Query::of(&request);
+                let query = Query::of(&request.uri);
                 let excluded_alarms = query.all("exclude");
                 let serializable = query.first("serializable") == Some("true");
                 // etcd 3.4's bodies, as text: `{"health":"true"}`, and when unhealthy (503)
@@ -99,14 +124,15 @@ async fn route(
                 }
             }
         },
-        _ => match probe_of(&path) {
-            Some((probe, only)) => match get_only(&request) {
+        _ => {
+            let (probe, only) = probe_of(path)?;
+            match get_only(&request.method) {
                 Some(refused) => refused,
-                None => probe_answer(&services, Query::of(&request), probe, only).await,
-            },
-            None => not_found(),
-        },
-    }
+                None => probe_answer(server, Query::of(&request.uri), probe, only).await,
+            }
+        }
+    };
+    Some(response)
 }
 
 /// `/livez`, `/readyz`, or one of their checks (`/readyz/linearizable_read`).
@@ -127,13 +153,13 @@ fn probe_of(path: &str) -> Option<(Probe, Option<&'static str>)> {
 /// `/livez` and `/readyz` (etcd 3.6, backported to 3.4.29): `ok` when every check passes,
 /// each check's line with `?verbose`, and always on failure (503).
 async fn probe_answer(
-    services: &Services,
+    server: &Server,
     query: Query,
     probe: Probe,
     only: Option<&'static str>,
 ) -> Response<Body> {
     let excluded = query.all("exclude");
-    let results = services.server().probe(probe, only, &excluded).await;
+    let results = server.probe(probe, only, &excluded).await;
     let mut report = String::new();
     let mut healthy = true;
     for (check, result) in &results {
@@ -158,8 +184,8 @@ async fn probe_answer(
 }
 
 /// The refusal of anything but GET, as Go's `http.Error`.
-fn get_only(request: &Request<Body>) -> Option<Response<Body>> {
-    if request.method() == Method::GET {
+fn get_only(method: &Method) -> Option<Response<Body>> {
+    if method == Method::GET {
         return None;
     }
     let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
@@ -209,8 +235,8 @@ pub fn chunked(data: Bytes) -> Body {
 struct Query(Vec<(String, String)>);
 
 impl Query {
-    fn of<B>(request: &Request<B>) -> Query {
-        let query = request.uri().query().unwrap_or("");
+    fn of(uri: &http::Uri) -> Query {
+        let query = uri.query().unwrap_or("");
         Query(
             url::form_urlencoded::parse(query.as_bytes())
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))

@@ -190,3 +190,30 @@ where
     ));
     Ok((health, task))
 }
+
+/// Serves `/metrics`, `/health`, `/livez` and `/readyz` alone on the connections of the
+/// `--listen-metrics-urls` URLs until `shutdown` resolves; the returned task ends when
+/// in-flight requests are done.
+pub fn serve_metrics_urls<IO>(
+    server: Arc<Server>,
+    incoming: BoxIncoming<'static, std::io::Result<IO>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let builder = dispatch::http_builder(server.limits().max_concurrent_streams);
+    let answer = tower::service_fn(move |request: ::http::Request<hyper::body::Incoming>| {
+        let server = server.clone();
+        async move {
+            let request = request.map(tonic::body::Body::new);
+            Ok::<_, std::convert::Infallible>(http::serve_metrics_url(&server, request).await)
+        }
+    });
+    tokio::spawn(dispatch::serve_connections(
+        builder,
+        incoming,
+        shutdown,
+        move |_: &IO| answer.clone(),
+    ))
+}

@@ -100,6 +100,7 @@ const FILE_KEYS: &[FileKey] = &[
     key!(distributed_tracing_instance_id, Top),
     key!(distributed_tracing_sampling_rate, Top),
     key!(metrics, Top),
+    key!(listen_metrics_urls, Top),
     key!(log_outputs, Top, list),
     key!(enable_v2, Top),
     key!(strict_reconfig_check, Top),

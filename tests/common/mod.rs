@@ -125,6 +125,11 @@ fn next_port_pair() -> (u16, u16) {
     }
 }
 
+/// A loopback port free now, for a listener a test names itself (a metrics URL).
+pub fn free_port() -> u16 {
+    next_port_pair().0
+}
+
 #[derive(Default)]
 pub struct LogState {
     lines: Vec<String>,
