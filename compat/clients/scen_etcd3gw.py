@@ -202,7 +202,11 @@ def _():
 @scenario("status and members")
 def _():
     s = c.status()
-    print("status fields", sorted(s))
+    # 3.6's fields (README: not yet on Cairn) are shown, not compared: the scenario holds
+    # for 3.4 and 3.7 alike.
+    newer = {"dbSizeQuota", "downgradeInfo", "storageVersion"}
+    print("status fields", sorted(k for k in s if k not in newer))
+    print("~ status fields of etcd 3.6+", sorted(k for k in s if k in newer))
     print("header fields", sorted(s["header"]))
     print("leader is member", s["leader"] == s["header"]["member_id"])
     ms = c.members()
