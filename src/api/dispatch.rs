@@ -63,23 +63,26 @@ where
 }
 
 /// The client port's gRPC services, and the one way to call them: a gRPC client's calls
-/// and the JSON gateway's go through `call`.
+/// and the JSON gateway's go through `call`. One `Arc`: hyper clones a connection's service
+/// for every request, and each shared count it touches is a cache line both cores write.
 #[derive(Clone)]
-pub struct Services {
+pub struct Services(Arc<ServicesInner>);
+
+struct ServicesInner {
     server: Arc<Server>,
     /// Scanned per call: a dozen names, shorter than hashing the path.
-    by_name: Arc<[(&'static str, BoxedService)]>,
+    by_name: Box<[(&'static str, BoxedService)]>,
     /// The JSON gateway's calls in flight, at most `--max-concurrent-streams`.
     gateway_streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl Services {
     pub fn server(&self) -> &Arc<Server> {
-        &self.server
+        &self.0.server
     }
 
     pub fn gateway_streams(&self) -> &Arc<tokio::sync::Semaphore> {
-        &self.gateway_streams
+        &self.0.gateway_streams
     }
 
     /// Admits the call (`admission`) and hands it to the service its path names; counts it
@@ -90,17 +93,18 @@ impl Services {
         B: tonic::codegen::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
         B::Error: Into<tonic::codegen::StdError>,
     {
-        let method = self.server.metrics().grpc.method(request.uri().path());
+        let inner = &*self.0;
+        let method = inner.server.metrics().grpc.method(request.uri().path());
         let metered = method.clone();
         let request = request.map(|body| Body::new(MeteredRequestBody::new(body, metered)));
-        let request = match admission::admit(&self.server, request) {
+        let request = match admission::admit(&inner.server, request) {
             Ok(request) => request,
             Err(status) => return refusal(status),
         };
         // "/etcdserverpb.KV/Put" is served by "etcdserverpb.KV".
         let path = request.uri().path();
         let name = path.strip_prefix('/').unwrap_or(path).split('/').next();
-        let Some((_, service)) = self.by_name.iter().find(|(n, _)| Some(*n) == name) else {
+        let Some((_, service)) = inner.by_name.iter().find(|(n, _)| Some(*n) == name) else {
             // As tonic's router: UNIMPLEMENTED with no message.
             return refusal(Status::unimplemented(""));
         };
@@ -199,11 +203,11 @@ pub async fn serve<IO>(
     let gateway_streams = max_concurrent_streams
         .map_or(u32::MAX as usize, |n| n as usize)
         .min(tokio::sync::Semaphore::MAX_PERMITS);
-    let services = Services {
+    let services = Services(Arc::new(ServicesInner {
         server,
         by_name: services.into(),
         gateway_streams: Arc::new(tokio::sync::Semaphore::new(gateway_streams)),
-    };
+    }));
     serve_connections(
         http_builder(max_concurrent_streams),
         incoming,
