@@ -4,6 +4,7 @@
 #
 #   source compat/lib/server.sh
 #   server_start BIN DIR       # sets SERVER_PID, CPORT, PPORT, CLIENT_URL; log in DIR/server.log
+#                              # (the array SERVER_EXTRA_ARGS, if set, adds flags)
 #   server_stop                # SIGTERM, bounded wait (20 s), then SIGKILL
 #
 # READY_TIMEOUT (seconds, default 30) bounds the wait for etcd's readiness log line.
@@ -37,6 +38,7 @@ server_start() {
     --listen-client-urls "$CLIENT_URL" --advertise-client-urls "$CLIENT_URL" \
     --listen-peer-urls "$purl" --initial-advertise-peer-urls "$purl" \
     --initial-cluster "s1=$purl" --initial-cluster-state new \
+    ${SERVER_EXTRA_ARGS[@]+"${SERVER_EXTRA_ARGS[@]}"} \
     >"$dir/server.log" 2>&1 </dev/null &
   SERVER_PID=$!
   local tries=$(( ${READY_TIMEOUT:-30} * 10 ))
