@@ -1,6 +1,7 @@
 //! The client API: etcd's gRPC services, gRPC health and reflection on the client URLs,
 //! and beside them on the same port etcd's plain HTTP: the JSON gateway (`gateway`, which
-//! calls the gRPC services in process), `/version`, `/health`, `/livez`, `/readyz` (`http`).
+//! calls the gRPC services in process), `/version`, `/health`, `/livez`, `/readyz` (`http`);
+//! and on the `--listen-metrics-urls` URLs, `/metrics` and the health probes alone.
 //!
 //! Each handler checks its request (`validate`), calls one typed method of the server
 //! (`server::Server`) with the call's `RequestContext`, and sends back what it returns.
