@@ -188,7 +188,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     let metrics_listeners = metrics_listeners
         .into_iter()
-        .zip(config.listen_metrics_urls.iter().map(|u| u.scheme() == "https"))
+        .zip(
+            config
+                .listen_metrics_urls
+                .iter()
+                .map(|u| u.scheme() == "https"),
+        )
         .collect();
     let metrics_server = api::serve_metrics_urls(
         node.clone(),

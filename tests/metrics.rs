@@ -260,10 +260,17 @@ async fn metrics_url_serves_metrics_and_health_alone() {
     assert_eq!(scraped.status, 200, "{}", scraped.body);
     assert_line(&scraped.body, "etcd_server_has_leader 1");
     let health = get("/health").await;
-    assert_eq!((health.status, health.body.as_str()), (200, "{\"health\":\"true\"}"));
+    assert_eq!(
+        (health.status, health.body.as_str()),
+        (200, "{\"health\":\"true\"}")
+    );
     for probe in ["/livez", "/readyz"] {
         let reply = get(probe).await;
-        assert_eq!((reply.status, reply.body.as_str()), (200, "ok\n"), "{probe}");
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (200, "ok\n"),
+            "{probe}"
+        );
     }
     for path in ["/version", "/v3/kv/range"] {
         let reply = get(path).await;

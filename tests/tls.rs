@@ -399,11 +399,17 @@ fn https_metrics_url_serves_with_the_client_ports_tls() {
             .arg(url)
             .output()
             .unwrap_or_else(|e| panic!("run curl: {e}"));
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     };
     let (ok, body) = curl(&format!("{metrics_url}/metrics"), Some("client"));
     assert!(ok, "{body}");
-    assert!(body.lines().any(|l| l == "etcd_server_has_leader 1"), "{body}");
+    assert!(
+        body.lines().any(|l| l == "etcd_server_has_leader 1"),
+        "{body}"
+    );
     let (ok, body) = curl(&format!("{metrics_url}/health"), Some("client"));
     assert!(ok && body == "{\"health\":\"true\"}", "{body}");
     let (ok, body) = curl(&format!("{metrics_url}/metrics"), None);

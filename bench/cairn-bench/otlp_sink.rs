@@ -25,8 +25,7 @@ pub async fn run(listen: SocketAddr) -> Result<()> {
         .await
         .with_context(|| format!("listen on {listen}"))?;
     let received_bytes = Arc::new(AtomicU64::new(0));
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => accepted?,
@@ -35,30 +34,32 @@ pub async fn run(listen: SocketAddr) -> Result<()> {
         };
         let received_bytes = received_bytes.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                let received_bytes = received_bytes.clone();
-                async move {
-                    // Read the export whole, as a collector must before it answers.
-                    let mut body = request.into_body();
-                    while let Some(Ok(frame)) = body.frame().await {
-                        if let Some(data) = frame.data_ref() {
-                            received_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+            let service = hyper::service::service_fn(
+                move |request: hyper::Request<hyper::body::Incoming>| {
+                    let received_bytes = received_bytes.clone();
+                    async move {
+                        // Read the export whole, as a collector must before it answers.
+                        let mut body = request.into_body();
+                        while let Some(Ok(frame)) = body.frame().await {
+                            if let Some(data) = frame.data_ref() {
+                                received_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                            }
                         }
+                        let mut trailers = http::HeaderMap::new();
+                        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                        let frames = futures::stream::iter([
+                            Frame::data(Bytes::from_static(&EMPTY_MESSAGE)),
+                            Frame::trailers(trailers),
+                        ])
+                        .map(Ok::<_, Infallible>);
+                        let response = hyper::Response::builder()
+                            .header("content-type", "application/grpc")
+                            .body(StreamBody::new(frames))
+                            .expect("a valid response");
+                        Ok::<_, Infallible>(response)
                     }
-                    let mut trailers = http::HeaderMap::new();
-                    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
-                    let frames = futures::stream::iter([
-                        Frame::data(Bytes::from_static(&EMPTY_MESSAGE)),
-                        Frame::trailers(trailers),
-                    ])
-                    .map(Ok::<_, Infallible>);
-                    let response = hyper::Response::builder()
-                        .header("content-type", "application/grpc")
-                        .body(StreamBody::new(frames))
-                        .expect("a valid response");
-                    Ok::<_, Infallible>(response)
-                }
-            });
+                },
+            );
             let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
