@@ -356,6 +356,58 @@ async fn client_cert_auth_admits_only_certificates_from_the_trusted_ca() {
     );
 }
 
+/// A self-signed CA certificate named `root` that may also serve as a client certificate,
+/// as etcd's own test fixtures make theirs; written as `<name>.pem` and `<name>-key.pem`.
+fn write_ca_usable_as_client(pki: &Pki, name: &str) {
+    let key = new_key();
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
+    params.distinguished_name = common_name("root");
+    set_validity(&mut params);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let cert = params.self_signed(&key).expect("self-sign");
+    pki.write(&format!("{name}.pem"), &cert.pem());
+    pki.write(&format!("{name}-key.pem"), &key.serialize_pem());
+}
+
+#[tokio::test]
+async fn a_trusted_ca_certificate_presented_as_the_client_certificate_is_accepted() {
+    let pki = Pki::generate();
+    write_ca_usable_as_client(&pki, "root");
+    write_ca_usable_as_client(&pki, "other-root");
+    let bundle = [pki.read("ca.pem"), pki.read("root.pem")].concat();
+    pki.write("bundle.pem", std::str::from_utf8(&bundle).expect("PEM"));
+    let mut args = pki.server_cert_args("");
+    args.push(format!("--trusted-ca-file={}", pki.path("bundle.pem")));
+    args.push("--client-cert-auth".to_string());
+    let server = TestServer::start_client_tls(&str_args(&args));
+    let endpoint = server.endpoint();
+
+    // Go's TLS, and so etcd, accepts it: etcd's e2e suite connects with such a certificate.
+    let got = put_get(&endpoint, Some(pki.client_tls(Some("root"))), "k", "v").await;
+    assert_eq!(got, Ok("v".to_string()));
+
+    // A CA certificate that is not itself trusted is still refused.
+    let got = put_get(
+        &endpoint,
+        Some(pki.client_tls(Some("other-root"))),
+        "k",
+        "x",
+    )
+    .await;
+    assert!(
+        got.is_err(),
+        "an untrusted CA certificate was accepted: {got:?}"
+    );
+}
+
 #[tokio::test]
 async fn revoked_client_certificate_is_refused() {
     let pki = Pki::generate();

@@ -169,6 +169,16 @@ impl Tls {
                     .allow_unknown_revocation_status();
             }
             let verifier = verifier.build()?;
+            // A CRL may list the anchor itself: then only the WebPKI verifier decides.
+            let verifier: Arc<dyn ClientCertVerifier> =
+                match (&settings.crl_file, &settings.trusted_ca_file) {
+                    (None, Some(path)) => Arc::new(AnchorAsClient {
+                        inner: verifier,
+                        anchors: read_certs(path)?,
+                        algorithms: provider.signature_verification_algorithms,
+                    }),
+                    _ => verifier,
+                };
             server.with_client_cert_verifier(match &settings.allowed {
                 Some(allowed) => Arc::new(AllowedClient {
                     inner: verifier,
@@ -723,6 +733,61 @@ impl ClientCertVerifier for AllowedClient {
     }
 
     provider_signatures!();
+}
+
+/// A client-certificate verifier that also accepts a client presenting, alone, one of the
+/// trusted CA certificates themselves, as Go's TLS (and so etcd) does. WebPKI refuses any CA
+/// certificate as an end entity; etcd's own test fixtures use one self-signed certificate
+/// as CA, server and client certificate. Nothing else is let through: the certificate must
+/// be byte for byte a trusted one, and the handshake still proves its key is held.
+#[derive(Debug)]
+struct AnchorAsClient {
+    inner: Arc<dyn ClientCertVerifier>,
+    anchors: Vec<CertificateDer<'static>>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for AnchorAsClient {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        match self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)
+        {
+            Err(e) if is_ca_used_as_end_entity(&e) && self.anchors.contains(end_entity) => {
+                Ok(ClientCertVerified::assertion())
+            }
+            outcome => outcome,
+        }
+    }
+
+    provider_signatures!();
+}
+
+fn is_ca_used_as_end_entity(e: &rustls::Error) -> bool {
+    let rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) = e else {
+        return false;
+    };
+    matches!(
+        other.0.downcast_ref::<webpki::Error>(),
+        Some(webpki::Error::CaUsedAsEndEntity)
+    )
 }
 
 /// A server-certificate verifier that also applies `--peer-cert-allowed-*`.
