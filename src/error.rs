@@ -106,10 +106,22 @@ pub enum EtcdError {
     /// etcd 3.5's answer to a permission grant without a permission.
     #[error("etcdserver: permission not given")]
     PermissionNotGiven = 46,
+    /// The lease of a Lock's key ran out while it waited (etcd's mutex error, code Unknown).
+    #[error("mutex: session is expired")]
+    SessionExpired = 47,
+    /// Proclaim by a caller that no longer holds the leader key (code Unknown, as etcd).
+    #[error("election: not leader")]
+    ElectionNotLeader = 48,
+    /// Leader of an election nobody holds (code Unknown, as etcd).
+    #[error("election: no leader")]
+    ElectionNoLeader = 49,
+    /// Proclaim or Resign without a leader key (code Unknown, as etcd).
+    #[error("\"leader\" field must be provided")]
+    MissingLeaderKey = 50,
 }
 
 impl EtcdError {
-    const ALL: [EtcdError; 46] = [
+    const ALL: [EtcdError; 50] = [
         EtcdError::EmptyKey,
         EtcdError::KeyNotFound,
         EtcdError::ValueProvided,
@@ -156,6 +168,10 @@ impl EtcdError {
         EtcdError::AuthOldRevision,
         EtcdError::NoPasswordUser,
         EtcdError::PermissionNotGiven,
+        EtcdError::SessionExpired,
+        EtcdError::ElectionNotLeader,
+        EtcdError::ElectionNoLeader,
+        EtcdError::MissingLeaderKey,
     ];
 
     pub fn code(self) -> Code {
@@ -177,7 +193,8 @@ impl EtcdError {
             Corrupt => Code::DataLoss,
             PermissionDenied => Code::PermissionDenied,
             InvalidAuthToken => Code::Unauthenticated,
-            NoPasswordUser => Code::Unknown,
+            NoPasswordUser | SessionExpired | ElectionNotLeader | ElectionNoLeader
+            | MissingLeaderKey => Code::Unknown,
         }
     }
 

@@ -14,12 +14,13 @@ mod admission;
 mod auth;
 mod cluster;
 mod dispatch;
+mod election;
 mod gateway;
 mod http;
 mod kv;
 mod lease;
+mod lock;
 mod maintenance;
-mod not_yet;
 mod transport_errors;
 pub(crate) mod validate;
 pub(crate) mod watch;
@@ -60,6 +61,13 @@ const HEALTH_SERVICES: [&str; 5] = [
 
 fn not_yet(what: &str) -> Status {
     Status::unimplemented(format!("cairn: {what} is not implemented yet"))
+}
+
+/// The error of a Lock or Election call: etcd runs them as a client of its own server, so
+/// the errors of their inner requests reach callers as plain errors, code Unknown, with
+/// etcd's text.
+fn plain_error(e: crate::error::EtcdError) -> Status {
+    Status::unknown(e.to_string())
 }
 
 /// etcd's metadata keys for the auth token: gRPC clients send `token`, the JSON gateway
@@ -172,10 +180,12 @@ where
                 .max_decoding_message_size(max_message_bytes),
         ),
         dispatch::named(
-            LockServer::new(not_yet::NotYet).max_decoding_message_size(max_message_bytes),
+            LockServer::new(lock::LockService::new(server.clone()))
+                .max_decoding_message_size(max_message_bytes),
         ),
         dispatch::named(
-            ElectionServer::new(not_yet::NotYet).max_decoding_message_size(max_message_bytes),
+            ElectionServer::new(election::ElectionService::new(server.clone()))
+                .max_decoding_message_size(max_message_bytes),
         ),
         dispatch::named(health_service),
         dispatch::named(reflection_v1),

@@ -9,8 +9,9 @@
 //! (`auth`), the mapping of openraft's errors to etcd's (`raft_errors`), member roles
 //! (`role`), what the health endpoints report (`health`), the lease lifecycle on a member
 //! (`lease`), membership changes (`cluster`, `membership`), leadership transfer and the
-//! leader monitor (`leadership`), this member's identity (`identity`), and its metrics
-//! (`metrics`).
+//! leader monitor (`leadership`), this member's identity (`identity`), its metrics
+//! (`metrics`), and the Lock and Election services, built on the methods above (`lock`,
+//! `election`).
 //!
 //! A request's path: `api::kv` → `Server::put` (`kv`) → `proposer` → `raft` (log in
 //! `storage`) → `raft::state_machine` → `apply` → `mvcc`/`lease` → `watch`.
@@ -42,11 +43,13 @@ macro_rules! propose_as {
 mod auth;
 mod cluster;
 mod context;
+mod election;
 mod health;
 mod identity;
 mod kv;
 mod leadership;
 mod lease;
+mod lock;
 mod maintenance;
 mod membership;
 mod metrics;
@@ -59,6 +62,7 @@ mod route;
 mod watch;
 
 pub use context::RequestContext;
+pub use election::Observer;
 pub use health::{CheckResult, Probe, Unhealthy};
 pub use watch::{KeyRange, Outgoing, WatchHandle, WatchSpec, WatchStream, NO_WATCH_ID};
 

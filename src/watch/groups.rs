@@ -59,7 +59,7 @@ impl KeyRange {
 
 /// etcd's `GetPrefixRangeEnd`: the first key after every key that starts with `prefix`;
 /// `None` when there is none (the prefix is all 0xff bytes, or empty).
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let last = prefix.iter().rposition(|&b| b < 0xff)?;
     let mut end = prefix[..=last].to_vec();
     end[last] += 1;

@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 use crate::mvcc::{Change, Committed, HistoryError, HistoryLimit, Mvcc};
 use crate::proto::mvccpb::{event::EventType, Event};
 use groups::Groups;
-pub use groups::KeyRange;
+pub use groups::{prefix_end, KeyRange};
 use outbox::Budget;
 pub use outbox::{Outbox, MAX_QUEUED_BYTES, MAX_TOTAL_QUEUED_BYTES};
 

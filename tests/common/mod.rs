@@ -525,3 +525,61 @@ pub async fn current_revision(client: &mut etcd_client::Client) -> i64 {
         .expect("revision probe");
     rev(resp.header())
 }
+
+/// Waits until `prefix` holds at least `n` keys, woken by a watch rather than polling;
+/// returns them, oldest first.
+pub async fn wait_for_keys(
+    client: &mut etcd_client::Client,
+    prefix: &str,
+    n: usize,
+) -> Vec<etcd_client::KeyValue> {
+    use etcd_client::{GetOptions, SortOrder, SortTarget, WatchOptions};
+    let read = GetOptions::new()
+        .with_prefix()
+        .with_sort(SortTarget::Create, SortOrder::Ascend);
+    let mut found = client.get(prefix, Some(read.clone())).await.expect("get");
+    if found.kvs().len() >= n {
+        return found.take_kvs();
+    }
+    let from = rev(found.header()) + 1;
+    let mut events = client
+        .watch(
+            prefix,
+            Some(WatchOptions::new().with_prefix().with_start_revision(from)),
+        )
+        .await
+        .expect("watch");
+    loop {
+        events.message().await.expect("watch").expect("watch open");
+        let mut found = client.get(prefix, Some(read.clone())).await.expect("get");
+        if found.kvs().len() >= n {
+            return found.take_kvs();
+        }
+    }
+}
+
+/// Waits until `key` is deleted (at or after `from`), woken by a watch.
+pub async fn wait_for_delete(client: &mut etcd_client::Client, key: &[u8], from: i64) {
+    use etcd_client::{EventType, WatchOptions};
+    let mut events = client
+        .watch(key, Some(WatchOptions::new().with_start_revision(from)))
+        .await
+        .expect("watch");
+    loop {
+        let response = events.message().await.expect("watch").expect("watch open");
+        if response
+            .events()
+            .iter()
+            .any(|e| e.event_type() == EventType::Delete)
+        {
+            return;
+        }
+    }
+}
+
+/// Whether the server under test is etcd 3.4 (whose Lock does not check, after waiting,
+/// that the caller's lease is still alive).
+pub async fn is_etcd_34(client: &mut etcd_client::Client) -> bool {
+    let status = client.status().await.expect("status");
+    status.version().starts_with("3.4.") && server_bin().ends_with("etcd")
+}
