@@ -20,8 +20,10 @@ mod file;
 
 /// The etcd release whose API Cairn serves; reported by `Status` and `--version`.
 pub const ETCD_API_VERSION: &str = "3.4.0";
-/// The cluster version Cairn members agree on (etcd's major.minor).
+/// This member's major.minor: the cluster version once every member runs this release.
 pub const ETCD_CLUSTER_VERSION: &str = "3.4";
+/// The version a member served when it published none: Cairn before members published it.
+pub const UNPUBLISHED_SERVER_VERSION: &str = "3.4.0";
 /// Cairn's own version.
 pub const CAIRN_VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -61,6 +61,7 @@ mod tests {
             member_id,
             name: name.to_string(),
             client_urls: vec![format!("http://{name}:2379")],
+            ..MemberAttributes::default()
         }
     }
 

@@ -524,7 +524,7 @@ impl Write {
                 Write::Publish { member_id, name } => Some(Q::Publish(MemberAttributes {
                     member_id: *member_id,
                     name: name.clone(),
-                    client_urls: Vec::new(),
+                    ..MemberAttributes::default()
                 })),
                 Write::Empty => None,
             },

@@ -11,7 +11,7 @@ use tonic::body::Body;
 
 use super::dispatch::Services;
 use super::gateway;
-use crate::config::{ETCD_API_VERSION, ETCD_CLUSTER_VERSION};
+use crate::config::ETCD_API_VERSION;
 use crate::server::{Probe, Server};
 
 const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
@@ -62,15 +62,24 @@ async fn route(
     }
     match path.as_str() {
         "/version" => get_only(&request.method).unwrap_or_else(|| {
-            let body = format!(
-                "{{\"etcdserver\":\"{ETCD_API_VERSION}\",\"etcdcluster\":\"{ETCD_CLUSTER_VERSION}.0\"}}"
-            );
+            let cluster = match services.server().cluster_version() {
+                Some((major, minor)) => format!("{major}.{minor}.0"),
+                None => "not_decided".to_string(),
+            };
+            let body =
+                format!("{{\"etcdserver\":\"{ETCD_API_VERSION}\",\"etcdcluster\":\"{cluster}\"}}");
             json(StatusCode::OK, body)
         }),
         "/v3" => {
-            let mut moved = text(StatusCode::MOVED_PERMANENTLY, "<a href=\"/v3/\">Moved Permanently</a>.\n\n");
+            let mut moved = text(
+                StatusCode::MOVED_PERMANENTLY,
+                "<a href=\"/v3/\">Moved Permanently</a>.\n\n",
+            );
             let headers = moved.headers_mut();
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
             headers.remove("x-content-type-options");
             headers.insert(http::header::LOCATION, HeaderValue::from_static("/v3/"));
             moved

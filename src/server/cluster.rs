@@ -13,6 +13,7 @@ use super::role::{learner_in_sync, members_with, MemberRole, Membership};
 use super::{RequestContext, Server};
 use crate::error::EtcdError;
 use crate::proto::cairnpeerpb::RemovedRequest;
+use crate::proto::cairnraftpb::MemberAttributes;
 use crate::proto::etcdserverpb::{
     Member, MemberAddRequest, MemberAddResponse, MemberListResponse, MemberPromoteRequest,
     MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest,
@@ -226,6 +227,16 @@ impl Server {
             .clone()
     }
 
+    /// The cluster version, by etcd's rule: the lowest major.minor among the server versions
+    /// of the members, as they published them (a member that has not published yet does not
+    /// count; one that published no version served 3.4). None, etcd's "not decided", until
+    /// a member has published.
+    pub fn cluster_version(&self) -> Option<(u64, u64)> {
+        let membership = self.membership();
+        let published = crate::members::published_members(&self.storage);
+        lowest_version(membership.nodes().filter_map(|(id, _)| published.get(id)))
+    }
+
     /// Members as Raft's membership has them, with the name and client URLs each
     /// published (a member that has not started yet has neither, as in etcd).
     fn members(&self) -> Vec<Member> {
@@ -274,5 +285,66 @@ impl Server {
                 Err(e) => return Err(write_error(e)),
             }
         }
+    }
+}
+
+/// The lowest major.minor of the server versions `published`.
+fn lowest_version<'a>(published: impl Iterator<Item = &'a MemberAttributes>) -> Option<(u64, u64)> {
+    published
+        .filter_map(|p| {
+            let version = match p.server_version.as_str() {
+                "" => crate::config::UNPUBLISHED_SERVER_VERSION,
+                v => v,
+            };
+            major_minor(version)
+        })
+        .min()
+}
+
+/// The major and minor numbers of a version such as `3.7.3`; None if it is not one.
+pub(super) fn major_minor(version: &str) -> Option<(u64, u64)> {
+    let mut parts = version.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn published(server_version: &str) -> MemberAttributes {
+        MemberAttributes {
+            server_version: server_version.to_string(),
+            ..MemberAttributes::default()
+        }
+    }
+
+    #[test]
+    fn the_cluster_version_is_the_lowest_members_major_minor() {
+        assert_eq!(
+            lowest_version([].iter()),
+            None,
+            "nobody published: not decided"
+        );
+        let same = [published("3.7.3"), published("3.7.3")];
+        assert_eq!(lowest_version(same.iter()), Some((3, 7)));
+        let upgrading = [published("3.7.3"), published("3.4.0"), published("3.7.3")];
+        assert_eq!(lowest_version(upgrading.iter()), Some((3, 4)));
+        // A member from before versions were published served 3.4.
+        let older = [published("3.7.3"), published("")];
+        assert_eq!(lowest_version(older.iter()), Some((3, 4)));
+        assert_eq!(
+            lowest_version([published("3.10.0"), published("3.9.1")].iter()),
+            Some((3, 9))
+        );
+    }
+
+    #[test]
+    fn versions_are_read_as_major_and_minor() {
+        assert_eq!(major_minor("3.7.3"), Some((3, 7)));
+        assert_eq!(major_minor("3.4"), Some((3, 4)));
+        assert_eq!(major_minor("three"), None);
+        assert_eq!(major_minor("3"), None);
     }
 }

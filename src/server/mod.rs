@@ -273,13 +273,14 @@ impl Server {
         Ok(())
     }
 
-    /// Publishes this member's name and client URLs through Raft, as etcd does once it
-    /// serves: other members list them.
+    /// Publishes this member's name, client URLs and server version through Raft, as etcd
+    /// does once it serves: other members list them, and the cluster version follows.
     pub async fn publish(&self) -> Result<(), EtcdError> {
         let attributes = MemberAttributes {
             member_id: self.identity.member_id,
             name: self.identity.name.clone(),
             client_urls: self.identity.client_urls.clone(),
+            server_version: crate::config::ETCD_API_VERSION.to_string(),
         };
         let ctx = RequestContext::internal();
         self.propose(&ctx, internal_request::Request::Publish(attributes))
