@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_grpc_error, rev, wait_for_keys, Code, TestServer};
+use common::{assert_grpc_error, rev, wait_for_delete, wait_for_keys, Code, TestServer};
 use etcd_client::{CampaignResponse, Client, LeaderKey, ProclaimOptions, ResignOptions};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -247,4 +247,52 @@ async fn a_leader_whose_lease_expires_loses_office_to_the_next_candidate() {
         )
         .await;
     assert_grpc_error(stale, Code::Unknown, "election: not leader");
+}
+
+#[tokio::test]
+async fn a_candidate_whose_client_goes_away_while_waiting_is_resigned() {
+    let (server, mut c) = fresh().await;
+    let first_lease = grant(&mut c, LONG_TTL).await;
+    let second_lease = grant(&mut c, LONG_TTL).await;
+    let first = c
+        .campaign("gone", "first", first_lease)
+        .await
+        .expect("campaign");
+    let second = campaign_in_background(&server, "gone", "second", second_lease);
+    let queued = wait_for_keys(&mut c, "gone/", 2).await;
+    // The second's lease has a minute to run: only the server's resignation deletes its
+    // key in time.
+    second.abort();
+    wait_for_delete(
+        &mut c,
+        queued[1].key(),
+        queued[1].mod_revision(),
+        ELECTED_WITHIN,
+    )
+    .await;
+    assert_eq!(leader_value(&mut c, "gone").await, "first");
+    assert_eq!(leader_key(&first).key(), queued[0].key());
+}
+
+#[tokio::test]
+async fn proclaim_and_resign_without_a_key_are_refused() {
+    let (_server, mut c) = fresh().await;
+    let lease = grant(&mut c, LONG_TTL).await;
+    let keyless = LeaderKey::new().with_name("keyless").with_lease(lease);
+    let proclaimed = c
+        .proclaim(
+            "v",
+            Some(ProclaimOptions::new().with_leader(keyless.clone())),
+        )
+        .await;
+    assert_grpc_error(proclaimed, Code::Unknown, "etcdserver: key is not provided");
+    let resigned = c
+        .resign(Some(ResignOptions::new().with_leader(keyless)))
+        .await;
+    assert_grpc_error(resigned, Code::Unknown, "etcdserver: key is not provided");
+    let all = c
+        .get("", Some(etcd_client::GetOptions::new().with_from_key()))
+        .await
+        .expect("get");
+    assert!(all.kvs().is_empty(), "nothing written: {:?}", all.kvs());
 }

@@ -159,7 +159,8 @@ async fn a_waiter_whose_lease_expires_while_waiting_is_told_its_session_expired(
             .await
     });
     let queued = wait_for_keys(&mut c, "session/", 2).await;
-    wait_for_delete(&mut c, queued[1].key(), queued[1].mod_revision()).await;
+    let expiry = Duration::from_secs(SHORT_TTL as u64) + GRANT_WITHIN;
+    wait_for_delete(&mut c, queued[1].key(), queued[1].mod_revision(), expiry).await;
     c.unlock(holder.key()).await.expect("unlock");
     let outcome = tokio::time::timeout(GRANT_WITHIN, waiter)
         .await
@@ -211,9 +212,10 @@ async fn a_waiter_whose_client_goes_away_leaves_no_key_behind() {
     let waiter = lock_in_background(&server, "cancel", leases[1]);
     let queued = wait_for_keys(&mut c, "cancel/", 2).await;
     let waiter_key = queued[1].key().to_vec();
-    // Dropping the task drops its connection: the call is canceled.
+    // Dropping the task drops its connection: the call is canceled. The waiter's lease has
+    // a minute to run, so only the server's cleanup deletes the key in time.
     waiter.abort();
-    wait_for_delete(&mut c, &waiter_key, queued[1].mod_revision()).await;
+    wait_for_delete(&mut c, &waiter_key, queued[1].mod_revision(), GRANT_WITHIN).await;
 
     c.unlock(holder.key()).await.expect("unlock");
     let next = tokio::time::timeout(
@@ -243,4 +245,15 @@ async fn unlock_deletes_the_key_and_a_lock_without_a_lease_gets_one() {
     assert!(rev(unlocked.header()) > rev(held.header()));
     let gone = c.get(held.key(), None).await.expect("get");
     assert!(gone.kvs().is_empty());
+}
+
+#[tokio::test]
+async fn unlock_without_a_key_is_refused() {
+    let (_server, mut c) = fresh().await;
+    // As etcd's lock service passes on its delete's error: code Unknown.
+    assert_grpc_error(
+        c.unlock("").await,
+        Code::Unknown,
+        "etcdserver: key is not provided",
+    );
 }

@@ -359,6 +359,17 @@ async fn client_cert_auth_admits_only_certificates_from_the_trusted_ca() {
 /// A self-signed CA certificate named `root` that may also serve as a client certificate,
 /// as etcd's own test fixtures make theirs; written as `<name>.pem` and `<name>-key.pem`.
 fn write_ca_usable_as_client(pki: &Pki, name: &str) {
+    write_ca_with_usages(
+        pki,
+        name,
+        &[
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
+    );
+}
+
+fn write_ca_with_usages(pki: &Pki, name: &str, usages: &[ExtendedKeyUsagePurpose]) {
     let key = new_key();
     let mut params = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
     params.distinguished_name = common_name("root");
@@ -368,10 +379,7 @@ fn write_ca_usable_as_client(pki: &Pki, name: &str) {
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
+    params.extended_key_usages = usages.to_vec();
     let cert = params.self_signed(&key).expect("self-sign");
     pki.write(&format!("{name}.pem"), &cert.pem());
     pki.write(&format!("{name}-key.pem"), &key.serialize_pem());
@@ -382,7 +390,17 @@ async fn a_trusted_ca_certificate_presented_as_the_client_certificate_is_accepte
     let pki = Pki::generate();
     write_ca_usable_as_client(&pki, "root");
     write_ca_usable_as_client(&pki, "other-root");
-    let bundle = [pki.read("ca.pem"), pki.read("root.pem")].concat();
+    write_ca_with_usages(
+        &pki,
+        "server-only-root",
+        &[ExtendedKeyUsagePurpose::ServerAuth],
+    );
+    let bundle = [
+        pki.read("ca.pem"),
+        pki.read("root.pem"),
+        pki.read("server-only-root.pem"),
+    ]
+    .concat();
     pki.write("bundle.pem", std::str::from_utf8(&bundle).expect("PEM"));
     let mut args = pki.server_cert_args("");
     args.push(format!("--trusted-ca-file={}", pki.path("bundle.pem")));
@@ -405,6 +423,19 @@ async fn a_trusted_ca_certificate_presented_as_the_client_certificate_is_accepte
     assert!(
         got.is_err(),
         "an untrusted CA certificate was accepted: {got:?}"
+    );
+
+    // Nor one whose extended key usage leaves out client auth, as Go refuses it.
+    let got = put_get(
+        &endpoint,
+        Some(pki.client_tls(Some("server-only-root"))),
+        "k",
+        "y",
+    )
+    .await;
+    assert!(
+        got.is_err(),
+        "a server-only CA certificate was accepted: {got:?}"
     );
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::{context, plain_error, BoxStream};
+use super::{context, plain_error, validate, BoxStream};
 use crate::proto::v3electionpb::election_server::Election;
 use crate::proto::v3electionpb::{
     CampaignRequest, CampaignResponse, LeaderRequest, LeaderResponse, ProclaimRequest,
@@ -43,11 +43,10 @@ impl Election for ElectionService {
         request: Request<ProclaimRequest>,
     ) -> Result<Response<ProclaimResponse>, Status> {
         let ctx = context(&request);
+        let r = request.into_inner();
+        validate::leader_key(r.leader.as_ref()).map_err(plain_error)?;
         Ok(Response::new(
-            self.server
-                .proclaim(&ctx, request.into_inner())
-                .await
-                .map_err(plain_error)?,
+            self.server.proclaim(&ctx, r).await.map_err(plain_error)?,
         ))
     }
 
@@ -85,11 +84,10 @@ impl Election for ElectionService {
         request: Request<ResignRequest>,
     ) -> Result<Response<ResignResponse>, Status> {
         let ctx = context(&request);
+        let r = request.into_inner();
+        validate::leader_key(r.leader.as_ref()).map_err(plain_error)?;
         Ok(Response::new(
-            self.server
-                .resign(&ctx, request.into_inner())
-                .await
-                .map_err(plain_error)?,
+            self.server.resign(&ctx, r).await.map_err(plain_error)?,
         ))
     }
 }

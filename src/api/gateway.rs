@@ -443,7 +443,12 @@ async fn streamed_replies(
                 // The client went away: dropping the reply ends the call.
                 return;
             }
-            next = messages.message().await;
+            // A quiet stream (an Observe of an election nobody changes) ends as soon as
+            // the client goes, not at its next message.
+            next = tokio::select! {
+                next = messages.message() => next,
+                _ = lines.closed() => return,
+            };
         }
         if let Err(status) = next {
             let _ = lines.send(Bytes::from(stream_error_line(&status))).await;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::{context, plain_error};
+use super::{context, plain_error, validate};
 use crate::proto::v3lockpb::lock_server::Lock;
 use crate::proto::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
 use crate::server::Server;
@@ -36,11 +36,10 @@ impl Lock for LockService {
         request: Request<UnlockRequest>,
     ) -> Result<Response<UnlockResponse>, Status> {
         let ctx = context(&request);
+        let r = request.into_inner();
+        validate::unlock(&r.key).map_err(plain_error)?;
         Ok(Response::new(
-            self.server
-                .unlock(&ctx, request.into_inner())
-                .await
-                .map_err(plain_error)?,
+            self.server.unlock(&ctx, r).await.map_err(plain_error)?,
         ))
     }
 }

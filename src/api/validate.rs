@@ -1,4 +1,5 @@
 //! Request checks the API makes before anything is proposed, with etcd's errors.
+//! (Lock and Election answer them as code Unknown: `api::plain_error`.)
 
 use std::collections::HashSet;
 
@@ -7,6 +8,7 @@ use crate::proto::etcdserverpb::request_op::Request;
 use crate::proto::etcdserverpb::{
     DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
+use crate::proto::v3electionpb::LeaderKey;
 
 /// Peer URLs as etcd accepts them in a member add or update: absolute http(s) URLs with a
 /// port, printed as etcd prints them.
@@ -41,6 +43,17 @@ pub fn put(r: &PutRequest) -> Result<(), EtcdError> {
 
 pub fn delete_range(r: &DeleteRangeRequest) -> Result<(), EtcdError> {
     non_empty(&r.key)
+}
+
+/// An Unlock deletes its key: the key must be given, as for any delete.
+pub fn unlock(key: &[u8]) -> Result<(), EtcdError> {
+    non_empty(key)
+}
+
+/// The leader key of a Proclaim or Resign: present, and naming a key (whose put or delete
+/// etcd checks as any other).
+pub fn leader_key(leader: Option<&LeaderKey>) -> Result<(), EtcdError> {
+    non_empty(&leader.ok_or(EtcdError::MissingLeaderKey)?.key)
 }
 
 /// etcd's transaction checks: operation count (nested budgets shrink), keys present, and no

@@ -735,11 +735,13 @@ impl ClientCertVerifier for AllowedClient {
     provider_signatures!();
 }
 
-/// A client-certificate verifier that also accepts a client presenting, alone, one of the
-/// trusted CA certificates themselves, as Go's TLS (and so etcd) does. WebPKI refuses any CA
+/// A client-certificate verifier that also accepts a client presenting one of the trusted
+/// CA certificates themselves, as Go's TLS (and so etcd) does. WebPKI refuses any CA
 /// certificate as an end entity; etcd's own test fixtures use one self-signed certificate
 /// as CA, server and client certificate. Nothing else is let through: the certificate must
-/// be byte for byte a trusted one, and the handshake still proves its key is held.
+/// be byte for byte a trusted one, in its validity period (WebPKI checks that first), with
+/// no extended key usage or one allowing client auth, and the handshake still proves its
+/// key is held. Not with `--client-crl-file`, where WebPKI alone decides (stricter than Go).
 #[derive(Debug)]
 struct AnchorAsClient {
     inner: Arc<dyn ClientCertVerifier>,
@@ -770,7 +772,11 @@ impl ClientCertVerifier for AnchorAsClient {
             .inner
             .verify_client_cert(end_entity, intermediates, now)
         {
-            Err(e) if is_ca_used_as_end_entity(&e) && self.anchors.contains(end_entity) => {
+            Err(e)
+                if is_ca_used_as_end_entity(&e)
+                    && self.anchors.contains(end_entity)
+                    && allows_client_auth(end_entity) =>
+            {
                 Ok(ClientCertVerified::assertion())
             }
             outcome => outcome,
@@ -778,6 +784,19 @@ impl ClientCertVerifier for AnchorAsClient {
     }
 
     provider_signatures!();
+}
+
+/// Whether a certificate may authenticate a TLS client, as Go decides it for a certificate
+/// in its roots: no extended key usage at all, or one that lists client auth or any usage.
+fn allows_client_auth(cert: &[u8]) -> bool {
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert) else {
+        return false;
+    };
+    match parsed.extended_key_usage() {
+        Ok(None) => true,
+        Ok(Some(usage)) => usage.value.client_auth || usage.value.any,
+        Err(_) => false,
+    }
 }
 
 fn is_ca_used_as_end_entity(e: &rustls::Error) -> bool {

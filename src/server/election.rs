@@ -36,7 +36,9 @@ impl Server {
         let lease = self.session_lease(ctx, r.lease).await?;
         let prefix = [r.name.as_slice(), b"/"].concat();
         let key = held_key(&prefix, lease);
-        let entered = self.enter(ctx, &prefix, &key, &r.value, lease).await?;
+        let entered = self
+            .enter(ctx, &prefix, &key, &r.value, lease, false)
+            .await?;
         let leader = LeaderKey {
             name: r.name,
             key,
@@ -51,10 +53,7 @@ impl Server {
         }
         let resign = ResignOnDrop {
             server: self.clone(),
-            ctx: RequestContext {
-                deadline: None,
-                ..ctx.clone()
-            },
+            ctx: ctx.clone(),
             leader: Some(leader.clone()),
         };
         let waited = self.wait_deletes(ctx, &prefix, leader.rev - 1).await;

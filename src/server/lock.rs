@@ -6,8 +6,10 @@
 //! `n/<lease in hex>` with its lease, then waits until every key under `n/` created before
 //! its own is deleted. A waiter watches only the key just before its own, so a waiting Lock
 //! costs one watch, and callers take the lock in the order their keys were written. Every
-//! step is this server's own `txn`, `range`, `delete_range` and `watch`, with the caller's
-//! context: auth, routing and linearizable reads apply as to the caller's own requests.
+//! step is this server's own `lease_grant`, `txn`, `range`, `delete_range` and `watch`, with
+//! the caller's context: auth, routing and linearizable reads apply as to the caller's own
+//! requests. The API checks what the client sent (`api::validate`); the requests made here
+//! are well-formed by construction.
 
 use std::sync::Arc;
 
@@ -42,7 +44,7 @@ impl Server {
         let lease = self.session_lease(ctx, r.lease).await?;
         let prefix = [r.name.as_slice(), b"/"].concat();
         let key = held_key(&prefix, lease);
-        let entered = self.enter(ctx, &prefix, &key, b"", lease).await?;
+        let entered = self.enter(ctx, &prefix, &key, b"", lease, true).await?;
         let my_rev = entered.my_rev;
         if entered
             .owner
@@ -54,18 +56,30 @@ impl Server {
             });
         }
         let cleanup = DeleteOnDrop::new(self, ctx, key.clone());
-        self.wait_deletes(ctx, &prefix, my_rev - 1).await?;
-        // The lease may have expired while waiting: then the key is gone and so is the lock.
-        let mine = self.range(ctx, single(&key)).await?;
-        if mine.kvs.is_empty() {
-            cleanup.disarm();
-            return Err(EtcdError::SessionExpired);
+        let waited = async {
+            self.wait_deletes(ctx, &prefix, my_rev - 1).await?;
+            self.range(ctx, single(&key)).await
+        };
+        match waited.await {
+            // The lease expired while waiting: the key is gone and so is the lock.
+            Ok(mine) if mine.kvs.is_empty() => {
+                cleanup.disarm();
+                Err(EtcdError::SessionExpired)
+            }
+            Ok(mine) => {
+                cleanup.disarm();
+                Ok(LockResponse {
+                    header: mine.header,
+                    key,
+                })
+            }
+            // Deleted before answering, as etcd: a retry must not find the key still there
+            // and take a lock the next waiter is about to be given.
+            Err(e) => {
+                cleanup.delete_now().await;
+                Err(e)
+            }
         }
-        cleanup.disarm();
-        Ok(LockResponse {
-            header: mine.header,
-            key,
-        })
     }
 
     /// Deletes the lock's key, whoever holds it.
@@ -111,7 +125,8 @@ impl Server {
     }
 
     /// Writes `key` (with `value` and `lease`) unless it exists, in one txn that also reads
-    /// the oldest key under `prefix`.
+    /// the oldest key under `prefix` when `read_owner` (Lock's txn; Campaign's reads only
+    /// the caller's key, and so needs no permission on the rest of the prefix).
     pub(super) async fn enter(
         &self,
         ctx: &RequestContext,
@@ -119,32 +134,31 @@ impl Server {
         key: &[u8],
         value: &[u8],
         lease: i64,
+        read_owner: bool,
     ) -> Result<Entered, EtcdError> {
-        let owner = first_created(prefix);
-        let txn = TxnRequest {
-            compare: vec![created_at(key, 0)],
-            success: vec![
-                RequestOp {
-                    request: Some(Op::RequestPut(PutRequest {
-                        key: key.to_vec(),
-                        value: value.to_vec(),
-                        lease,
-                        ..PutRequest::default()
-                    })),
-                },
-                RequestOp {
-                    request: Some(Op::RequestRange(owner.clone())),
-                },
-            ],
-            failure: vec![
-                RequestOp {
-                    request: Some(Op::RequestRange(single(key))),
-                },
-                RequestOp {
-                    request: Some(Op::RequestRange(owner)),
-                },
-            ],
+        let put = RequestOp {
+            request: Some(Op::RequestPut(PutRequest {
+                key: key.to_vec(),
+                value: value.to_vec(),
+                lease,
+                ..PutRequest::default()
+            })),
         };
+        let get = RequestOp {
+            request: Some(Op::RequestRange(single(key))),
+        };
+        let mut txn = TxnRequest {
+            compare: vec![created_at(key, 0)],
+            success: vec![put],
+            failure: vec![get],
+        };
+        if read_owner {
+            let owner = RequestOp {
+                request: Some(Op::RequestRange(first_created(prefix))),
+            };
+            txn.success.push(owner.clone());
+            txn.failure.push(owner);
+        }
         let mut response = self.txn(ctx, txn).await?;
         let header = response.header.take().ok_or(EtcdError::Corrupt)?;
         let existing = if response.succeeded {
@@ -180,7 +194,7 @@ impl Server {
             let Some(kv) = found.kvs.into_iter().next() else {
                 return Ok(());
             };
-            let revision = found.header.map_or(0, |h| h.revision);
+            let revision = found.header.ok_or(EtcdError::Corrupt)?.revision;
             self.wait_delete(ctx, &kv.key, revision).await?;
         }
     }
@@ -292,11 +306,7 @@ impl DeleteOnDrop {
     fn new(server: &Arc<Server>, ctx: &RequestContext, key: Vec<u8>) -> DeleteOnDrop {
         DeleteOnDrop {
             server: server.clone(),
-            // A fresh request timeout: the caller's may be what ran out.
-            ctx: RequestContext {
-                deadline: None,
-                ..ctx.clone()
-            },
+            ctx: ctx.clone(),
             key: Some(key),
         }
     }
@@ -304,21 +314,31 @@ impl DeleteOnDrop {
     fn disarm(mut self) {
         self.key = None;
     }
+
+    /// Deletes the key now. Dropped half way, the delete is spawned again (it is idempotent).
+    async fn delete_now(mut self) {
+        if let Some(key) = self.key.clone() {
+            delete_abandoned(&self.server, &self.ctx, key).await;
+        }
+        self.key = None;
+    }
+}
+
+async fn delete_abandoned(server: &Server, ctx: &RequestContext, key: Vec<u8>) {
+    let delete = DeleteRangeRequest {
+        key,
+        ..DeleteRangeRequest::default()
+    };
+    if let Err(e) = server.delete_range(ctx, delete).await {
+        tracing::warn!(error = %e, "could not delete an abandoned lock key");
+    }
 }
 
 impl Drop for DeleteOnDrop {
     fn drop(&mut self) {
         let Some(key) = self.key.take() else { return };
         let (server, ctx) = (self.server.clone(), self.ctx.clone());
-        tokio::spawn(async move {
-            let delete = DeleteRangeRequest {
-                key,
-                ..DeleteRangeRequest::default()
-            };
-            if let Err(e) = server.delete_range(&ctx, delete).await {
-                tracing::warn!(error = %e, "could not delete an abandoned lock key");
-            }
-        });
+        tokio::spawn(async move { delete_abandoned(&server, &ctx, key).await });
     }
 }
 

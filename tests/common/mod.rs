@@ -526,9 +526,22 @@ pub async fn current_revision(client: &mut etcd_client::Client) -> i64 {
     rev(resp.header())
 }
 
-/// Waits until `prefix` holds at least `n` keys, woken by a watch rather than polling;
-/// returns them, oldest first.
+/// How long `wait_for_keys` and `wait_for_delete` wait before failing the test.
+pub const KEY_WAIT: Duration = Duration::from_secs(15);
+
+/// Waits (at most `KEY_WAIT`) until `prefix` holds at least `n` keys, woken by a watch
+/// rather than polling; returns them, oldest first.
 pub async fn wait_for_keys(
+    client: &mut etcd_client::Client,
+    prefix: &str,
+    n: usize,
+) -> Vec<etcd_client::KeyValue> {
+    tokio::time::timeout(KEY_WAIT, keys_appear(client, prefix, n))
+        .await
+        .unwrap_or_else(|_| panic!("{prefix:?} did not reach {n} keys within {KEY_WAIT:?}"))
+}
+
+async fn keys_appear(
     client: &mut etcd_client::Client,
     prefix: &str,
     n: usize,
@@ -558,8 +571,19 @@ pub async fn wait_for_keys(
     }
 }
 
-/// Waits until `key` is deleted (at or after `from`), woken by a watch.
-pub async fn wait_for_delete(client: &mut etcd_client::Client, key: &[u8], from: i64) {
+/// Waits until `key` is deleted (at or after `from`), woken by a watch, at most `within`.
+pub async fn wait_for_delete(
+    client: &mut etcd_client::Client,
+    key: &[u8],
+    from: i64,
+    within: Duration,
+) {
+    tokio::time::timeout(within, deleted(client, key, from))
+        .await
+        .unwrap_or_else(|_| panic!("{key:?} was not deleted within {within:?}"))
+}
+
+async fn deleted(client: &mut etcd_client::Client, key: &[u8], from: i64) {
     use etcd_client::{EventType, WatchOptions};
     let mut events = client
         .watch(key, Some(WatchOptions::new().with_start_revision(from)))
