@@ -118,10 +118,17 @@ pub enum EtcdError {
     /// Proclaim or Resign without a leader key (code Unknown, as etcd).
     #[error("\"leader\" field must be provided")]
     MissingLeaderKey = 50,
+    #[error("etcdserver: wrong downgrade target version format")]
+    WrongDowngradeVersionFormat = 51,
+    #[error("etcdserver: invalid downgrade target version")]
+    InvalidDowngradeTargetVersion = 52,
+    /// A Downgrade action etcd does not know (code Unknown, as etcd).
+    #[error("etcdserver: unknown method")]
+    UnknownMethod = 53,
 }
 
 impl EtcdError {
-    const ALL: [EtcdError; 50] = [
+    const ALL: [EtcdError; 53] = [
         EtcdError::EmptyKey,
         EtcdError::KeyNotFound,
         EtcdError::ValueProvided,
@@ -172,6 +179,9 @@ impl EtcdError {
         EtcdError::ElectionNotLeader,
         EtcdError::ElectionNoLeader,
         EtcdError::MissingLeaderKey,
+        EtcdError::WrongDowngradeVersionFormat,
+        EtcdError::InvalidDowngradeTargetVersion,
+        EtcdError::UnknownMethod,
     ];
 
     pub fn code(self) -> Code {
@@ -180,6 +190,8 @@ impl EtcdError {
             EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
             | RequestTooLarge | MemberBadUrls | UserEmpty | RoleEmpty | AuthFailed
             | InvalidAuthMgmt | AuthOldRevision | PermissionNotGiven => Code::InvalidArgument,
+            WrongDowngradeVersionFormat | InvalidDowngradeTargetVersion => Code::InvalidArgument,
+            UnknownMethod => Code::Unknown,
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace | TooManyRequests => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,

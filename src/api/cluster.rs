@@ -57,7 +57,10 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberListRequest>,
     ) -> Result<Response<MemberListResponse>, Status> {
-        Ok(Response::new(self.server.member_list(&context(&request))))
+        let ctx = context(&request);
+        Ok(Response::new(
+            self.server.member_list(&ctx, request.into_inner()).await?,
+        ))
     }
 
     async fn member_promote(

@@ -66,8 +66,10 @@ async fn route(
                 Some((major, minor)) => format!("{major}.{minor}.0"),
                 None => "not_decided".to_string(),
             };
-            let body =
-                format!("{{\"etcdserver\":\"{ETCD_API_VERSION}\",\"etcdcluster\":\"{cluster}\"}}");
+            let body = format!(
+                "{{\"etcdserver\":\"{ETCD_API_VERSION}\",\"etcdcluster\":\"{cluster}\",\"storage\":\"{}\"}}",
+                crate::config::etcd_storage_version()
+            );
             json(StatusCode::OK, body)
         }),
         "/v3" => {

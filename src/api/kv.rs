@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::{context, validate};
+use super::{context, not_yet, validate, BoxStream};
 use crate::proto::etcdserverpb::kv_server::Kv;
 use crate::proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
-    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+    PutResponse, RangeRequest, RangeResponse, RangeStreamResponse, TxnRequest, TxnResponse,
 };
 use crate::server::Server;
 
@@ -32,6 +32,15 @@ impl Kv for KvService {
         let r = request.into_inner();
         validate::range(&r)?;
         Ok(Response::new(self.server.range(&ctx, r).await?))
+    }
+
+    type RangeStreamStream = BoxStream<RangeStreamResponse>;
+
+    async fn range_stream(
+        &self,
+        _: Request<RangeRequest>,
+    ) -> Result<Response<Self::RangeStreamStream>, Status> {
+        Err(not_yet("KV.RangeStream"))
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {

@@ -1,5 +1,5 @@
-//! `etcdserverpb.Maintenance`: status, alarms, defragmentation, hashes and leadership
-//! transfer through the server; the rest not yet.
+//! `etcdserverpb.Maintenance`: status, alarms, defragmentation, hashes, leadership
+//! transfer and downgrade checks through the server; the rest not yet.
 
 use std::sync::Arc;
 
@@ -50,8 +50,8 @@ impl Maintenance for MaintenanceService {
         ))
     }
 
-    async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        Err(not_yet("Maintenance.Hash"))
+    async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        Ok(Response::new(self.server.hash(&context(&request)).await?))
     }
 
     async fn hash_kv(
@@ -85,8 +85,12 @@ impl Maintenance for MaintenanceService {
 
     async fn downgrade(
         &self,
-        _: Request<DowngradeRequest>,
+        request: Request<DowngradeRequest>,
     ) -> Result<Response<DowngradeResponse>, Status> {
-        Err(not_yet("Maintenance.Downgrade"))
+        let ctx = context(&request);
+        match self.server.downgrade(&ctx, request.into_inner()).await? {
+            Some(response) => Ok(Response::new(response)),
+            None => Err(not_yet("Maintenance.Downgrade ENABLE")),
+        }
     }
 }

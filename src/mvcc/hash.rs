@@ -1,6 +1,9 @@
 //! `HashKV`: a CRC-32C over the stored history up to a revision, computed over exactly the
 //! bytes etcd hashes (its bucket name, its revision keys, the encoded `KeyValue`s), so a
 //! Cairn member and an etcd member holding the same history report the same hash.
+//!
+//! `Hash`: a CRC-32C over the state machine's records as Cairn stores them (see
+//! `Mvcc::hash`); etcd's hashes its bbolt file's buckets, so the two never compare.
 
 use std::collections::HashSet;
 
@@ -19,6 +22,14 @@ pub struct HashKv {
     pub hash: u32,
     pub current_rev: i64,
     pub compact_rev: i64,
+    /// The revision hashed up to.
+    pub hash_rev: i64,
+}
+
+/// `Hash`'s answer: the hash, and the store's revision it was taken at.
+pub struct StoreHash {
+    pub hash: u32,
+    pub rev: i64,
 }
 
 impl Mvcc {
@@ -75,6 +86,38 @@ impl Mvcc {
             hash: crc.finish(),
             current_rev,
             compact_rev,
+            hash_rev: rev,
+        })
+    }
+
+    /// `Hash`: every record of the state machine's families at the current revision, one
+    /// family after another, each its name then its keys and values in key order: `kv`
+    /// without the revisions compaction made unreachable (members delete those from disk
+    /// each at its own pace), then what `View::replicated_records` adds. Members that
+    /// applied the same entries give the same hash.
+    pub fn hash(&self) -> Result<StoreHash, EtcdError> {
+        let (rev, compact_rev, keep, view) = {
+            let state = self.state.read().expect("mvcc lock");
+            let keep = kept_at(&state.index, state.current_rev);
+            let view = self.storage.view();
+            (state.current_rev, state.compact_rev, keep, view)
+        };
+        let mut crc = Crc32c::default();
+        crc.update(crate::storage::CF_KV.as_bytes());
+        for item in view.kv().iter() {
+            let (key, value) = item.map_err(|_| EtcdError::Corrupt)?;
+            let (r, _) = Revision::from_key(&key).ok_or(EtcdError::Corrupt)?;
+            if r.main <= compact_rev && !keep.contains(&r) {
+                continue;
+            }
+            crc.update(&key);
+            crc.update(&value);
+        }
+        view.replicated_records(|bytes| crc.update(bytes))
+            .map_err(|_| EtcdError::Corrupt)?;
+        Ok(StoreHash {
+            hash: crc.finish(),
+            rev,
         })
     }
 }

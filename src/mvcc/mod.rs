@@ -17,7 +17,7 @@ use std::sync::{Arc, RwLock, RwLockWriteGuard};
 use prost::Message;
 use tokio::sync::{mpsc, watch};
 
-pub use hash::HashKv;
+pub use hash::{HashKv, StoreHash};
 pub use index::RangeEnd;
 use index::{IndexEntry, KeyIndex};
 pub use revision::Revision;

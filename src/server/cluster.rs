@@ -15,9 +15,9 @@ use crate::error::EtcdError;
 use crate::proto::cairnpeerpb::RemovedRequest;
 use crate::proto::cairnraftpb::MemberAttributes;
 use crate::proto::etcdserverpb::{
-    Member, MemberAddRequest, MemberAddResponse, MemberListResponse, MemberPromoteRequest,
-    MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest,
-    MemberUpdateResponse,
+    Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
+    MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
+    MemberUpdateRequest, MemberUpdateResponse,
 };
 use crate::raft::MemberInfo;
 
@@ -210,11 +210,19 @@ impl Server {
         })
     }
 
-    pub fn member_list(&self, _ctx: &RequestContext) -> MemberListResponse {
-        MemberListResponse {
+    /// A `linearizable` list (etcd 3.5) comes after a read barrier.
+    pub async fn member_list(
+        &self,
+        ctx: &RequestContext,
+        r: MemberListRequest,
+    ) -> Result<MemberListResponse, EtcdError> {
+        if r.linearizable {
+            self.read_barrier(ctx).await?;
+        }
+        Ok(MemberListResponse {
             header: Some(self.cluster_header()),
             members: self.members(),
-        }
+        })
     }
 
     /// The membership as this member knows it.

@@ -1,12 +1,14 @@
-//! `Status`, `Alarm`, `Defragment`, `HashKV` and `MoveLeader`.
+//! `Status`, `Alarm`, `Defragment`, `Hash`, `HashKV`, `MoveLeader` and `Downgrade`.
 
 use super::role::MemberRole;
 use super::{RequestContext, Server};
-use crate::config::ETCD_API_VERSION;
+use crate::config::{ETCD_API_VERSION, ETCD_CLUSTER_VERSION};
 use crate::error::EtcdError;
+use crate::proto::etcdserverpb::downgrade_request::DowngradeAction;
 use crate::proto::etcdserverpb::{
-    AlarmResponse, DefragmentResponse, HashKvRequest, HashKvResponse, MoveLeaderRequest,
-    MoveLeaderResponse, StatusResponse,
+    AlarmResponse, DefragmentResponse, DowngradeInfo, DowngradeRequest, DowngradeResponse,
+    HashKvRequest, HashKvResponse, HashResponse, MoveLeaderRequest, MoveLeaderResponse,
+    StatusResponse,
 };
 
 impl Server {
@@ -24,6 +26,10 @@ impl Server {
             errors: Vec::new(),
             db_size_in_use: db_size,
             is_learner: self.is_learner(),
+            storage_version: crate::config::etcd_storage_version(),
+            db_size_quota: i64::try_from(self.quota_backend_bytes).unwrap_or(i64::MAX),
+            // No downgrade is ever enabled (`downgrade`).
+            downgrade_info: Some(DowngradeInfo::default()),
         }
     }
 
@@ -61,7 +67,51 @@ impl Server {
             header: Some(self.header(hashed.current_rev)),
             hash: hashed.hash,
             compact_revision: hashed.compact_rev,
+            hash_revision: hashed.hash_rev,
         })
+    }
+
+    /// Root only, as `hash_kv`. A hash of the state machine's records (`Mvcc::hash`), not
+    /// of a file as etcd's: equal on members that applied the same entries.
+    pub async fn hash(&self, ctx: &RequestContext) -> Result<HashResponse, EtcdError> {
+        self.check_admin(ctx).await?;
+        let mvcc = self.mvcc.clone();
+        // Reads every record: off the async workers.
+        let hashed = tokio::task::spawn_blocking(move || mvcc.hash())
+            .await
+            .map_err(|_| EtcdError::Stopped)??;
+        Ok(HashResponse {
+            header: Some(self.header(hashed.rev)),
+            hash: hashed.hash,
+        })
+    }
+
+    /// etcd 3.7's Downgrade for a cluster whose members all run this version, root only.
+    /// VALIDATE and ENABLE check the target as etcd does (one minor below the cluster
+    /// version, after a read barrier). CANCEL has nothing to cancel, which etcd answers
+    /// with success. `None` is an ENABLE that passed the checks: enabling a downgrade is
+    /// not built (it would need the cluster version to change through Raft).
+    pub async fn downgrade(
+        &self,
+        ctx: &RequestContext,
+        r: DowngradeRequest,
+    ) -> Result<Option<DowngradeResponse>, EtcdError> {
+        self.check_admin(ctx).await?;
+        let action = DowngradeAction::try_from(r.action).map_err(|_| EtcdError::UnknownMethod)?;
+        if matches!(action, DowngradeAction::Validate | DowngradeAction::Enable) {
+            let target = cluster_version_of(&r.version)?;
+            self.read_barrier(ctx).await?;
+            if Some(target) != allowed_downgrade_target() {
+                return Err(EtcdError::InvalidDowngradeTargetVersion);
+            }
+            if action == DowngradeAction::Enable {
+                return Ok(None);
+            }
+        }
+        Ok(Some(DowngradeResponse {
+            header: Some(self.header(0)),
+            version: ETCD_CLUSTER_VERSION.to_string(),
+        }))
     }
 
     /// Leadership transfer, asked of the leader, as etcd's.
@@ -86,5 +136,70 @@ impl Server {
         Ok(MoveLeaderResponse {
             header: Some(self.header(0)),
         })
+    }
+}
+
+/// A downgrade target as etcd reads it: a semantic version, or major.minor; only major and
+/// minor count.
+fn cluster_version_of(v: &str) -> Result<(i64, i64), EtcdError> {
+    semver_major_minor(v)
+        .or_else(|| semver_major_minor(&format!("{v}.0")))
+        .ok_or(EtcdError::WrongDowngradeVersionFormat)
+}
+
+/// The one version etcd lets a cluster downgrade to: one minor below its own.
+fn allowed_downgrade_target() -> Option<(i64, i64)> {
+    let (major, minor) = semver_major_minor(&format!("{ETCD_CLUSTER_VERSION}.0"))?;
+    Some((major, minor - 1))
+}
+
+/// Major and minor of a version as go-semver parses it (`MAJOR.MINOR.PATCH[-pre][+meta]`),
+/// which etcd uses; None where it fails.
+fn semver_major_minor(v: &str) -> Option<(i64, i64)> {
+    let (v, metadata) = v.split_once('+').unwrap_or((v, ""));
+    let (v, pre_release) = v.split_once('-').unwrap_or((v, ""));
+    let parts: Vec<&str> = v.splitn(3, '.').collect();
+    let identifier = |id: &str| {
+        id.is_empty()
+            || id.split('.').all(|part| {
+                !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+    };
+    if parts.len() != 3 || !identifier(pre_release) || !identifier(metadata) {
+        return None;
+    }
+    let numbers: Vec<i64> = parts
+        .iter()
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    Some((numbers[0], numbers[1]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downgrade_targets_parse_as_etcd_reads_them() {
+        assert_eq!(cluster_version_of("3.6"), Ok((3, 6)));
+        assert_eq!(cluster_version_of("3.6.9"), Ok((3, 6)));
+        assert_eq!(cluster_version_of("3.6.0-alpha.1+build-2"), Ok((3, 6)));
+        assert_eq!(cluster_version_of("3.6.0-"), Ok((3, 6)));
+        for wrong in [
+            "",
+            "3",
+            "v3.6",
+            "+3.6",
+            "3.6-alpha",
+            "3.6.0.1",
+            "3.6.x",
+            "3.6.0-a..b",
+        ] {
+            assert_eq!(
+                cluster_version_of(wrong),
+                Err(EtcdError::WrongDowngradeVersionFormat),
+                "{wrong:?}"
+            );
+        }
     }
 }

@@ -116,6 +116,8 @@ pub struct Server {
     auth: Arc<AuthStore>,
     /// `--client-cert-auth`: a verified certificate's common name is the user.
     client_cert_auth: bool,
+    /// `--quota-backend-bytes` (etcd's default when 0), as `Status` reports it.
+    quota_backend_bytes: u64,
     /// Connections to the other members.
     peers: Arc<Peers>,
     storage: Arc<Storage>,
@@ -233,6 +235,7 @@ impl Server {
             lessor,
             auth,
             client_cert_auth: config.client_tls.client_cert_auth,
+            quota_backend_bytes: config.quota_backend_bytes,
             peers,
             storage,
             limits: Limits {

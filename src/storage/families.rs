@@ -224,6 +224,15 @@ impl MetaKey {
     }
 }
 
+impl MetaKey {
+    /// Whether a `meta` key is Raft's (`Applied`, `Membership`) rather than the store's.
+    pub(super) fn is_raft_record(key: &[u8]) -> bool {
+        [MetaKey::Applied, MetaKey::Membership]
+            .iter()
+            .any(|k| k.key().as_ref() == key)
+    }
+}
+
 impl<'a> MetaCf<'a> {
     pub fn get(&self, key: MetaKey) -> StorageResult<Option<Vec<u8>>> {
         self.source.get(self.cf, &key.key())

@@ -212,6 +212,29 @@ impl View<'_> {
         MetaCf::new(self.storage.cf(CF_META), self.source())
     }
 
+    /// The records of the state machine's families besides `kv`, for a hash of that state:
+    /// `lease`, `auth` and `meta`, each its name then each key and value in key order, as
+    /// byte strings to `out`. Raft's own records in `meta` (the applied log id, Raft's
+    /// membership, whose first entry each member writes itself) are left out, as etcd's
+    /// hash leaves out its consistent index and term.
+    pub fn replicated_records(&self, mut out: impl FnMut(&[u8])) -> StorageResult<()> {
+        for name in [CF_LEASE, CF_AUTH, CF_META] {
+            out(name.as_bytes());
+            let records = self
+                .source()
+                .iter(self.storage.cf(name), rocksdb::IteratorMode::Start);
+            for item in records {
+                let (key, value) = item?;
+                if name == CF_META && MetaKey::is_raft_record(&key) {
+                    continue;
+                }
+                out(&key);
+                out(&value);
+            }
+        }
+        Ok(())
+    }
+
     fn source(&self) -> Source<'_> {
         Source {
             db: &self.storage.db,
