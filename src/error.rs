@@ -125,10 +125,18 @@ pub enum EtcdError {
     /// A Downgrade action etcd does not know (code Unknown, as etcd).
     #[error("etcdserver: unknown method")]
     UnknownMethod = 53,
+    /// etcd 3.7's RangeStream serves only key order.
+    #[error("RangeStream does not support custom sort orders")]
+    StreamSortOrder = 54,
+    #[error("RangeStream does not support revision filters")]
+    StreamRevisionFilters = 55,
+    /// A sort order or target etcd does not know (etcd 3.5 on).
+    #[error("etcdserver: invalid sort option")]
+    InvalidSortOption = 56,
 }
 
 impl EtcdError {
-    const ALL: [EtcdError; 53] = [
+    const ALL: [EtcdError; 56] = [
         EtcdError::EmptyKey,
         EtcdError::KeyNotFound,
         EtcdError::ValueProvided,
@@ -182,6 +190,9 @@ impl EtcdError {
         EtcdError::WrongDowngradeVersionFormat,
         EtcdError::InvalidDowngradeTargetVersion,
         EtcdError::UnknownMethod,
+        EtcdError::StreamSortOrder,
+        EtcdError::StreamRevisionFilters,
+        EtcdError::InvalidSortOption,
     ];
 
     pub fn code(self) -> Code {
@@ -190,8 +201,11 @@ impl EtcdError {
             EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
             | RequestTooLarge | MemberBadUrls | UserEmpty | RoleEmpty | AuthFailed
             | InvalidAuthMgmt | AuthOldRevision | PermissionNotGiven => Code::InvalidArgument,
-            WrongDowngradeVersionFormat | InvalidDowngradeTargetVersion => Code::InvalidArgument,
+            WrongDowngradeVersionFormat | InvalidDowngradeTargetVersion | InvalidSortOption => {
+                Code::InvalidArgument
+            }
             UnknownMethod => Code::Unknown,
+            StreamSortOrder | StreamRevisionFilters => Code::Unimplemented,
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace | TooManyRequests => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::{context, not_yet, validate, BoxStream};
+use super::{context, validate, BoxStream};
 use crate::proto::etcdserverpb::kv_server::Kv;
 use crate::proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
@@ -36,11 +36,24 @@ impl Kv for KvService {
 
     type RangeStreamStream = BoxStream<RangeStreamResponse>;
 
+    /// Each chunk is read when the transport asks for the next message: a client that
+    /// reads slowly holds one chunk in memory, not the range.
     async fn range_stream(
         &self,
-        _: Request<RangeRequest>,
+        request: Request<RangeRequest>,
     ) -> Result<Response<Self::RangeStreamStream>, Status> {
-        Err(not_yet("KV.RangeStream"))
+        let ctx = context(&request);
+        let r = request.into_inner();
+        validate::range_stream(&r)?;
+        let chunks = self.server.range_stream(&ctx, r).await?;
+        let stream = futures::stream::unfold(chunks, |mut chunks| async move {
+            let chunk = chunks.next_chunk()?.map_err(Status::from);
+            let message = chunk.map(|range_response| RangeStreamResponse {
+                range_response: Some(range_response),
+            });
+            Some((message, chunks))
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {

@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 
 use crate::error::EtcdError;
+use crate::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use crate::proto::etcdserverpb::request_op::Request;
 use crate::proto::etcdserverpb::{
     DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
@@ -27,7 +28,30 @@ pub fn peer_urls(urls: &[String]) -> Result<Vec<String>, EtcdError> {
 }
 
 pub fn range(r: &RangeRequest) -> Result<(), EtcdError> {
-    non_empty(&r.key)
+    non_empty(&r.key)?;
+    if SortOrder::try_from(r.sort_order).is_err() || SortTarget::try_from(r.sort_target).is_err() {
+        return Err(EtcdError::InvalidSortOption);
+    }
+    Ok(())
+}
+
+/// Range's checks, then etcd 3.7's limits on RangeStream: key order only (no order, or
+/// ascending by key), no revision filters.
+pub fn range_stream(r: &RangeRequest) -> Result<(), EtcdError> {
+    range(r)?;
+    let key_order = r.sort_order == SortOrder::None as i32
+        || (r.sort_target == SortTarget::Key as i32 && r.sort_order == SortOrder::Ascend as i32);
+    if !key_order {
+        return Err(EtcdError::StreamSortOrder);
+    }
+    if r.min_mod_revision != 0
+        || r.max_mod_revision != 0
+        || r.min_create_revision != 0
+        || r.max_create_revision != 0
+    {
+        return Err(EtcdError::StreamRevisionFilters);
+    }
+    Ok(())
 }
 
 pub fn put(r: &PutRequest) -> Result<(), EtcdError> {

@@ -396,6 +396,80 @@ impl KvRead for ReadView<'_> {
     }
 }
 
+/// Most values fetched at once while reading a chunk (`ReadView::range_chunk`), which checks
+/// its byte budget between fetches.
+const CHUNK_FETCH_BATCH: usize = 32;
+
+/// One chunk of a range read in pieces (`ReadView::range_chunk`).
+#[derive(Debug, Default)]
+pub struct RangeChunk {
+    pub kvs: Vec<KeyValue>,
+    /// Keys in the range remain past the last of `kvs`.
+    pub more: bool,
+}
+
+impl ReadView<'_> {
+    /// At most `limit` keys (at least 1) of a range at `rev` (0 or less: the view's
+    /// revision), in key order, with their values, cut short once they hold `max_bytes`
+    /// (always at least one key). Unlike `range`, it neither counts the keys past the chunk
+    /// nor fetches more than it returns: reading a large range chunk by chunk costs each key
+    /// once. Values are fetched in batches sized so that, were each as large as the largest
+    /// seen so far, the batch fits what is left of `max_bytes`: the chunk overshoots it by at
+    /// most one batch (`CHUNK_FETCH_BATCH` values), and by one value when sizes are even.
+    pub fn range_chunk(
+        &self,
+        key: &[u8],
+        end: RangeEnd<'_>,
+        rev: i64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<RangeChunk, EtcdError> {
+        self.ops.ranges.set(self.ops.ranges.get() + 1);
+        let limit = limit.max(1);
+        let found = {
+            let state = self.mvcc.state.read().expect("mvcc lock");
+            if state.compact_rev > self.rev {
+                return Err(EtcdError::Compacted);
+            }
+            let rev = if rev <= 0 { self.rev } else { rev };
+            if rev > self.rev {
+                return Err(EtcdError::FutureRev);
+            }
+            if rev < state.compact_rev {
+                return Err(EtcdError::Compacted);
+            }
+            // One past the limit, to learn whether more follow.
+            let mut found = Vec::new();
+            state.index.range(key, end, rev, |_, entry| {
+                found.push(entry.rev);
+                found.len() <= limit
+            });
+            found
+        };
+        let wanted = &found[..found.len().min(limit)];
+        let mut kvs: Vec<KeyValue> = Vec::new();
+        let (mut bytes, mut largest, mut batch_len) = (0, 0, 1);
+        while kvs.len() < wanted.len() && (kvs.is_empty() || bytes < max_bytes) {
+            let batch = &wanted[kvs.len()..wanted.len().min(kvs.len() + batch_len)];
+            let values = self
+                .view
+                .kv()
+                .multi_get(batch.iter().map(|r| r.to_key(false)));
+            for kv in decode_values(values)? {
+                let size = kv.encoded_len();
+                (bytes, largest) = (bytes + size, largest.max(size));
+                kvs.push(kv);
+            }
+            batch_len =
+                (max_bytes.saturating_sub(bytes) / largest.max(1)).clamp(1, CHUNK_FETCH_BATCH);
+        }
+        Ok(RangeChunk {
+            more: found.len() > kvs.len(),
+            kvs,
+        })
+    }
+}
+
 /// Storage may still hold revisions a compaction made unreachable (a stop interrupted the
 /// physical deletion, or a snapshot carried them): drop them from the index, and return
 /// the job that deletes them.

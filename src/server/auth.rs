@@ -97,17 +97,34 @@ impl Server {
         check: impl FnOnce(Option<&Caller>) -> Result<(), EtcdError>,
         read: impl FnOnce() -> Result<T, EtcdError>,
     ) -> Result<T, EtcdError> {
+        let caller = self.read_caller(ctx, check).await?;
+        let result = read()?;
+        self.auth_unchanged(caller.as_ref())?;
+        Ok(result)
+    }
+
+    /// The first half of `authorized_read`, for a read served in parts (RangeStream): the
+    /// caller, checked; None when there is nothing to check.
+    pub(super) async fn read_caller(
+        &self,
+        ctx: &RequestContext,
+        check: impl FnOnce(Option<&Caller>) -> Result<(), EtcdError>,
+    ) -> Result<Option<Caller>, EtcdError> {
         if !self.auth.is_enabled() && ctx.token.is_none() {
-            return read();
+            return Ok(None);
         }
         let caller = self.caller(ctx).await?;
         check(caller.as_ref())?;
-        let result = read()?;
+        Ok(caller)
+    }
+
+    /// The second half: the auth state `caller` was checked against is still current.
+    pub(super) fn auth_unchanged(&self, caller: Option<&Caller>) -> Result<(), EtcdError> {
         match caller {
             Some(c) if c.auth_revision != 0 && c.auth_revision != self.auth.revision() => {
                 Err(EtcdError::AuthOldRevision)
             }
-            _ => Ok(result),
+            _ => Ok(()),
         }
     }
 
