@@ -452,7 +452,10 @@ impl Op {
                 Method::MemberPromote,
                 MemberPromoteRequest { id: *id }.encode_to_vec(),
             ),
-            Op::MemberList => (Method::MemberList, MemberListRequest {}.encode_to_vec()),
+            Op::MemberList => (
+                Method::MemberList,
+                MemberListRequest::default().encode_to_vec(),
+            ),
             Op::Alarm {
                 action,
                 member_id,
