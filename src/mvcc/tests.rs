@@ -666,3 +666,60 @@ fn replace_installs_a_snapshot_and_a_failed_rewrite_keeps_the_old_state() {
         ]
     );
 }
+
+#[test]
+fn a_range_chunk_stops_at_its_limit_or_byte_budget_and_says_whether_more_follow() {
+    let s = open();
+    for (k, v) in [("a", "1"), ("b", "22"), ("c", "333"), ("d", "4444")] {
+        put(&s.mvcc, k, v);
+    }
+    let first = put(&s.mvcc, "e", "55555") - 1;
+    put(&s.mvcc, "a", "newer");
+    let view = s.mvcc.read_view();
+    let keys =
+        |chunk: &RangeChunk| -> Vec<String> { rows(&chunk.kvs).into_iter().map(|r| r.0).collect() };
+    let all = RangeEnd::Unbounded;
+
+    let chunk = view.range_chunk(b"a", all, 0, 2, usize::MAX).unwrap();
+    assert_eq!(
+        (keys(&chunk), chunk.more),
+        (vec!["a".into(), "b".into()], true)
+    );
+    assert_eq!(rows(&chunk.kvs)[0].1, "newer");
+    let chunk = view.range_chunk(b"b\0", all, 0, 10, usize::MAX).unwrap();
+    assert_eq!(keys(&chunk), ["c", "d", "e"]);
+    assert!(!chunk.more);
+    // At the revision asked for, not the view's.
+    let chunk = view.range_chunk(b"a", all, first, 10, usize::MAX).unwrap();
+    assert_eq!(keys(&chunk), ["a", "b", "c", "d"]);
+    assert_eq!(rows(&chunk.kvs)[0].1, "1");
+
+    // The byte budget cuts the chunk once reached, after at least one key.
+    let one = view.range_chunk(b"a", all, 0, 10, 1).unwrap();
+    assert_eq!((keys(&one), one.more), (vec!["a".to_string()], true));
+    let size = |k: &str| -> usize {
+        let r = view.range_chunk(k.as_bytes(), RangeEnd::Single, 0, 1, usize::MAX);
+        r.unwrap().kvs[0].encoded_len()
+    };
+    let budget = size("a") + size("b") + 1;
+    let cut = view.range_chunk(b"a", all, 0, 10, budget).unwrap();
+    assert_eq!(
+        (keys(&cut), cut.more),
+        (vec!["a".into(), "b".into(), "c".into()], true)
+    );
+
+    assert_eq!(
+        view.range_chunk(b"a", all, 100, 10, usize::MAX)
+            .unwrap_err(),
+        EtcdError::FutureRev
+    );
+    drop(view);
+    compact(&s.mvcc, first + 1).unwrap();
+    assert_eq!(
+        s.mvcc
+            .read_view()
+            .range_chunk(b"a", all, first, 10, usize::MAX)
+            .unwrap_err(),
+        EtcdError::Compacted
+    );
+}
