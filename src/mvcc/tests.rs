@@ -723,3 +723,53 @@ fn a_range_chunk_stops_at_its_limit_or_byte_budget_and_says_whether_more_follow(
         EtcdError::Compacted
     );
 }
+
+#[tokio::test]
+async fn hash_covers_the_replicated_records_but_not_unreachable_revisions_or_raft_records() {
+    let store = with_history();
+    let m = &store.mvcc;
+    let before = m.hash().unwrap();
+    assert_eq!(before.rev, 8);
+    put(m, "e", "e1");
+    let after_put = m.hash().unwrap();
+    assert_ne!(after_put.hash, before.hash);
+    assert_eq!(after_put.rev, 9);
+
+    compact(m, 7).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), m.wait_physically_compacted(7))
+        .await
+        .expect("physical compaction within 30 s");
+    let compacted = m.hash().unwrap();
+    assert_ne!(
+        compacted.hash, after_put.hash,
+        "compaction changes the state"
+    );
+    // A member whose physical compaction has not run yet still holds a1@2: same hash.
+    let a1 = KeyValue {
+        key: b"a".to_vec(),
+        value: b"a1".to_vec(),
+        create_revision: 2,
+        mod_revision: 2,
+        version: 1,
+        lease: 0,
+    };
+    let mut batch = WriteBatch::default();
+    let kv = store.storage.kv();
+    kv.put(
+        &mut batch,
+        &Revision::new(2, 0).to_key(false),
+        &a1.encode_to_vec(),
+    );
+    // Raft's records differ between members at the same state.
+    let meta = store.storage.meta();
+    meta.put(&mut batch, MetaKey::Applied, b"elsewhere in the log");
+    store.storage.write(batch, false).unwrap();
+    assert_eq!(revisions_on_disk(&store.storage), vec![2, 5, 7, 8, 9]);
+    assert_eq!(m.hash().unwrap().hash, compacted.hash);
+
+    // Leases are part of the state, as users and roles are.
+    let mut batch = WriteBatch::default();
+    store.storage.lease().put(&mut batch, b"L-a-lease", b"60");
+    store.storage.write(batch, false).unwrap();
+    assert_ne!(m.hash().unwrap().hash, compacted.hash);
+}
