@@ -24,11 +24,6 @@ pub const ETCD_API_VERSION: &str = "3.4.0";
 pub const ETCD_CLUSTER_VERSION: &str = "3.4";
 /// The version a member served when it published none: Cairn before members published it.
 pub const UNPUBLISHED_SERVER_VERSION: &str = "3.4.0";
-/// The storage version etcd 3.6 on reports (`Status`, `/version`): it follows the cluster
-/// version, as major.minor.0.
-pub fn etcd_storage_version() -> String {
-    format!("{ETCD_CLUSTER_VERSION}.0")
-}
 /// Cairn's own version.
 pub const CAIRN_VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -133,10 +133,13 @@ pub enum EtcdError {
     /// A sort order or target etcd does not know (etcd 3.5 on).
     #[error("etcdserver: invalid sort option")]
     InvalidSortOption = 56,
+    /// Downgrade before the cluster version is decided (code FailedPrecondition, as etcd).
+    #[error("etcdserver: cluster version not found during downgrade")]
+    ClusterVersionUnavailable = 57,
 }
 
 impl EtcdError {
-    const ALL: [EtcdError; 56] = [
+    const ALL: [EtcdError; 57] = [
         EtcdError::EmptyKey,
         EtcdError::KeyNotFound,
         EtcdError::ValueProvided,
@@ -193,6 +196,7 @@ impl EtcdError {
         EtcdError::StreamSortOrder,
         EtcdError::StreamRevisionFilters,
         EtcdError::InvalidSortOption,
+        EtcdError::ClusterVersionUnavailable,
     ];
 
     pub fn code(self) -> Code {
@@ -206,6 +210,7 @@ impl EtcdError {
             }
             UnknownMethod => Code::Unknown,
             StreamSortOrder | StreamRevisionFilters => Code::Unimplemented,
+            ClusterVersionUnavailable => Code::FailedPrecondition,
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace | TooManyRequests => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,

@@ -68,7 +68,10 @@ async fn route(
             };
             let body = format!(
                 "{{\"etcdserver\":\"{ETCD_API_VERSION}\",\"etcdcluster\":\"{cluster}\",\"storage\":\"{}\"}}",
-                crate::config::etcd_storage_version()
+                services
+                    .server()
+                    .storage_version()
+                    .unwrap_or_else(|| "unknown".to_string())
             );
             json(StatusCode::OK, body)
         }),

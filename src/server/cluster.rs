@@ -245,6 +245,13 @@ impl Server {
         lowest_version(membership.nodes().filter_map(|(id, _)| published.get(id)))
     }
 
+    /// The storage version etcd 3.6+ reports (`Status`, `/version`): it follows the cluster
+    /// version, as major.minor.0; None while that is not decided.
+    pub fn storage_version(&self) -> Option<String> {
+        self.cluster_version()
+            .map(|(major, minor)| format!("{major}.{minor}.0"))
+    }
+
     /// Members as Raft's membership has them, with the name and client URLs each
     /// published (a member that has not started yet has neither, as in etcd).
     fn members(&self) -> Vec<Member> {

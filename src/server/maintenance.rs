@@ -2,7 +2,7 @@
 
 use super::role::MemberRole;
 use super::{RequestContext, Server};
-use crate::config::{ETCD_API_VERSION, ETCD_CLUSTER_VERSION};
+use crate::config::ETCD_API_VERSION;
 use crate::error::EtcdError;
 use crate::proto::etcdserverpb::downgrade_request::DowngradeAction;
 use crate::proto::etcdserverpb::{
@@ -26,7 +26,7 @@ impl Server {
             errors: Vec::new(),
             db_size_in_use: db_size,
             is_learner: self.is_learner(),
-            storage_version: crate::config::etcd_storage_version(),
+            storage_version: self.storage_version().unwrap_or_default(),
             db_size_quota: i64::try_from(self.quota_backend_bytes).unwrap_or(i64::MAX),
             // No downgrade is ever enabled (`downgrade`).
             downgrade_info: Some(DowngradeInfo::default()),
@@ -86,11 +86,13 @@ impl Server {
         })
     }
 
-    /// etcd 3.7's Downgrade for a cluster whose members all run this version, root only.
-    /// VALIDATE and ENABLE check the target as etcd does (one minor below the cluster
-    /// version, after a read barrier). CANCEL has nothing to cancel, which etcd answers
-    /// with success. `None` is an ENABLE that passed the checks: enabling a downgrade is
-    /// not built (it would need the cluster version to change through Raft).
+    /// etcd 3.7's Downgrade, root only. VALIDATE and ENABLE check the target as etcd does
+    /// (one minor below the cluster version, after a read barrier). No downgrade is ever in
+    /// progress: CANCEL has nothing to cancel, which etcd answers with success. `None` is an
+    /// ENABLE that passed the checks: enabling a downgrade is not built (the cluster version
+    /// would have to follow the target through Raft, and members be replaced by an older
+    /// release). Without a cluster version yet, every action is refused (etcd's VALIDATE
+    /// error; etcd's ENABLE and CANCEL do not expect that case).
     pub async fn downgrade(
         &self,
         ctx: &RequestContext,
@@ -98,10 +100,21 @@ impl Server {
     ) -> Result<Option<DowngradeResponse>, EtcdError> {
         self.check_admin(ctx).await?;
         let action = DowngradeAction::try_from(r.action).map_err(|_| EtcdError::UnknownMethod)?;
-        if matches!(action, DowngradeAction::Validate | DowngradeAction::Enable) {
-            let target = cluster_version_of(&r.version)?;
+        let checks_target = matches!(action, DowngradeAction::Validate | DowngradeAction::Enable);
+        let target = match checks_target {
+            true => Some(downgrade_target_of(&r.version)?),
+            false => None,
+        };
+        let (major, minor) = self
+            .cluster_version()
+            .ok_or(EtcdError::ClusterVersionUnavailable)?;
+        if let Some(target) = target {
             self.read_barrier(ctx).await?;
-            if Some(target) != allowed_downgrade_target() {
+            // Re-read: the barrier may have applied a member's newer version.
+            let (major, minor) = self
+                .cluster_version()
+                .ok_or(EtcdError::ClusterVersionUnavailable)?;
+            if minor == 0 || target != (major, minor - 1) {
                 return Err(EtcdError::InvalidDowngradeTargetVersion);
             }
             if action == DowngradeAction::Enable {
@@ -110,7 +123,7 @@ impl Server {
         }
         Ok(Some(DowngradeResponse {
             header: Some(self.header(0)),
-            version: ETCD_CLUSTER_VERSION.to_string(),
+            version: format!("{major}.{minor}"),
         }))
     }
 
@@ -140,17 +153,15 @@ impl Server {
 }
 
 /// A downgrade target as etcd reads it: a semantic version, or major.minor; only major and
-/// minor count.
-fn cluster_version_of(v: &str) -> Result<(i64, i64), EtcdError> {
-    semver_major_minor(v)
+/// minor count. A negative number is no version the cluster can have.
+fn downgrade_target_of(v: &str) -> Result<(u64, u64), EtcdError> {
+    let (major, minor) = semver_major_minor(v)
         .or_else(|| semver_major_minor(&format!("{v}.0")))
-        .ok_or(EtcdError::WrongDowngradeVersionFormat)
-}
-
-/// The one version etcd lets a cluster downgrade to: one minor below its own.
-fn allowed_downgrade_target() -> Option<(i64, i64)> {
-    let (major, minor) = semver_major_minor(&format!("{ETCD_CLUSTER_VERSION}.0"))?;
-    Some((major, minor - 1))
+        .ok_or(EtcdError::WrongDowngradeVersionFormat)?;
+    match (u64::try_from(major), u64::try_from(minor)) {
+        (Ok(major), Ok(minor)) => Ok((major, minor)),
+        _ => Err(EtcdError::InvalidDowngradeTargetVersion),
+    }
 }
 
 /// Major and minor of a version as go-semver parses it (`MAJOR.MINOR.PATCH[-pre][+meta]`),
@@ -181,10 +192,10 @@ mod tests {
 
     #[test]
     fn downgrade_targets_parse_as_etcd_reads_them() {
-        assert_eq!(cluster_version_of("3.6"), Ok((3, 6)));
-        assert_eq!(cluster_version_of("3.6.9"), Ok((3, 6)));
-        assert_eq!(cluster_version_of("3.6.0-alpha.1+build-2"), Ok((3, 6)));
-        assert_eq!(cluster_version_of("3.6.0-"), Ok((3, 6)));
+        assert_eq!(downgrade_target_of("3.6"), Ok((3, 6)));
+        assert_eq!(downgrade_target_of("3.6.9"), Ok((3, 6)));
+        assert_eq!(downgrade_target_of("3.6.0-alpha.1+build-2"), Ok((3, 6)));
+        assert_eq!(downgrade_target_of("3.6.0-"), Ok((3, 6)));
         for wrong in [
             "",
             "3",
@@ -196,7 +207,7 @@ mod tests {
             "3.6.0-a..b",
         ] {
             assert_eq!(
-                cluster_version_of(wrong),
+                downgrade_target_of(wrong),
                 Err(EtcdError::WrongDowngradeVersionFormat),
                 "{wrong:?}"
             );
