@@ -85,12 +85,18 @@ async fn reflection_lists_etcd_services() {
 async fn features_not_built_yet_answer_unimplemented_with_their_name() {
     let server = TestServer::start(&[]);
     let mut client = server.client().await;
-    let err = client.lock("a-lock", None).await.unwrap_err();
-    let etcd_client::Error::GRpcStatus(status) = err else {
-        panic!("expected a gRPC status, got {err:?}");
+    let refused = match client.snapshot().await {
+        Ok(mut stream) => stream.message().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    let Err(etcd_client::Error::GRpcStatus(status)) = refused else {
+        panic!("expected a gRPC status, got {refused:?}");
     };
     assert_eq!(status.code(), tonic::Code::Unimplemented);
-    assert_eq!(status.message(), "cairn: Lock.Lock is not implemented yet");
+    assert_eq!(
+        status.message(),
+        "cairn: Maintenance.Snapshot is not implemented yet"
+    );
     // The server keeps serving after refusing.
     client.put("still", "here", None).await.unwrap();
 }
