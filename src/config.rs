@@ -19,9 +19,9 @@ use crate::telemetry::{LogFormat, TracingSettings, SAMPLES_PER};
 mod file;
 
 /// The etcd release whose API Cairn serves; reported by `Status` and `--version`.
-pub const ETCD_API_VERSION: &str = "3.4.0";
+pub const ETCD_API_VERSION: &str = "3.7.3";
 /// This member's major.minor: the cluster version once every member runs this release.
-pub const ETCD_CLUSTER_VERSION: &str = "3.4";
+pub const ETCD_CLUSTER_VERSION: &str = "3.7";
 /// The version a member served when it published none: Cairn before members published it.
 pub const UNPUBLISHED_SERVER_VERSION: &str = "3.4.0";
 /// Cairn's own version.
