@@ -136,10 +136,12 @@ pub enum EtcdError {
     /// Downgrade before the cluster version is decided (code FailedPrecondition, as etcd).
     #[error("etcdserver: cluster version not found during downgrade")]
     ClusterVersionUnavailable = 57,
+    #[error("etcdserver: cluster has a downgrade job in progress")]
+    DowngradeInProcess = 58,
 }
 
 impl EtcdError {
-    const ALL: [EtcdError; 57] = [
+    const ALL: [EtcdError; 58] = [
         EtcdError::EmptyKey,
         EtcdError::KeyNotFound,
         EtcdError::ValueProvided,
@@ -197,6 +199,7 @@ impl EtcdError {
         EtcdError::StreamRevisionFilters,
         EtcdError::InvalidSortOption,
         EtcdError::ClusterVersionUnavailable,
+        EtcdError::DowngradeInProcess,
     ];
 
     pub fn code(self) -> Code {
@@ -210,7 +213,7 @@ impl EtcdError {
             }
             UnknownMethod => Code::Unknown,
             StreamSortOrder | StreamRevisionFilters => Code::Unimplemented,
-            ClusterVersionUnavailable => Code::FailedPrecondition,
+            ClusterVersionUnavailable | DowngradeInProcess => Code::FailedPrecondition,
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace | TooManyRequests => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,

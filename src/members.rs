@@ -1,16 +1,17 @@
-//! Member attributes: the name and client URLs each member publishes through Raft once it
-//! serves clients, as etcd's members do.
+//! Member attributes: the name, client URLs and server version each member publishes
+//! through Raft once it serves clients, as etcd's members do; and the downgrade in progress,
+//! which with them decides the cluster version.
 //!
-//! Owns their records (storage's `MetaKey::Member`, one per member, in the `meta` family,
-//! so snapshots carry them) and their encoding (protobuf `MemberAttributes`). The state
-//! machine saves them in the storage batch of the entry that publishes them; the cluster
-//! API reads them back. May call `storage` and `proto` only.
+//! Owns their records (storage's `MetaKey::Member`, one per member, and `MetaKey::Downgrade`,
+//! in the `meta` family, so snapshots carry them) and their encoding (protobuf). The state
+//! machine saves them in the storage batch of the entry that sets them; the server reads
+//! them back. May call `storage` and `proto` only.
 
 use std::collections::{BTreeMap, HashMap};
 
 use prost::Message;
 
-use crate::proto::cairnraftpb::MemberAttributes;
+use crate::proto::cairnraftpb::{DowngradeInfoSet, MemberAttributes};
 use crate::storage::{MetaCf, MetaKey, Storage, WriteBatch};
 
 /// The published attributes in a member's storage.
@@ -32,6 +33,21 @@ impl<'a> MemberStore<'a> {
             MetaKey::Member(attributes.member_id),
             &attributes.encode_to_vec(),
         );
+    }
+
+    /// Stages the downgrade in progress (or its end) in `batch`.
+    pub fn save_downgrade(&self, batch: &mut WriteBatch, downgrade: &DowngradeInfoSet) {
+        self.meta
+            .put(batch, MetaKey::Downgrade, &downgrade.encode_to_vec());
+    }
+
+    /// The downgrade in progress; None when there is none. A record that cannot be read
+    /// counts as none, as for the attributes.
+    pub fn downgrade(&self) -> Option<DowngradeInfoSet> {
+        let record = self.meta.get(MetaKey::Downgrade).ok()??;
+        DowngradeInfoSet::decode(&*record)
+            .ok()
+            .filter(|d| d.enabled)
     }
 
     /// Every member's attributes, by member ID. Best effort: a record that cannot be read

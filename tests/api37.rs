@@ -45,6 +45,23 @@ async fn kv(endpoint: &str) -> KvClient<Channel> {
     KvClient::new(channel(endpoint).await).max_decoding_message_size(usize::MAX)
 }
 
+/// Polls `condition` every 100 ms for at most 15 s: for what etcd changes on a timer of its
+/// own (its leader's version check, every few seconds), which no event announces.
+async fn wait_until<F, Fut>(mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not reached within 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn maintenance(endpoint: &str) -> MaintenanceClient<Channel> {
     MaintenanceClient::new(channel(endpoint).await)
 }
@@ -837,33 +854,83 @@ async fn downgrade_validates_the_target_as_etcd_and_cancel_has_nothing_to_cancel
         .unwrap();
     assert_eq!(cancelled.version, cluster_version);
 
-    // A valid ENABLE: etcd starts the downgrade; Cairn has no older version to go to and
-    // does not build it.
+    // A valid ENABLE starts the downgrade: answered with the cluster version it starts from;
+    // Status then shows it; CANCEL ends it.
     let enabled = downgrade(DowngradeAction::Enable, one_below.clone()).await;
-    if testing_cairn() {
-        let err = enabled.unwrap_err();
-        assert_eq!(err.code(), tonic::Code::Unimplemented, "{err:?}");
-        let status = m
-            .clone()
-            .status(pb::StatusRequest {})
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(status.downgrade_info, Some(pb::DowngradeInfo::default()));
-    } else {
-        assert_eq!(enabled.unwrap().version, cluster_version);
-        let status = m
-            .clone()
-            .status(pb::StatusRequest {})
-            .await
-            .unwrap()
-            .into_inner();
-        let info = status.downgrade_info.unwrap();
-        assert!(info.enabled);
-        assert_eq!(info.target_version, format!("{one_below}.0"));
-    }
+    assert_eq!(enabled.unwrap().version, cluster_version);
+    let status = m
+        .clone()
+        .status(pb::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let info = status.downgrade_info.unwrap();
+    assert!(info.enabled);
+    assert_eq!(info.target_version, format!("{one_below}.0"));
+    downgrade(DowngradeAction::Cancel, String::new())
+        .await
+        .unwrap();
+    let status = m
+        .clone()
+        .status(pb::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.downgrade_info, Some(pb::DowngradeInfo::default()));
 }
 
+#[tokio::test]
+async fn the_cluster_version_follows_a_downgrade_and_comes_back_when_it_is_cancelled() {
+    let server = TestServer::start(&[]);
+    let mut m = maintenance(&server.endpoint()).await;
+    let status = m.status(pb::StatusRequest {}).await.unwrap().into_inner();
+    let (major, minor) = major_minor(&status.version);
+    let downgrade = |action: DowngradeAction, version: String| {
+        let mut m = m.clone();
+        async move {
+            m.downgrade(pb::DowngradeRequest {
+                action: action as i32,
+                version,
+            })
+            .await
+            .map(tonic::Response::into_inner)
+        }
+    };
+    let storage_version = |m: &pb::maintenance_client::MaintenanceClient<Channel>| {
+        let mut m = m.clone();
+        async move {
+            let status = m.status(pb::StatusRequest {}).await.unwrap().into_inner();
+            status.storage_version
+        }
+    };
+    let target = format!("{major}.{}", minor - 1);
+    downgrade(DowngradeAction::Enable, target.clone())
+        .await
+        .unwrap();
+    // etcd's leader moves the cluster version on its next version check: wait for it.
+    let lowered = format!("{target}.0");
+    wait_until(|| async { storage_version(&m).await == lowered }).await;
+    // From there, the next minor down is a valid target, but one downgrade at a time.
+    for action in [DowngradeAction::Validate, DowngradeAction::Enable] {
+        let again = downgrade(action, format!("{major}.{}", minor - 2))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            code_and_message(&again),
+            (
+                Code::FailedPrecondition,
+                "etcdserver: cluster has a downgrade job in progress".to_string()
+            ),
+            "{action:?}"
+        );
+    }
+    let cancelled = downgrade(DowngradeAction::Cancel, String::new())
+        .await
+        .unwrap();
+    assert_eq!(cancelled.version, target, "answered from before the cancel");
+    let restored = format!("{major}.{minor}.0");
+    wait_until(|| async { storage_version(&m).await == restored }).await;
+}
 #[tokio::test]
 async fn member_list_can_be_linearizable() {
     let server = TestServer::start(&[]);
@@ -882,4 +949,39 @@ async fn member_list_can_be_linearizable() {
         .into_inner();
     assert_eq!(plain.members.len(), 1);
     assert_eq!(plain, linearizable);
+}
+
+#[tokio::test]
+async fn a_downgrade_enabled_on_one_member_is_seen_by_every_member() {
+    let cluster = TestCluster::start(3, &[]);
+    let mut first = maintenance(&cluster.endpoint(0)).await;
+    let status = first
+        .status(pb::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let (major, minor) = major_minor(&status.version);
+    let target = format!("{major}.{}", minor - 1);
+    first
+        .downgrade(pb::DowngradeRequest {
+            action: DowngradeAction::Enable as i32,
+            version: target.clone(),
+        })
+        .await
+        .unwrap();
+    // Replicated through Raft: each member reports it once it has applied the entry.
+    for i in 0..3 {
+        let m = maintenance(&cluster.endpoint(i)).await;
+        wait_until(|| {
+            let mut m = m.clone();
+            let wanted = format!("{target}.0");
+            async move {
+                let status = m.status(pb::StatusRequest {}).await.unwrap().into_inner();
+                status
+                    .downgrade_info
+                    .is_some_and(|d| d.enabled && d.target_version == wanted)
+            }
+        })
+        .await;
+    }
 }

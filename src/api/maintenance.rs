@@ -88,9 +88,8 @@ impl Maintenance for MaintenanceService {
         request: Request<DowngradeRequest>,
     ) -> Result<Response<DowngradeResponse>, Status> {
         let ctx = context(&request);
-        match self.server.downgrade(&ctx, request.into_inner()).await? {
-            Some(response) => Ok(Response::new(response)),
-            None => Err(not_yet("Maintenance.Downgrade ENABLE")),
-        }
+        Ok(Response::new(
+            self.server.downgrade(&ctx, request.into_inner()).await?,
+        ))
     }
 }

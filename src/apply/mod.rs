@@ -92,7 +92,11 @@ pub fn apply_request(
             | Q::RoleRevokePermission(_)),
         ) => auth::apply(auth, guard.batch_mut(), caller, q, applier.index).map(R::Auth),
         // Membership is the state machine's: a publish never reaches here.
-        Some(Q::Publish(_)) => return Err(StorageError::Corrupt("a publish applied as a request")),
+        Some(Q::Publish(_) | Q::DowngradeInfoSet(_)) => {
+            return Err(StorageError::Corrupt(
+                "a membership change applied as a request",
+            ))
+        }
         // Only a damaged log holds an empty request.
         None => return Err(StorageError::Corrupt("an empty request in the log")),
     };

@@ -139,19 +139,28 @@ impl StateMachine {
 }
 
 impl StateMachine {
-    /// Applies one request: member attributes here (they belong with membership, not with
-    /// the key-value requests of `apply`), the rest through `apply`.
+    /// Applies one request: member attributes and the downgrade here (they belong with
+    /// membership, not with the key-value requests of `apply`), the rest through `apply`.
     fn apply_one(
         &self,
         guard: &mut WriteLock<'_>,
         index: u64,
         request: &InternalRequest,
     ) -> Result<ApplyResult, crate::storage::StorageError> {
-        if let Some(internal_request::Request::Publish(attributes)) = &request.request {
-            MemberStore::new(&self.storage).save(guard.batch_mut(), attributes);
-            return Ok(ApplyResult {
-                result: Some(apply_result::Result::Published(attributes.clone())),
-            });
+        match &request.request {
+            Some(internal_request::Request::Publish(attributes)) => {
+                MemberStore::new(&self.storage).save(guard.batch_mut(), attributes);
+                return Ok(ApplyResult {
+                    result: Some(apply_result::Result::Published(attributes.clone())),
+                });
+            }
+            Some(internal_request::Request::DowngradeInfoSet(downgrade)) => {
+                MemberStore::new(&self.storage).save_downgrade(guard.batch_mut(), downgrade);
+                return Ok(ApplyResult {
+                    result: Some(apply_result::Result::Downgrade(downgrade.clone())),
+                });
+            }
+            _ => {}
         }
         let applier = Applier {
             leases: &self.lessor,

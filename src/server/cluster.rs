@@ -13,7 +13,7 @@ use super::role::{learner_in_sync, members_with, MemberRole, Membership};
 use super::{RequestContext, Server};
 use crate::error::EtcdError;
 use crate::proto::cairnpeerpb::RemovedRequest;
-use crate::proto::cairnraftpb::MemberAttributes;
+use crate::proto::cairnraftpb::{DowngradeInfoSet, MemberAttributes};
 use crate::proto::etcdserverpb::{
     Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
     MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
@@ -237,12 +237,23 @@ impl Server {
 
     /// The cluster version, by etcd's rule: the lowest major.minor among the server versions
     /// of the members, as they published them (a member that has not published yet does not
-    /// count; one that published no version served 3.4). None, etcd's "not decided", until
-    /// a member has published.
+    /// count; one that published no version served 3.4), or a downgrade's target while one is
+    /// in progress. None, etcd's "not decided", until a member has published.
     pub fn cluster_version(&self) -> Option<(u64, u64)> {
         let membership = self.membership();
         let published = crate::members::published_members(&self.storage);
-        lowest_version(membership.nodes().filter_map(|(id, _)| published.get(id)))
+        let lowest = lowest_version(membership.nodes().filter_map(|(id, _)| published.get(id)))?;
+        let downgrade = self.downgrade_in_progress();
+        Some(
+            downgrade
+                .and_then(|d| major_minor(&d.target_version))
+                .unwrap_or(lowest),
+        )
+    }
+
+    /// The downgrade enabled and not cancelled, if any.
+    pub(super) fn downgrade_in_progress(&self) -> Option<DowngradeInfoSet> {
+        crate::members::MemberStore::new(&self.storage).downgrade()
     }
 
     /// The storage version etcd 3.6+ reports (`Status`, `/version`): it follows the cluster

@@ -4,6 +4,7 @@ use super::role::MemberRole;
 use super::{RequestContext, Server};
 use crate::config::ETCD_API_VERSION;
 use crate::error::EtcdError;
+use crate::proto::cairnraftpb::{apply_result, internal_request, DowngradeInfoSet};
 use crate::proto::etcdserverpb::downgrade_request::DowngradeAction;
 use crate::proto::etcdserverpb::{
     AlarmResponse, DefragmentResponse, DowngradeInfo, DowngradeRequest, DowngradeResponse,
@@ -28,8 +29,13 @@ impl Server {
             is_learner: self.is_learner(),
             storage_version: self.storage_version().unwrap_or_default(),
             db_size_quota: i64::try_from(self.quota_backend_bytes).unwrap_or(i64::MAX),
-            // No downgrade is ever enabled (`downgrade`).
-            downgrade_info: Some(DowngradeInfo::default()),
+            downgrade_info: Some(match self.downgrade_in_progress() {
+                Some(d) => DowngradeInfo {
+                    target_version: d.target_version,
+                    enabled: true,
+                },
+                None => DowngradeInfo::default(),
+            }),
         }
     }
 
@@ -87,17 +93,19 @@ impl Server {
     }
 
     /// etcd 3.7's Downgrade, root only. VALIDATE and ENABLE check the target as etcd does
-    /// (one minor below the cluster version, after a read barrier). No downgrade is ever in
-    /// progress: CANCEL has nothing to cancel, which etcd answers with success. `None` is an
-    /// ENABLE that passed the checks: enabling a downgrade is not built (the cluster version
-    /// would have to follow the target through Raft, and members be replaced by an older
-    /// release). Without a cluster version yet, every action is refused (etcd's VALIDATE
-    /// error; etcd's ENABLE and CANCEL do not expect that case).
+    /// (one minor below the cluster version, no downgrade in progress, after a read
+    /// barrier). ENABLE records the downgrade through Raft, and the cluster version follows
+    /// its target; CANCEL ends it (with nothing to cancel, etcd answers success all the
+    /// same). Both answer the cluster version from before the change, as etcd does (its
+    /// version monitor moves the cluster version afterwards). Cairn serves the same API
+    /// whatever the cluster version: the downgrade is finished by replacing members with an
+    /// older release. Without a cluster version yet, every action is refused (etcd's
+    /// VALIDATE error; etcd's ENABLE and CANCEL do not expect that case).
     pub async fn downgrade(
         &self,
         ctx: &RequestContext,
         r: DowngradeRequest,
-    ) -> Result<Option<DowngradeResponse>, EtcdError> {
+    ) -> Result<DowngradeResponse, EtcdError> {
         self.check_admin(ctx).await?;
         let action = DowngradeAction::try_from(r.action).map_err(|_| EtcdError::UnknownMethod)?;
         let checks_target = matches!(action, DowngradeAction::Validate | DowngradeAction::Enable);
@@ -117,14 +125,35 @@ impl Server {
             if minor == 0 || target != (major, minor - 1) {
                 return Err(EtcdError::InvalidDowngradeTargetVersion);
             }
-            if action == DowngradeAction::Enable {
-                return Ok(None);
+            if self.downgrade_in_progress().is_some() {
+                return Err(EtcdError::DowngradeInProcess);
             }
         }
-        Ok(Some(DowngradeResponse {
+        let change = match action {
+            DowngradeAction::Enable => target.map(|(major, minor)| DowngradeInfoSet {
+                enabled: true,
+                target_version: format!("{major}.{minor}.0"),
+            }),
+            DowngradeAction::Cancel => {
+                self.read_barrier(ctx).await?;
+                self.downgrade_in_progress()
+                    .map(|_| DowngradeInfoSet::default())
+            }
+            DowngradeAction::Validate => None,
+        };
+        if let Some(change) = change {
+            match self
+                .propose(ctx, internal_request::Request::DowngradeInfoSet(change))
+                .await?
+            {
+                apply_result::Result::Downgrade(_) => {}
+                _ => return Err(EtcdError::Corrupt),
+            }
+        }
+        Ok(DowngradeResponse {
             header: Some(self.header(0)),
             version: format!("{major}.{minor}"),
-        }))
+        })
     }
 
     /// Leadership transfer, asked of the leader, as etcd's.

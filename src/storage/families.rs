@@ -207,6 +207,8 @@ pub enum MetaKey {
     CompactRev,
     /// Encoded `MemberAttributes` of one member (`members`).
     Member(u64),
+    /// Encoded `DowngradeInfoSet`: the downgrade in progress, if any (`members`).
+    Downgrade,
 }
 
 /// Prefix of `MetaKey::Member`: `member/` + member ID (8 bytes, big-endian).
@@ -220,6 +222,7 @@ impl MetaKey {
             MetaKey::CurrentRev => Cow::Borrowed(b"current_rev"),
             MetaKey::CompactRev => Cow::Borrowed(b"compact_rev"),
             MetaKey::Member(id) => Cow::Owned([MEMBER_PREFIX, &id.to_be_bytes()].concat()),
+            MetaKey::Downgrade => Cow::Borrowed(b"downgrade"),
         }
     }
 }
