@@ -48,6 +48,8 @@ pub struct Metrics {
     pub network: NetworkMetrics,
     pub grpc: GrpcMetrics,
     sampled: SampledMetrics,
+    /// `etcd_cluster_version`: one series, labelled with the cluster version as sampled.
+    cluster_version: IntGaugeVec,
     sampler: OnceLock<Box<dyn Fn() -> Sample + Send + Sync>>,
     /// Renders one at a time: sampled counters advance by differences.
     rendering: Mutex<()>,
@@ -123,6 +125,8 @@ pub struct Sample {
     pub slow_watchers: u64,
     /// Events handed to watch streams since start.
     pub events: u64,
+    /// The cluster version (major, minor); None while it is not decided.
+    pub cluster_version: Option<(u64, u64)>,
 }
 
 struct SampledMetrics {
@@ -184,12 +188,13 @@ fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> 
 }
 
 /// A gauge of value 1 whose one label says what this member is, as etcd's version gauges.
-fn info(registry: &Registry, name: &str, help: &str, label: &str, value: &str) {
+fn info(registry: &Registry, name: &str, help: &str, label: &str, value: &str) -> IntGaugeVec {
     let vec = registered(
         registry,
         IntGaugeVec::new(Opts::new(name, help), &[label]).expect("valid gauge"),
     );
     vec.with_label_values(&[value]).set(1);
+    vec
 }
 
 impl Metrics {
@@ -211,7 +216,7 @@ impl Metrics {
             "server_version",
             &labels.server_version,
         );
-        info(
+        let cluster_version = info(
             &r,
             "etcd_cluster_version",
             "Which version is running. 1 for 'cluster_version' label with current cluster version",
@@ -399,6 +404,7 @@ impl Metrics {
             network,
             grpc,
             sampled,
+            cluster_version,
             sampler: OnceLock::new(),
             rendering: Mutex::new(()),
         }
@@ -442,6 +448,13 @@ impl Metrics {
         m.watchers.set(s.watchers as i64);
         m.slow_watchers.set(s.slow_watchers as i64);
         advance(&m.events, s.events);
+        // As etcd: one series, the previous cluster version's gone when it changes.
+        if let Some((major, minor)) = s.cluster_version {
+            self.cluster_version.reset();
+            self.cluster_version
+                .with_label_values(&[&format!("{major}.{minor}")])
+                .set(1);
+        }
     }
 }
 

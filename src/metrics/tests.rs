@@ -358,6 +358,16 @@ fn sampled_series_follow_the_member_and_counters_only_grow() {
     assert!(text.contains("\netcd_mvcc_put_total 5\n"));
     assert!(text.contains("\netcd_debugging_mvcc_keys_total 0\n"));
     assert!(text.contains("\netcd_server_has_leader 0\n"));
+
+    // The cluster version series follows the sampled version (a downgrade, an upgrade).
+    sample.cluster_version = Some((3, 3));
+    *shared.lock().unwrap() = sample;
+    let (_, text) = metrics.render();
+    assert!(text.contains("\netcd_cluster_version{cluster_version=\"3.3\"} 1\n"));
+    assert!(
+        !text.contains("cluster_version=\"3.4\""),
+        "the old series is gone"
+    );
 }
 
 #[test]

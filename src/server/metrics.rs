@@ -42,6 +42,7 @@ impl Server {
             watchers: watches.watchers,
             slow_watchers: watches.slow_watchers,
             events: watches.events_sent,
+            cluster_version: self.cluster_version(),
         }
     }
 }
