@@ -29,8 +29,6 @@ use crate::watch::{prefix_end, KeyRange, Outgoing, WatchSpec};
 /// The TTL of the lease etcd grants a Lock or Campaign that names none (its session's
 /// default). Nothing keeps it alive: the key goes when it expires.
 const SESSION_TTL_SECONDS: i64 = 60;
-/// etcd's `AutoWatchID`.
-const AUTO_WATCH_ID: i64 = 0;
 
 impl Server {
     /// Takes the lock `r.name` for the lease `r.lease` (a new 60 s lease when 0), waiting
@@ -235,16 +233,7 @@ impl Server {
             KeyRange::From(start) => (start.as_slice(), &[0u8][..]),
         };
         handle.may_watch(key, range_end).await?;
-        handle.stream().create(WatchSpec {
-            range,
-            watch_id: AUTO_WATCH_ID,
-            start_rev,
-            prev_kv: false,
-            progress_notify: false,
-            fragment: false,
-            no_put: false,
-            no_delete: false,
-        });
+        handle.stream().create(WatchSpec::of(range, start_rev));
         Ok(Waiter { handle })
     }
 }

@@ -64,6 +64,23 @@ pub struct WatchSpec {
     pub no_delete: bool,
 }
 
+impl WatchSpec {
+    /// A watch of `range` from `start_rev` (0: from the next revision), its ID chosen by the
+    /// hub, without options.
+    pub fn of(range: KeyRange, start_rev: i64) -> WatchSpec {
+        WatchSpec {
+            range,
+            watch_id: AUTO_WATCH_ID,
+            start_rev,
+            prev_kv: false,
+            progress_notify: false,
+            fragment: false,
+            no_put: false,
+            no_delete: false,
+        }
+    }
+}
+
 /// A response waiting in a stream's queue; the API turns it into a `WatchResponse`.
 #[derive(Debug)]
 pub enum Outgoing {
@@ -795,16 +812,7 @@ mod tests {
     }
 
     fn spec(key: &str, start_rev: i64) -> WatchSpec {
-        WatchSpec {
-            range: KeyRange::Single(key.as_bytes().to_vec()),
-            watch_id: AUTO_WATCH_ID,
-            start_rev,
-            prev_kv: false,
-            progress_notify: false,
-            fragment: false,
-            no_put: false,
-            no_delete: false,
-        }
+        WatchSpec::of(KeyRange::Single(key.as_bytes().to_vec()), start_rev)
     }
 
     /// Event revisions of every queued response, until `last` has been seen.
