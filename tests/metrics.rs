@@ -262,7 +262,7 @@ async fn metrics_url_serves_metrics_and_health_alone() {
     let health = get("/health").await;
     assert_eq!(
         (health.status, health.body.as_str()),
-        (200, "{\"health\":\"true\"}")
+        (200, "{\"health\":\"true\",\"reason\":\"\"}")
     );
     for probe in ["/livez", "/readyz"] {
         let reply = get(probe).await;

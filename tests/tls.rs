@@ -494,7 +494,10 @@ fn https_metrics_url_serves_with_the_client_ports_tls() {
         "{body}"
     );
     let (ok, body) = curl(&format!("{metrics_url}/health"), Some("client"));
-    assert!(ok && body == "{\"health\":\"true\"}", "{body}");
+    assert!(
+        ok && body == "{\"health\":\"true\",\"reason\":\"\"}",
+        "{body}"
+    );
     let (ok, body) = curl(&format!("{metrics_url}/metrics"), None);
     assert!(!ok, "served without a client certificate: {body}");
     let plain = metrics_url.replacen("https://", "http://", 1);

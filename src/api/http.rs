@@ -126,15 +126,21 @@ async fn observability(
                 let query = Query::of(&request.uri);
                 let excluded_alarms = query.all("exclude");
                 let serializable = query.first("serializable") == Some("true");
-                // etcd 3.4's bodies, as text: `{"health":"true"}`, and when unhealthy (503)
-                // as Go's http.Error writes it, with a line end.
+                // etcd 3.5+'s bodies (3.4's lack `reason`), as text: `{"health":"true",
+                // "reason":""}`, and when unhealthy (503) with etcd's reason, as Go's
+                // http.Error writes it, with a line end.
                 match server.health(serializable, &excluded_alarms).await {
                     Ok(()) => {
-                        let mut healthy = text(StatusCode::OK, "{\"health\":\"true\"}");
+                        let body = "{\"health\":\"true\",\"reason\":\"\"}";
+                        let mut healthy = text(StatusCode::OK, body);
                         healthy.headers_mut().remove("x-content-type-options");
                         healthy
                     }
-                    Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "{\"health\":\"false\"}\n"),
+                    Err(reason) => {
+                        let body =
+                            serde_json::json!({"health": "false", "reason": reason.to_string()});
+                        text(StatusCode::SERVICE_UNAVAILABLE, format!("{body}\n"))
+                    }
                 }
             }
         },
