@@ -574,6 +574,24 @@ macro_rules! provider_signatures {
     };
 }
 
+/// The client-auth policy half of a client-certificate verifier that wraps another
+/// (`self.inner`): whether and which certificates to ask for is the inner one's.
+macro_rules! inner_client_auth_policy {
+    () => {
+        fn offer_client_auth(&self) -> bool {
+            self.inner.offer_client_auth()
+        }
+
+        fn client_auth_mandatory(&self) -> bool {
+            self.inner.client_auth_mandatory()
+        }
+
+        fn root_hint_subjects(&self) -> &[DistinguishedName] {
+            self.inner.root_hint_subjects()
+        }
+    };
+}
+
 /// Accepts any server certificate, still checking that the server holds its key.
 #[derive(Debug)]
 struct AnyServerCertificate {
@@ -707,17 +725,7 @@ struct AllowedClient {
 }
 
 impl ClientCertVerifier for AllowedClient {
-    fn offer_client_auth(&self) -> bool {
-        self.inner.offer_client_auth()
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        self.inner.client_auth_mandatory()
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
-    }
+    inner_client_auth_policy!();
 
     fn verify_client_cert(
         &self,
@@ -750,17 +758,7 @@ struct AnchorAsClient {
 }
 
 impl ClientCertVerifier for AnchorAsClient {
-    fn offer_client_auth(&self) -> bool {
-        self.inner.offer_client_auth()
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        self.inner.client_auth_mandatory()
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
-    }
+    inner_client_auth_policy!();
 
     fn verify_client_cert(
         &self,
