@@ -659,12 +659,6 @@ fn accepted_but_ignored(f: &Flags) -> Result<Vec<String>, String> {
     if let Some(v) = &f.feature_gates {
         ignored.extend(crate::feature_gates::check(v)?);
     }
-    if f.quota_backend_bytes.is_some_and(|q| q > 0) {
-        ignored.push(
-            "--quota-backend-bytes: the space quota (NOSPACE alarm) is not enforced yet"
-                .to_string(),
-        );
-    }
     Ok(ignored)
 }
 

@@ -138,10 +138,14 @@ pub enum EtcdError {
     ClusterVersionUnavailable = 57,
     #[error("etcdserver: cluster has a downgrade job in progress")]
     DowngradeInProcess = 58,
+    /// A write refused while a CORRUPT alarm is raised: etcd's answer, the same text as
+    /// `Corrupt`, but about the cluster's alarm, not this member's data.
+    #[error("etcdserver: corrupt cluster")]
+    CorruptAlarm = 59,
 }
 
 impl EtcdError {
-    const ALL: [EtcdError; 58] = [
+    const ALL: [EtcdError; 59] = [
         EtcdError::EmptyKey,
         EtcdError::KeyNotFound,
         EtcdError::ValueProvided,
@@ -200,6 +204,7 @@ impl EtcdError {
         EtcdError::InvalidSortOption,
         EtcdError::ClusterVersionUnavailable,
         EtcdError::DowngradeInProcess,
+        EtcdError::CorruptAlarm,
     ];
 
     pub fn code(self) -> Code {
@@ -224,7 +229,7 @@ impl EtcdError {
             NoLeader | Stopped | Timeout | NotSupportedForLearner | LeaderTransferTimeout => {
                 Code::Unavailable
             }
-            Corrupt => Code::DataLoss,
+            Corrupt | CorruptAlarm => Code::DataLoss,
             PermissionDenied => Code::PermissionDenied,
             InvalidAuthToken => Code::Unauthenticated,
             NoPasswordUser | SessionExpired | ElectionNotLeader | ElectionNoLeader

@@ -14,7 +14,7 @@
 //!                  │
 //!                apply         etcd's semantics of Range, Put, DeleteRange, Txn, Compact,
 //!                  │           Auth; who may run which request
-//!  mvcc, lease, auth, members ──▶ watch (each commit's changes, to the watchers)
+//!  mvcc, lease, auth, alarms, members ──▶ watch (each commit's changes, to the watchers)
 //!                  │
 //!               storage        RocksDB, one typed handle per column family
 //! ```
@@ -33,6 +33,7 @@
 //! - [`watch`]: watchers, told of each commit in revision order, caught up from history.
 //! - [`lease`]: leases, their attached keys, their expiry (on the leader) and revocation.
 //! - [`auth`]: users, roles, key-range permissions, password hashes and tokens.
+//! - [`alarms`]: the alarms raised (NOSPACE, CORRUPT), the same on every member.
 //! - [`members`]: the name and client URLs each member publishes.
 //! - [`mvcc`]: revisions, the key index, history and compaction.
 //! - [`storage`]: the RocksDB instance, typed handles on its column families, snapshot files.
@@ -50,6 +51,7 @@
 //! `--enable-distributed-tracing`). `fuzzing`: the checks the fuzz targets in `fuzz/` call (cargo feature
 //! `fuzzing`).
 
+pub mod alarms;
 pub mod api;
 pub mod apply;
 pub mod auth;

@@ -1471,46 +1471,67 @@ async fn maintenance_and_membership_requests_reserved_to_root() {
     assert_denied(alice.member_remove(member_id).await);
     assert_denied(alice.member_promote(member_id).await);
 
-    // etcd 3.4 lets any user compact and raise or clear alarms.
+    // etcd 3.4 lets any user compact and raise or clear alarms; from 3.5 on (and in
+    // Cairn), raising and clearing alarms is root's.
     alice
         .compact(common::rev(put.header()), None)
         .await
         .expect("compaction: any user");
-    if !testing_cairn() {
-        // Raising and clearing alarms: not yet in Cairn.
-        let mut activate = AlarmOptions::new();
-        activate.with_member(member_id);
-        alice
-            .alarm(AlarmAction::Activate, AlarmType::Nospace, Some(activate))
+    let any_user_alarms = common::is_etcd_34(&mut root).await;
+    let mut activate = AlarmOptions::new();
+    activate.with_member(member_id);
+    let raised = alice
+        .alarm(
+            AlarmAction::Activate,
+            AlarmType::Nospace,
+            Some(activate.clone()),
+        )
+        .await;
+    if any_user_alarms {
+        raised.expect("alarm activate: any user");
+    } else {
+        assert_denied(raised);
+        root.alarm(AlarmAction::Activate, AlarmType::Nospace, Some(activate))
             .await
-            .expect("alarm activate: any user");
-        let alarms = root
-            .alarm(AlarmAction::Get, AlarmType::None, None)
-            .await
-            .unwrap();
-        assert_eq!(alarms.alarms().len(), 1);
-        assert_eq!(alarms.alarms()[0].member_id(), member_id);
-        assert_eq!(alarms.alarms()[0].alarm(), AlarmType::Nospace);
-        let mut deactivate = AlarmOptions::new();
-        deactivate.with_member(member_id);
-        alice
-            .alarm(
-                AlarmAction::Deactivate,
-                AlarmType::Nospace,
-                Some(deactivate),
-            )
-            .await
-            .expect("alarm deactivate: any user");
-        let alarms = alice
-            .alarm(AlarmAction::Get, AlarmType::None, None)
-            .await
-            .expect("alarm list: any user");
-        assert!(
-            alarms.alarms().is_empty(),
-            "{} alarms left",
-            alarms.alarms().len()
-        );
+            .expect("alarm activate: root");
     }
+    let alarms = root
+        .alarm(AlarmAction::Get, AlarmType::None, None)
+        .await
+        .unwrap();
+    assert_eq!(alarms.alarms().len(), 1);
+    assert_eq!(alarms.alarms()[0].member_id(), member_id);
+    assert_eq!(alarms.alarms()[0].alarm(), AlarmType::Nospace);
+    let mut deactivate = AlarmOptions::new();
+    deactivate.with_member(member_id);
+    let cleared = alice
+        .alarm(
+            AlarmAction::Deactivate,
+            AlarmType::Nospace,
+            Some(deactivate.clone()),
+        )
+        .await;
+    if any_user_alarms {
+        cleared.expect("alarm deactivate: any user");
+    } else {
+        assert_denied(cleared);
+        root.alarm(
+            AlarmAction::Deactivate,
+            AlarmType::Nospace,
+            Some(deactivate),
+        )
+        .await
+        .expect("alarm deactivate: root");
+    }
+    let alarms = alice
+        .alarm(AlarmAction::Get, AlarmType::None, None)
+        .await
+        .expect("alarm list: any user");
+    assert!(
+        alarms.alarms().is_empty(),
+        "{} alarms left",
+        alarms.alarms().len()
+    );
 
     alice
         .alarm(AlarmAction::Get, AlarmType::None, None)

@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["server"],
     &["raft"],
     &["apply"],
-    &["watch", "lease", "members", "auth"],
+    &["watch", "lease", "members", "auth", "alarms"],
     &["mvcc"],
     &["storage"],
     &["config"],

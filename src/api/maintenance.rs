@@ -6,7 +6,6 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::{context, not_yet, BoxStream};
-use crate::proto::etcdserverpb::alarm_request::AlarmAction;
 use crate::proto::etcdserverpb::maintenance_server::Maintenance;
 use crate::proto::etcdserverpb::*;
 use crate::server::Server;
@@ -27,11 +26,10 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<AlarmRequest>,
     ) -> Result<Response<AlarmResponse>, Status> {
-        // Raising and clearing alarms is not built.
-        match AlarmAction::try_from(request.get_ref().action) {
-            Ok(AlarmAction::Get) => Ok(Response::new(self.server.alarm_list(&context(&request)))),
-            _ => Err(not_yet("Maintenance.Alarm activate/deactivate")),
-        }
+        let ctx = context(&request);
+        Ok(Response::new(
+            self.server.alarm(&ctx, request.into_inner()).await?,
+        ))
     }
 
     async fn status(

@@ -30,6 +30,7 @@ struct Fixture {
     mvcc: Arc<Mvcc>,
     leases: Arc<Lessor>,
     auth: Arc<AuthStore>,
+    alarms: crate::alarms::AlarmStore,
 }
 
 fn open() -> Fixture {
@@ -43,8 +44,10 @@ fn open() -> Fixture {
         ..crate::auth::AuthSettings::default()
     };
     let auth = AuthStore::open(storage.clone(), &settings).unwrap();
+    let alarms = crate::alarms::AlarmStore::open(storage.clone()).unwrap();
     Fixture {
         _dir: dir,
+        alarms,
         storage,
         mvcc,
         leases,
@@ -64,6 +67,7 @@ impl Fixture {
         let applier = Applier {
             leases: &self.leases,
             auth: &self.auth,
+            alarms: &self.alarms,
             index: 1,
         };
         let applied = apply_request(
@@ -990,6 +994,7 @@ fn an_empty_request_is_a_failure_to_apply_not_an_etcd_error() {
     let applier = Applier {
         leases: &f.leases,
         auth: &f.auth,
+        alarms: &f.alarms,
         index: 1,
     };
     let applied = apply_request(

@@ -304,7 +304,7 @@ impl Mvcc {
     /// Defragmentation, RocksDB's way: a full compaction of the key-value data, which
     /// rewrites its files without the space deleted revisions held. Blocks for as long.
     pub fn defragment(&self) {
-        self.storage.kv().compact();
+        self.storage.compact_state_machine();
     }
 
     /// Replaces the whole state: `rewrite` replaces the storage underneath (a snapshot is

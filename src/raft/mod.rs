@@ -2,7 +2,7 @@
 //!
 //! Owns the Raft type configuration, the log store (with group commit), the state machine
 //! (which applies committed entries through `apply`), the client side of peer networking,
-//! and start-up of the Raft node. May call `storage`, `mvcc`, `lease`, `auth`,
+//! and start-up of the Raft node. May call `storage`, `mvcc`, `lease`, `auth`, `alarms`,
 //! `watch`, `members`, `apply`, `net` (the peers' connections), and `metrics` (disk
 //! syncs and commits, slow applies, peer traffic).
 
@@ -110,6 +110,7 @@ pub async fn start(
     watch: Arc<WatchHub>,
     lessor: Arc<Lessor>,
     auth: Arc<crate::auth::AuthStore>,
+    alarms: Arc<crate::alarms::AlarmStore>,
     peers: Arc<Peers>,
     snapshot_dir: std::path::PathBuf,
     metrics: Arc<crate::metrics::Metrics>,
@@ -143,6 +144,7 @@ pub async fn start(
         watch,
         lessor,
         auth,
+        alarms,
         snapshot_dir,
         schedule.clone(),
         metrics.clone(),

@@ -3,7 +3,7 @@
 //!
 //! Owns the applied log id and membership (`MetaKey::Applied`, `MetaKey::Membership`),
 //! and the snapshot files' names, metas and lifecycle in the snapshot directory. May call
-//! `storage`, `mvcc`, `lease`, `auth`, `members`, `watch`, `apply`, and `metrics` (commit
+//! `storage`, `mvcc`, `lease`, `auth`, `alarms`, `members`, `watch`, `apply`, and `metrics` (commit
 //! times, slow applies).
 //!
 //! The applied log id and membership are written in the same storage batch as the changes
@@ -27,6 +27,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::snapshot_schedule::SnapshotSchedule;
 use super::{trace_of, BatchResults, LogId, MemberInfo, StoredMembership, TypeConfig};
+use crate::alarms::AlarmStore;
 use crate::apply::{apply_request, Applier};
 use crate::auth::AuthStore;
 use crate::lease::Lessor;
@@ -57,6 +58,7 @@ pub struct StateMachine {
     watch: Arc<WatchHub>,
     lessor: Arc<Lessor>,
     auth: Arc<AuthStore>,
+    alarms: Arc<AlarmStore>,
     snapshot_dir: PathBuf,
     applied: Option<LogId>,
     membership: StoredMembership,
@@ -91,6 +93,7 @@ impl StateMachine {
         watch: Arc<WatchHub>,
         lessor: Arc<Lessor>,
         auth: Arc<AuthStore>,
+        alarms: Arc<AlarmStore>,
         snapshot_dir: PathBuf,
         schedule: Arc<SnapshotSchedule>,
         metrics: Arc<Metrics>,
@@ -102,6 +105,7 @@ impl StateMachine {
                 .map_err(sm_write_err)?;
             lessor.reload().map_err(sm_write_err)?;
             auth.reload().map_err(sm_write_err)?;
+            alarms.reload().map_err(sm_write_err)?;
             // Watchers are told of changes after the store's revision from here on.
             watch.reset(mvcc.current_rev());
         }
@@ -113,6 +117,7 @@ impl StateMachine {
             watch,
             lessor,
             auth,
+            alarms,
             snapshot_dir,
             applied,
             membership,
@@ -165,6 +170,7 @@ impl StateMachine {
         let applier = Applier {
             leases: &self.lessor,
             auth: &self.auth,
+            alarms: &self.alarms,
             index,
         };
         apply_request(guard, &applier, request)
@@ -316,6 +322,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(sm_write_err)?;
         self.lessor.reload().map_err(sm_write_err)?;
         self.auth.reload().map_err(sm_write_err)?;
+        self.alarms.reload().map_err(sm_write_err)?;
         self.watch.reset(self.mvcc.current_rev());
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();

@@ -128,8 +128,7 @@ impl Server {
 
     /// The names of the alarms raised on any member (`NOSPACE`, `CORRUPT`).
     fn raised_alarms(&self) -> Vec<String> {
-        self.alarm_list(&RequestContext::internal())
-            .alarms
+        self.alarm_list()
             .iter()
             .filter_map(|a| AlarmType::try_from(a.alarm).ok())
             .map(|a| a.as_str_name().to_string())

@@ -1,31 +1,32 @@
-//! `Status`, `Alarm`, `Defragment`, `Hash`, `HashKV`, `MoveLeader` and `Downgrade`.
+//! `Status`, `Alarm` (the alarms are `alarms`'), `Defragment`, `Hash`, `HashKV`, `MoveLeader` and `Downgrade`.
 
 use super::role::MemberRole;
 use super::{RequestContext, Server};
 use crate::config::ETCD_API_VERSION;
 use crate::error::EtcdError;
 use crate::proto::cairnraftpb::{apply_result, internal_request, DowngradeInfoSet};
+use crate::proto::etcdserverpb::alarm_request::AlarmAction;
 use crate::proto::etcdserverpb::downgrade_request::DowngradeAction;
 use crate::proto::etcdserverpb::{
-    AlarmResponse, DefragmentResponse, DowngradeInfo, DowngradeRequest, DowngradeResponse,
-    HashKvRequest, HashKvResponse, HashResponse, MoveLeaderRequest, MoveLeaderResponse,
-    StatusResponse,
+    AlarmMember, AlarmRequest, AlarmResponse, AlarmType, DefragmentResponse, DowngradeInfo,
+    DowngradeRequest, DowngradeResponse, HashKvRequest, HashKvResponse, HashResponse,
+    MoveLeaderRequest, MoveLeaderResponse, StatusResponse,
 };
 
 impl Server {
     pub fn status(&self, _ctx: &RequestContext) -> StatusResponse {
         let metrics = self.raft.metrics().borrow().clone();
-        let db_size = self.storage.size_bytes() as i64;
+        let size = self.storage.store_size();
         StatusResponse {
             header: Some(self.header(0)),
             version: ETCD_API_VERSION.to_string(),
-            db_size,
+            db_size: size.total_bytes as i64,
             leader: self.leader_id().unwrap_or(0),
             raft_index: metrics.last_log_index.unwrap_or(0),
             raft_term: metrics.current_term,
             raft_applied_index: metrics.last_applied.map_or(0, |l| l.index),
             errors: Vec::new(),
-            db_size_in_use: db_size,
+            db_size_in_use: size.in_use_bytes as i64,
             is_learner: self.is_learner(),
             storage_version: self.storage_version().unwrap_or_default(),
             db_size_quota: i64::try_from(self.quota_backend_bytes).unwrap_or(i64::MAX),
@@ -39,11 +40,32 @@ impl Server {
         }
     }
 
-    /// The alarms raised: Cairn raises none yet, so the list is truly empty.
-    pub fn alarm_list(&self, _ctx: &RequestContext) -> AlarmResponse {
-        AlarmResponse {
-            header: Some(self.header(0)),
-            alarms: Vec::new(),
+    /// The alarms this member has applied, of every type.
+    pub fn alarm_list(&self) -> Vec<AlarmMember> {
+        self.alarms.list(AlarmType::None)
+    }
+
+    /// etcd's Alarm: GET lists the alarms after a read barrier (etcd reads them through
+    /// Raft; no auth check, as etcd 3.4); ACTIVATE and DEACTIVATE go through Raft, root
+    /// only under auth (etcd 3.5 on).
+    pub async fn alarm(
+        &self,
+        ctx: &RequestContext,
+        r: AlarmRequest,
+    ) -> Result<AlarmResponse, EtcdError> {
+        match AlarmAction::try_from(r.action) {
+            Ok(AlarmAction::Get) => {
+                self.read_barrier(ctx).await?;
+                let alarm = AlarmType::try_from(r.alarm).unwrap_or(AlarmType::None);
+                Ok(AlarmResponse {
+                    header: Some(self.header(0)),
+                    alarms: self.alarms.list(alarm),
+                })
+            }
+            _ => {
+                self.check_admin(ctx).await?;
+                propose_as!(self, ctx, Alarm(r))
+            }
         }
     }
 

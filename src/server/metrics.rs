@@ -22,7 +22,7 @@ impl Server {
         let applied_index = raft.last_applied.map_or(0, |l| l.index);
         let ops = self.mvcc.op_counts();
         let watches = self.watch.counts();
-        let db_size_bytes = self.storage.size_bytes();
+        let size = self.storage.store_size();
         Sample {
             has_leader: leader.is_some(),
             is_leader: leader == Some(self.identity.member_id),
@@ -35,9 +35,8 @@ impl Server {
             live_keys: self.mvcc.live_keys(),
             current_revision: self.mvcc.current_rev(),
             compact_revision: self.mvcc.compact_rev(),
-            db_size_bytes,
-            // RocksDB's files hold no free pages to tell apart, as bbolt's do.
-            db_size_in_use_bytes: db_size_bytes,
+            db_size_bytes: size.total_bytes,
+            db_size_in_use_bytes: size.in_use_bytes,
             watch_streams: watches.streams,
             watchers: watches.watchers,
             slow_watchers: watches.slow_watchers,

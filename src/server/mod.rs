@@ -10,13 +10,13 @@
 //! (`role`), what the health endpoints report (`health`), the lease lifecycle on a member
 //! (`lease`), membership changes (`cluster`, `membership`), leadership transfer and the
 //! leader monitor (`leadership`), this member's identity (`identity`), its metrics
-//! (`metrics`), and the Lock and Election services, built on the methods above (`lock`,
+//! (`metrics`), the space quota (`quota`), and the Lock and Election services, built on the methods above (`lock`,
 //! `election`).
 //!
 //! A request's path: `api::kv` → `Server::put` (`kv`) → `proposer` → `raft` (log in
 //! `storage`) → `raft::state_machine` → `apply` → `mvcc`/`lease` → `watch`.
 //!
-//! May call `raft`, `apply`, `auth`, `mvcc`, `lease`, `watch`, `members`, `storage`,
+//! May call `raft`, `apply`, `auth`, `alarms`, `mvcc`, `lease`, `watch`, `members`, `storage`,
 //! `cluster`, `net`, `config` and `metrics`; never `api` or `peer`.
 
 /// Proposes a write of kind `$kind` (a variant both `internal_request::Request` and
@@ -55,6 +55,7 @@ mod membership;
 mod metrics;
 mod peer_requests;
 mod proposer;
+mod quota;
 mod raft_errors;
 mod read_barrier;
 mod role;
@@ -74,6 +75,7 @@ use std::time::Duration;
 use anyhow::Context;
 use prost::Message;
 
+use crate::alarms::AlarmStore;
 use crate::auth::{AuthSettings, AuthStore};
 use crate::cluster::Identity;
 use crate::config::{ClusterState, Config, MetricsLevel};
@@ -114,10 +116,12 @@ pub struct Server {
     watch: Arc<WatchHub>,
     lessor: Arc<Lessor>,
     auth: Arc<AuthStore>,
+    alarms: Arc<AlarmStore>,
     /// `--client-cert-auth`: a verified certificate's common name is the user.
     client_cert_auth: bool,
-    /// `--quota-backend-bytes` (etcd's default when 0), as `Status` reports it.
+    /// `--quota-backend-bytes` (etcd's default when 0): the space quota (`quota`).
     quota_backend_bytes: u64,
+    store_size_cache: quota::SizeCache,
     /// Connections to the other members.
     peers: Arc<Peers>,
     storage: Arc<Storage>,
@@ -183,6 +187,7 @@ impl Server {
                 bcrypt_cost: config.bcrypt_cost,
             },
         )?;
+        let alarms = Arc::new(AlarmStore::open(storage.clone())?);
         let raft = raft::start(
             identity.member_id,
             RaftSettings {
@@ -197,6 +202,7 @@ impl Server {
             watch.clone(),
             lessor.clone(),
             auth.clone(),
+            alarms.clone(),
             peers.clone(),
             member_dir.join("snap"),
             metrics.clone(),
@@ -234,8 +240,10 @@ impl Server {
             watch,
             lessor,
             auth,
+            alarms,
             client_cert_auth: config.client_tls.client_cert_auth,
             quota_backend_bytes: config.quota_backend_bytes,
+            store_size_cache: quota::SizeCache::default(),
             peers,
             storage,
             limits: Limits {
@@ -338,6 +346,8 @@ impl Server {
         ctx: &RequestContext,
         request: internal_request::Request,
     ) -> Result<apply_result::Result, EtcdError> {
+        // Checked where the client called; a forwarded proposal does not come back here.
+        self.check_quota(&request).await?;
         let mut request = InternalRequest {
             request: Some(request),
             caller: None,

@@ -209,10 +209,16 @@ pub enum MetaKey {
     Member(u64),
     /// Encoded `DowngradeInfoSet`: the downgrade in progress, if any (`members`).
     Downgrade,
+    /// An alarm raised (`alarms`): the record's presence is the alarm; its value is the
+    /// encoded `AlarmMember`.
+    Alarm { member_id: u64, alarm: i32 },
 }
 
 /// Prefix of `MetaKey::Member`: `member/` + member ID (8 bytes, big-endian).
 const MEMBER_PREFIX: &[u8] = b"member/";
+/// Prefix of `MetaKey::Alarm`: `alarm/` + alarm type (4 bytes) + member ID (8 bytes),
+/// big-endian.
+const ALARM_PREFIX: &[u8] = b"alarm/";
 
 impl MetaKey {
     fn key(self) -> Cow<'static, [u8]> {
@@ -223,6 +229,9 @@ impl MetaKey {
             MetaKey::CompactRev => Cow::Borrowed(b"compact_rev"),
             MetaKey::Member(id) => Cow::Owned([MEMBER_PREFIX, &id.to_be_bytes()].concat()),
             MetaKey::Downgrade => Cow::Borrowed(b"downgrade"),
+            MetaKey::Alarm { member_id, alarm } => {
+                Cow::Owned([ALARM_PREFIX, &alarm.to_be_bytes(), &member_id.to_be_bytes()].concat())
+            }
         }
     }
 }
@@ -243,6 +252,21 @@ impl<'a> MetaCf<'a> {
 
     pub fn put(&self, batch: &mut WriteBatch, key: MetaKey, value: &[u8]) {
         batch.put_cf(self.cf, key.key(), value);
+    }
+
+    pub fn delete(&self, batch: &mut WriteBatch, key: MetaKey) {
+        batch.delete_cf(self.cf, key.key());
+    }
+
+    /// The values of every `MetaKey::Alarm` record, by alarm type then member ID.
+    pub fn alarms(&self) -> impl Iterator<Item = StorageResult<Box<[u8]>>> + 'a {
+        self.source
+            .iter(
+                self.cf,
+                IteratorMode::From(ALARM_PREFIX, Direction::Forward),
+            )
+            .take_while(|item| !matches!(item, Ok((key, _)) if !key.starts_with(ALARM_PREFIX)))
+            .map(|item| item.map(|(_, value)| value))
     }
 
     /// The values of every `MetaKey::Member` record, in member ID order.

@@ -175,26 +175,55 @@ impl Storage {
         self.db.cancel_all_background_work(true);
     }
 
-    /// Bytes on disk (SST files) plus bytes in memtables: what `Status.dbSize` reports.
-    pub fn size_bytes(&self) -> u64 {
-        let mut total = 0;
-        for name in COLUMN_FAMILIES {
+    /// The size of the state machine's data (`StoreSize`): what `Status.dbSize` reports
+    /// and the space quota measures. Reads RocksDB's properties (some under its lock):
+    /// callers that ask per request cache it (`server::quota`).
+    pub fn store_size(&self) -> StoreSize {
+        let mut size = StoreSize::default();
+        for name in STATE_MACHINE_FAMILIES {
             let cf = self.cf(name);
-            for prop in [
-                "rocksdb.total-sst-files-size",
-                "rocksdb.size-all-mem-tables",
-            ] {
-                total += self
-                    .db
-                    .property_int_value_cf(cf, prop)
+            let property = |name: &str| {
+                self.db
+                    .property_int_value_cf(cf, name)
                     .ok()
                     .flatten()
-                    .unwrap_or(0);
-            }
+                    .unwrap_or(0)
+            };
+            let memtables = property("rocksdb.cur-size-all-mem-tables");
+            let files = property("rocksdb.total-sst-files-size");
+            let live = property("rocksdb.estimate-live-data-size").min(files);
+            size.total_bytes += files + memtables;
+            size.in_use_bytes += live + memtables;
         }
-        total
+        size
     }
 }
+
+impl Storage {
+    /// Rewrites the state machine's families without what compactions and overwrites left
+    /// behind (memtables flushed first): the files then hold only live data.
+    pub fn compact_state_machine(&self) {
+        for name in STATE_MACHINE_FAMILIES {
+            self.db
+                .compact_range_cf(self.cf(name), None::<&[u8]>, None::<&[u8]>);
+        }
+    }
+}
+
+/// The state machine's data as etcd's `dbSize` counts bbolt's file: the SST files of the
+/// `kv`, `meta`, `lease` and `auth` families, plus their memtables (what is so far only in
+/// the write-ahead log). Not the Raft log, as etcd's quota does not count etcd's WAL.
+/// Revisions deleted by a compaction still count until RocksDB rewrites their files (a
+/// defragmentation does it at once), as bbolt's free pages count until etcd defragments.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreSize {
+    pub total_bytes: u64,
+    /// Without what RocksDB estimates its files hold beyond the live data (`dbSizeInUse`).
+    pub in_use_bytes: u64,
+}
+
+/// The families `StoreSize` counts: the state machine's.
+const STATE_MACHINE_FAMILIES: [&str; 4] = [CF_KV, CF_META, CF_LEASE, CF_AUTH];
 
 /// See `Storage::view`. Reads through its handles see the state when it was taken; it is
 /// also what a snapshot file is exported from (`View::export_snapshot`).
