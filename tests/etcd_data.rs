@@ -586,8 +586,7 @@ fn etcd34_snapshot_restore() {
 }
 
 /// etcd 3.7: the lock check sees it; 3.5+'s requests (member attributes and cluster version
-/// as v3 requests, hashed passwords in the log) map; the WAL's snapshot records carry the
-/// membership.
+/// as v3 requests, hashed passwords in the log, base64) map.
 #[test]
 fn etcd37_log_maps_to_the_requests_issued() {
     let Some(bins) = etcd37() else { return };
@@ -611,6 +610,36 @@ fn etcd37_log_maps_to_the_requests_issued() {
     assert_history(&entries, &expected);
     assert!(bcrypt::verify("rootpw", &user_hash(&entries, "root", false)).unwrap());
     assert!(bcrypt::verify("alicepw2", &user_hash(&entries, "alice", true)).unwrap());
+}
+
+/// etcd 3.7 with `--snapshot-count 5`: the log starts after the newest .snap file (which
+/// 3.7's WAL snapshot records match, membership included) and holds exactly the last
+/// requests.
+#[test]
+fn etcd37_snapshots() {
+    let Some(bins) = etcd37() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut etcd = Etcd::start(&bins, &tmp.path().join("d"), 5);
+    let issued: Vec<String> = (0..23).map(|i| format!("put k{i}=v{i}")).collect();
+    for i in 0..23 {
+        etcd.ctl(&["put", &format!("k{i}"), &format!("v{i}")]);
+    }
+    let (member_id, cluster_id, applied) = etcd.status(&[]);
+    etcd.stop();
+    let log = read_raft_log(&etcd.dirs()).unwrap();
+    assert_eq!((log.member_id, log.cluster_id), (member_id, cluster_id));
+    assert!(log.hard_state.commit >= applied);
+    let newest = &log.snap_files.snaps[0];
+    assert_eq!(log.snapshot.file.as_ref(), Some(&newest.path));
+    assert!(log.snapshot.index > 0);
+    assert_eq!(
+        log.snapshot.conf_state.clone().unwrap().voters,
+        vec![member_id]
+    );
+    let after = client_requests(&mapped(&log));
+    assert_eq!(after.len(), log.entry_count(), "only client requests");
+    assert!(after.len() <= 8, "{after:?}");
+    assert_eq!(after[..], issued[issued.len() - after.len()..]);
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
