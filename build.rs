@@ -57,6 +57,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .out_dir(&peer_dir)
         .compile_protos(&["proto/raft_peer.proto"], &["proto"])?;
 
+    // etcd's own on-disk types (WAL, .snap, its Raft payloads), read when taking over an etcd
+    // member's data directory (`etcd_data`); a directory of its own, as above.
+    let etcd_dir = out_dir.join("etcd");
+    std::fs::create_dir_all(&etcd_dir)?;
+    tonic_prost_build::configure()
+        .build_server(false)
+        .build_client(false)
+        .out_dir(&etcd_dir)
+        .compile_protos(
+            &["proto/etcd_wal.proto", "proto/etcd_server.proto"],
+            &["proto"],
+        )?;
+
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }

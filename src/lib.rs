@@ -41,6 +41,7 @@
 //! Start-up and plumbing:
 //! - [`config`]: etcd's flags, `ETCD_*` variables and YAML config file.
 //! - [`feature_gates`]: etcd 3.7's `--feature-gates`, and which Cairn can honour.
+//! - [`etcd_data`]: a stopped etcd member's Raft state (WAL, .snap files) and its log entries as Cairn's requests.
 //! - [`cluster`]: member and cluster IDs, derived as etcd derives them; etcd's URL spelling.
 //! - [`net`]: listeners, TLS on both ports and to peers, replies coalesced into fewer writes.
 //! - [`metrics`]: Prometheus metrics under etcd's names, one registry per member.
@@ -59,6 +60,7 @@ pub mod auto_compaction;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod etcd_data;
 pub mod failpoints;
 pub mod feature_gates;
 #[cfg(feature = "fuzzing")]

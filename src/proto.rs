@@ -39,6 +39,25 @@ pub mod cairnpeerpb {
     include!(concat!(env!("OUT_DIR"), "/peer/cairnpeerpb.rs"));
 }
 
+/// etcd's on-disk and Raft-log types, read (never written) when Cairn takes over an etcd
+/// member's data directory (`etcd_data`). etcd's `etcdserverpb` payloads are package
+/// `etcdraftpb` here; the API messages they carry are Cairn's [`etcdserverpb`] types.
+pub mod etcd {
+    pub use super::{authpb, etcdserverpb, mvccpb};
+    pub mod raftpb {
+        include!(concat!(env!("OUT_DIR"), "/etcd/raftpb.rs"));
+    }
+    pub mod walpb {
+        include!(concat!(env!("OUT_DIR"), "/etcd/walpb.rs"));
+    }
+    pub mod membershippb {
+        include!(concat!(env!("OUT_DIR"), "/etcd/membershippb.rs"));
+    }
+    pub mod etcdraftpb {
+        include!(concat!(env!("OUT_DIR"), "/etcd/etcdraftpb.rs"));
+    }
+}
+
 /// Descriptor set of the served API, for gRPC reflection.
 pub const API_FILE_DESCRIPTOR_SET: &[u8] =
     tonic::include_file_descriptor_set!("etcd_api_descriptor");
