@@ -19,7 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["mvcc"],
     &["storage"],
     &["config"],
-    &["cluster", "net", "feature_gates", "metrics"],
+    &["cluster", "net", "feature_gates", "metrics", "etcd_data"],
     &["failpoints", "proto", "error", "telemetry"],
 ];
 
