@@ -45,6 +45,7 @@
 //! - [`cluster`]: member and cluster IDs, derived as etcd derives them; etcd's URL spelling.
 //! - [`net`]: listeners, TLS on both ports and to peers, replies coalesced into fewer writes.
 //! - [`metrics`]: Prometheus metrics under etcd's names, one registry per member.
+//! - [`bbolt`]: bbolt files (etcd's backend and snapshots), read page by page, bulk-written.
 //!
 //! Shared by all: [`proto`] (the wire messages), [`error`] (etcd's error codes and
 //! messages), [`failpoints`] (named fault-injection points for tests, cargo feature
@@ -57,6 +58,7 @@ pub mod api;
 pub mod apply;
 pub mod auth;
 pub mod auto_compaction;
+pub mod bbolt;
 pub mod cluster;
 pub mod config;
 pub mod error;
