@@ -36,6 +36,7 @@
 //! - [`alarms`]: the alarms raised (NOSPACE, CORRUPT), the same on every member.
 //! - [`members`]: the name and client URLs each member publishes.
 //! - [`mvcc`]: revisions, the key index, history and compaction.
+//! - [`etcd_backend`]: etcd's bbolt layout: Cairn's state as an etcd snapshot, and back.
 //! - [`storage`]: the RocksDB instance, typed handles on its column families, snapshot files.
 //!
 //! Start-up and plumbing:
@@ -62,6 +63,7 @@ pub mod bbolt;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod etcd_backend;
 pub mod etcd_data;
 pub mod failpoints;
 pub mod feature_gates;

@@ -14,7 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["api", "peer", "auto_compaction"],
     &["server"],
     &["raft"],
-    &["apply"],
+    &["apply", "etcd_backend"],
     &["watch", "lease", "members", "auth", "alarms"],
     &["mvcc"],
     &["storage"],

@@ -616,6 +616,38 @@ impl AuthStore {
     }
 }
 
+/// etcd's buckets for the `auth` family's records: `auth` (whether auth is enabled, the
+/// auth revision), `authUsers` and `authRoles` (by name). Values are the same bytes in
+/// both (`[1]`/`[0]`, a big-endian u64, encoded `authpb` messages).
+pub const ETCD_BUCKETS: [&str; 3] = ["auth", "authUsers", "authRoles"];
+
+/// Where etcd keeps a record of the `auth` family: its bucket and key. None for a record
+/// etcd has no place for.
+pub fn etcd_place_of(key: &[u8]) -> Option<(&'static str, &[u8])> {
+    if let Some(name) = key.strip_prefix(USER_PREFIX) {
+        Some(("authUsers", name))
+    } else if let Some(name) = key.strip_prefix(ROLE_PREFIX) {
+        Some(("authRoles", name))
+    } else if key == KEY_ENABLED {
+        Some(("auth", b"authEnabled"))
+    } else if key == KEY_REVISION {
+        Some(("auth", b"authRevision"))
+    } else {
+        None
+    }
+}
+
+/// The `auth` family's key for a record of etcd's auth buckets (`etcd_place_of`'s inverse).
+pub fn record_key_of_etcd(bucket: &str, key: &[u8]) -> Option<Vec<u8>> {
+    match (bucket, key) {
+        ("authUsers", name) => Some([USER_PREFIX, name].concat()),
+        ("authRoles", name) => Some([ROLE_PREFIX, name].concat()),
+        ("auth", b"authEnabled") => Some(KEY_ENABLED.to_vec()),
+        ("auth", b"authRevision") => Some(KEY_REVISION.to_vec()),
+        _ => None,
+    }
+}
+
 fn user_key(name: &str) -> Vec<u8> {
     [USER_PREFIX, name.as_bytes()].concat()
 }

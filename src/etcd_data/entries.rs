@@ -6,7 +6,7 @@
 //! an `InternalRaftRequest` is one, anything else a v2 request.
 
 use prost::Message;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::EtcdDataError;
 use crate::proto::cairnraftpb::{
@@ -55,17 +55,19 @@ pub enum ConfChangeKind {
     AddLearnerNode,
 }
 
-/// etcd's `membership.Member` as a conf change's context spells it.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+/// etcd's `membership.Member` as a conf change's context and etcd's `members` bucket spell
+/// it (`name`, `clientURLs` and `isLearner` left out when empty, as Go's `omitempty`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(default)]
 pub struct EtcdMember {
     pub id: u64,
     #[serde(rename = "peerURLs")]
     pub peer_urls: Vec<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub name: String,
-    #[serde(rename = "clientURLs")]
+    #[serde(rename = "clientURLs", skip_serializing_if = "Vec::is_empty")]
     pub client_urls: Vec<String>,
-    #[serde(rename = "isLearner")]
+    #[serde(rename = "isLearner", skip_serializing_if = "std::ops::Not::not")]
     pub is_learner: bool,
 }
 

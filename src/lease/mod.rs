@@ -139,19 +139,8 @@ impl Lessor {
         let mut attached = HashMap::new();
         for item in self.storage.lease().iter() {
             let (key, value) = item?;
-            let corrupt = || StorageError::Corrupt("lease record");
-            let id = key
-                .get(1..9)
-                .and_then(|b| b.try_into().ok())
-                .map(i64::from_be_bytes)
-                .ok_or_else(corrupt)?;
-            match key[0] {
-                PREFIX_LEASE => {
-                    let ttl_secs = value
-                        .as_ref()
-                        .try_into()
-                        .map(i64::from_be_bytes)
-                        .map_err(|_| corrupt())?;
+            match LeaseRecord::decode(&key, &value) {
+                Some(LeaseRecord::Lease { id, ttl_secs }) => {
                     leases.entry(id).or_insert_with(|| Lease {
                         ttl_secs,
                         keys: BTreeSet::new(),
@@ -159,10 +148,10 @@ impl Lessor {
                         revoking: None,
                     });
                 }
-                PREFIX_ATTACHED => {
-                    attached.insert(key[9..].to_vec(), id);
+                Some(LeaseRecord::Attached { id, key }) => {
+                    attached.insert(key, id);
                 }
-                _ => return Err(corrupt()),
+                None => return Err(StorageError::Corrupt("lease record")),
             }
         }
         for (key, id) in &attached {
@@ -426,6 +415,45 @@ fn promote_locked(state: &mut State, extend: Duration) {
         lease.revoking = None;
     }
     state.rebuild_due();
+}
+
+/// One record of the `lease` family, as etcd's backend holds the same data elsewhere
+/// (`etcd_backend`): a lease's granted TTL, or a key attached to a lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseRecord {
+    Lease { id: i64, ttl_secs: i64 },
+    Attached { id: i64, key: Vec<u8> },
+}
+
+impl LeaseRecord {
+    /// Decodes a record of the family; None for one that is not a lease record.
+    pub fn decode(key: &[u8], value: &[u8]) -> Option<LeaseRecord> {
+        let id = i64::from_be_bytes(key.get(1..9)?.try_into().ok()?);
+        match key[0] {
+            PREFIX_LEASE => Some(LeaseRecord::Lease {
+                id,
+                ttl_secs: i64::from_be_bytes(value.try_into().ok()?),
+            }),
+            PREFIX_ATTACHED => Some(LeaseRecord::Attached {
+                id,
+                key: key[9..].to_vec(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The record's key and value in the family.
+    pub fn encode(&self) -> (Vec<u8>, Vec<u8>) {
+        match self {
+            LeaseRecord::Lease { id, ttl_secs } => (
+                record_key(PREFIX_LEASE, *id, b""),
+                ttl_secs.to_be_bytes().to_vec(),
+            ),
+            LeaseRecord::Attached { id, key } => {
+                (record_key(PREFIX_ATTACHED, *id, key), Vec::new())
+            }
+        }
+    }
 }
 
 fn record_key(prefix: u8, id: i64, key: &[u8]) -> Vec<u8> {

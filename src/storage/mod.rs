@@ -241,6 +241,14 @@ impl View<'_> {
         MetaCf::new(self.storage.cf(CF_META), self.source())
     }
 
+    pub fn lease(&self) -> LeaseCf<'_> {
+        LeaseCf::new(self.storage.cf(CF_LEASE), self.source())
+    }
+
+    pub fn auth(&self) -> AuthCf<'_> {
+        AuthCf::new(self.storage.cf(CF_AUTH), self.source())
+    }
+
     /// The records of the state machine's families besides `kv`, for a hash of that state:
     /// `lease`, `auth` and `meta`, each its name then each key and value in key order, as
     /// byte strings to `out`. Raft's own records in `meta` (the applied log id, Raft's
