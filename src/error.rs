@@ -142,10 +142,14 @@ pub enum EtcdError {
     /// `Corrupt`, but about the cluster's alarm, not this member's data.
     #[error("etcdserver: corrupt cluster")]
     CorruptAlarm = 59,
+    /// Maintenance.Snapshot could not write or read its file (the member's log says why);
+    /// etcd answers its I/O error's text, code Unknown.
+    #[error("cairn: the snapshot could not be written; see the member's log")]
+    SnapshotFailed = 60,
 }
 
 impl EtcdError {
-    const ALL: [EtcdError; 59] = [
+    const ALL: [EtcdError; 60] = [
         EtcdError::EmptyKey,
         EtcdError::KeyNotFound,
         EtcdError::ValueProvided,
@@ -205,6 +209,7 @@ impl EtcdError {
         EtcdError::ClusterVersionUnavailable,
         EtcdError::DowngradeInProcess,
         EtcdError::CorruptAlarm,
+        EtcdError::SnapshotFailed,
     ];
 
     pub fn code(self) -> Code {
@@ -216,7 +221,7 @@ impl EtcdError {
             WrongDowngradeVersionFormat | InvalidDowngradeTargetVersion | InvalidSortOption => {
                 Code::InvalidArgument
             }
-            UnknownMethod => Code::Unknown,
+            UnknownMethod | SnapshotFailed => Code::Unknown,
             StreamSortOrder | StreamRevisionFilters => Code::Unimplemented,
             ClusterVersionUnavailable | DowngradeInProcess => Code::FailedPrecondition,
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,

@@ -1,4 +1,4 @@
-//! gRPC health, reflection, and the `Unimplemented` answers of services not built yet.
+//! gRPC health, reflection, and the `Unimplemented` answers of unknown services and methods.
 //! These are Cairn's own (etcd 3.4 serves no reflection), so they run against Cairn only.
 
 mod common;
@@ -79,26 +79,6 @@ async fn reflection_lists_etcd_services() {
             "{expected} missing from {names:?}"
         );
     }
-}
-
-#[tokio::test]
-async fn features_not_built_yet_answer_unimplemented_with_their_name() {
-    let server = TestServer::start(&[]);
-    let mut client = server.client().await;
-    let refused = match client.snapshot().await {
-        Ok(mut stream) => stream.message().await.map(|_| ()),
-        Err(e) => Err(e),
-    };
-    let Err(etcd_client::Error::GRpcStatus(status)) = refused else {
-        panic!("expected a gRPC status, got {refused:?}");
-    };
-    assert_eq!(status.code(), tonic::Code::Unimplemented);
-    assert_eq!(
-        status.message(),
-        "cairn: Maintenance.Snapshot is not implemented yet"
-    );
-    // The server keeps serving after refusing.
-    client.put("still", "here", None).await.unwrap();
 }
 
 #[tokio::test]

@@ -1,11 +1,11 @@
 //! `etcdserverpb.Maintenance`: status, alarms, defragmentation, hashes, leadership
-//! transfer and downgrade checks through the server; the rest not yet.
+//! transfer, downgrade checks and snapshots through the server.
 
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::{context, not_yet, BoxStream};
+use super::{context, BoxStream};
 use crate::proto::etcdserverpb::maintenance_server::Maintenance;
 use crate::proto::etcdserverpb::*;
 use crate::server::Server;
@@ -64,11 +64,17 @@ impl Maintenance for MaintenanceService {
 
     type SnapshotStream = BoxStream<SnapshotResponse>;
 
+    /// Each message is read from the snapshot file when the transport asks for it.
     async fn snapshot(
         &self,
-        _: Request<SnapshotRequest>,
+        request: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(not_yet("Maintenance.Snapshot"))
+        let sender = self.server.snapshot(&context(&request)).await?;
+        let stream = futures::stream::unfold(sender, |mut sender| async move {
+            let message = sender.next_message().await?.map_err(Status::from);
+            Some((message, sender))
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn move_leader(

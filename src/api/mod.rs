@@ -59,10 +59,6 @@ const HEALTH_SERVICES: [&str; 5] = [
     "etcdserverpb.Maintenance",
 ];
 
-fn not_yet(what: &str) -> Status {
-    Status::unimplemented(format!("cairn: {what} is not implemented yet"))
-}
-
 /// The error of a Lock or Election call: etcd runs them as a client of its own server, so
 /// the errors of their inner requests reach callers as plain errors, code Unknown, with
 /// etcd's text.

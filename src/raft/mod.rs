@@ -29,7 +29,7 @@ use crate::watch::WatchHub;
 pub use log_store::LogStore;
 pub use network::Peers;
 use snapshot_schedule::SnapshotSchedule;
-pub use state_machine::StateMachine;
+pub use state_machine::{applied_index_and_term, StateMachine};
 
 /// A member as Raft knows it: the node data carried in membership entries.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

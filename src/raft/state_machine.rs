@@ -397,6 +397,13 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 }
 
 /// The applied log id and membership, as a batch of applied entries last stored them.
+/// The index and term of the last applied entry as `meta` records them (a storage view's,
+/// for a snapshot of that point): etcd's consistent index and term.
+pub fn applied_index_and_term(meta: MetaCf<'_>) -> Result<(u64, u64), StorageError<u64>> {
+    let (applied, _) = read_applied_state(meta)?;
+    Ok(applied.map_or((0, 0), |log_id| (log_id.index, log_id.leader_id.term)))
+}
+
 fn read_applied_state(
     meta: MetaCf<'_>,
 ) -> Result<(Option<LogId>, StoredMembership), StorageError<u64>> {

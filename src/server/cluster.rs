@@ -265,7 +265,7 @@ impl Server {
 
     /// Members as Raft's membership has them, with the name and client URLs each
     /// published (a member that has not started yet has neither, as in etcd).
-    fn members(&self) -> Vec<Member> {
+    pub(super) fn members(&self) -> Vec<Member> {
         let membership = self.membership();
         let published = crate::members::published_members(&self.storage);
         membership

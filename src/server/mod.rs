@@ -10,13 +10,13 @@
 //! (`role`), what the health endpoints report (`health`), the lease lifecycle on a member
 //! (`lease`), membership changes (`cluster`, `membership`), leadership transfer and the
 //! leader monitor (`leadership`), this member's identity (`identity`), its metrics
-//! (`metrics`), the space quota (`quota`), and the Lock and Election services, built on the methods above (`lock`,
+//! (`metrics`), the space quota (`quota`), Maintenance.Snapshot (`snapshot`), and the Lock and Election services, built on the methods above (`lock`,
 //! `election`).
 //!
 //! A request's path: `api::kv` → `Server::put` (`kv`) → `proposer` → `raft` (log in
 //! `storage`) → `raft::state_machine` → `apply` → `mvcc`/`lease` → `watch`.
 //!
-//! May call `raft`, `apply`, `auth`, `alarms`, `mvcc`, `lease`, `watch`, `members`, `storage`,
+//! May call `raft`, `apply`, `auth`, `alarms`, `etcd_backend`, `etcd_data`, `mvcc`, `lease`, `watch`, `members`, `storage`,
 //! `cluster`, `net`, `config` and `metrics`; never `api` or `peer`.
 
 /// Proposes a write of kind `$kind` (a variant both `internal_request::Request` and
@@ -60,11 +60,13 @@ mod raft_errors;
 mod read_barrier;
 mod role;
 mod route;
+mod snapshot;
 mod watch;
 
 pub use context::RequestContext;
 pub use election::Observer;
 pub use health::{CheckResult, Probe, Unhealthy};
+pub use snapshot::SnapshotSender;
 pub use watch::{KeyRange, Outgoing, WatchHandle, WatchSpec, WatchStream, NO_WATCH_ID};
 
 use std::collections::BTreeMap;
@@ -125,6 +127,8 @@ pub struct Server {
     /// Connections to the other members.
     peers: Arc<Peers>,
     storage: Arc<Storage>,
+    /// `member/` under the data directory: Maintenance.Snapshot writes its file here.
+    member_dir: std::path::PathBuf,
     limits: Limits,
     proposer: Proposer,
     read_barrier: ReadBarrier,
@@ -246,6 +250,7 @@ impl Server {
             store_size_cache: quota::SizeCache::default(),
             peers,
             storage,
+            member_dir,
             limits: Limits {
                 max_request_bytes: config.max_request_bytes as usize,
                 max_txn_ops: config.max_txn_ops as usize,

@@ -35,7 +35,18 @@ pub fn spawn_server(
     dir: &Path,
     log: &SharedLog,
 ) -> (Child, Vec<std::thread::JoinHandle<()>>) {
-    let mut child = Command::new(server_bin())
+    spawn_server_bin(&server_bin(), args, env, dir, log)
+}
+
+/// `spawn_server` of another binary than the one under test.
+pub fn spawn_server_bin(
+    bin: &Path,
+    args: &[String],
+    env: &[(&str, String)],
+    dir: &Path,
+    log: &SharedLog,
+) -> (Child, Vec<std::thread::JoinHandle<()>>) {
+    let mut child = Command::new(bin)
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(dir)
@@ -43,7 +54,7 @@ pub fn spawn_server(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("spawn {:?}: {e}", server_bin()));
+        .unwrap_or_else(|e| panic!("spawn {bin:?}: {e}"));
     let readers = vec![
         spawn_reader(child.stdout.take().unwrap(), "out", log.clone()),
         spawn_reader(child.stderr.take().unwrap(), "err", log.clone()),
@@ -168,6 +179,8 @@ pub struct TestServer {
     /// `http`, or `https` for client TLS.
     client_scheme: &'static str,
     extra_args: Vec<String>,
+    /// The binary run: the server under test, unless the test names another.
+    bin: PathBuf,
     /// Environment variables of every run, besides the test's own.
     env: Vec<(&'static str, String)>,
     child: Option<Child>,
@@ -248,11 +261,24 @@ impl TestServer {
             peer_port,
             client_scheme,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            bin: server_bin(),
             env: Vec::new(),
             child: None,
             readers: Vec::new(),
             log: Arc::new((Mutex::new(LogState::default()), Condvar::new())),
         }
+    }
+
+    /// A server of `bin` (another than the one under test, e.g. etcd for data Cairn made),
+    /// not started: the test prepares its data directory, then calls `start_prepared`.
+    pub fn prepare_with_bin(bin: &Path, name: &str, extra_args: &[&str]) -> TestServer {
+        let mut server = Self::prepare(name, "http", extra_args);
+        server.bin = bin.to_path_buf();
+        server
+    }
+
+    pub fn start_prepared(&mut self) {
+        self.spawn_and_wait();
     }
 
     pub fn name(&self) -> &str {
@@ -325,7 +351,7 @@ impl TestServer {
         let mut st = lock.lock().unwrap();
         st.lines.push(format!(
             "[harness] starting {:?} {:?}",
-            server_bin(),
+            self.bin,
             self.args()
         ));
         st.lines.len()
@@ -334,7 +360,13 @@ impl TestServer {
     fn spawn_and_wait(&mut self) {
         assert!(self.child.is_none(), "server already running");
         let start_index = self.log_start();
-        let (child, readers) = spawn_server(&self.args(), &self.env, self.dir.path(), &self.log);
+        let (child, readers) = spawn_server_bin(
+            &self.bin,
+            &self.args(),
+            &self.env,
+            self.dir.path(),
+            &self.log,
+        );
         self.readers = readers;
         self.child = Some(child);
 
