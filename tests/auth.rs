@@ -1448,10 +1448,7 @@ async fn maintenance_and_membership_requests_reserved_to_root() {
     assert_grpc_error(alice.defragment().await, denied_code, denied);
     assert_grpc_error(alice.hash_kv(0).await, denied_code, denied);
     assert_grpc_error(alice.hash().await, denied_code, denied);
-    if !testing_cairn() {
-        // Snapshot: not yet in Cairn (Unimplemented for everyone).
-        assert_grpc_error(read_snapshot(&mut alice).await, denied_code, denied);
-    }
+    assert_grpc_error(read_snapshot(&mut alice).await, denied_code, denied);
 
     let status = alice.status().await.expect("status: any user");
     let member_id = status.header().unwrap().member_id();
@@ -1540,10 +1537,8 @@ async fn maintenance_and_membership_requests_reserved_to_root() {
 
     // Root may do all of it.
     root.defragment().await.expect("root defragments");
-    if !testing_cairn() {
-        assert!(read_snapshot(&mut root).await.expect("root's snapshot") > 0);
-        root.hash().await.expect("root's hash");
-    }
+    assert!(read_snapshot(&mut root).await.expect("root's snapshot") > 0);
+    root.hash().await.expect("root's hash");
     root.hash_kv(0).await.expect("root's hash_kv");
     let added = root
         .member_add(
