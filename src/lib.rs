@@ -62,6 +62,7 @@ pub mod auto_compaction;
 pub mod bbolt;
 pub mod cluster;
 pub mod config;
+pub mod crc32c;
 pub mod error;
 pub mod etcd_backend;
 pub mod etcd_data;

@@ -12,9 +12,8 @@
 //! one record at a time (an entry's payload, at most etcd's request limit), and
 //! [`EtcdRaftLog::entries`] reads each entry's payload again as it is asked for.
 //!
-//! May call `proto` only.
+//! May call `proto` and `crc32c`.
 
-mod crc;
 mod entries;
 mod lock;
 mod snap;

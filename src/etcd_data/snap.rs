@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use prost::Message;
 
-use super::{crc, io_error, EtcdDataError};
+use super::{io_error, EtcdDataError};
 use crate::proto::etcd::{raftpb, walpb};
 
 /// A .snap file that reads and checks, without its data.
@@ -89,7 +89,7 @@ pub fn read_snap_file(path: &Path) -> Result<raftpb::Snapshot, EtcdDataError> {
     if file.data.is_empty() || file.crc == 0 {
         return Err(corrupt("empty snapshot data".into()));
     }
-    let computed = crc::update(0, &file.data);
+    let computed = crate::crc32c::update(0, &file.data);
     if computed != file.crc {
         return Err(corrupt(format!(
             "CRC mismatch: file says {:#010x}, data has {computed:#010x}",

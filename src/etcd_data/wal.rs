@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use prost::Message;
 
-use super::{crc, io_error, EtcdDataError};
+use super::{io_error, EtcdDataError};
 use crate::proto::etcd::{etcdraftpb, raftpb, walpb};
 
 pub(super) const METADATA_TYPE: i64 = 1;
@@ -222,7 +222,7 @@ impl<'a> Decoder<'a> {
                 }
                 self.crc = record.crc;
             } else {
-                let computed = crc::update(self.crc, &record.data);
+                let computed = crate::crc32c::update(self.crc, &record.data);
                 if computed != record.crc {
                     return problem(
                         format!(
@@ -470,7 +470,7 @@ pub(super) fn reread(
     file.read_exact(&mut data).map_err(|e| io_error(path, e))?;
     let rec = walpb::Record::decode(data.as_slice())
         .map_err(|_| corrupt("changed since it was read".into()))?;
-    if rec.r#type != ENTRY_TYPE || crc::update(pos.crc_before, &rec.data) != rec.crc {
+    if rec.r#type != ENTRY_TYPE || crate::crc32c::update(pos.crc_before, &rec.data) != rec.crc {
         return Err(corrupt("changed since it was read".into()));
     }
     let entry = raftpb::Entry::decode(rec.data.as_slice())

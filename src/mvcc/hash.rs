@@ -48,7 +48,7 @@ impl Mvcc {
             let view = self.storage.view();
             (rev, state.current_rev, state.compact_rev, keep, view)
         };
-        let mut crc = Crc32c::default();
+        let mut crc = crate::crc32c::Crc32c::default();
         crc.update(KEY_BUCKET_NAME);
         for item in view.kv().iter() {
             let (key, value) = item.map_err(|_| EtcdError::Corrupt)?;
@@ -67,7 +67,7 @@ impl Mvcc {
             if tombstone && r.main == compact_rev {
                 continue;
             }
-            crc.update(&etcd_revision_key(r, tombstone));
+            crc.update(&r.to_etcd_key(tombstone));
             if tombstone {
                 // etcd's tombstone holds the key alone.
                 let kv = KeyValue::decode(&*value).map_err(|_| EtcdError::Corrupt)?;
@@ -102,7 +102,7 @@ impl Mvcc {
             let view = self.storage.view();
             (state.current_rev, state.compact_rev, keep, view)
         };
-        let mut crc = Crc32c::default();
+        let mut crc = crate::crc32c::Crc32c::default();
         crc.update(crate::storage::CF_KV.as_bytes());
         for item in view.kv().iter() {
             let (key, value) = item.map_err(|_| EtcdError::Corrupt)?;
@@ -133,71 +133,3 @@ fn kept_at(index: &KeyIndex, rev: i64) -> HashSet<Revision> {
     keep
 }
 
-/// etcd's revision key: 8 bytes main, '_', 8 bytes sub, and 't' for a tombstone.
-fn etcd_revision_key(rev: Revision, tombstone: bool) -> Vec<u8> {
-    let mut key = Vec::with_capacity(18);
-    key.extend_from_slice(&rev.main.to_be_bytes());
-    key.push(b'_');
-    key.extend_from_slice(&rev.sub.to_be_bytes());
-    if tombstone {
-        key.push(b't');
-    }
-    key
-}
-
-/// CRC-32 with the Castagnoli polynomial, as Go's `crc32.MakeTable(crc32.Castagnoli)`.
-struct Crc32c {
-    state: u32,
-}
-
-impl Default for Crc32c {
-    fn default() -> Self {
-        Crc32c { state: !0 }
-    }
-}
-
-const CASTAGNOLI_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut bit = 0;
-        while bit < 8 {
-            c = if c & 1 == 1 {
-                (c >> 1) ^ 0x82F6_3B78
-            } else {
-                c >> 1
-            };
-            bit += 1;
-        }
-        table[i] = c;
-        i += 1;
-    }
-    table
-};
-
-impl Crc32c {
-    fn update(&mut self, data: &[u8]) {
-        for &b in data {
-            self.state =
-                CASTAGNOLI_TABLE[((self.state ^ b as u32) & 0xff) as usize] ^ (self.state >> 8);
-        }
-    }
-
-    fn finish(&self) -> u32 {
-        !self.state
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn crc32c_check_value() {
-        // The standard check value of CRC-32C.
-        let mut c = Crc32c::default();
-        c.update(b"123456789");
-        assert_eq!(c.finish(), 0xE306_9283);
-    }
-}

@@ -4,7 +4,7 @@
 //! compacted revisions (`MetaKey::CurrentRev`, `MetaKey::CompactRev`), and physical
 //! compaction. Every committed write transaction gets the next main revision; its changes
 //! get sub revisions 0, 1, ...; deletes leave tombstones; history stays readable until
-//! compacted. Knows nothing of requests or Raft: `apply` drives it. May call `storage` only.
+//! compacted. Knows nothing of requests or Raft: `apply` drives it. May call `storage` and `crc32c`.
 
 mod hash;
 mod index;

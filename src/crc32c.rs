@@ -1,6 +1,7 @@
-//! CRC-32C (Castagnoli), the checksum of etcd's WAL records and .snap files, with Go's
-//! `crc32.Update` convention: the value passed in and out is the finished CRC, so a running
-//! checksum continues from the last record's.
+//! CRC-32C (Castagnoli), as Go's `crc32.MakeTable(crc32.Castagnoli)`: the checksum of
+//! etcd's WAL records and .snap files, and of etcd's HashKV and snapshot status, with Go's
+//! `crc32.Update` convention (the value passed in and out is the finished CRC, so a running
+//! checksum continues from the last one). Calls nothing else in Cairn.
 
 const POLY: u32 = 0x82f6_3b78;
 
@@ -53,6 +54,20 @@ pub fn update(crc: u32, data: &[u8]) -> u32 {
         c = t[0][((c ^ b as u32) & 0xff) as usize] ^ (c >> 8);
     }
     !c
+}
+
+/// A running CRC-32C over several pieces.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Crc32c(u32);
+
+impl Crc32c {
+    pub fn update(&mut self, data: &[u8]) {
+        self.0 = update(self.0, data);
+    }
+
+    pub fn finish(&self) -> u32 {
+        self.0
+    }
 }
 
 #[cfg(test)]
