@@ -142,10 +142,15 @@ pub enum EtcdError {
     /// `Corrupt`, but about the cluster's alarm, not this member's data.
     #[error("etcdserver: corrupt cluster")]
     CorruptAlarm = 59,
+    /// A write refused because the disk of this member's data directory is (nearly) full:
+    /// Cairn's own, as etcd has no such check (code ResourceExhausted, as etcd's `database
+    /// space exceeded`, which is about the quota instead).
+    #[error("etcdserver: no space left on the member's disk")]
+    DiskFull = 60,
 }
 
 impl EtcdError {
-    const ALL: [EtcdError; 59] = [
+    const ALL: [EtcdError; 60] = [
         EtcdError::EmptyKey,
         EtcdError::KeyNotFound,
         EtcdError::ValueProvided,
@@ -205,6 +210,7 @@ impl EtcdError {
         EtcdError::ClusterVersionUnavailable,
         EtcdError::DowngradeInProcess,
         EtcdError::CorruptAlarm,
+        EtcdError::DiskFull,
     ];
 
     pub fn code(self) -> Code {
@@ -220,7 +226,7 @@ impl EtcdError {
             StreamSortOrder | StreamRevisionFilters => Code::Unimplemented,
             ClusterVersionUnavailable | DowngradeInProcess => Code::FailedPrecondition,
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
-            NoSpace | TooManyRequests => Code::ResourceExhausted,
+            NoSpace | TooManyRequests | DiskFull => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
             NotLeader | LeaseExists | PeerUrlExists | MemberNotLearner | LearnerNotReady
             | TooManyLearners | BadLeaderTransferee | RootUserNotExist | RootRoleNotExist
