@@ -146,10 +146,15 @@ pub enum EtcdError {
     /// etcd answers its I/O error's text, code Unknown.
     #[error("cairn: the snapshot could not be written; see the member's log")]
     SnapshotFailed = 60,
+    /// A write refused because the disk of this member's data directory is (nearly) full:
+    /// Cairn's own, as etcd has no such check (code ResourceExhausted, as etcd's `database
+    /// space exceeded`, which is about the quota instead).
+    #[error("etcdserver: no space left on the member's disk")]
+    DiskFull = 61,
 }
 
 impl EtcdError {
-    const ALL: [EtcdError; 60] = [
+    const ALL: [EtcdError; 61] = [
         EtcdError::EmptyKey,
         EtcdError::KeyNotFound,
         EtcdError::ValueProvided,
@@ -210,6 +215,7 @@ impl EtcdError {
         EtcdError::DowngradeInProcess,
         EtcdError::CorruptAlarm,
         EtcdError::SnapshotFailed,
+        EtcdError::DiskFull,
     ];
 
     pub fn code(self) -> Code {
@@ -225,7 +231,7 @@ impl EtcdError {
             StreamSortOrder | StreamRevisionFilters => Code::Unimplemented,
             ClusterVersionUnavailable | DowngradeInProcess => Code::FailedPrecondition,
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
-            NoSpace | TooManyRequests => Code::ResourceExhausted,
+            NoSpace | TooManyRequests | DiskFull => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
             NotLeader | LeaseExists | PeerUrlExists | MemberNotLearner | LearnerNotReady
             | TooManyLearners | BadLeaderTransferee | RootUserNotExist | RootRoleNotExist
@@ -286,7 +292,13 @@ mod tests {
     #[test]
     fn statuses_round_trip() {
         for e in EtcdError::ALL {
-            assert_eq!(EtcdError::from_status(&e.into()), Some(e));
+            // A CORRUPT alarm's refusal is `Corrupt` on the wire: clients cannot tell them
+            // apart, nor need to.
+            let expected = match e {
+                EtcdError::CorruptAlarm => EtcdError::Corrupt,
+                e => e,
+            };
+            assert_eq!(EtcdError::from_status(&e.into()), Some(expected));
         }
         assert_eq!(EtcdError::from_status(&Status::unavailable("other")), None);
     }

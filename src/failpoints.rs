@@ -5,7 +5,7 @@
 //! Each point is named after where it stands (`raft_log_before_fsync`, ...); `NAMES` lists
 //! them all. An action is `fail`'s syntax: `panic` without a message (the process aborts
 //! there, as in a crash), `sleep(MS)` (the thread stalls, as in a slow disk), `pause`, `return` (an I/O
-//! error where the point stands for storage: a failed or full disk), with optional `N%`
+//! error where the point stands for storage: a failed disk), with optional `N%`
 //! and `N*` prefixes and `->` chains.
 //!
 //! Set per process:
@@ -248,9 +248,11 @@ fn go_duration_ms(s: &str) -> Option<u64> {
     Some((total_ns / 1e6).round() as u64)
 }
 
-/// An I/O error for `return` at a storage failpoint: what a full disk reports.
-pub fn disk_full(name: &str) -> std::io::Error {
-    std::io::Error::other(format!("failpoint {name}: no space left on device"))
+/// An I/O error for `return` at a storage failpoint: what a failing disk reports (EIO). A
+/// full disk (ENOSPC) is handled otherwise (`storage`), and tested on a real one
+/// (`tests/fault_disk_full.rs`).
+pub fn disk_failed(name: &str) -> std::io::Error {
+    std::io::Error::other(format!("failpoint {name}: input/output error"))
 }
 
 /// Serves gofail's HTTP protocol on `addr` until the process ends.

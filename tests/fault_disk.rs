@@ -1,5 +1,6 @@
 //! Faults of a member's disk, injected with failpoints (`src/failpoints.rs`): a log fsync
-//! that stalls (a slow or hung disk) and writes that fail (a full disk). Needs a Cairn built
+//! that stalls (a slow or hung disk) and one that fails (a broken disk, EIO). A full disk
+//! (ENOSPC) is tested on a real one, in `tests/fault_disk_full.rs`. Needs a Cairn built
 //! with `--features failpoints`; etcd 3.4's packaged build has no failpoints, so these run
 //! against Cairn only. Run them one at a time (`-- --test-threads=1`): a cluster is several
 //! processes.
@@ -146,10 +147,10 @@ async fn stalled_leader_does_not_renew_a_lease_the_new_leader_revoked() {
 /// Deadline for a member whose disk failed to exit.
 const EXIT_WAIT: Duration = Duration::from_secs(20);
 
-/// A follower whose disk fails (every log fsync answers "no space left on device") while
-/// the cluster takes writes: its Raft core stops on the error, and the member exits with
-/// an error (as etcd does) instead of staying up with frozen data and a SERVING health, so
-/// that its clients fail over. The two others go on taking writes.
+/// A follower whose disk fails (every log fsync answers an I/O error) while the cluster
+/// takes writes: its Raft core stops on the error, and the member exits with an error (as
+/// etcd exits on a failed WAL fsync) instead of staying up with frozen data and a SERVING
+/// health, so that its clients fail over. The two others go on taking writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn member_whose_disk_fails_exits_and_the_others_go_on() {
     let mut c = TestCluster::start_with_failpoints(3, &[]);
@@ -161,7 +162,7 @@ async fn member_whose_disk_fails_exits_and_the_others_go_on() {
     for i in 0..20 {
         lc.put(format!("full/{i}"), "v", None)
             .await
-            .unwrap_or_else(|e| panic!("put {i} with one follower's disk full: {e}"));
+            .unwrap_or_else(|e| panic!("put {i} with one follower's disk failing: {e}"));
     }
     let status = c.wait_exit(follower, EXIT_WAIT).unwrap_or_else(|| {
         panic!(

@@ -20,7 +20,14 @@ const LAYERS: &[&[&str]] = &[
     &["storage"],
     &["config"],
     &["cluster", "net", "feature_gates", "metrics", "etcd_data"],
-    &["failpoints", "proto", "error", "telemetry", "bbolt", "crc32c"],
+    &[
+        "failpoints",
+        "proto",
+        "error",
+        "telemetry",
+        "bbolt",
+        "crc32c",
+    ],
 ];
 
 /// Shared by every layer: the wire messages, etcd's errors, fault-injection points, and

@@ -132,4 +132,3 @@ fn kept_at(index: &KeyIndex, rev: i64) -> HashSet<Revision> {
     });
     keep
 }
-

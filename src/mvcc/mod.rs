@@ -543,7 +543,7 @@ fn collect_range(
 fn delete_revisions(storage: &Storage, batch: WriteBatch) -> StorageResult<()> {
     fail::fail_point!("mvcc_compaction_before_delete", |_| Err(
         crate::storage::StorageError::Io(
-            crate::failpoints::disk_full("mvcc_compaction_before_delete").to_string()
+            crate::failpoints::disk_failed("mvcc_compaction_before_delete").to_string()
         )
     ));
     storage.write(batch, false)

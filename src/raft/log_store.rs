@@ -6,7 +6,9 @@
 //! reports all of them durable: N outstanding appends cost one fsync, and no fsync runs on
 //! an async worker. (openraft 0.9 waits for each flush before appending again, so N is 1
 //! there; batching happens in `node::proposer`.) Raft acknowledges a write only after its
-//! entry's callback fires, so no acknowledged write is lost.
+//! entry's callback fires, so no acknowledged write is lost. On a full disk, `append`
+//! waits in `Storage::write` until the entries are written (the member stalls, it does not
+//! stop); the fsync after it is not retried (see `sync_wal`).
 //!
 //! The newest entries are also kept decoded (`Recent`): the state machine, and replication
 //! to followers, read each entry back right after it is appended, and would otherwise read
@@ -252,14 +254,17 @@ fn run_flusher(storage: Arc<Storage>, rx: mpsc::Receiver<Waiting>, fsync_seconds
     }
 }
 
-/// The flusher's fsync, with its failpoints: `return` is a failed (or full) disk.
+/// The flusher's fsync, with its failpoints: `return` is a failed disk. A failed fsync is
+/// never tried again, whatever its error (even ENOSPC): the kernel may have dropped the
+/// pages it could not write, and a second fsync would then report them durable. Raft stops
+/// on it, and the member exits (as etcd does).
 fn sync_wal(storage: &Storage) -> Result<(), String> {
     fail::fail_point!("raft_log_before_fsync", |_| Err(
-        crate::failpoints::disk_full("raft_log_before_fsync").to_string()
+        crate::failpoints::disk_failed("raft_log_before_fsync").to_string()
     ));
     storage.sync_wal().map_err(|e| e.to_string())?;
     fail::fail_point!("raft_log_after_fsync", |_| Err(
-        crate::failpoints::disk_full("raft_log_after_fsync").to_string()
+        crate::failpoints::disk_failed("raft_log_after_fsync").to_string()
     ));
     Ok(())
 }
@@ -348,7 +353,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         fail::fail_point!("raft_log_before_append", |_| Err(write_err(
-            crate::failpoints::disk_full("raft_log_before_append")
+            crate::failpoints::disk_failed("raft_log_before_append")
         )));
         let log = self.storage.raft_log();
         let mut batch = WriteBatch::default();

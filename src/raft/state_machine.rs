@@ -185,13 +185,13 @@ impl StateMachine {
         meta.put(guard.batch_mut(), MetaKey::Applied, &applied);
         meta.put(guard.batch_mut(), MetaKey::Membership, &membership);
         fail::fail_point!("apply_before_commit", |_| Err(sm_write_err(
-            crate::failpoints::disk_full("apply_before_commit")
+            crate::failpoints::disk_failed("apply_before_commit")
         )));
         let committed = (self.metrics.disk.backend_commit_seconds)
             .observe_closure_duration(|| guard.commit())
             .map_err(sm_write_err)?;
         fail::fail_point!("apply_after_commit", |_| Err(sm_write_err(
-            crate::failpoints::disk_full("apply_after_commit")
+            crate::failpoints::disk_failed("apply_after_commit")
         )));
         self.set_recoverable(self.applied);
         self.watch.notify(committed);
@@ -213,6 +213,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = openraft::Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
+        // On a full disk, wait for space before taking the store: the commit would wait
+        // for it holding the store, and readers with it (see `Storage::write`).
+        self.storage.wait_for_space().map_err(sm_write_err)?;
         // Long runs of entries (a restart re-applying its log) are committed in bounded
         // pieces: memory stays bounded, and readers get the lock back in between.
         let mvcc = self.mvcc.clone();
@@ -375,11 +378,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             // Written synchronously from the view: a blocking section, but it streams record
             // by record and never holds the state in memory.
             fail::fail_point!("snapshot_build_before_write", |_| Err(snapshot_err(
-                crate::failpoints::disk_full("snapshot_build_before_write")
+                crate::failpoints::disk_failed("snapshot_build_before_write")
             )));
             tokio::task::block_in_place(|| view.export_snapshot(&tmp)).map_err(snapshot_err)?;
             fail::fail_point!("snapshot_build_before_rename", |_| Err(snapshot_err(
-                crate::failpoints::disk_full("snapshot_build_before_rename")
+                crate::failpoints::disk_failed("snapshot_build_before_rename")
             )));
             (path, tmp, meta)
         };

@@ -10,7 +10,8 @@
 //! (`role`), what the health endpoints report (`health`), the lease lifecycle on a member
 //! (`lease`), membership changes (`cluster`, `membership`), leadership transfer and the
 //! leader monitor (`leadership`), this member's identity (`identity`), its metrics
-//! (`metrics`), the space quota (`quota`), Maintenance.Snapshot (`snapshot`), and the Lock and Election services, built on the methods above (`lock`,
+//! (`metrics`), the space quota (`quota`), the disk reserve (`disk_space`),
+//! Maintenance.Snapshot (`snapshot`), and the Lock and Election services, built on the methods above (`lock`,
 //! `election`).
 //!
 //! A request's path: `api::kv` → `Server::put` (`kv`) → `proposer` → `raft` (log in
@@ -43,6 +44,7 @@ macro_rules! propose_as {
 mod auth;
 mod cluster;
 mod context;
+mod disk_space;
 mod election;
 mod health;
 mod identity;
@@ -124,6 +126,8 @@ pub struct Server {
     /// `--quota-backend-bytes` (etcd's default when 0): the space quota (`quota`).
     quota_backend_bytes: u64,
     store_size_cache: quota::SizeCache,
+    /// Free space on the data directory's disk (`disk_space`).
+    disk_space: disk_space::DiskSpace,
     /// Connections to the other members.
     peers: Arc<Peers>,
     storage: Arc<Storage>,
@@ -154,10 +158,19 @@ impl Server {
         let member_dir = config.data_dir.join("member");
         std::fs::create_dir_all(&member_dir)
             .with_context(|| format!("cannot create data dir {}", member_dir.display()))?;
-        let storage = Arc::new(
-            Storage::open(&member_dir.join("db"))
-                .with_context(|| format!("cannot open storage in {}", member_dir.display()))?,
-        );
+        let storage = Arc::new(Storage::open(&member_dir.join("db")).map_err(|e| {
+            // RocksDB writes as it opens (it flushes what it recovers from its log).
+            if e.is_no_space() {
+                let free = crate::storage::free_bytes(&member_dir).unwrap_or(0);
+                anyhow::anyhow!(
+                    "no space left on the disk of the data directory {} ({free} bytes free):                      cannot open storage; free space there and start the member again                      (nothing was lost): {e}",
+                    member_dir.display()
+                )
+            } else {
+                anyhow::Error::new(e)
+                    .context(format!("cannot open storage in {}", member_dir.display()))
+            }
+        })?);
         let peers = Arc::new(Peers::new(peer_tls));
         let mut derived = Identity::from_config(config);
         if config.initial_cluster_state == ClusterState::Existing && !has_identity(&storage)? {
@@ -248,6 +261,7 @@ impl Server {
             client_cert_auth: config.client_tls.client_cert_auth,
             quota_backend_bytes: config.quota_backend_bytes,
             store_size_cache: quota::SizeCache::default(),
+            disk_space: disk_space::DiskSpace::default(),
             peers,
             storage,
             member_dir,
@@ -352,6 +366,7 @@ impl Server {
         request: internal_request::Request,
     ) -> Result<apply_result::Result, EtcdError> {
         // Checked where the client called; a forwarded proposal does not come back here.
+        self.check_disk_space(ctx)?;
         self.check_quota(&request).await?;
         let mut request = InternalRequest {
             request: Some(request),
@@ -446,7 +461,7 @@ impl Server {
         }
     }
 
-    /// Resolves when Raft has stopped on its own: a fatal error (a failed or full disk, a
+    /// Resolves when Raft has stopped on its own: a fatal error (a failed disk or fsync, a
     /// state machine that could not apply) ended its core. The member can then neither
     /// commit nor learn of commits, and must not go on serving frozen data: the answer is
     /// the reason, for the log before the process exits (as etcd exits).

@@ -8,11 +8,17 @@
 //! only for the callers not yet moved to the handles). The Raft log and the state machine
 //! share one write-ahead log, so syncing it after a log append also makes every earlier
 //! state-machine write durable. Calls nothing else in Cairn but `failpoints`.
+//!
+//! A full disk (ENOSPC) does not fail a write: `Storage::write` waits until the space
+//! returns and writes again (see there), so that a member stalls on a full disk rather than
+//! stop. Any other failed write, and a failed fsync, is an error for the caller.
 
 mod families;
 mod snapshot;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options,
@@ -68,8 +74,31 @@ pub enum StorageError {
 
 pub type StorageResult<T> = Result<T, StorageError>;
 
+impl StorageError {
+    /// The disk is full (ENOSPC), as RocksDB reports it: on the write that hit it, and on
+    /// every write after it until RocksDB has recovered (it stops writes on such an error,
+    /// looks for free space every 5 s, and resumes by itself once there is some).
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            StorageError::RocksDb(e) => {
+                e.kind() == rocksdb::ErrorKind::IOError
+                    && e.as_ref().contains("No space left on device")
+            }
+            _ => false,
+        }
+    }
+}
+
+/// How often a write that found the disk full is tried again.
+const NO_SPACE_RETRY_EVERY: Duration = Duration::from_millis(500);
+/// How often a write still waiting for space says so again.
+const NO_SPACE_LOG_EVERY: Duration = Duration::from_secs(30);
+
 pub struct Storage {
     db: DB,
+    path: PathBuf,
+    /// Set while a write waits for space (`write`), cleared once one passes.
+    waiting_for_space: AtomicBool,
 }
 
 impl Storage {
@@ -100,7 +129,21 @@ impl Storage {
             ColumnFamilyDescriptor::new(*name, opts)
         });
         let db = DB::open_cf_descriptors(&db_opts, path, cfs)?;
-        Ok(Storage { db })
+        Ok(Storage {
+            db,
+            path: path.to_path_buf(),
+            waiting_for_space: AtomicBool::new(false),
+        })
+    }
+
+    /// Bytes free for files on the filesystem that holds the database (statvfs).
+    pub fn free_bytes(&self) -> std::io::Result<u64> {
+        free_bytes(&self.path)
+    }
+
+    /// Whether a write is waiting for the disk to have space again (see `write`).
+    pub fn is_waiting_for_space(&self) -> bool {
+        self.waiting_for_space.load(Ordering::Relaxed)
     }
 
     /// The Raft log's entries (the log store's).
@@ -157,10 +200,94 @@ impl Storage {
     }
 
     /// Writes a batch; `sync` makes it (and every earlier write) durable before returning.
+    ///
+    /// On a full disk (ENOSPC) it does not fail: it waits and writes the batch again until
+    /// it passes, saying so in the log, so that the caller (the Raft log, the state machine)
+    /// stalls rather than stop the member. That is sound because a write that failed that
+    /// way wrote nothing RocksDB will read (its memtables are untouched, and RocksDB stops
+    /// all writes, then flushes its memtables to new files before it takes writes again),
+    /// and because nothing is acknowledged before its write has passed and been synced.
+    /// The wait blocks the calling thread: on the async runtime, it is moved off it.
     pub fn write(&self, batch: WriteBatch, sync: bool) -> StorageResult<()> {
         let mut opts = WriteOptions::default();
         opts.set_sync(sync);
-        Ok(self.db.write_opt(batch, &opts)?)
+        // Kept for a retry: RocksDB takes the batch.
+        let retry = WriteBatch::from_data(batch.data());
+        match self.db.write_opt(batch, &opts) {
+            Ok(()) => {
+                self.space_is_back();
+                Ok(())
+            }
+            Err(e) => {
+                let e = StorageError::from(e);
+                if !e.is_no_space() {
+                    return Err(e);
+                }
+                blocking(|| self.write_when_space_returns(retry, &opts, e))
+            }
+        }
+    }
+
+    /// See `write`: tries `batch` again until the disk has room for it.
+    fn write_when_space_returns(
+        &self,
+        batch: WriteBatch,
+        opts: &WriteOptions,
+        first: StorageError,
+    ) -> StorageResult<()> {
+        self.waiting_for_space.store(true, Ordering::Relaxed);
+        let started = Instant::now();
+        let mut said_at = started;
+        tracing::error!(
+            error = %first,
+            path = %self.path.display(),
+            "no space left on the disk of the data directory: writes wait until space returns"
+        );
+        loop {
+            std::thread::sleep(NO_SPACE_RETRY_EVERY);
+            match self.db.write_opt(WriteBatch::from_data(batch.data()), opts) {
+                Ok(()) => {
+                    tracing::warn!(
+                        waited = ?started.elapsed(),
+                        "space returned on the disk of the data directory: writes pass again"
+                    );
+                    self.space_is_back();
+                    return Ok(());
+                }
+                Err(e) => {
+                    let e = StorageError::from(e);
+                    if !e.is_no_space() {
+                        return Err(e);
+                    }
+                    if said_at.elapsed() >= NO_SPACE_LOG_EVERY {
+                        said_at = Instant::now();
+                        tracing::error!(
+                            error = %e,
+                            waited = ?started.elapsed(),
+                            free_bytes = self.free_bytes().unwrap_or(0),
+                            "no space left on the disk of the data directory: still waiting"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn space_is_back(&self) {
+        if self.waiting_for_space.load(Ordering::Relaxed) {
+            self.waiting_for_space.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Returns once a write passes: at once, unless a write is waiting for space (`write`);
+    /// then after a write of nothing has passed too. For a writer that holds others up
+    /// while it writes (the state machine holds the store): it waits here first, holding
+    /// nothing.
+    pub fn wait_for_space(&self) -> StorageResult<()> {
+        if self.is_waiting_for_space() {
+            self.write(WriteBatch::default(), false)?;
+        }
+        Ok(())
     }
 
     /// Makes every write so far durable: one fsync of the shared write-ahead log.
@@ -208,6 +335,33 @@ impl Storage {
                 .compact_range_cf(self.cf(name), None::<&[u8]>, None::<&[u8]>);
         }
     }
+}
+
+/// Runs `f`, which may block for long: on a worker of the multi-threaded async runtime,
+/// after moving the worker's other tasks to another thread.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+/// Bytes free for files (not counting blocks reserved for root) on the filesystem holding
+/// `path`.
+pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: statvfs only writes into the zeroed struct we own; the path is a valid
+    // NUL-terminated string that outlives the call.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
 /// The state machine's data as etcd's `dbSize` counts bbolt's file: the SST files of the

@@ -35,7 +35,7 @@ fn io(e: std::io::Error) -> StorageError {
 /// What a `return` failpoint of an import step injects: a failed write.
 #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
 fn injected_failure(name: &'static str) -> StorageResult<()> {
-    Err(io(crate::failpoints::disk_full(name)))
+    Err(io(crate::failpoints::disk_failed(name)))
 }
 
 impl View<'_> {

@@ -66,6 +66,8 @@ struct Member {
     failpoint_port: Option<u16>,
     /// Failpoints set at its next start (`FAILPOINTS`), `name=action;...`.
     startup_failpoints: String,
+    /// A filesystem of its own under its data dir (`start_with_tmpfs`).
+    disk: Option<super::tmpfs::Tmpfs>,
 }
 
 impl Member {
@@ -155,6 +157,32 @@ impl TestCluster {
         Self::start_with(n, extra_args, true, "http", true)
     }
 
+    /// Like `start`, with member `i`'s data dir on a tmpfs of `size_bytes` of its own
+    /// (`disk`); None when no tmpfs can be mounted here (the test then skips).
+    pub fn start_with_tmpfs(
+        n: usize,
+        extra_args: &[&str],
+        i: usize,
+        size_bytes: u64,
+    ) -> Option<TestCluster> {
+        let mut cluster = Self::prepare(n, extra_args, false, "http", false);
+        let m = &mut cluster.members[i];
+        let mount_point = cluster.dir.path().join(format!("{}-disk", m.name));
+        m.disk = Some(super::tmpfs::Tmpfs::mount(&mount_point, size_bytes)?);
+        m.data_dir = mount_point.join(format!("{}.etcd", m.name));
+        let all: Vec<usize> = (0..n).collect();
+        cluster.spawn_and_wait(&all, CLUSTER_READY_TIMEOUT);
+        Some(cluster)
+    }
+
+    /// The tmpfs of member `i` (`start_with_tmpfs`).
+    pub fn disk(&self, i: usize) -> &super::tmpfs::Tmpfs {
+        self.members[i]
+            .disk
+            .as_ref()
+            .expect("started with start_with_tmpfs")
+    }
+
     fn start_inner(
         n: usize,
         extra_args: &[&str],
@@ -165,6 +193,21 @@ impl TestCluster {
     }
 
     fn start_with(
+        n: usize,
+        extra_args: &[&str],
+        proxied: bool,
+        peer_scheme: &'static str,
+        failpoints: bool,
+    ) -> TestCluster {
+        let mut cluster = Self::prepare(n, extra_args, proxied, peer_scheme, failpoints);
+        // Every member must be running before any can become ready.
+        let all: Vec<usize> = (0..n).collect();
+        cluster.spawn_and_wait(&all, CLUSTER_READY_TIMEOUT);
+        cluster
+    }
+
+    /// A fresh cluster of `n` members, none started yet.
+    fn prepare(
         n: usize,
         extra_args: &[&str],
         proxied: bool,
@@ -199,9 +242,6 @@ impl TestCluster {
             m.initial_cluster = initial.clone();
             m.initial_state = "new";
         }
-        // Every member must be running before any can become ready.
-        let all: Vec<usize> = (0..n).collect();
-        cluster.spawn_and_wait(&all, CLUSTER_READY_TIMEOUT);
         cluster
     }
 
@@ -567,6 +607,7 @@ impl TestCluster {
             peer_scheme: self.peer_scheme,
             failpoint_port: self.failpoints.then(|| next_port_pair().0),
             startup_failpoints: String::new(),
+            disk: None,
         });
         let i = self.members.len() - 1;
         let all: Vec<usize> = (0..self.members.len()).collect();
@@ -807,6 +848,8 @@ impl Drop for TestCluster {
                 let _ = child.kill();
                 let _ = child.wait();
             }
+            // Unmounted before the cluster's directory is removed.
+            m.disk = None;
         }
         if std::thread::panicking() {
             for m in &mut self.members {

@@ -12,6 +12,7 @@
 pub mod cluster;
 pub mod http;
 pub mod proxy;
+pub mod tmpfs;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
@@ -173,6 +174,9 @@ fn spawn_reader<R: Read + Send + 'static>(
 
 pub struct TestServer {
     name: String,
+    /// A filesystem of its own under the data dir (`start_on_tmpfs`); dropped (unmounted)
+    /// after the process is killed and before `dir` is removed.
+    disk: Option<tmpfs::Tmpfs>,
     dir: tempfile::TempDir,
     client_port: u16,
     peer_port: u16,
@@ -253,6 +257,7 @@ impl TestServer {
         let (client_port, peer_port) = next_port_pair();
         TestServer {
             name: name.to_string(),
+            disk: None,
             dir: tempfile::Builder::new()
                 .prefix("kvtest-")
                 .tempdir()
@@ -281,6 +286,62 @@ impl TestServer {
         self.spawn_and_wait();
     }
 
+    /// Like `start`, with the data dir on a tmpfs of `size_bytes` of its own (`disk`);
+    /// None when no tmpfs can be mounted here (the test then skips).
+    pub fn start_on_tmpfs(size_bytes: u64, extra_args: &[&str]) -> Option<TestServer> {
+        let mut server = Self::prepare("cairn-test", "http", extra_args);
+        server.disk = Some(tmpfs::Tmpfs::mount(
+            &server.dir.path().join("disk"),
+            size_bytes,
+        )?);
+        server.spawn_and_wait();
+        Some(server)
+    }
+
+    /// The tmpfs of `start_on_tmpfs`.
+    pub fn disk(&self) -> &tmpfs::Tmpfs {
+        self.disk.as_ref().expect("started with start_on_tmpfs")
+    }
+
+    /// Starts the stopped server again, expecting it to exit before it is ready: its exit
+    /// status.
+    pub fn restart_expecting_exit(&mut self) -> std::process::ExitStatus {
+        assert!(self.child.is_none(), "server still running");
+        let start_index = self.log_start();
+        let (child, readers) = spawn_server_bin(
+            &self.bin,
+            &self.args(),
+            &self.env,
+            self.dir.path(),
+            &self.log,
+        );
+        self.readers = readers;
+        let child = self.child.insert(child);
+        match wait_ready_line(
+            &self.log,
+            start_index,
+            child,
+            Instant::now() + READY_TIMEOUT,
+        ) {
+            Ok(()) => panic!("server became ready, but it was expected to exit"),
+            Err(NotReady::TimedOut) => {
+                panic!("server neither exited nor became ready within {READY_TIMEOUT:?}")
+            }
+            Err(NotReady::Exited(status)) => {
+                self.child = None;
+                self.join_readers();
+                status
+            }
+        }
+    }
+
+    /// Whether the process has exited on its own.
+    pub fn has_exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|c| c.try_wait().ok().flatten().is_some())
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -294,7 +355,11 @@ impl TestServer {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join(format!("{}.etcd", self.name))
+        let base = match &self.disk {
+            Some(disk) => disk.path(),
+            None => self.dir.path(),
+        };
+        base.join(format!("{}.etcd", self.name))
     }
 
     pub fn pid(&self) -> u32 {
