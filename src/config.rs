@@ -901,7 +901,7 @@ pub fn parse_urls(flag: &str, list: &str) -> Result<Vec<Url>, String> {
 }
 
 /// Parses `name=url,name=url2,other=url3`; a name may appear more than once.
-fn parse_initial_cluster(spec: &str) -> Result<Vec<(String, Vec<Url>)>, String> {
+pub fn parse_initial_cluster(spec: &str) -> Result<Vec<(String, Vec<Url>)>, String> {
     let mut members: Vec<(String, Vec<Url>)> = Vec::new();
     for part in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let (name, url) = part

@@ -23,6 +23,8 @@
 //! - [`api`]: etcd's gRPC services, gRPC health and reflection; checks and translates.
 //! - [`peer`]: the peer API's server: Raft's messages, and requests followers forward.
 //!
+//! Command line: [`snapshot_cli`]: `cairn snapshot restore|status`, etcdutl's commands.
+//!
 //! Server:
 //! - [`server`]: a running member and the one place every request passes.
 //! - [`auto_compaction`]: `--auto-compaction-*`, compaction requests to the server.
@@ -80,6 +82,7 @@ pub mod peer;
 pub mod proto;
 pub mod raft;
 pub mod server;
+pub mod snapshot_cli;
 pub mod storage;
 pub mod telemetry;
 pub mod watch;

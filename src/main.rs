@@ -16,6 +16,16 @@ use cairn::{api, net, server::Server};
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 fn main() -> ExitCode {
+    // `cairn snapshot restore|status`: etcdutl's commands, not a server.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "snapshot") {
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .try_init();
+        return cairn::snapshot_cli::run(args[1..].to_vec());
+    }
     let flags = Flags::from_command_line_and_env();
     if flags.version {
         println!("etcd Version: {ETCD_API_VERSION}");

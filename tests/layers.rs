@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 /// The layers, from the top: a module may call only modules of lower layers.
 const LAYERS: &[&[&str]] = &[
-    &["main", "fuzzing"],
+    &["main", "fuzzing", "snapshot_cli"],
     &["api", "peer", "auto_compaction"],
     &["server"],
     &["raft"],

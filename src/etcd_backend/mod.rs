@@ -11,15 +11,17 @@
 //! version), `auth`, `authUsers`, `authRoles`, `alarm`. Each family's own module says how
 //! its records map (`mvcc::Revision`, `lease::LeaseRecord`, `auth::etcd_place_of`).
 //!
-//! May call `bbolt`, `storage`, `mvcc`, `lease`, `auth` and `etcd_data`.
+//! May call `bbolt`, `storage`, `mvcc`, `lease`, `auth`, `etcd_data` and `crc32c`.
 
 mod export;
 mod import;
 mod snapshot_file;
+mod status;
 
 pub use export::{export, SnapshotInfo};
 pub use import::{import, ImportOptions, Imported};
 pub use snapshot_file::{check_snapshot_file, SnapshotFileError, SHA256_LEN};
+pub use status::{status, SnapshotStatus};
 
 /// etcd's bucket names, in the order bbolt sorts them.
 const BUCKET_ALARM: &str = "alarm";

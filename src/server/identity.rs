@@ -75,6 +75,19 @@ pub(super) async fn join(
 
 /// The member and cluster IDs are fixed when the data directory is created: a restart with
 /// other flags keeps them, as etcd does.
+/// Records `identity` as this data directory's (a restore writes a new directory with it;
+/// the member then keeps it, as any restart does).
+pub fn save_identity(storage: &Storage, identity: &Identity) -> anyhow::Result<()> {
+    let mut batch = crate::storage::WriteBatch::default();
+    storage.raft_state().put(
+        &mut batch,
+        StateKey::Identity,
+        &bincode::serialize(&(identity.member_id, identity.cluster_id))?,
+    );
+    storage.write(batch, true)?;
+    Ok(())
+}
+
 pub(super) fn restore_or_save_identity(
     storage: &Storage,
     derived: Identity,
@@ -87,12 +100,6 @@ pub(super) fn restore_or_save_identity(
             ..derived
         });
     }
-    let mut batch = crate::storage::WriteBatch::default();
-    storage.raft_state().put(
-        &mut batch,
-        StateKey::Identity,
-        &bincode::serialize(&(derived.member_id, derived.cluster_id))?,
-    );
-    storage.write(batch, true)?;
+    save_identity(storage, &derived)?;
     Ok(derived)
 }

@@ -68,6 +68,7 @@ mod watch;
 pub use context::RequestContext;
 pub use election::Observer;
 pub use health::{CheckResult, Probe, Unhealthy};
+pub use identity::save_identity;
 pub use snapshot::SnapshotSender;
 pub use watch::{KeyRange, Outgoing, WatchHandle, WatchSpec, WatchStream, NO_WATCH_ID};
 

@@ -175,6 +175,22 @@ impl TestCluster {
         Some(cluster)
     }
 
+    /// `n` members, not started: the test prepares their data directories (a restore),
+    /// then calls `start_prepared`.
+    pub fn prepare_stopped(n: usize, extra_args: &[&str]) -> TestCluster {
+        Self::prepare(n, extra_args, false, "http", false)
+    }
+
+    pub fn start_prepared(&mut self) {
+        let all: Vec<usize> = (0..self.members.len()).collect();
+        self.spawn_and_wait(&all, CLUSTER_READY_TIMEOUT);
+    }
+
+    /// `--initial-cluster-token` of every member.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     /// The tmpfs of member `i` (`start_with_tmpfs`).
     pub fn disk(&self, i: usize) -> &super::tmpfs::Tmpfs {
         self.members[i]
