@@ -2,7 +2,9 @@
 //!
 //! Owns the Raft type configuration, the log store (with group commit), the state machine
 //! (which applies committed entries through `apply`), the client side of peer networking,
-//! and start-up of the Raft node. May call `storage`, `mvcc`, `lease`, `auth`, `alarms`,
+//! start-up of the Raft node, and the takeover of an etcd member's data directory
+//! (`takeover`). May call `storage`, `mvcc`, `lease`, `auth`, `alarms`, `etcd_backend`,
+//! `etcd_data`, `bbolt`, `cluster`,
 //! `watch`, `members`, `apply`, `net` (the peers' connections), and `metrics` (disk
 //! syncs and commits, slow applies, peer traffic).
 
@@ -10,6 +12,7 @@ mod log_store;
 mod network;
 mod snapshot_schedule;
 mod state_machine;
+mod takeover;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -30,6 +33,7 @@ pub use log_store::LogStore;
 pub use network::Peers;
 use snapshot_schedule::SnapshotSchedule;
 pub use state_machine::{applied_index_and_term, StateMachine};
+pub use takeover::{is_etcd_member_dir, take_over, TakenOver};
 
 /// A member as Raft knows it: the node data carried in membership entries.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -144,36 +144,19 @@ impl StateMachine {
 }
 
 impl StateMachine {
-    /// Applies one request: member attributes and the downgrade here (they belong with
-    /// membership, not with the key-value requests of `apply`), the rest through `apply`.
     fn apply_one(
         &self,
         guard: &mut WriteLock<'_>,
         index: u64,
         request: &InternalRequest,
     ) -> Result<ApplyResult, crate::storage::StorageError> {
-        match &request.request {
-            Some(internal_request::Request::Publish(attributes)) => {
-                MemberStore::new(&self.storage).save(guard.batch_mut(), attributes);
-                return Ok(ApplyResult {
-                    result: Some(apply_result::Result::Published(attributes.clone())),
-                });
-            }
-            Some(internal_request::Request::DowngradeInfoSet(downgrade)) => {
-                MemberStore::new(&self.storage).save_downgrade(guard.batch_mut(), downgrade);
-                return Ok(ApplyResult {
-                    result: Some(apply_result::Result::Downgrade(downgrade.clone())),
-                });
-            }
-            _ => {}
-        }
         let applier = Applier {
             leases: &self.lessor,
             auth: &self.auth,
             alarms: &self.alarms,
             index,
         };
-        apply_request(guard, &applier, request)
+        apply_one(&self.storage, guard, &applier, request)
     }
 
     /// Commits applied changes with the applied log id and membership they bring us to,
@@ -400,6 +383,31 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 }
 
 /// The applied log id and membership, as a batch of applied entries last stored them.
+/// Applies one request: member attributes and the downgrade here (they belong with
+/// membership, not with the key-value requests of `apply`), the rest through `apply`.
+pub(super) fn apply_one(
+    storage: &Storage,
+    guard: &mut WriteLock<'_>,
+    applier: &Applier<'_>,
+    request: &InternalRequest,
+) -> Result<ApplyResult, crate::storage::StorageError> {
+    match &request.request {
+        Some(internal_request::Request::Publish(attributes)) => {
+            MemberStore::new(storage).save(guard.batch_mut(), attributes);
+            Ok(ApplyResult {
+                result: Some(apply_result::Result::Published(attributes.clone())),
+            })
+        }
+        Some(internal_request::Request::DowngradeInfoSet(downgrade)) => {
+            MemberStore::new(storage).save_downgrade(guard.batch_mut(), downgrade);
+            Ok(ApplyResult {
+                result: Some(apply_result::Result::Downgrade(downgrade.clone())),
+            })
+        }
+        _ => apply_request(guard, applier, request),
+    }
+}
+
 /// The index and term of the last applied entry as `meta` records them (a storage view's,
 /// for a snapshot of that point): etcd's consistent index and term.
 pub fn applied_index_and_term(meta: MetaCf<'_>) -> Result<(u64, u64), StorageError<u64>> {

@@ -159,6 +159,11 @@ impl Server {
         let member_dir = config.data_dir.join("member");
         std::fs::create_dir_all(&member_dir)
             .with_context(|| format!("cannot create data dir {}", member_dir.display()))?;
+        if raft::is_etcd_member_dir(&member_dir) {
+            let flags = Identity::from_config(config);
+            raft::take_over(&member_dir, config.bcrypt_cost, &flags.initial_members)
+                .context("cannot take over the etcd data directory")?;
+        }
         let storage = Arc::new(Storage::open(&member_dir.join("db")).map_err(|e| {
             // RocksDB writes as it opens (it flushes what it recovers from its log).
             if e.is_no_space() {
