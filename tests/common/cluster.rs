@@ -23,7 +23,7 @@
 //! member's side of the partition, which cuts both directions between the sides and
 //! nothing within a side. Needs Linux `/proc` and the same user as the members.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -129,6 +129,8 @@ pub struct TestCluster {
     peer_scheme: &'static str,
     /// Whether members serve failpoints (`start_with_failpoints`).
     failpoints: bool,
+    /// The binary members run: the server under test, unless the test names another.
+    bin: PathBuf,
 }
 
 impl TestCluster {
@@ -184,6 +186,11 @@ impl TestCluster {
     pub fn start_prepared(&mut self) {
         let all: Vec<usize> = (0..self.members.len()).collect();
         self.spawn_and_wait(&all, CLUSTER_READY_TIMEOUT);
+    }
+
+    /// Runs `bin` from the next start of each member on (etcd, then Cairn on its data).
+    pub fn set_bin(&mut self, bin: &Path) {
+        self.bin = bin.to_path_buf();
     }
 
     /// `--initial-cluster-token` of every member.
@@ -249,6 +256,7 @@ impl TestCluster {
             proxied,
             peer_scheme,
             failpoints,
+            bin: server_bin(),
         };
         for i in 0..n {
             cluster.prepare_member(&format!("m{}", i + 1));
@@ -829,9 +837,10 @@ impl TestCluster {
         }
         let start_index = m.push_log(format!(
             "[harness] starting {:?} {args:?} {env:?}",
-            server_bin()
+            self.bin
         ));
-        let (child, readers) = super::spawn_server(&args, &env, self.dir.path(), &m.log);
+        let (child, readers) =
+            super::spawn_server_bin(&self.bin, &args, &env, self.dir.path(), &m.log);
         m.readers = readers;
         m.child = Some(child);
         start_index

@@ -286,6 +286,11 @@ impl TestServer {
         self.spawn_and_wait();
     }
 
+    /// Runs `bin` from the next start on (etcd, then Cairn on its data directory).
+    pub fn set_bin(&mut self, bin: &Path) {
+        self.bin = bin.to_path_buf();
+    }
+
     /// Like `start`, with the data dir on a tmpfs of `size_bytes` of its own (`disk`);
     /// None when no tmpfs can be mounted here (the test then skips).
     pub fn start_on_tmpfs(size_bytes: u64, extra_args: &[&str]) -> Option<TestServer> {
