@@ -1468,30 +1468,18 @@ async fn maintenance_and_membership_requests_reserved_to_root() {
     assert_denied(alice.member_remove(member_id).await);
     assert_denied(alice.member_promote(member_id).await);
 
-    // etcd 3.4 lets any user compact and raise or clear alarms; from 3.5 on (and in
-    // Cairn), raising and clearing alarms is root's.
+    // etcd 3.4 lets any user compact and raise or clear alarms (3.7 wants root; Cairn's
+    // Auth follows 3.4).
     alice
         .compact(common::rev(put.header()), None)
         .await
         .expect("compaction: any user");
-    let any_user_alarms = common::is_etcd_34(&mut root).await;
     let mut activate = AlarmOptions::new();
     activate.with_member(member_id);
-    let raised = alice
-        .alarm(
-            AlarmAction::Activate,
-            AlarmType::Nospace,
-            Some(activate.clone()),
-        )
-        .await;
-    if any_user_alarms {
-        raised.expect("alarm activate: any user");
-    } else {
-        assert_denied(raised);
-        root.alarm(AlarmAction::Activate, AlarmType::Nospace, Some(activate))
-            .await
-            .expect("alarm activate: root");
-    }
+    alice
+        .alarm(AlarmAction::Activate, AlarmType::Nospace, Some(activate))
+        .await
+        .expect("alarm activate: any user");
     let alarms = root
         .alarm(AlarmAction::Get, AlarmType::None, None)
         .await
@@ -1501,25 +1489,14 @@ async fn maintenance_and_membership_requests_reserved_to_root() {
     assert_eq!(alarms.alarms()[0].alarm(), AlarmType::Nospace);
     let mut deactivate = AlarmOptions::new();
     deactivate.with_member(member_id);
-    let cleared = alice
+    alice
         .alarm(
-            AlarmAction::Deactivate,
-            AlarmType::Nospace,
-            Some(deactivate.clone()),
-        )
-        .await;
-    if any_user_alarms {
-        cleared.expect("alarm deactivate: any user");
-    } else {
-        assert_denied(cleared);
-        root.alarm(
             AlarmAction::Deactivate,
             AlarmType::Nospace,
             Some(deactivate),
         )
         .await
-        .expect("alarm deactivate: root");
-    }
+        .expect("alarm deactivate: any user");
     let alarms = alice
         .alarm(AlarmAction::Get, AlarmType::None, None)
         .await
