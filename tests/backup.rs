@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::TestServer;
-use etcd_client::{Client, CompactionOptions, GetOptions, PutOptions};
 
 const ETCD34: &str = "/usr/bin/etcd";
 const ETCDCTL34: &str = "/usr/bin/etcdctl";
@@ -41,78 +40,6 @@ fn run(bin: &Path, args: &[&str]) -> String {
     stdout + &stderr
 }
 
-/// The history the snapshot tests write: a key with 20 versions, a deleted key, a key
-/// with a lease, a compaction, a user and a role. Answers the lease and the revision.
-async fn write_history(c: &mut Client) -> (i64, i64) {
-    c.put("foo", "bar", None).await.unwrap();
-    for i in 1..=20 {
-        c.put("counter", format!("v{i}"), None).await.unwrap();
-    }
-    c.put("gone", "soon", None).await.unwrap();
-    c.delete("gone", None).await.unwrap();
-    let compact_at = c.put("big", vec![b'x'; 10_000], None).await.unwrap();
-    let compact_at = compact_at.header().unwrap().revision();
-    let lease = c.lease_grant(3600, None).await.unwrap().id();
-    c.put(
-        "leased",
-        "with a lease",
-        Some(PutOptions::new().with_lease(lease)),
-    )
-    .await
-    .unwrap();
-    c.compact(compact_at, Some(CompactionOptions::new().with_physical()))
-        .await
-        .unwrap();
-    c.user_add("alice", "secret", None).await.unwrap();
-    c.role_add("reader").await.unwrap();
-    c.user_grant_role("alice", "reader").await.unwrap();
-    let rev = c.put("last", "1", None).await.unwrap();
-    (lease, rev.header().unwrap().revision())
-}
-
-/// What `write_history` left, as a restored server must serve it.
-async fn check_history(c: &mut Client, lease: i64, rev: i64) {
-    let last = c.get("last", None).await.unwrap();
-    assert_eq!(
-        last.header().unwrap().revision(),
-        rev,
-        "the revision comes through"
-    );
-    assert_eq!(last.kvs()[0].mod_revision(), rev);
-    let counter = c.get("counter", None).await.unwrap();
-    assert_eq!(
-        (counter.kvs()[0].value(), counter.kvs()[0].version()),
-        (&b"v20"[..], 20)
-    );
-    let foo = c.get("foo", None).await.unwrap();
-    assert_eq!(foo.kvs()[0].create_revision(), 2);
-    assert!(c.get("gone", None).await.unwrap().kvs().is_empty());
-    assert_eq!(
-        c.get("big", None).await.unwrap().kvs()[0].value().len(),
-        10_000
-    );
-    // Below the compaction revision, history is gone; at it, it is there.
-    let compacted = c
-        .get("counter", Some(GetOptions::new().with_revision(3)))
-        .await;
-    assert!(compacted.is_err(), "revision 3 was compacted");
-    let leased = c.get("leased", None).await.unwrap();
-    assert_eq!(leased.kvs()[0].lease(), lease);
-    let ttl = c
-        .lease_time_to_live(
-            lease,
-            Some(etcd_client::LeaseTimeToLiveOptions::new().with_keys()),
-        )
-        .await
-        .unwrap();
-    assert_eq!(ttl.granted_ttl(), 3600);
-    assert_eq!(ttl.keys(), &[b"leased".to_vec()]);
-    let users = c.user_list().await.unwrap();
-    assert_eq!(users.users(), &["alice".to_string()]);
-    let alice = c.user_get("alice").await.unwrap();
-    assert_eq!(alice.roles(), &["reader".to_string()]);
-}
-
 /// `etcdctl snapshot save`, checked as etcdctl reports it.
 fn save_snapshot(endpoint: &str, file: &Path) {
     let file_str = file.to_str().unwrap();
@@ -138,7 +65,8 @@ fn snapshot_status(file: &Path) -> serde_json::Value {
 async fn a_snapshot_is_read_by_etcdctl_and_restored_and_served_by_etcd() {
     let server = TestServer::start(&[]);
     let mut c = server.client().await;
-    let (lease, rev) = write_history(&mut c).await;
+    let written = common::history::write(&mut c).await;
+    let rev = written.revision;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("backup.db");
     save_snapshot(&server.endpoint(), &file);
@@ -171,7 +99,7 @@ async fn a_snapshot_is_read_by_etcdctl_and_restored_and_served_by_etcd() {
         ],
     );
     etcd.start_prepared();
-    check_history(&mut etcd.client().await, lease, rev).await;
+    common::history::check(&mut etcd.client().await, &written).await;
 
     // So does etcd 3.7, when built.
     let (Some(etcdutl), Some(etcd37)) = (etcd37_bin("etcdutl"), etcd37_bin("etcd")) else {
@@ -196,7 +124,7 @@ async fn a_snapshot_is_read_by_etcdctl_and_restored_and_served_by_etcd() {
         ],
     );
     etcd.start_prepared();
-    check_history(&mut etcd.client().await, lease, rev).await;
+    common::history::check(&mut etcd.client().await, &written).await;
 }
 
 /// Reads a snapshot's `key` bucket: the revisions it holds, in order.
@@ -315,7 +243,8 @@ async fn cairn_restores_a_snapshot_from_itself_or_etcd_and_serves_it() {
     // The snapshot comes from the server under test: Cairn, or etcd 3.4 / 3.7.
     let source = TestServer::start(&[]);
     let mut c = source.client().await;
-    let (lease, rev) = write_history(&mut c).await;
+    let written = common::history::write(&mut c).await;
+    let rev = written.revision;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("backup.db");
     save_snapshot(&source.endpoint(), &file);
@@ -333,7 +262,7 @@ async fn cairn_restores_a_snapshot_from_itself_or_etcd_and_serves_it() {
     );
     restored.start_prepared();
     let mut c = restored.client().await;
-    check_history(&mut c, lease, rev).await;
+    common::history::check(&mut c, &written).await;
     // The restored member is a new cluster that takes writes after the old history.
     let next = c.put("after", "restore", None).await.unwrap();
     assert_eq!(next.header().unwrap().revision(), rev + 1);
@@ -351,7 +280,8 @@ async fn three_members_restored_from_one_snapshot_form_a_cluster_with_its_data()
     }
     let source = TestServer::start(&[]);
     let mut c = source.client().await;
-    let (lease, rev) = write_history(&mut c).await;
+    let written = common::history::write(&mut c).await;
+    let rev = written.revision;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("backup.db");
     save_snapshot(&source.endpoint(), &file);
@@ -376,7 +306,7 @@ async fn three_members_restored_from_one_snapshot_form_a_cluster_with_its_data()
         .await;
     for i in 0..3 {
         let mut c = cluster.member_client(i).await;
-        check_history(&mut c, lease, rev).await;
+        common::history::check(&mut c, &written).await;
     }
     let mut c = cluster.member_client(2).await;
     let put = c.put("after", "restore", None).await.unwrap();

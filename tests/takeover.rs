@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::cluster::TestCluster;
 use common::TestServer;
-use etcd_client::{Client, CompactionOptions, GetOptions, PutOptions};
+use etcd_client::Client;
 
 const ETCD34: &str = "/usr/bin/etcd";
 
@@ -43,93 +43,25 @@ fn file_hashes(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
-/// A history with compaction, leases, deletions and a user; answers the lease, the
-/// revision, and the member and cluster IDs.
-async fn write_history(c: &mut Client) -> (i64, i64, u64, u64) {
-    c.put("foo", "bar", None).await.unwrap();
-    for i in 1..=20 {
-        c.put("counter", format!("v{i}"), None).await.unwrap();
-    }
-    c.put("gone", "soon", None).await.unwrap();
-    c.delete("gone", None).await.unwrap();
-    let at = c.put("big", vec![b'x'; 10_000], None).await.unwrap();
-    let compact_at = at.header().unwrap().revision();
-    let lease = c.lease_grant(3600, None).await.unwrap().id();
-    c.put(
-        "leased",
-        "with a lease",
-        Some(PutOptions::new().with_lease(lease)),
-    )
-    .await
-    .unwrap();
-    c.compact(compact_at, Some(CompactionOptions::new().with_physical()))
-        .await
-        .unwrap();
-    c.user_add("alice", "secret", None).await.unwrap();
-    // Many small writes after the last compaction: with a kill, some are only in the WAL.
-    let mut last = None;
-    for i in 0..200 {
-        last = Some(
-            c.put(format!("tail/{i:03}"), format!("{i}"), None)
-                .await
-                .unwrap(),
-        );
-    }
-    let header = last.unwrap().header().unwrap().clone();
-    (
-        lease,
-        header.revision(),
-        header.member_id(),
+/// `history::check`, plus the IDs and the next revision.
+async fn check_taken_over(c: &mut Client, written: &common::history::Written) {
+    common::history::check(c, written).await;
+    let header = c.get("foo", None).await.unwrap().header().unwrap().clone();
+    assert_eq!(header.member_id(), written.member_id, "the same member ID");
+    assert_eq!(
         header.cluster_id(),
-    )
-}
-
-async fn check_history(c: &mut Client, lease: i64, rev: i64, member_id: u64, cluster_id: u64) {
-    let tail = c.get("tail/199", None).await.unwrap();
-    let header = tail.header().unwrap();
-    assert_eq!(header.revision(), rev, "the same revision");
-    assert_eq!(header.member_id(), member_id, "the same member ID");
-    assert_eq!(header.cluster_id(), cluster_id, "the same cluster ID");
-    assert_eq!(tail.kvs()[0].value(), b"199");
-    let all_tail = c
-        .get(
-            "tail/",
-            Some(GetOptions::new().with_prefix().with_count_only()),
-        )
-        .await
-        .unwrap();
-    assert_eq!(all_tail.count(), 200, "every acknowledged write");
-    let counter = c.get("counter", None).await.unwrap();
-    assert_eq!(
-        (counter.kvs()[0].value(), counter.kvs()[0].version()),
-        (&b"v20"[..], 20)
+        written.cluster_id,
+        "the same cluster ID"
     );
-    assert!(c.get("gone", None).await.unwrap().kvs().is_empty());
-    let old = c
-        .get("counter", Some(GetOptions::new().with_revision(3)))
-        .await;
-    assert!(old.is_err(), "revision 3 stays compacted");
-    let ttl = c
-        .lease_time_to_live(
-            lease,
-            Some(etcd_client::LeaseTimeToLiveOptions::new().with_keys()),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        (ttl.granted_ttl(), ttl.keys()),
-        (3600, &[b"leased".to_vec()][..])
-    );
-    assert_eq!(c.user_list().await.unwrap().users(), &["alice".to_string()]);
     let next = c.put("after", "takeover", None).await.unwrap();
-    assert_eq!(next.header().unwrap().revision(), rev + 1);
+    assert_eq!(next.header().unwrap().revision(), written.revision + 1);
 }
 
 async fn take_over_one_member(etcd: &Path, kill: bool) {
     let mut server = TestServer::prepare_with_bin(etcd, "member", &[]);
     server.start_prepared();
     let mut c = server.client().await;
-    let (lease, rev, member_id, cluster_id) = write_history(&mut c).await;
+    let written = common::history::write(&mut c).await;
     drop(c);
     if kill {
         server.kill9();
@@ -141,7 +73,7 @@ async fn take_over_one_member(etcd: &Path, kill: bool) {
     server.set_bin(&cairn_bin());
     server.start_prepared();
     let mut c = server.client().await;
-    check_history(&mut c, lease, rev, member_id, cluster_id).await;
+    check_taken_over(&mut c, &written).await;
     assert!(server.logs().contains("took over the etcd data directory"));
     drop(c);
     server.stop();
@@ -220,7 +152,8 @@ async fn a_stopped_etcd_cluster_comes_back_as_cairn_with_its_data_and_ids() {
     cluster.set_bin(Path::new(ETCD34));
     cluster.start_prepared();
     let mut c = cluster.client().await;
-    let (lease, rev, _, cluster_id) = write_history(&mut c).await;
+    let written = common::history::write(&mut c).await;
+    let (rev, cluster_id) = (written.revision, written.cluster_id);
     let mut ids = Vec::new();
     for i in 0..3 {
         ids.push(cluster.member_id(i).await);
@@ -251,5 +184,5 @@ async fn a_stopped_etcd_cluster_comes_back_as_cairn_with_its_data_and_ids() {
     let mut expected = ids.clone();
     expected.sort();
     assert_eq!(listed, expected);
-    check_history(&mut c, lease, rev, ids[1], cluster_id).await;
+    common::history::check(&mut c, &written).await;
 }

@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod history;
 pub mod http;
 pub mod proxy;
 pub mod tmpfs;
