@@ -45,14 +45,23 @@ impl Server {
         if cost == 0 || self.store_size().total_bytes + cost < self.quota_backend_bytes {
             return Ok(());
         }
-        let alarm = AlarmRequest {
-            action: AlarmAction::Activate as i32,
-            member_id: self.identity.member_id,
-            alarm: AlarmType::Nospace as i32,
-        };
-        let ctx = RequestContext::internal();
-        if let Err(e) = Box::pin(self.propose(&ctx, Request::Alarm(alarm))).await {
-            tracing::warn!(error = %e, "cannot raise the NOSPACE alarm");
+        let me = self.identity.member_id;
+        let raised = self
+            .alarms
+            .list(AlarmType::Nospace)
+            .iter()
+            .any(|a| a.member_id == me);
+        // Raised once; etcd proposes it again with every refused request.
+        if !raised {
+            let alarm = AlarmRequest {
+                action: AlarmAction::Activate as i32,
+                member_id: me,
+                alarm: AlarmType::Nospace as i32,
+            };
+            let ctx = RequestContext::internal();
+            if let Err(e) = Box::pin(self.propose(&ctx, Request::Alarm(alarm))).await {
+                tracing::warn!(error = %e, "cannot raise the NOSPACE alarm");
+            }
         }
         Err(EtcdError::NoSpace)
     }
