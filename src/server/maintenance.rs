@@ -73,6 +73,7 @@ impl Server {
         tokio::task::spawn_blocking(move || mvcc.defragment())
             .await
             .map_err(|_| EtcdError::Stopped)?;
+        self.forget_store_size();
         // etcd answers defragmentation with no header at all.
         Ok(DefragmentResponse { header: None })
     }

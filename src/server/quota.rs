@@ -38,6 +38,11 @@ impl Server {
         }
     }
 
+    /// Forgets the measured size: a defragmentation changes it at once.
+    pub(super) fn forget_store_size(&self) {
+        *self.store_size_cache.0.lock().expect("size cache lock") = None;
+    }
+
     /// Refuses `request` if it would take the store past the quota, and raises the NOSPACE
     /// alarm (whether that proposal succeeds or not, the request is refused, as etcd's).
     pub(super) async fn check_quota(&self, request: &Request) -> Result<(), EtcdError> {
