@@ -14,6 +14,10 @@
 //! crate; streaming ones (watch, lease keep-alive) through tonic. With `--pid`, the server's
 //! RSS and its CPU time per request are reported too. With `--user NAME:PASSWORD`, it
 //! authenticates once per endpoint and sends that endpoint's token with every request.
+//! With `--latency-log FILE`, every timed request is also written to FILE, one line each,
+//! so that latency can be read per second, or over any window (bench/defrag does).
+//! SIGINT (Ctrl-C) ends a run early: no new requests, those in flight finish, and the report
+//! covers what ran; a second SIGINT quits at once.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -134,6 +138,11 @@ struct Cli {
     /// request, for servers with auth enabled (etcd's benchmark flag; no prompt here).
     #[arg(long, global = true, value_name = "NAME:PASSWORD")]
     user: Option<String>,
+    /// Write every timed request to FILE after the run, one line each, in order of
+    /// completion: its completion time (µs since the Unix epoch), its latency (µs) and 1 if
+    /// it succeeded, 0 if it failed. Held in memory until then (16 bytes a request).
+    #[arg(long, global = true, value_name = "FILE")]
+    latency_log: Option<std::path::PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -298,6 +307,20 @@ async fn run(cli: Cli) -> Result<()> {
         bail!("--endpoints is empty");
     }
     check_cmd(&cli.cmd)?;
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            STOP.store(true, Ordering::Relaxed);
+            eprintln!("cairn-bench: interrupted: finishing the requests in flight (again to quit)");
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    if let Some(path) = &cli.latency_log {
+        // Fail now rather than after the run.
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        LATENCY_LOG.store(true, Ordering::Relaxed);
+    }
     let timeout = Duration::from_secs(cli.timeout);
     let tls = match &cli.cacert {
         Some(ca) => Some(cairn::net::tls::client_connector(
@@ -389,6 +412,10 @@ async fn run(cli: Cli) -> Result<()> {
         .and_then(|p| cpu_seconds(p).ok())
         .zip(cpu_before)
         .map(|(after, before)| after - before);
+    if let Some(path) = &cli.latency_log {
+        write_latency_log(path, &out.stats.log)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     let r = Report {
         name,
         cli: &summary,
@@ -889,7 +916,11 @@ async fn join_stats(handles: Vec<JoinHandle<Stats>>) -> Stats {
     all
 }
 
-/// Hands out request numbers 0..total, no faster than `rate` per second (0 = unlimited).
+/// Set by SIGINT: pacers hand out no more requests.
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Hands out request numbers 0..total, no faster than `rate` per second (0 = unlimited), until
+/// SIGINT.
 struct Pacer {
     next: AtomicU64,
     total: u64,
@@ -909,14 +940,14 @@ impl Pacer {
 
     async fn next(&self) -> Option<u64> {
         let i = self.next.fetch_add(1, Ordering::Relaxed);
-        if i >= self.total {
+        if i >= self.total || STOP.load(Ordering::Relaxed) {
             return None;
         }
         if self.rate > 0 {
             let at = self.start + Duration::from_secs_f64(i as f64 / self.rate as f64);
             tokio::time::sleep_until(at.into()).await;
         }
-        Some(i)
+        (!STOP.load(Ordering::Relaxed)).then_some(i)
     }
 }
 
@@ -1335,6 +1366,37 @@ impl Rng {
 // ---------------------------------------------------------------------------------------------
 // Statistics and the report
 
+/// Whether `Stats` keep every request for --latency-log.
+static LATENCY_LOG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// One request of the latency log.
+#[derive(Clone, Copy)]
+struct Logged {
+    /// Completion time, µs since the Unix epoch.
+    done_us: u64,
+    latency_us: u32,
+    ok: bool,
+}
+
+/// Microseconds since the Unix epoch, now.
+fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as u64
+}
+
+fn write_latency_log(path: &std::path::Path, log: &[Logged]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut sorted = log.to_vec();
+    sorted.sort_by_key(|l| l.done_us);
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for l in &sorted {
+        writeln!(w, "{} {} {}", l.done_us, l.latency_us, u8::from(l.ok))?;
+    }
+    w.flush()
+}
+
 /// Latencies of successful requests (µs, HDR) and the errors of failed ones.
 struct Stats {
     hist: Histogram<u64>,
@@ -1342,6 +1404,8 @@ struct Stats {
     errors: u64,
     /// The first distinct error messages, with their counts.
     samples: Vec<(String, u64)>,
+    /// Every timed request, with --latency-log.
+    log: Vec<Logged>,
 }
 
 impl Stats {
@@ -1352,6 +1416,7 @@ impl Stats {
             ok: 0,
             errors: 0,
             samples: Vec::new(),
+            log: Vec::new(),
         }
     }
 
@@ -1359,6 +1424,17 @@ impl Stats {
         self.hist
             .saturating_record(d.as_micros().min(u64::MAX as u128) as u64);
         self.ok += 1;
+        self.log(d, true);
+    }
+
+    fn log(&mut self, d: Duration, ok: bool) {
+        if LATENCY_LOG.load(Ordering::Relaxed) {
+            self.log.push(Logged {
+                done_us: unix_us(),
+                latency_us: d.as_micros().min(u32::MAX as u128) as u32,
+                ok,
+            });
+        }
     }
 
     fn err(&mut self, msg: String) {
@@ -1369,7 +1445,10 @@ impl Stats {
     fn record(&mut self, start: Instant, r: Result<(), String>) {
         match r {
             Ok(()) => self.ok(start.elapsed()),
-            Err(e) => self.err(e),
+            Err(e) => {
+                self.log(start.elapsed(), false);
+                self.err(e)
+            }
         }
     }
 
@@ -1380,6 +1459,7 @@ impl Stats {
         for (m, n) in o.samples {
             add_sample(&mut self.samples, m, n);
         }
+        self.log.extend(o.log);
     }
 
     /// Quantile (or None for the max) in ms, None without samples.
