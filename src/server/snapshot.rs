@@ -108,13 +108,35 @@ impl Server {
     }
 }
 
+/// Closes the snapshot file on a blocking thread: closing the last handle of an unlinked
+/// file frees all its blocks, which for gigabytes takes the filesystem hundreds of
+/// milliseconds, and would stall a runtime worker (and the requests it serves) meanwhile.
+fn close_off_the_runtime(file: Option<tokio::fs::File>) {
+    let Some(file) = file else { return };
+    match (file.try_into_std(), tokio::runtime::Handle::try_current()) {
+        (Ok(file), Ok(runtime)) => {
+            runtime.spawn_blocking(move || drop(file));
+        }
+        (Ok(file), Err(_)) => drop(file),
+        (Err(file), _) => drop(file),
+    }
+}
+
+/// A client that goes away mid-stream drops the sender: its file is closed off the runtime
+/// too.
+impl Drop for SnapshotSender {
+    fn drop(&mut self) {
+        close_off_the_runtime(self.file.take());
+    }
+}
+
 impl SnapshotSender {
     /// The next message: the file's next bytes, then the sha256 of them all; None after.
     pub async fn next_message(&mut self) -> Option<Result<SnapshotResponse, EtcdError>> {
         let file = self.file.as_mut()?;
         let remaining = self.total_bytes - self.sent_bytes;
         if remaining == 0 {
-            self.file = None;
+            close_off_the_runtime(self.file.take());
             let sha = std::mem::replace(
                 &mut self.sha256,
                 ring::digest::Context::new(&ring::digest::SHA256),
@@ -136,7 +158,7 @@ impl SnapshotSender {
         }
         let mut blob = vec![0u8; CHUNK_BYTES.min(remaining as usize)];
         if let Err(e) = file.read_exact(&mut blob).await {
-            self.file = None;
+            close_off_the_runtime(self.file.take());
             tracing::error!(error = %e, "cannot read the snapshot file");
             return Some(Err(EtcdError::SnapshotFailed));
         }
