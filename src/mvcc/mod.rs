@@ -30,7 +30,7 @@ use crate::storage::{MetaKey, Storage, StorageError, StorageResult, View, WriteB
 const NEVER_COMPACTED: i64 = -1;
 /// Revisions deleted per write during physical compaction: bounds the batch in memory and
 /// the time other writers wait behind it.
-const COMPACTION_DELETES_PER_BATCH: usize = 10_000;
+const COMPACTION_DELETES_PER_BATCH: usize = 1_000;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RangeOptions {
