@@ -80,51 +80,51 @@ async fn a_snapshot_is_read_by_etcdctl_and_restored_and_served_by_etcd() {
         "{status}"
     );
 
-    // etcd 3.4 restores the snapshot and serves it.
-    let mut etcd = TestServer::prepare_with_bin(Path::new(ETCD34), "restored", &[]);
-    run(
+    // etcd 3.4 (etcdctl) restores the snapshot and serves it; so does etcd 3.7 (etcdutl),
+    // when built.
+    restore_with_etcd(
         Path::new(ETCDCTL34),
-        &[
-            "snapshot",
-            "restore",
-            file.to_str().unwrap(),
-            "--data-dir",
-            etcd.data_dir().to_str().unwrap(),
-            "--name",
-            "restored",
-            "--initial-cluster",
-            &format!("restored={}", etcd.peer_url()),
-            "--initial-advertise-peer-urls",
-            &etcd.peer_url(),
-        ],
-    );
-    etcd.start_prepared();
-    common::history::check(&mut etcd.client().await, &written).await;
-
-    // So does etcd 3.7, when built.
+        Path::new(ETCD34),
+        "restored",
+        &file,
+        &written,
+    )
+    .await;
     let (Some(etcdutl), Some(etcd37)) = (etcd37_bin("etcdutl"), etcd37_bin("etcd")) else {
         eprintln!("etcd 3.7 not built (compat/etcd37/build): its restore is not checked");
         return;
     };
-    let mut etcd = TestServer::prepare_with_bin(&etcd37, "restored37", &[]);
+    restore_with_etcd(&etcdutl, &etcd37, "restored37", &file, &written).await;
+}
+
+/// `tool snapshot restore` of `file` into a new member `name` of `etcd`, which must then
+/// serve `written`.
+async fn restore_with_etcd(
+    tool: &Path,
+    etcd: &Path,
+    name: &str,
+    file: &Path,
+    written: &common::history::Written,
+) {
+    let mut server = TestServer::prepare_with_bin(etcd, name, &[]);
     run(
-        &etcdutl,
+        tool,
         &[
             "snapshot",
             "restore",
             file.to_str().unwrap(),
             "--data-dir",
-            etcd.data_dir().to_str().unwrap(),
+            server.data_dir().to_str().unwrap(),
             "--name",
-            "restored37",
+            name,
             "--initial-cluster",
-            &format!("restored37={}", etcd.peer_url()),
+            &format!("{name}={}", server.peer_url()),
             "--initial-advertise-peer-urls",
-            &etcd.peer_url(),
+            &server.peer_url(),
         ],
     );
-    etcd.start_prepared();
-    common::history::check(&mut etcd.client().await, &written).await;
+    server.start_prepared();
+    common::history::check(&mut server.client().await, written).await;
 }
 
 /// Reads a snapshot's `key` bucket: the revisions it holds, in order.

@@ -200,22 +200,11 @@ fn build(
             }
             continue;
         }
-        let request = match mapped {
-            EtcdEntry::Request(request) => Some(request),
-            EtcdEntry::Alarm { caller, request } => Some(InternalRequest {
-                request: Some(internal_request::Request::Alarm(request)),
-                caller,
-            }),
-            change @ EtcdEntry::ConfChange { .. } => {
-                change_membership(&mut members, change);
-                None
-            }
-            EtcdEntry::Blank
-            | EtcdEntry::LeaseCheckpoint(_)
-            | EtcdEntry::ClusterVersion(_)
-            | EtcdEntry::Ignored(_) => None,
-        };
-        if let Some(request) = request {
+        if let EtcdEntry::ConfChange { .. } = mapped {
+            change_membership(&mut members, mapped);
+            continue;
+        }
+        if let Some(request) = request_of(mapped) {
             let applier = Applier {
                 leases: &lessor,
                 auth: &auth,
@@ -311,21 +300,15 @@ fn etcd_log_id(term: u64, index: u64) -> LogId {
 
 /// An entry past etcd's commit index, as a Cairn log entry with the same index and term.
 fn tail_entry(index: u64, term: u64, mapped: EtcdEntry) -> anyhow::Result<Entry<TypeConfig>> {
-    let payload = match mapped {
-        EtcdEntry::Request(request) => Some(request),
-        EtcdEntry::Alarm { caller, request } => Some(InternalRequest {
-            request: Some(internal_request::Request::Alarm(request)),
-            caller,
-        }),
-        EtcdEntry::ConfChange { .. } => bail!(
+    if let EtcdEntry::ConfChange { .. } = mapped {
+        bail!(
             "etcd's log ends with a membership change not committed yet (index {index}): \
              start etcd once so that it commits, stop it, then start Cairn"
-        ),
-        _ => None,
-    };
+        );
+    }
     Ok(Entry {
         log_id: etcd_log_id(term, index),
-        payload: match payload {
+        payload: match request_of(mapped) {
             Some(request) => EntryPayload::Normal(Batch(
                 Arc::new(Proposal {
                     requests: vec![request],
@@ -335,6 +318,19 @@ fn tail_entry(index: u64, term: u64, mapped: EtcdEntry) -> anyhow::Result<Entry<
             None => EntryPayload::Blank,
         },
     })
+}
+
+/// The request Cairn applies for an etcd entry; None for one that changes nothing in the
+/// store (blank, lease checkpoint, cluster version, ignored) or is a membership change.
+fn request_of(mapped: EtcdEntry) -> Option<InternalRequest> {
+    match mapped {
+        EtcdEntry::Request(request) => Some(request),
+        EtcdEntry::Alarm { caller, request } => Some(InternalRequest {
+            request: Some(internal_request::Request::Alarm(request)),
+            caller,
+        }),
+        _ => None,
+    }
 }
 
 /// Applies a membership change; applying one twice changes nothing.

@@ -224,23 +224,8 @@ impl TestServer {
         extra_args: &[&str],
     ) -> (std::process::ExitStatus, String) {
         let mut server = Self::prepare("cairn-test", "https", extra_args);
-        let start_index = server.log_start();
-        let (child, readers) = spawn_server(&server.args(), &[], server.dir.path(), &server.log);
-        server.readers = readers;
-        let child = server.child.insert(child);
-        let deadline = Instant::now() + READY_TIMEOUT;
-        match wait_ready_line(&server.log, start_index, child, deadline) {
-            Ok(()) => panic!("server became ready, but it was expected to exit"),
-            Err(NotReady::TimedOut) => {
-                panic!("server neither exited nor became ready within {READY_TIMEOUT:?}")
-            }
-            Err(NotReady::Exited(status)) => {
-                server.child = None;
-                // The output is complete once its pipes have closed.
-                server.join_readers();
-                (status, server.logs())
-            }
-        }
+        let status = server.restart_expecting_exit();
+        (status, server.logs())
     }
 
     fn start_with_scheme(
