@@ -40,6 +40,9 @@ mod default {
     /// etcd: 1.5 MiB.
     pub const MAX_REQUEST_BYTES: u64 = 1_572_864;
     pub const MAX_TXN_OPS: u64 = 128;
+    /// etcd's physical compaction pace: 1,000 revisions, then 10 ms of rest.
+    pub const COMPACTION_BATCH_LIMIT: usize = 1_000;
+    pub const COMPACTION_SLEEP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
     /// etcd: 0 means its default quota of 2 GiB.
     pub const QUOTA_BACKEND_BYTES: u64 = 2 * 1024 * 1024 * 1024;
     pub const WATCH_PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
@@ -266,20 +269,36 @@ pub struct Flags {
     /// TLS 1.2 cipher suites, comma-separated Go names (TLS 1.3's are not configurable).
     #[arg(long, env = "ETCD_CIPHER_SUITES")]
     pub cipher_suites: Option<String>,
-    /// Keys deleted per batch of a physical compaction (etcd 3.6+'s name; 3.4/3.5's
-    /// `--experimental-compaction-batch-limit` too). Refused: Cairn's batch size is fixed.
+    /// Revisions deleted per batch of a physical compaction, 0 for the default 1,000 (etcd
+    /// 3.6+'s name; 3.4/3.5's `--experimental-compaction-batch-limit` too).
     #[arg(
         long,
         alias = "experimental-compaction-batch-limit",
         env = "ETCD_COMPACTION_BATCH_LIMIT"
     )]
     pub compaction_batch_limit: Option<u64>,
+    /// Pause between those batches (a Go duration), 0 for the default 10ms (etcd 3.6+'s name;
+    /// 3.5's `--experimental-compaction-sleep-interval` too).
+    #[arg(
+        long,
+        alias = "experimental-compaction-sleep-interval",
+        env = "ETCD_COMPACTION_SLEEP_INTERVAL"
+    )]
+    pub compaction_sleep_interval: Option<String>,
 }
 
 /// `ETCD_*` variables of flags' older names (etcd 3.5's `--experimental-*`), each with the
 /// variable of the name clap reads (one per flag). When only the older is set, it is read as
 /// the newer; when both are, the newer wins.
 const RENAMED_VARIABLES: &[(&str, &str)] = &[
+    (
+        "ETCD_EXPERIMENTAL_COMPACTION_BATCH_LIMIT",
+        "ETCD_COMPACTION_BATCH_LIMIT",
+    ),
+    (
+        "ETCD_EXPERIMENTAL_COMPACTION_SLEEP_INTERVAL",
+        "ETCD_COMPACTION_SLEEP_INTERVAL",
+    ),
     (
         "ETCD_EXPERIMENTAL_ENABLE_DISTRIBUTED_TRACING",
         "ETCD_ENABLE_DISTRIBUTED_TRACING",
@@ -367,6 +386,10 @@ pub struct Config {
     pub log_format: LogFormat,
     pub max_concurrent_streams: Option<u32>,
     pub watch_progress_interval: Duration,
+    /// Revisions a physical compaction deletes per batch (`--compaction-batch-limit`).
+    pub compaction_batch_limit: usize,
+    /// Pause between those batches (`--compaction-sleep-interval`).
+    pub compaction_sleep_interval: Duration,
     pub metrics: MetricsLevel,
     /// `--listen-metrics-urls`; none by default (the client URLs serve `/metrics` too).
     pub listen_metrics_urls: Vec<Url>,
@@ -409,7 +432,7 @@ impl Config {
         let auto_compaction = auto_compaction(&f)?;
         let mut ignored = accepted_but_ignored(&f)?;
         let distributed_tracing = distributed_tracing(&f, &mut ignored)?;
-        refuse_unsupported(&f)?;
+        let (compaction_batch_limit, compaction_sleep_interval) = compaction_pacing(&f)?;
         let (client_tls, peer_tls) = tls_settings(&f)?;
         check_url_schemes(&urls, &initial_cluster, &client_tls, &peer_tls)?;
         let log_level = log_level(&f)?;
@@ -445,6 +468,8 @@ impl Config {
             log_format,
             max_concurrent_streams: f.max_concurrent_streams,
             watch_progress_interval,
+            compaction_batch_limit,
+            compaction_sleep_interval,
             metrics,
             auth_token: f.auth_token.clone().unwrap_or_else(|| "simple".to_string()),
             auth_token_ttl: Duration::from_secs(f.auth_token_ttl.unwrap_or(300)),
@@ -662,15 +687,27 @@ fn accepted_but_ignored(f: &Flags) -> Result<Vec<String>, String> {
     Ok(ignored)
 }
 
-/// Flags refused rather than ignored: ignoring them would weaken what the user asked for.
-fn refuse_unsupported(f: &Flags) -> Result<(), String> {
-    if let Some(limit) = f.compaction_batch_limit {
-        return Err(format!(
-            "--compaction-batch-limit={limit} is not supported yet: Cairn deletes a \
-             compaction's revisions in batches of a fixed size (10,000)"
-        ));
-    }
-    Ok(())
+/// `--compaction-batch-limit` and `--compaction-sleep-interval`, 0 meaning the default
+/// of each, as etcd reads them.
+fn compaction_pacing(f: &Flags) -> Result<(usize, Duration), String> {
+    let batch_limit = match f.compaction_batch_limit {
+        None | Some(0) => default::COMPACTION_BATCH_LIMIT,
+        Some(n) => usize::try_from(n)
+            .map_err(|_| format!("invalid value \"{n}\" for flag -compaction-batch-limit"))?,
+    };
+    let sleep = match &f.compaction_sleep_interval {
+        None => default::COMPACTION_SLEEP_INTERVAL,
+        Some(s) => match parse_go_duration(s) {
+            Some(d) if d.is_zero() => default::COMPACTION_SLEEP_INTERVAL,
+            Some(d) => d,
+            None => {
+                return Err(format!(
+                    "invalid value {s:?} for flag -compaction-sleep-interval"
+                ))
+            }
+        },
+    };
+    Ok((batch_limit, sleep))
 }
 
 /// `(client TLS, peer TLS)` from the TLS flags.
@@ -844,6 +881,10 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
     ];
     let mut rest = s;
     let mut seconds = 0.0;
+    if rest == "0" {
+        // Go's one unitless duration.
+        return Some(Duration::ZERO);
+    }
     if rest.is_empty() {
         return None;
     }
@@ -1281,17 +1322,33 @@ mod tests {
     }
 
     #[test]
-    fn compaction_batch_limit_is_refused_by_name() {
-        for flag in [
-            "--compaction-batch-limit",
-            "--experimental-compaction-batch-limit",
-        ] {
-            let err = parse(&[flag, "100"]).unwrap_err();
-            assert!(
-                err.contains("--compaction-batch-limit=100 is not supported"),
-                "{err}"
-            );
-        }
+    fn compaction_pace_under_both_of_etcds_names_with_zero_the_default() {
+        let pace = |args: &[&str]| {
+            parse(args).map(|c| (c.compaction_batch_limit, c.compaction_sleep_interval))
+        };
+        let ms = Duration::from_millis;
+        assert_eq!(pace(&[]), Ok((1_000, ms(10))));
+        assert_eq!(
+            pace(&["--compaction-batch-limit", "100"]),
+            Ok((100, ms(10)))
+        );
+        assert_eq!(
+            pace(&["--experimental-compaction-batch-limit", "0"]),
+            Ok((1_000, ms(10)))
+        );
+        assert_eq!(
+            pace(&["--experimental-compaction-sleep-interval", "1s"]),
+            Ok((1_000, ms(1_000)))
+        );
+        assert_eq!(
+            pace(&["--compaction-sleep-interval", "0"]),
+            Ok((1_000, ms(10)))
+        );
+        assert_eq!(
+            pace(&["--compaction-sleep-interval", "soon"]),
+            Err("invalid value \"soon\" for flag -compaction-sleep-interval".to_string())
+        );
+        assert!(pace(&["--compaction-batch-limit", "-1"]).is_err());
     }
 
     #[test]

@@ -136,6 +136,7 @@ const FILE_KEYS: &[FileKey] = &[
     ),
     key!(cipher_suites, Top, list),
     key!(compaction_batch_limit, Top),
+    key!(compaction_sleep_interval, Top, duration),
 ];
 
 /// Reads `--config-file` into the flags it stands for. Keys Cairn does not know are
@@ -385,10 +386,16 @@ mod tests {
              strict-reconfig-check: false\n\
              enable-v2: true\n\
              experimental-initial-corrupt-check: true\n\
+             experimental-compaction-batch-limit: 100\n\
+             compaction-sleep-interval: 1000000\n\
              peer-transport-security:\n  allowed-cn: [member]\n",
         )
         .unwrap();
         assert_eq!(c.max_concurrent_streams, Some(32));
+        assert_eq!(
+            (c.compaction_batch_limit, c.compaction_sleep_interval),
+            (100, Duration::from_millis(1))
+        );
         // etcd's file gives durations in nanoseconds.
         assert_eq!(c.watch_progress_interval, Duration::from_secs(2));
         assert_eq!(
@@ -452,11 +459,6 @@ mod tests {
     /// dropped.
     #[test]
     fn restrictions_in_the_file_are_refused_as_flags_are() {
-        let err = config_from_file("experimental-compaction-batch-limit: 100\n").unwrap_err();
-        assert!(
-            err.starts_with("--compaction-batch-limit=100 is not supported"),
-            "{err}"
-        );
         let err = config_from_file("peer-transport-security:\n  allowed-cn: [a, b]\n").unwrap_err();
         assert_eq!(
             err,

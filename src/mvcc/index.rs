@@ -168,12 +168,47 @@ impl KeyIndex {
     /// a watch resuming from the compacted revision must still see that delete (etcd issue
     /// 18089, fixed in etcd 3.4.34, 3.5.16 and 3.6). Returns the revisions no read can reach
     /// any more, with their tombstone marks, for physical deletion.
+    #[cfg(test)]
     pub fn compact(&mut self, at_rev: i64) -> Vec<(Revision, bool)> {
         let mut dropped = Vec::new();
-        self.keys.retain(|_, history| {
+        let mut from = CompactFrom::Start;
+        while let Some(next) = self.compact_slice(at_rev, from, usize::MAX, &mut dropped) {
+            from = next;
+        }
+        dropped
+    }
+
+    /// One slice of `compact`: from `from` on, in key order, until `max_dropped` revisions
+    /// were added to `dropped` or `COMPACTION_KEYS_PER_SLICE` keys were visited. Returns
+    /// where the next slice starts, or `None` once every key was visited. Keys put or
+    /// deleted between slices are handled as if the compaction had found them then: only
+    /// entries at or below `at_rev` are ever dropped, and those never change.
+    pub fn compact_slice(
+        &mut self,
+        at_rev: i64,
+        from: CompactFrom,
+        max_dropped: usize,
+        dropped: &mut Vec<(Revision, bool)>,
+    ) -> Option<CompactFrom> {
+        let lower = match &from {
+            CompactFrom::Start => Bound::Unbounded,
+            CompactFrom::Key(key) => Bound::Included(&**key),
+        };
+        let limit = dropped.len().saturating_add(max_dropped);
+        let mut emptied: Vec<Box<[u8]>> = Vec::new();
+        let mut next = None;
+        for (visited, (key, history)) in self
+            .keys
+            .range_mut::<[u8], _>((lower, Bound::Unbounded))
+            .enumerate()
+        {
+            if visited == COMPACTION_KEYS_PER_SLICE || dropped.len() >= limit {
+                next = Some(CompactFrom::Key(key.clone()));
+                break;
+            }
             let n = history.partition_point(|e| e.rev.main <= at_rev);
             if n == 0 {
-                return true;
+                continue;
             }
             let last = history[n - 1];
             let keep_from = if last.is_tombstone() && last.rev.main < at_rev {
@@ -181,15 +216,33 @@ impl KeyIndex {
             } else {
                 n - 1
             };
-            dropped.extend(
-                history
-                    .drain(..keep_from)
-                    .map(|e| (e.rev, e.is_tombstone())),
-            );
-            !history.is_empty()
-        });
-        dropped
+            // A key with a long history may take more than one slice.
+            let drop_now = keep_from.min(limit - dropped.len());
+            dropped.extend(history.drain(..drop_now).map(|e| (e.rev, e.is_tombstone())));
+            if history.is_empty() {
+                emptied.push(key.clone());
+            } else if drop_now < keep_from {
+                next = Some(CompactFrom::Key(key.clone()));
+                break;
+            }
+        }
+        for key in emptied {
+            self.keys.remove(&key);
+        }
+        next
     }
+}
+
+/// Keys a compaction visits in one slice at most (`KeyIndex::compact_slice`): bounds how
+/// long it holds the store's write lock (well under a millisecond) however large the index.
+const COMPACTION_KEYS_PER_SLICE: usize = 10_000;
+
+/// Where a slice of a compaction starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompactFrom {
+    Start,
+    /// At this key, included.
+    Key(Box<[u8]>),
 }
 
 #[cfg(test)]
@@ -255,6 +308,132 @@ mod tests {
         assert!(idx.get(b"b", 6).is_none());
         assert_eq!(idx.len(), 2);
         assert_eq!(idx.live_keys(), 2, "a and c");
+    }
+
+    /// Keys `k00000`.. with histories: every key put at two revisions, every third key then
+    /// deleted, and key `hot` put `hot_versions` times; revisions follow one another.
+    fn layered_index(keys: usize, hot_versions: usize) -> (KeyIndex, i64) {
+        let mut idx = KeyIndex::default();
+        let mut next = 2;
+        let mut bump = || {
+            next += 1;
+            rev(next - 1)
+        };
+        for round in 0..2 {
+            for k in 0..keys {
+                idx.put(format!("k{k:05}").as_bytes(), bump());
+                if round == 1 && k % 3 == 0 {
+                    idx.tombstone(format!("k{k:05}").as_bytes(), bump());
+                }
+            }
+        }
+        for _ in 0..hot_versions {
+            idx.put(b"hot", bump());
+        }
+        (idx, next - 1)
+    }
+
+    /// Every entry in force at `at` for each key, as a read at `at` finds it.
+    fn reads_at(idx: &KeyIndex, at: i64) -> Vec<(Vec<u8>, IndexEntry)> {
+        let mut found = Vec::new();
+        idx.range(b"", RangeEnd::Unbounded, at, |k, e| {
+            found.push((k.to_vec(), *e));
+            true
+        });
+        found
+    }
+
+    #[test]
+    fn compaction_in_slices_is_bounded_and_drops_exactly_the_unreachable_revisions() {
+        let (mut idx, last) = layered_index(25_000, 2_500);
+        let at = last - 100; // the hot key's last 100 versions stay above it
+        let before: Vec<_> = (at..=last).map(|r| reads_at(&idx, r)).collect();
+        let (mut dropped, mut from, mut slices) = (Vec::new(), CompactFrom::Start, 0);
+        loop {
+            let len = dropped.len();
+            let next = idx.compact_slice(at, from, 1_000, &mut dropped);
+            assert!(
+                dropped.len() - len <= 1_000,
+                "a slice drops at most its share"
+            );
+            slices += 1;
+            match next {
+                Some(n) => from = n,
+                None => break,
+            }
+        }
+        // Dropped: one put of each of the 16,666 keys not deleted, all 3 entries of the
+        // 8,334 deleted ones, and 2,399 versions of `hot`: 1,000 a slice at most.
+        assert_eq!(dropped.len(), 16_666 + 8_334 * 3 + 2_399);
+        assert!(slices > dropped.len() / 1_000, "{slices} slices");
+        let mut all: Vec<Revision> = dropped.iter().map(|(r, _)| *r).collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), dropped.len(), "each revision dropped once");
+        for (i, r) in (at..=last).enumerate() {
+            assert_eq!(reads_at(&idx, r), before[i], "reads at {r} unchanged");
+        }
+        // Every key remaining has exactly one entry at or below `at`, unless it is
+        // a delete at `at` itself; keys deleted before `at` are gone.
+        for (key, history) in &idx.keys {
+            let below = history.iter().filter(|e| e.rev.main <= at).count();
+            assert!(below <= 1, "{key:?} keeps {below} entries at or below {at}");
+        }
+        // Nothing reachable was dropped: dropped revisions plus kept entries are all there were.
+        let kept: usize = idx.keys.values().map(Vec::len).sum();
+        assert_eq!(kept + dropped.len(), 25_000 * 2 + 8_334 + 2_500);
+        // Again at the same revision: nothing left to drop.
+        let (mut again, mut from) = (Vec::new(), CompactFrom::Start);
+        while let Some(next) = idx.compact_slice(at, from, usize::MAX, &mut again) {
+            from = next;
+        }
+        assert!(again.is_empty());
+    }
+
+    #[test]
+    fn keys_changed_between_slices_keep_their_new_history() {
+        let (mut idx, last) = layered_index(25_000, 0);
+        let at = last;
+        let mut dropped = Vec::new();
+        let mut from = idx
+            .compact_slice(at, CompactFrom::Start, usize::MAX, &mut dropped)
+            .expect("more than one slice");
+        let CompactFrom::Key(cursor) = from.clone() else {
+            panic!("a slice ends at a key")
+        };
+        // Writes land between slices, on keys already compacted and keys still to come,
+        // including a key re-created after its delete and keys new to the index.
+        let mut next = last + 1;
+        let mut changed = Vec::new();
+        for key in ["k00001", "k00003", "k20001", "k20003", "a-new", "z-new"] {
+            idx.put(key.as_bytes(), rev(next));
+            changed.push((key.as_bytes().to_vec(), next));
+            next += 1;
+        }
+        idx.tombstone(b"k20002", rev(next));
+        assert!(&*cursor > b"k00003".as_slice() && &*cursor < b"k20001".as_slice());
+        while let Some(n) = idx.compact_slice(at, from, usize::MAX, &mut dropped) {
+            from = n;
+        }
+        for (key, r) in &changed {
+            let e = idx
+                .get(key, *r)
+                .expect("a write after the compaction stays");
+            assert_eq!(e.rev.main, *r);
+        }
+        // k00003 was deleted before `at`: compaction dropped its history; the put after
+        // it created it afresh.
+        let created = idx.get(b"k00003", next).unwrap();
+        assert_eq!((created.create_rev, created.version), (changed[1].1, 1));
+        assert!(
+            idx.get(b"k20002", next).is_none(),
+            "deleted after the compaction"
+        );
+        assert!(
+            idx.get(b"k20002", at).is_some(),
+            "still readable at the compacted revision"
+        );
+        assert!(dropped.iter().all(|(r, _)| r.main <= at));
     }
 
     #[test]

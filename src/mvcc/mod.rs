@@ -12,14 +12,15 @@ mod revision;
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockWriteGuard, Weak};
+use std::time::Duration;
 
 use prost::Message;
 use tokio::sync::{mpsc, watch};
 
 pub use hash::{HashKv, StoreHash};
 pub use index::RangeEnd;
-use index::{IndexEntry, KeyIndex};
+use index::{CompactFrom, IndexEntry, KeyIndex};
 pub use revision::Revision;
 
 use crate::error::EtcdError;
@@ -28,9 +29,27 @@ use crate::storage::{MetaKey, Storage, StorageError, StorageResult, View, WriteB
 
 /// etcd's compacted revision before any compaction: so `Compact(0)` succeeds once, as there.
 const NEVER_COMPACTED: i64 = -1;
-/// Revisions deleted per write during physical compaction: bounds the batch in memory and
-/// the time other writers wait behind it.
-const COMPACTION_DELETES_PER_BATCH: usize = 1_000;
+
+/// How fast the compactor works (`--compaction-batch-limit`, `--compaction-sleep-interval`):
+/// it drops at most `batch_limit` revisions from the index and disk at once, then rests
+/// `sleep` before the next batch, as etcd does. The batch bounds the memory a compaction
+/// holds and how long writers wait behind its storage write; the rest leaves the disk and
+/// the CPU to requests, so a large compaction takes longer instead of slowing them.
+#[derive(Debug, Clone, Copy)]
+pub struct CompactionPace {
+    pub batch_limit: usize,
+    pub sleep: Duration,
+}
+
+impl Default for CompactionPace {
+    /// etcd's: 1,000 revisions, then 10 ms.
+    fn default() -> Self {
+        CompactionPace {
+            batch_limit: 1_000,
+            sleep: Duration::from_millis(10),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RangeOptions {
@@ -105,10 +124,10 @@ struct State {
     compact_rev: i64,
 }
 
-/// Revisions that compaction made unreachable, still on disk.
+/// A compaction whose history is still in the key index and on disk: the compactor
+/// (`run_compactor`) drops it from both, slice by slice.
 struct CompactionJob {
     compact_rev: i64,
-    revisions: Vec<(Revision, bool)>,
 }
 
 /// Operations on the store since start, counted as etcd counts them for its metrics: each
@@ -168,25 +187,31 @@ pub struct Mvcc {
 }
 
 impl Mvcc {
-    /// Loads the store: rebuilds the key index from the `kv` column family and resumes any
-    /// physical compaction a stop interrupted.
+    /// `open_paced` at etcd's default pace.
     pub fn open(storage: Arc<Storage>) -> StorageResult<Arc<Mvcc>> {
-        let mut state = load_state(&storage)?;
+        Mvcc::open_paced(storage, CompactionPace::default())
+    }
+
+    /// Loads the store: rebuilds the key index from the `kv` column family and resumes any
+    /// physical compaction a stop interrupted. Compactions run at `pace`.
+    pub fn open_paced(storage: Arc<Storage>, pace: CompactionPace) -> StorageResult<Arc<Mvcc>> {
+        let state = load_state(&storage)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (done_tx, done_rx) = watch::channel(0);
-        if let Some(job) = compact_loaded(&mut state) {
+        if let Some(job) = compact_loaded(&state) {
             tx.send(job).expect("receiver is alive");
         }
         let mvcc = Arc::new(Mvcc {
-            storage: storage.clone(),
+            storage,
             state: RwLock::new(state),
             ops: OpCounters::default(),
             compactor: tx,
             physically_compacted: done_rx,
         });
+        let weak = Arc::downgrade(&mvcc);
         std::thread::Builder::new()
             .name("mvcc-compactor".into())
-            .spawn(move || run_compactor(storage, rx, done_tx))
+            .spawn(move || run_compactor(weak, pace, rx, done_tx))
             .expect("spawn the compactor thread");
         Ok(mvcc)
     }
@@ -313,8 +338,8 @@ impl Mvcc {
     pub fn replace(&self, rewrite: impl FnOnce() -> StorageResult<()>) -> StorageResult<()> {
         let mut state = self.state.write().expect("mvcc lock");
         rewrite()?;
-        let mut fresh = load_state(&self.storage)?;
-        let job = compact_loaded(&mut fresh);
+        let fresh = load_state(&self.storage)?;
+        let job = compact_loaded(&fresh);
         *state = fresh;
         if let Some(job) = job {
             // The compactor lives as long as the process.
@@ -471,12 +496,11 @@ impl ReadView<'_> {
 }
 
 /// Storage may still hold revisions a compaction made unreachable (a stop interrupted the
-/// physical deletion, or a snapshot carried them): drop them from the index, and return
-/// the job that deletes them.
-fn compact_loaded(state: &mut State) -> Option<CompactionJob> {
-    (state.compact_rev > 0).then(|| CompactionJob {
+/// physical deletion, or a snapshot carried them), and the index rebuilt from it does: the
+/// job that drops them.
+fn compact_loaded(state: &State) -> Option<CompactionJob> {
+    (state.compact_rev > 0).then_some(CompactionJob {
         compact_rev: state.compact_rev,
-        revisions: state.index.compact(state.compact_rev),
     })
 }
 
@@ -549,25 +573,57 @@ fn delete_revisions(storage: &Storage, batch: WriteBatch) -> StorageResult<()> {
     storage.write(batch, false)
 }
 
+/// Runs compactions one after another, each in slices: under the store's write lock, drop
+/// a slice of the unreachable history from the key index (`KeyIndex::compact_slice`), then,
+/// without the lock, delete those revisions from disk, then rest (`CompactionPace`). So
+/// neither a large index nor a large history holds up writers and readers for longer than
+/// one slice. Reads are right
+/// throughout: the compacted revision moved when the compaction was applied, and reads at
+/// or above it never reach the entries still waiting to be dropped. Ends with the store.
 fn run_compactor(
-    storage: Arc<Storage>,
+    mvcc: Weak<Mvcc>,
+    pace: CompactionPace,
     mut jobs: mpsc::UnboundedReceiver<CompactionJob>,
     done: watch::Sender<i64>,
 ) {
-    while let Some(job) = jobs.blocking_recv() {
-        let kv = storage.kv();
+    while let Some(mut job) = jobs.blocking_recv() {
+        // A later compaction covers an earlier one still queued.
+        while let Ok(later) = jobs.try_recv() {
+            job.compact_rev = job.compact_rev.max(later.compact_rev);
+        }
+        let mut from = Some(CompactFrom::Start);
         let mut complete = true;
-        for chunk in job.revisions.chunks(COMPACTION_DELETES_PER_BATCH) {
+        while let Some(start) = from.take() {
+            let Some(mvcc) = mvcc.upgrade() else { return };
+            let mut dropped = Vec::new();
+            from = {
+                let mut state = mvcc.state.write().expect("mvcc lock");
+                // Only a snapshot from further on replaces the store, so its compacted
+                // revision is at least the job's; were it not, dropping less is safe.
+                debug_assert!(state.compact_rev >= job.compact_rev);
+                let at_rev = job.compact_rev.min(state.compact_rev);
+                state
+                    .index
+                    .compact_slice(at_rev, start, pace.batch_limit.max(1), &mut dropped)
+            };
+            if dropped.is_empty() {
+                continue;
+            }
+            let kv = mvcc.storage.kv();
             let mut batch = WriteBatch::default();
-            for (rev, tombstone) in chunk {
+            for (rev, tombstone) in &dropped {
                 kv.delete(&mut batch, &rev.to_key(*tombstone));
             }
-            if let Err(e) = delete_revisions(&storage, batch) {
+            if let Err(e) = delete_revisions(&mvcc.storage, batch) {
                 // Left on disk, the revisions are unreachable but harmless; the next start
                 // finds and deletes them again. Until then, physical waiters keep waiting.
                 tracing::error!(error = %e, "physical compaction write failed");
                 complete = false;
                 break;
+            }
+            if from.is_some() {
+                drop(mvcc);
+                std::thread::sleep(pace.sleep);
             }
         }
         if complete {
@@ -601,7 +657,8 @@ impl<'a> WriteLock<'a> {
         }
     }
 
-    /// Compacts history before `rev`. Logical at once; physical deletion runs after commit.
+    /// Compacts history before `rev`. Logical at once: reads below `rev` fail from now on;
+    /// the compactor drops the unreachable history from the index and disk after commit.
     pub fn compact(&mut self, rev: i64) -> Result<(), EtcdError> {
         if rev > self.state.current_rev {
             return Err(EtcdError::FutureRev);
@@ -610,11 +667,7 @@ impl<'a> WriteLock<'a> {
             return Err(EtcdError::Compacted);
         }
         self.state.compact_rev = rev;
-        let revisions = self.state.index.compact(rev);
-        self.compactions.push(CompactionJob {
-            compact_rev: rev,
-            revisions,
-        });
+        self.compactions.push(CompactionJob { compact_rev: rev });
         Ok(())
     }
 

@@ -530,6 +530,46 @@ async fn physical_compaction_removes_exactly_the_unreachable_revisions_from_disk
     );
 }
 
+#[tokio::test]
+async fn a_compaction_larger_than_many_slices_leaves_exactly_the_reachable_revisions() {
+    let store = open();
+    let m = &store.mvcc;
+    // 12,000 keys put twice, every third deleted, one key with 2,500 versions: more keys
+    // than one slice visits and more revisions than one slice drops.
+    let mut guard = m.write();
+    for round in 0..2 {
+        for k in 0..12_000 {
+            let key = format!("k{k:05}");
+            let mut txn = guard.txn();
+            txn.put(key.as_bytes(), b"v".to_vec(), 0);
+            if round == 1 && k % 3 == 0 {
+                drop(txn);
+                guard.txn().delete_range(key.as_bytes(), RangeEnd::Single);
+            }
+        }
+    }
+    for _ in 0..2_500 {
+        guard.txn().put(b"hot", b"h".to_vec(), 0);
+    }
+    guard.commit().unwrap();
+    let last = m.current_rev();
+    let at = last - 10;
+    compact(m, at).unwrap();
+    // Writes and reads go on while the compactor works.
+    put(m, "k00003", "again");
+    tokio::time::timeout(Duration::from_secs(60), m.wait_physically_compacted(at))
+        .await
+        .expect("physical compaction within 60 s");
+    // Kept: one put of each of the 8,000 keys not deleted, the 11 versions of `hot` from
+    // `at` on, and the put after the compaction.
+    assert_eq!(revisions_on_disk(&store.storage).len(), 8_000 + 11 + 1);
+    let live = all_at(m, m.current_rev()).unwrap();
+    assert_eq!(live.len(), 8_000 + 2);
+    assert_eq!(m.live_keys(), 8_000 + 2);
+    assert!(live.contains(&row("k00003", "again", last + 1, last + 1, 1)));
+    assert!(live.contains(&row("hot", "h", last - 2_499, last, 2_500)));
+}
+
 #[test]
 fn history_lists_every_change_in_revision_order_cut_at_revision_boundaries() {
     let store = open();
