@@ -14,6 +14,7 @@
 //! stop. Any other failed write, and a failed fsync, is an error for the caller.
 
 mod families;
+mod slow_deletion;
 mod snapshot;
 
 use std::path::{Path, PathBuf};
@@ -24,6 +25,8 @@ use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options,
     WriteOptions, DB,
 };
+
+use slow_deletion::SlowDeletion;
 
 pub use families::{AuthCf, KvCf, LeaseCf, MetaCf, MetaKey, RaftLogCf, RaftStateCf, StateKey};
 /// What callers stage changes in; `Storage::write` commits one atomically.
@@ -61,6 +64,8 @@ const WRITE_BUFFER_BYTES: usize = 16 << 20;
 /// The Raft log's memtable: entries are read back only by slow followers and purged after
 /// each snapshot, so a small memtable costs little and saves resident memory.
 const RAFT_LOG_WRITE_BUFFER_BYTES: usize = 4 << 20;
+/// Files RocksDB writes are synced to disk every this many bytes (`bytes_per_sync`).
+const BYTES_PER_SYNC: u64 = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -99,6 +104,7 @@ pub struct Storage {
     path: PathBuf,
     /// Set while a write waits for space (`write`), cleared once one passes.
     waiting_for_space: AtomicBool,
+    slow_deletion: SlowDeletion,
 }
 
 impl Storage {
@@ -120,11 +126,21 @@ impl Storage {
         db_opts.set_max_background_jobs(2);
         // Many small synced writes: let RocksDB group concurrent writers into one WAL write.
         db_opts.set_enable_pipelined_write(true);
+        // Write compaction output to disk as it goes, not in bursts that a later fsync of
+        // the write-ahead log would wait behind.
+        db_opts.set_bytes_per_sync(BYTES_PER_SYNC);
+        let slow_deletion = SlowDeletion::attach(&mut db_opts)?;
 
         let cfs = COLUMN_FAMILIES.iter().map(|name| {
             let mut opts = cf_opts.clone();
             if *name == CF_RAFT_LOG {
                 opts.set_write_buffer_size(RAFT_LOG_WRITE_BUFFER_BYTES);
+            }
+            if STATE_MACHINE_FAMILIES.contains(name) {
+                // Small files, and compactions (a defragment's too) cut into jobs of a few
+                // of them: each job's obsolete files are few and small (`slow_deletion`).
+                opts.set_target_file_size_base(slow_deletion::TARGET_FILE_BYTES);
+                opts.set_max_compaction_bytes(2 * slow_deletion::TARGET_FILE_BYTES);
             }
             ColumnFamilyDescriptor::new(*name, opts)
         });
@@ -135,12 +151,21 @@ impl Storage {
             db,
             path: path.to_path_buf(),
             waiting_for_space: AtomicBool::new(false),
+            slow_deletion,
         })
     }
 
-    /// Bytes free for files on the filesystem that holds the database (statvfs).
+    /// Bytes free for files on the filesystem that holds the database (statvfs). Obsolete
+    /// files are deleted at once from when it is found short (`slow_deletion`).
     pub fn free_bytes(&self) -> std::io::Result<u64> {
-        free_bytes(&self.path)
+        let free = free_bytes(&self.path)?;
+        self.slow_deletion.adjust_to_free_space(free);
+        Ok(free)
+    }
+
+    /// Bytes of obsolete database files waiting to be deleted (`slow_deletion`).
+    pub fn trash_bytes(&self) -> u64 {
+        self.slow_deletion.trash_bytes()
     }
 
     /// Whether a write is waiting for the disk to have space again (see `write`).
@@ -332,9 +357,13 @@ impl Storage {
     /// Rewrites the state machine's families without what compactions and overwrites left
     /// behind (memtables flushed first): the files then hold only live data.
     pub fn compact_state_machine(&self) {
+        let mut opts = rocksdb::CompactOptions::default();
+        // RocksDB's own compactions go on meanwhile: the Raft log's above all, which takes
+        // writes all along.
+        opts.set_exclusive_manual_compaction(false);
         for name in STATE_MACHINE_FAMILIES {
             self.db
-                .compact_range_cf(self.cf(name), None::<&[u8]>, None::<&[u8]>);
+                .compact_range_cf_opt(self.cf(name), None::<&[u8]>, None::<&[u8]>, &opts);
         }
     }
 }

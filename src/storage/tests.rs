@@ -317,3 +317,72 @@ fn snapshot_import_rejects_an_unknown_family() {
         Err(StorageError::Io(_))
     ));
 }
+
+/// Writes 48 MiB of incompressible values into `kv` in files, then deletes them all and
+/// compacts: the files they were in become obsolete. Returns the largest trash seen while
+/// polling until the store's files are gone.
+fn obsolete_files_and_watch_trash(storage: &Storage) -> u64 {
+    let kv = storage.kv();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for chunk in 0..48 {
+        write(storage, |b| {
+            for i in 0..64 {
+                let value: Vec<u8> = (0..16 * 1024 / 8)
+                    .flat_map(|_| {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        seed.to_le_bytes()
+                    })
+                    .collect();
+                kv.put(b, format!("{chunk:02}-{i:02}").as_bytes(), &value);
+            }
+        });
+    }
+    storage.compact_state_machine();
+    let live = |s: &Storage| s.store_size().total_bytes;
+    assert!(live(storage) > 40 << 20, "{} bytes in files", live(storage));
+    write(storage, |b| {
+        for chunk in 0..48 {
+            for i in 0..64 {
+                kv.delete(b, format!("{chunk:02}-{i:02}").as_bytes());
+            }
+        }
+    });
+    storage.compact_state_machine();
+    // Poll until the files on disk (live, and trash not yet deleted) are next to nothing.
+    let on_disk = || -> u64 {
+        std::fs::read_dir(&storage.path)
+            .unwrap()
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .filter(|m| m.is_file() && m.len() > 1 << 20)
+            .map(|m| m.len())
+            .sum()
+    };
+    let mut most_trash = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // The trash is counted down just after each file is gone.
+    while on_disk() > (1 << 20) || storage.trash_bytes() > 0 {
+        most_trash = most_trash.max(storage.trash_bytes());
+        assert!(
+            Instant::now() < deadline,
+            "obsolete files deleted within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    most_trash
+}
+
+#[test]
+fn obsolete_files_are_deleted_at_a_bounded_rate_unless_the_disk_is_short() {
+    let (_dir, storage) = open();
+    // At 64 MiB/s, 48 MiB in 16 MiB files wait their turn as trash.
+    let slow = obsolete_files_and_watch_trash(&storage);
+    assert!(slow >= 16 << 20, "at most {slow} bytes of trash seen");
+    // Short of space: deleted at once, never kept as trash.
+    let (_dir2, short) = open();
+    short
+        .slow_deletion
+        .adjust_to_free_space(slow_deletion::SLOW_DELETION_MIN_FREE_BYTES - 1);
+    assert_eq!(obsolete_files_and_watch_trash(&short), 0);
+}

@@ -12,6 +12,7 @@ use std::process::Command;
 
 pub struct Tmpfs {
     path: PathBuf,
+    size_bytes: std::sync::atomic::AtomicU64,
 }
 
 /// Where a filler file goes: next to the data directory, on the same filesystem.
@@ -35,6 +36,7 @@ impl Tmpfs {
         match output {
             Ok(o) if o.status.success() => Some(Tmpfs {
                 path: path.to_path_buf(),
+                size_bytes: size_bytes.into(),
             }),
             Ok(o) => {
                 eprintln!(
@@ -89,6 +91,18 @@ impl Tmpfs {
     /// Removes the filler file: the space returns.
     pub fn free_filler(&self) {
         std::fs::remove_file(self.path.join(FILLER)).expect("remove the filler file");
+    }
+
+    /// Makes the filesystem `bytes` larger, in place (as when an operator adds space).
+    pub fn grow_by(&self, bytes: u64) {
+        use std::sync::atomic::Ordering;
+        let size = self.size_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.path)
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "remount the tmpfs with size={size}");
     }
 }
 
