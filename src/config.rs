@@ -902,7 +902,8 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
         seconds += number * scale;
         rest = &rest[unit.len()..];
     }
-    Some(Duration::from_secs_f64(seconds))
+    // Out of range (Go refuses what overflows its int64 nanoseconds too): None, not a panic.
+    Duration::try_from_secs_f64(seconds).ok()
 }
 
 /// Parses a comma-separated URL list as etcd does: http(s) scheme (for peer URLs also
@@ -1349,6 +1350,7 @@ mod tests {
             Err("invalid value \"soon\" for flag -compaction-sleep-interval".to_string())
         );
         assert!(pace(&["--compaction-batch-limit", "-1"]).is_err());
+        assert!(pace(&["--compaction-sleep-interval", "9999999999999999999999h"]).is_err());
     }
 
     #[test]

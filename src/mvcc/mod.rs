@@ -182,9 +182,21 @@ pub struct Mvcc {
     state: RwLock<State>,
     ops: OpCounters,
     compactor: mpsc::UnboundedSender<CompactionJob>,
-    /// Highest compaction revision whose unreachable revisions are gone from disk.
-    physically_compacted: watch::Receiver<i64>,
+    physically_compacted: watch::Receiver<PhysicalCompaction>,
 }
+
+/// How far the compactor got.
+#[derive(Debug, Clone, Copy, Default)]
+struct PhysicalCompaction {
+    /// Highest compaction revision whose unreachable revisions are gone from disk.
+    done: i64,
+    /// Highest compaction revision whose deletion failed (retried at the next start).
+    failed: i64,
+}
+
+/// A physical compaction's deletion failed; the next start deletes the revisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhysicalCompactionFailed;
 
 impl Mvcc {
     /// `open_paced` at etcd's default pace.
@@ -197,7 +209,7 @@ impl Mvcc {
     pub fn open_paced(storage: Arc<Storage>, pace: CompactionPace) -> StorageResult<Arc<Mvcc>> {
         let state = load_state(&storage)?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let (done_tx, done_rx) = watch::channel(0);
+        let (done_tx, done_rx) = watch::channel(PhysicalCompaction::default());
         if let Some(job) = compact_loaded(&state) {
             tx.send(job).expect("receiver is alive");
         }
@@ -319,11 +331,23 @@ impl Mvcc {
         Ok(history)
     }
 
-    /// Waits until compaction at `rev` is physically done (unreachable data deleted).
-    pub async fn wait_physically_compacted(&self, rev: i64) {
+    /// Waits until compaction at `rev` is physically done (unreachable data deleted), or
+    /// its deletion failed.
+    pub async fn wait_physically_compacted(
+        &self,
+        rev: i64,
+    ) -> Result<(), PhysicalCompactionFailed> {
         let mut rx = self.physically_compacted.clone();
-        // The compactor only stops with the process; an error here means shutdown.
-        let _ = rx.wait_for(|done| *done >= rev).await;
+        // The compactor only stops with the store; an error here means shutdown.
+        let done = match rx.wait_for(|p| p.done >= rev || p.failed >= rev).await {
+            Ok(p) => p.done >= rev,
+            Err(_) => true,
+        };
+        if done {
+            Ok(())
+        } else {
+            Err(PhysicalCompactionFailed)
+        }
     }
 
     /// Defragmentation, RocksDB's way: a full compaction of the key-value data, which
@@ -584,7 +608,7 @@ fn run_compactor(
     mvcc: Weak<Mvcc>,
     pace: CompactionPace,
     mut jobs: mpsc::UnboundedReceiver<CompactionJob>,
-    done: watch::Sender<i64>,
+    done: watch::Sender<PhysicalCompaction>,
 ) {
     while let Some(mut job) = jobs.blocking_recv() {
         // A later compaction covers an earlier one still queued.
@@ -616,7 +640,7 @@ fn run_compactor(
             }
             if let Err(e) = delete_revisions(&mvcc.storage, batch) {
                 // Left on disk, the revisions are unreachable but harmless; the next start
-                // finds and deletes them again. Until then, physical waiters keep waiting.
+                // finds and deletes them again. Physical waiters are told.
                 tracing::error!(error = %e, "physical compaction write failed");
                 complete = false;
                 break;
@@ -626,9 +650,13 @@ fn run_compactor(
                 std::thread::sleep(pace.sleep);
             }
         }
-        if complete {
-            done.send_replace(job.compact_rev);
-        }
+        done.send_modify(|p| {
+            if complete {
+                p.done = p.done.max(job.compact_rev);
+            } else {
+                p.failed = p.failed.max(job.compact_rev);
+            }
+        });
     }
 }
 

@@ -521,7 +521,8 @@ async fn physical_compaction_removes_exactly_the_unreachable_revisions_from_disk
     compact(m, 7).unwrap();
     tokio::time::timeout(Duration::from_secs(30), m.wait_physically_compacted(7))
         .await
-        .expect("physical compaction within 30 s");
+        .expect("physical compaction within 30 s")
+        .unwrap();
     // a1@2 and a2@4 are overwritten by 7, b (put @3, deleted @6) is gone: c@5, a@7, d@8 stay.
     assert_eq!(revisions_on_disk(&store.storage), vec![5, 7, 8]);
     assert_eq!(
@@ -559,7 +560,8 @@ async fn a_compaction_larger_than_many_slices_leaves_exactly_the_reachable_revis
     put(m, "k00003", "again");
     tokio::time::timeout(Duration::from_secs(60), m.wait_physically_compacted(at))
         .await
-        .expect("physical compaction within 60 s");
+        .expect("physical compaction within 60 s")
+        .unwrap();
     // Kept: one put of each of the 8,000 keys not deleted, the 11 versions of `hot` from
     // `at` on, and the put after the compaction.
     assert_eq!(revisions_on_disk(&store.storage).len(), 8_000 + 11 + 1);
@@ -778,7 +780,8 @@ async fn hash_covers_the_replicated_records_but_not_unreachable_revisions_or_raf
     compact(m, 7).unwrap();
     tokio::time::timeout(Duration::from_secs(30), m.wait_physically_compacted(7))
         .await
-        .expect("physical compaction within 30 s");
+        .expect("physical compaction within 30 s")
+        .unwrap();
     let compacted = m.hash().unwrap();
     assert_ne!(
         compacted.hash, after_put.hash,

@@ -99,8 +99,10 @@ impl Server {
     }
 
     /// A `physical` compaction is answered once the revisions it made unreachable are
-    /// deleted from storage, or at the deadline: a deletion that failed is retried only at
-    /// the next start. The compaction itself is done (logically) either way.
+    /// deleted from storage, however long that takes at the compactor's pace (etcd waits
+    /// as long), unless the client gives up first; if a deletion fails (the next start
+    /// deletes them), with `request timed out`, as etcd answers what it could not finish.
+    /// The compaction itself is done (logically) either way.
     pub async fn compact(
         &self,
         ctx: &RequestContext,
@@ -110,8 +112,8 @@ impl Server {
         match self.propose(ctx, Request::Compaction(r)).await? {
             Applied::Compaction(mut response) => {
                 if physical {
-                    let deleted = self.mvcc.wait_physically_compacted(revision);
-                    tokio::time::timeout_at(self.deadline(ctx), deleted)
+                    self.mvcc
+                        .wait_physically_compacted(revision)
                         .await
                         .map_err(|_| EtcdError::Timeout)?;
                 }

@@ -130,6 +130,7 @@ impl Storage {
         // the write-ahead log would wait behind.
         db_opts.set_bytes_per_sync(BYTES_PER_SYNC);
         let slow_deletion = SlowDeletion::attach(&mut db_opts)?;
+        slow_deletion.check_free_space(path.parent().unwrap_or(path));
 
         let cfs = COLUMN_FAMILIES.iter().map(|name| {
             let mut opts = cf_opts.clone();
@@ -236,6 +237,7 @@ impl Storage {
     /// and because nothing is acknowledged before its write has passed and been synced.
     /// The wait blocks the calling thread: on the async runtime, it is moved off it.
     pub fn write(&self, batch: WriteBatch, sync: bool) -> StorageResult<()> {
+        self.slow_deletion.check_free_space(&self.path);
         let mut opts = WriteOptions::default();
         opts.set_sync(sync);
         // Kept for a retry: RocksDB takes the batch.
@@ -357,6 +359,8 @@ impl Storage {
     /// Rewrites the state machine's families without what compactions and overwrites left
     /// behind (memtables flushed first): the files then hold only live data.
     pub fn compact_state_machine(&self) {
+        // Whether the files it makes obsolete may wait as trash (see `slow_deletion`).
+        let _ = self.free_bytes();
         let mut opts = rocksdb::CompactOptions::default();
         // RocksDB's own compactions go on meanwhile: the Raft log's above all, which takes
         // writes all along.

@@ -10,31 +10,47 @@
 //! `DELETE_BYTES_PER_SEC`, each file at most `bytes_max_delete_chunk` (64 MiB) at a time,
 //! which is why the state machine's files are kept small (`TARGET_FILE_BYTES`).
 //!
-//! Trash still takes disk space until deleted, so while the disk has less than
-//! `SLOW_DELETION_MIN_FREE_BYTES` free, files are deleted at once, as without the manager.
-//! A stop leaves trash behind; the next start deletes it (at the rate).
+//! Trash still takes disk space until deleted: it is kept to at most the live files' size
+//! (the room etcd's defragment needs for its copy of the database), and while the disk has
+//! less than `SLOW_DELETION_MIN_FREE_BYTES` free, files are deleted at once, as without the
+//! manager. The free space is looked at on open, before a defragment and at most every
+//! `FREE_SPACE_CHECK_EVERY` as the database is written. A stop leaves trash behind; the
+//! next start deletes it (at the rate).
 
+use std::path::Path;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use librocksdb_sys as ffi;
 use rocksdb::{AsRawPtr, Env, Options};
 
 /// How fast obsolete files are deleted while the disk has room.
 pub const DELETE_BYTES_PER_SEC: i64 = 64 << 20;
-/// Below this much free space, obsolete files are deleted at once.
+/// Below this much free space, obsolete files are deleted at once...
 pub const SLOW_DELETION_MIN_FREE_BYTES: u64 = 1 << 30;
-/// Trash beyond this share of the live files is deleted at once: so the disk holds at most
-/// twice the store while a heavy write load makes files obsolete faster than the rate.
-const MAX_TRASH_TO_LIVE_RATIO: f64 = 1.0;
+/// ...until this much more is free again (not to switch back and forth around one value).
+const RESUME_MARGIN_BYTES: u64 = 512 << 20;
+/// How often writes look at the free space.
+const FREE_SPACE_CHECK_EVERY: Duration = Duration::from_millis(100);
+/// A file is deleted at once when the trash is over this share of all tracked files, trash
+/// included (RocksDB's measure): 0.5 keeps the trash to at most the live files' size.
+const MAX_TRASH_SHARE: f64 = 0.5;
 /// Target size of the state machine's SST files: each deleted in one step of at most this.
 pub const TARGET_FILE_BYTES: u64 = 16 << 20;
 
 /// The SST file manager given to the database's options; RocksDB holds its own reference.
 pub struct SlowDeletion {
     manager: NonNull<ffi::rocksdb_sst_file_manager_t>,
-    /// Whether deletion is at `DELETE_BYTES_PER_SEC` (true) or immediate.
-    slow: AtomicBool,
+    state: Mutex<State>,
+}
+
+struct State {
+    /// Deleting at `DELETE_BYTES_PER_SEC` (true) or at once.
+    slow: bool,
+    checked: Option<Instant>,
+    /// `SLOW_DELETION_MIN_FREE_BYTES` (a test sets more, to act out a disk short of space).
+    min_free_bytes: u64,
 }
 
 // SAFETY: RocksDB's SstFileManager is thread-safe (its header says every public function
@@ -57,23 +73,52 @@ impl SlowDeletion {
                 manager.as_ptr(),
                 DELETE_BYTES_PER_SEC,
             );
-            ffi::rocksdb_sst_file_manager_set_max_trash_db_ratio(
-                manager.as_ptr(),
-                MAX_TRASH_TO_LIVE_RATIO,
-            );
+            ffi::rocksdb_sst_file_manager_set_max_trash_db_ratio(manager.as_ptr(), MAX_TRASH_SHARE);
             ffi::rocksdb_options_set_sst_file_manager(opts.as_raw_ptr(), manager.as_ptr());
             manager
         };
         Ok(SlowDeletion {
             manager,
-            slow: AtomicBool::new(true),
+            state: Mutex::new(State {
+                slow: true,
+                checked: None,
+                min_free_bytes: SLOW_DELETION_MIN_FREE_BYTES,
+            }),
         })
     }
 
-    /// Deletes slowly while the disk has `free_bytes` of room or more, at once otherwise.
+    /// `adjust_to_free_space` with the free space of the filesystem of `path`, unless that
+    /// was looked at less than `FREE_SPACE_CHECK_EVERY` ago.
+    pub fn check_free_space(&self, path: &Path) {
+        let due = {
+            let mut state = self.state.lock().expect("slow deletion lock");
+            let due = state
+                .checked
+                .is_none_or(|at| at.elapsed() >= FREE_SPACE_CHECK_EVERY);
+            if due {
+                state.checked = Some(Instant::now());
+            }
+            due
+        };
+        if due {
+            if let Ok(free) = super::free_bytes(path) {
+                self.adjust_to_free_space(free);
+            }
+        }
+    }
+
+    /// Deletes at once while the disk has less than `SLOW_DELETION_MIN_FREE_BYTES` free,
+    /// slowly again once it has `RESUME_MARGIN_BYTES` more.
     pub fn adjust_to_free_space(&self, free_bytes: u64) {
-        let slow = free_bytes >= SLOW_DELETION_MIN_FREE_BYTES;
-        if self.slow.swap(slow, Ordering::Relaxed) != slow {
+        let mut state = self.state.lock().expect("slow deletion lock");
+        let resume_free_bytes = state.min_free_bytes.saturating_add(RESUME_MARGIN_BYTES);
+        let slow = if state.slow {
+            free_bytes >= state.min_free_bytes
+        } else {
+            free_bytes >= resume_free_bytes
+        };
+        if state.slow != slow {
+            state.slow = slow;
             let rate = if slow { DELETE_BYTES_PER_SEC } else { 0 };
             // SAFETY: the manager lives as long as `self`.
             unsafe {
@@ -93,6 +138,16 @@ impl SlowDeletion {
                 }
             );
         }
+    }
+
+    /// Acts out a disk with less free space than `min_free_bytes`, whatever it has.
+    #[cfg(test)]
+    pub fn require_free_bytes(&self, min_free_bytes: u64, free_bytes: u64) {
+        self.state
+            .lock()
+            .expect("slow deletion lock")
+            .min_free_bytes = min_free_bytes;
+        self.adjust_to_free_space(free_bytes);
     }
 
     /// Bytes of obsolete files not yet deleted.

