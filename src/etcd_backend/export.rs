@@ -31,6 +31,10 @@ pub struct SnapshotInfo {
     pub cluster_version: Option<String>,
     /// etcd 3.6+'s storage version (`major.minor.0`), if the cluster runs as 3.6 or later.
     pub storage_version: Option<String>,
+    /// The highest compaction whose unreachable revisions were all deleted before the view
+    /// was taken (`Mvcc::physically_compacted_rev`). Below the compacted revision, the file
+    /// says the compaction is unfinished, so that etcd finishes it when it restores.
+    pub physically_compacted_rev: i64,
 }
 
 fn io_err(e: crate::storage::StorageError) -> io::Error {
@@ -137,7 +141,13 @@ pub fn export<W: Write + Seek>(
         .and_then(|v| v.try_into().ok().map(i64::from_be_bytes));
     if let Some(rev) = compact_rev.filter(|&rev| rev > 0) {
         meta.insert(META_SCHEDULED_COMPACT, compact_rev_bytes(rev));
-        meta.insert(META_FINISHED_COMPACT, compact_rev_bytes(rev));
+        // Unreachable revisions still on disk (the compactor works at a bounded pace) are
+        // in the file: etcd deletes them, as it does after a stop, when the finished
+        // compaction is behind the scheduled one. Cairn's import takes the later of the two.
+        let finished = info.physically_compacted_rev.min(rev);
+        if finished > 0 {
+            meta.insert(META_FINISHED_COMPACT, compact_rev_bytes(finished));
+        }
     }
     if let Some(version) = &info.storage_version {
         meta.insert(META_STORAGE_VERSION, version.as_bytes().to_vec());

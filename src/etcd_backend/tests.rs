@@ -129,6 +129,7 @@ fn an_export_imports_back_to_the_same_records() {
         members: imported.members.clone(),
         cluster_version: Some("3.7.0".into()),
         storage_version: None,
+        physically_compacted_rev: i64::MAX,
     };
     let file = tempfile::tempfile().unwrap();
     let (summary, file) = export(&storage.view(), &info, file).unwrap();
@@ -188,4 +189,53 @@ fn a_damaged_snapshot_file_is_refused_as_etcd_refuses_it() {
         check_snapshot_file(&path, false).unwrap_err().to_string(),
         "snapshot missing hash but --skip-hash-check=false"
     );
+}
+
+/// A snapshot taken while the compactor still deletes the revisions a compaction made
+/// unreachable carries them; the file then says the compaction is unfinished (finished
+/// behind scheduled), so that etcd finishes it when it restores; Cairn's import keeps the
+/// compacted revision.
+#[test]
+fn an_export_during_a_physical_compaction_says_it_is_unfinished() {
+    let (_dir, storage) = fresh_storage();
+    let options = ImportOptions {
+        mark_compacted: true,
+        ..ImportOptions::default()
+    };
+    let imported = import(
+        &Reader::open(fixture("etcd34.snap")).unwrap(),
+        &storage,
+        options,
+    )
+    .unwrap();
+    let compacted = imported.compact_rev.expect("marked compacted");
+    let meta_of = |physically_compacted_rev: i64| {
+        let info = SnapshotInfo {
+            consistent_index: 42,
+            term: 7,
+            members: imported.members.clone(),
+            cluster_version: None,
+            storage_version: None,
+            physically_compacted_rev,
+        };
+        let (_, file) = export(&storage.view(), &info, tempfile::tempfile().unwrap()).unwrap();
+        let db = Reader::from_file(file).unwrap();
+        let mut meta = std::collections::BTreeMap::new();
+        db.for_each(BUCKET_META.as_bytes(), |k, v, _| {
+            meta.insert(k.to_vec(), compact_rev_of(v));
+            Ok(())
+        })
+        .unwrap();
+        let (_dir, again) = fresh_storage();
+        let reimported = import(&db, &again, ImportOptions::default()).unwrap();
+        assert_eq!(reimported.compact_rev, Some(compacted));
+        (
+            meta.get(META_SCHEDULED_COMPACT).copied().flatten(),
+            meta.get(META_FINISHED_COMPACT).copied().flatten(),
+        )
+    };
+    assert_eq!(meta_of(compacted), (Some(compacted), Some(compacted)));
+    assert_eq!(meta_of(i64::MAX), (Some(compacted), Some(compacted)));
+    assert_eq!(meta_of(5), (Some(compacted), Some(5)));
+    assert_eq!(meta_of(0), (Some(compacted), None));
 }

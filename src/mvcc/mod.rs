@@ -11,7 +11,7 @@ mod index;
 mod revision;
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockWriteGuard, Weak};
 use std::time::Duration;
 
@@ -182,6 +182,9 @@ pub struct Mvcc {
     state: RwLock<State>,
     ops: OpCounters,
     compactor: mpsc::UnboundedSender<CompactionJob>,
+    /// Set by `stop_compactor`; the thread, to join.
+    compactor_stop: Arc<AtomicBool>,
+    compactor_thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     physically_compacted: watch::Receiver<PhysicalCompaction>,
 }
 
@@ -213,19 +216,40 @@ impl Mvcc {
         if let Some(job) = compact_loaded(&state) {
             tx.send(job).expect("receiver is alive");
         }
+        let stop = Arc::new(AtomicBool::new(false));
         let mvcc = Arc::new(Mvcc {
             storage,
             state: RwLock::new(state),
             ops: OpCounters::default(),
             compactor: tx,
+            compactor_stop: stop.clone(),
+            compactor_thread: std::sync::Mutex::new(None),
             physically_compacted: done_rx,
         });
         let weak = Arc::downgrade(&mvcc);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("mvcc-compactor".into())
-            .spawn(move || run_compactor(weak, pace, rx, done_tx))
+            .spawn(move || run_compactor(weak, pace, stop, rx, done_tx))
             .expect("spawn the compactor thread");
+        *mvcc.compactor_thread.lock().expect("compactor thread lock") = Some(thread);
         Ok(mvcc)
+    }
+
+    /// Stops the compactor and waits for it, so that it no longer holds the storage: for a
+    /// store about to be closed and its directory moved (the takeover). A compaction under
+    /// way is left for the next start to finish.
+    pub fn stop_compactor(&self) {
+        self.compactor_stop.store(true, Ordering::Relaxed);
+        // Wakes it if it waits for a job; the stop flag makes it return.
+        let _ = self.compactor.send(CompactionJob { compact_rev: 0 });
+        let thread = self
+            .compactor_thread
+            .lock()
+            .expect("compactor thread lock")
+            .take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
     }
 
     pub fn current_rev(&self) -> i64 {
@@ -329,6 +353,11 @@ impl Mvcc {
         };
         let history = History { changes, last_rev };
         Ok(history)
+    }
+
+    /// The highest compaction revision whose unreachable revisions are all gone from disk.
+    pub fn physically_compacted_rev(&self) -> i64 {
+        self.physically_compacted.borrow().done
     }
 
     /// Waits until compaction at `rev` is physically done (unreachable data deleted), or
@@ -607,6 +636,7 @@ fn delete_revisions(storage: &Storage, batch: WriteBatch) -> StorageResult<()> {
 fn run_compactor(
     mvcc: Weak<Mvcc>,
     pace: CompactionPace,
+    stop: Arc<AtomicBool>,
     mut jobs: mpsc::UnboundedReceiver<CompactionJob>,
     done: watch::Sender<PhysicalCompaction>,
 ) {
@@ -618,6 +648,9 @@ fn run_compactor(
         let mut from = Some(CompactFrom::Start);
         let mut complete = true;
         while let Some(start) = from.take() {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
             let Some(mvcc) = mvcc.upgrade() else { return };
             let mut dropped = Vec::new();
             from = {

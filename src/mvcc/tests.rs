@@ -572,6 +572,44 @@ async fn a_compaction_larger_than_many_slices_leaves_exactly_the_reachable_revis
     assert!(live.contains(&row("hot", "h", last - 2_499, last, 2_500)));
 }
 
+#[tokio::test]
+async fn a_stopped_compactor_lets_go_of_the_store_and_the_next_open_finishes_its_work() {
+    let store = open();
+    let mut guard = store.mvcc.write();
+    for round in 0..3 {
+        for k in 0..5_000 {
+            guard
+                .txn()
+                .put(format!("k{k:05}").as_bytes(), vec![round], 0);
+        }
+    }
+    guard.commit().unwrap();
+    let last = store.mvcc.current_rev();
+    compact(&store.mvcc, last).unwrap();
+    store.mvcc.stop_compactor();
+    let Store { dir, storage, mvcc } = store;
+    drop(mvcc);
+    assert_eq!(
+        Arc::strong_count(&storage),
+        1,
+        "nothing else holds the storage"
+    );
+    let reopened = Mvcc::open(storage.clone()).unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        reopened.wait_physically_compacted(last),
+    )
+    .await
+    .expect("physical compaction within 30 s")
+    .unwrap();
+    assert_eq!(
+        revisions_on_disk(&storage).len(),
+        5_000,
+        "the last put of each key"
+    );
+    drop(dir);
+}
+
 #[test]
 fn history_lists_every_change_in_revision_order_cut_at_revision_boundaries() {
     let store = open();

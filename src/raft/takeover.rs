@@ -282,6 +282,9 @@ fn build(
     }
     storage.write(batch, true)?;
     storage.sync_wal()?;
+    // The staging store is closed and moved once this returns: nothing may hold it then.
+    // A compaction the import resumed is finished by the member's first start.
+    mvcc.stop_compactor();
     Ok(TakenOver {
         member_id: log.member_id,
         cluster_id: log.cluster_id,

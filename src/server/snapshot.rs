@@ -59,6 +59,8 @@ impl Server {
             members,
             cluster_version: storage_version.clone(),
             storage_version: storage_version.clone(),
+            // Read before the view is taken: it only grows, and what it covers is gone.
+            physically_compacted_rev: self.mvcc.physically_compacted_rev(),
         };
         let storage = self.storage.clone();
         let path = self.member_dir.join(format!(
