@@ -385,3 +385,23 @@ fn obsolete_files_are_deleted_at_a_bounded_rate_unless_the_disk_is_short() {
     short.slow_deletion.require_free_bytes(u64::MAX, 0);
     assert_eq!(obsolete_files_and_watch_trash(&short), 0);
 }
+
+#[test]
+fn a_file_written_with_writeback_holds_what_was_written_and_sends_it_as_it_goes() {
+    use std::io::{Read, Seek, Write};
+    let mut file = snapshot::WritebackFile::new(tempfile::tempfile().unwrap());
+    let chunk: Vec<u8> = (0..=255u8).cycle().take(1 << 20).collect();
+    for _ in 0..20 {
+        file.write_all(&chunk).unwrap();
+    }
+    // Every full 8 MiB has been handed to the disk; the rest waits for the final fsync.
+    assert_eq!(file.unsent_from, 16 << 20);
+    file.flush().unwrap();
+    let mut inner = file.file;
+    inner.sync_all().unwrap();
+    inner.rewind().unwrap();
+    let mut back = Vec::new();
+    inner.read_to_end(&mut back).unwrap();
+    assert_eq!(back.len(), 20 << 20);
+    assert!(back.chunks(1 << 20).all(|c| c == chunk.as_slice()));
+}
