@@ -12,6 +12,10 @@
 //! A full disk (ENOSPC) does not fail a write: `Storage::write` waits until the space
 //! returns and writes again (see there), so that a member stalls on a full disk rather than
 //! stop. Any other failed write, and a failed fsync, is an error for the caller.
+//!
+//! Files compactions make obsolete are deleted at a bounded rate, and files RocksDB or a
+//! snapshot writes go to disk as they are written, so that neither holds up the Raft log's
+//! fsyncs (`slow_deletion`, `snapshot::WritebackFile`).
 
 mod families;
 mod slow_deletion;
