@@ -13,6 +13,7 @@ use clap::Parser;
 use url::Url;
 
 use crate::cluster::{url_string, Identity};
+use crate::mvcc::CompactionPace;
 use crate::net::tls::{AllowedPeer, TlsSettings};
 use crate::telemetry::{LogFormat, TracingSettings, SAMPLES_PER};
 
@@ -40,9 +41,6 @@ mod default {
     /// etcd: 1.5 MiB.
     pub const MAX_REQUEST_BYTES: u64 = 1_572_864;
     pub const MAX_TXN_OPS: u64 = 128;
-    /// etcd's physical compaction pace: 1,000 revisions, then 10 ms of rest.
-    pub const COMPACTION_BATCH_LIMIT: usize = 1_000;
-    pub const COMPACTION_SLEEP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
     /// etcd: 0 means its default quota of 2 GiB.
     pub const QUOTA_BACKEND_BYTES: u64 = 2 * 1024 * 1024 * 1024;
     pub const WATCH_PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
@@ -386,10 +384,8 @@ pub struct Config {
     pub log_format: LogFormat,
     pub max_concurrent_streams: Option<u32>,
     pub watch_progress_interval: Duration,
-    /// Revisions a physical compaction deletes per batch (`--compaction-batch-limit`).
-    pub compaction_batch_limit: usize,
-    /// Pause between those batches (`--compaction-sleep-interval`).
-    pub compaction_sleep_interval: Duration,
+    /// `--compaction-batch-limit` and `--compaction-sleep-interval`.
+    pub compaction_pace: CompactionPace,
     pub metrics: MetricsLevel,
     /// `--listen-metrics-urls`; none by default (the client URLs serve `/metrics` too).
     pub listen_metrics_urls: Vec<Url>,
@@ -432,7 +428,7 @@ impl Config {
         let auto_compaction = auto_compaction(&f)?;
         let mut ignored = accepted_but_ignored(&f)?;
         let distributed_tracing = distributed_tracing(&f, &mut ignored)?;
-        let (compaction_batch_limit, compaction_sleep_interval) = compaction_pacing(&f)?;
+        let compaction_pace = compaction_pace(&f)?;
         let (client_tls, peer_tls) = tls_settings(&f)?;
         check_url_schemes(&urls, &initial_cluster, &client_tls, &peer_tls)?;
         let log_level = log_level(&f)?;
@@ -468,8 +464,7 @@ impl Config {
             log_format,
             max_concurrent_streams: f.max_concurrent_streams,
             watch_progress_interval,
-            compaction_batch_limit,
-            compaction_sleep_interval,
+            compaction_pace,
             metrics,
             auth_token: f.auth_token.clone().unwrap_or_else(|| "simple".to_string()),
             auth_token_ttl: Duration::from_secs(f.auth_token_ttl.unwrap_or(300)),
@@ -689,16 +684,17 @@ fn accepted_but_ignored(f: &Flags) -> Result<Vec<String>, String> {
 
 /// `--compaction-batch-limit` and `--compaction-sleep-interval`, 0 meaning the default
 /// of each, as etcd reads them.
-fn compaction_pacing(f: &Flags) -> Result<(usize, Duration), String> {
+fn compaction_pace(f: &Flags) -> Result<CompactionPace, String> {
+    let etcds = CompactionPace::default();
     let batch_limit = match f.compaction_batch_limit {
-        None | Some(0) => default::COMPACTION_BATCH_LIMIT,
+        None | Some(0) => etcds.batch_limit,
         Some(n) => usize::try_from(n)
             .map_err(|_| format!("invalid value \"{n}\" for flag -compaction-batch-limit"))?,
     };
     let sleep = match &f.compaction_sleep_interval {
-        None => default::COMPACTION_SLEEP_INTERVAL,
+        None => etcds.sleep,
         Some(s) => match parse_go_duration(s) {
-            Some(d) if d.is_zero() => default::COMPACTION_SLEEP_INTERVAL,
+            Some(d) if d.is_zero() => etcds.sleep,
             Some(d) => d,
             None => {
                 return Err(format!(
@@ -707,7 +703,7 @@ fn compaction_pacing(f: &Flags) -> Result<(usize, Duration), String> {
             }
         },
     };
-    Ok((batch_limit, sleep))
+    Ok(CompactionPace { batch_limit, sleep })
 }
 
 /// `(client TLS, peer TLS)` from the TLS flags.
@@ -1325,7 +1321,7 @@ mod tests {
     #[test]
     fn compaction_pace_under_both_of_etcds_names_with_zero_the_default() {
         let pace = |args: &[&str]| {
-            parse(args).map(|c| (c.compaction_batch_limit, c.compaction_sleep_interval))
+            parse(args).map(|c| (c.compaction_pace.batch_limit, c.compaction_pace.sleep))
         };
         let ms = Duration::from_millis;
         assert_eq!(pace(&[]), Ok((1_000, ms(10))));

@@ -393,7 +393,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.max_concurrent_streams, Some(32));
         assert_eq!(
-            (c.compaction_batch_limit, c.compaction_sleep_interval),
+            (c.compaction_pace.batch_limit, c.compaction_pace.sleep),
             (100, Duration::from_millis(1))
         );
         // etcd's file gives durations in nanoseconds.

@@ -395,7 +395,7 @@ impl Mvcc {
         let job = compact_loaded(&fresh);
         *state = fresh;
         if let Some(job) = job {
-            // The compactor lives as long as the process.
+            // Fails only once the compactor stopped: the next start resumes the job.
             let _ = self.compactor.send(job);
         }
         Ok(())
@@ -630,9 +630,9 @@ fn delete_revisions(storage: &Storage, batch: WriteBatch) -> StorageResult<()> {
 /// a slice of the unreachable history from the key index (`KeyIndex::compact_slice`), then,
 /// without the lock, delete those revisions from disk, then rest (`CompactionPace`). So
 /// neither a large index nor a large history holds up writers and readers for longer than
-/// one slice. Reads are right
-/// throughout: the compacted revision moved when the compaction was applied, and reads at
-/// or above it never reach the entries still waiting to be dropped. Ends with the store.
+/// one slice. Reads are right throughout: the compacted revision moved when the compaction
+/// was applied, and reads at or above it never reach the entries still waiting to be
+/// dropped. Ends with the store, or when stopped (`Mvcc::stop_compactor`).
 fn run_compactor(
     mvcc: Weak<Mvcc>,
     pace: CompactionPace,
@@ -775,7 +775,7 @@ impl<'a> WriteLock<'a> {
         let batch = std::mem::take(&mut self.batch);
         storage.write(batch, false)?;
         for job in self.compactions.drain(..) {
-            // The compactor lives as long as the process.
+            // Fails only once the compactor stopped: the next start resumes the job.
             let _ = self.mvcc.compactor.send(job);
         }
         Ok(Committed {

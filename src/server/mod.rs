@@ -87,7 +87,7 @@ use crate::config::{ClusterState, Config, MetricsLevel};
 use crate::error::EtcdError;
 use crate::lease::Lessor;
 use crate::metrics::{MemberLabels, Metrics};
-use crate::mvcc::{CompactionPace, Mvcc};
+use crate::mvcc::Mvcc;
 use crate::proto::cairnraftpb::{
     apply_result, internal_request, ApplyResult, InternalRequest, MemberAttributes,
 };
@@ -196,13 +196,7 @@ impl Server {
             },
             config.metrics == MetricsLevel::Extensive,
         ));
-        let mvcc = Mvcc::open_paced(
-            storage.clone(),
-            CompactionPace {
-                batch_limit: config.compaction_batch_limit,
-                sleep: config.compaction_sleep_interval,
-            },
-        )?;
+        let mvcc = Mvcc::open_paced(storage.clone(), config.compaction_pace)?;
         let watch = WatchHub::start(mvcc.clone());
         let lessor = Lessor::open(
             storage.clone(),

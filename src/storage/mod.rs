@@ -169,6 +169,7 @@ impl Storage {
     }
 
     /// Bytes of obsolete database files waiting to be deleted (`slow_deletion`).
+    #[cfg(test)]
     pub fn trash_bytes(&self) -> u64 {
         self.slow_deletion.trash_bytes()
     }

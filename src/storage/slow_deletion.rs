@@ -19,6 +19,7 @@
 
 use std::path::Path;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -43,12 +44,15 @@ pub const TARGET_FILE_BYTES: u64 = 16 << 20;
 pub struct SlowDeletion {
     manager: NonNull<ffi::rocksdb_sst_file_manager_t>,
     state: Mutex<State>,
+    /// Since `opened`, when the free space was last looked at (ms; `u64::MAX`: never).
+    /// Atomic, as every storage write reads it.
+    checked_ms: AtomicU64,
+    opened: Instant,
 }
 
 struct State {
     /// Deleting at `DELETE_BYTES_PER_SEC` (true) or at once.
     slow: bool,
-    checked: Option<Instant>,
     /// `SLOW_DELETION_MIN_FREE_BYTES` (a test sets more, to act out a disk short of space).
     min_free_bytes: u64,
 }
@@ -81,26 +85,27 @@ impl SlowDeletion {
             manager,
             state: Mutex::new(State {
                 slow: true,
-                checked: None,
                 min_free_bytes: SLOW_DELETION_MIN_FREE_BYTES,
             }),
+            checked_ms: AtomicU64::new(u64::MAX),
+            opened: Instant::now(),
         })
     }
 
     /// `adjust_to_free_space` with the free space of the filesystem of `path`, unless that
     /// was looked at less than `FREE_SPACE_CHECK_EVERY` ago.
     pub fn check_free_space(&self, path: &Path) {
-        let due = {
-            let mut state = self.state.lock().expect("slow deletion lock");
-            let due = state
-                .checked
-                .is_none_or(|at| at.elapsed() >= FREE_SPACE_CHECK_EVERY);
-            if due {
-                state.checked = Some(Instant::now());
-            }
-            due
-        };
-        if due {
+        let now_ms = self.opened.elapsed().as_millis() as u64;
+        let last_ms = self.checked_ms.load(Ordering::Relaxed);
+        let due = last_ms == u64::MAX
+            || now_ms.saturating_sub(last_ms) >= FREE_SPACE_CHECK_EVERY.as_millis() as u64;
+        // One writer of many wins the check.
+        if due
+            && self
+                .checked_ms
+                .compare_exchange(last_ms, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
             if let Ok(free) = super::free_bytes(path) {
                 self.adjust_to_free_space(free);
             }
@@ -151,6 +156,7 @@ impl SlowDeletion {
     }
 
     /// Bytes of obsolete files not yet deleted.
+    #[cfg(test)]
     pub fn trash_bytes(&self) -> u64 {
         // SAFETY: the manager lives as long as `self`.
         unsafe { ffi::rocksdb_sst_file_manager_get_total_trash_size(self.manager.as_ptr()) }
