@@ -13,7 +13,6 @@ use clap::Parser;
 use url::Url;
 
 use crate::cluster::{url_string, Identity};
-use crate::mvcc::CompactionPace;
 use crate::net::tls::{AllowedPeer, TlsSettings};
 use crate::telemetry::{LogFormat, TracingSettings, SAMPLES_PER};
 
@@ -46,6 +45,27 @@ mod default {
     pub const WATCH_PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
     pub const TRACING_ADDRESS: &str = "localhost:4317";
     pub const TRACING_SERVICE_NAME: &str = "etcd";
+}
+
+/// How fast the compactor works (`--compaction-batch-limit`, `--compaction-sleep-interval`):
+/// it drops at most `batch_limit` revisions from the index and disk at once, then rests
+/// `sleep` before the next batch, as etcd does. The batch bounds the memory a compaction
+/// holds and how long writers wait behind its storage write; the rest leaves the disk and
+/// the CPU to requests, so a large compaction takes longer instead of slowing them.
+#[derive(Debug, Clone, Copy)]
+pub struct CompactionPace {
+    pub batch_limit: usize,
+    pub sleep: Duration,
+}
+
+impl Default for CompactionPace {
+    /// etcd's: 1,000 revisions, then 10 ms.
+    fn default() -> Self {
+        CompactionPace {
+            batch_limit: 1_000,
+            sleep: Duration::from_millis(10),
+        }
+    }
 }
 
 /// Command-line flags, named as etcd names them. Each also reads `ETCD_<NAME>`, and each

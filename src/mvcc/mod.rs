@@ -4,7 +4,8 @@
 //! compacted revisions (`MetaKey::CurrentRev`, `MetaKey::CompactRev`), and physical
 //! compaction. Every committed write transaction gets the next main revision; its changes
 //! get sub revisions 0, 1, ...; deletes leave tombstones; history stays readable until
-//! compacted. Knows nothing of requests or Raft: `apply` drives it. May call `storage` and `crc32c`.
+//! compacted. Knows nothing of requests or Raft: `apply` drives it. May call `storage`,
+//! `crc32c` and `config` (the compaction pace it is given).
 
 mod hash;
 mod index;
@@ -13,7 +14,6 @@ mod revision;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockWriteGuard, Weak};
-use std::time::Duration;
 
 use prost::Message;
 use tokio::sync::{mpsc, watch};
@@ -23,33 +23,13 @@ pub use index::RangeEnd;
 use index::{CompactFrom, IndexEntry, KeyIndex};
 pub use revision::Revision;
 
+use crate::config::CompactionPace;
 use crate::error::EtcdError;
 use crate::proto::mvccpb::KeyValue;
 use crate::storage::{MetaKey, Storage, StorageError, StorageResult, View, WriteBatch};
 
 /// etcd's compacted revision before any compaction: so `Compact(0)` succeeds once, as there.
 const NEVER_COMPACTED: i64 = -1;
-
-/// How fast the compactor works (`--compaction-batch-limit`, `--compaction-sleep-interval`):
-/// it drops at most `batch_limit` revisions from the index and disk at once, then rests
-/// `sleep` before the next batch, as etcd does. The batch bounds the memory a compaction
-/// holds and how long writers wait behind its storage write; the rest leaves the disk and
-/// the CPU to requests, so a large compaction takes longer instead of slowing them.
-#[derive(Debug, Clone, Copy)]
-pub struct CompactionPace {
-    pub batch_limit: usize,
-    pub sleep: Duration,
-}
-
-impl Default for CompactionPace {
-    /// etcd's: 1,000 revisions, then 10 ms.
-    fn default() -> Self {
-        CompactionPace {
-            batch_limit: 1_000,
-            sleep: Duration::from_millis(10),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RangeOptions {
