@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use futures::StreamExt;
 use tokio::signal::unix::{signal, SignalKind};
 use url::Url;
 
@@ -190,7 +191,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .into_iter()
         .zip(client_secure.iter().copied())
         .collect();
+    // As etcd: the client port takes connections from the start but serves them only once
+    // the member is ready (below), so that no client meets a member that cannot answer yet
+    // (a resumed watch would be canceled for want of a leader, not told it was compacted).
+    let (clients_served, mut member_ready) = tokio::sync::watch::channel(false);
     let client_incoming = net::incoming(listeners, client_tls.as_ref())?;
+    let client_incoming = futures::stream::once(async move {
+        // Never ready (a stop before it): the server's shutdown ends the wait.
+        let _ = member_ready.wait_for(|ready| *ready).await;
+        client_incoming
+    })
+    .flatten()
+    .boxed();
     let (health, server) = api::serve(node.clone(), client_incoming, async {
         let _ = stopped.await;
     })
@@ -240,6 +252,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if !signalled {
         auto_compaction = cairn::auto_compaction::spawn(node.clone(), config.auto_compaction);
         health.set(true).await;
+        clients_served.send_replace(true);
         // etcd prints these two when a member has joined its cluster and agreed on the
         // cluster version; etcd's own end-to-end suite waits for them.
         tracing::info!(

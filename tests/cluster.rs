@@ -816,6 +816,61 @@ async fn write_without_quorum_fails_on_a_follower() {
     write_without_quorum_fails(false).await;
 }
 
+/// As etcd, a member serves its clients only once it is ready (a leader known, its log
+/// applied, its attributes published). Restarted while the rest of its cluster is down, it
+/// takes connections but answers nothing, not even `no leader`: a client that resumes a
+/// watch there must not have it canceled for want of a leader. Once a quorum is back, it
+/// answers.
+#[tokio::test]
+async fn a_member_restarted_without_quorum_answers_no_client_until_ready() {
+    /// Long enough for a member that serves early to answer a local read.
+    const SILENCE: Duration = Duration::from_secs(2);
+    let mut c = TestCluster::start(3, &[]);
+    c.wait_for_leader(LEADER_WAIT).await;
+    let mut cc = c.member_client(0).await;
+    let put = cc
+        .put("k", "v", None)
+        .await
+        .expect("a put with all members up");
+    for i in 0..3 {
+        c.stop(i);
+    }
+
+    // Member 0 is running (past its start-up) once it calls a peer: stand in for member 1.
+    let peer_1 = c.peer_url(1);
+    let peer_1 = peer_1.trim_start_matches("http://");
+    let stand_in = tokio::net::TcpListener::bind(peer_1).await.unwrap();
+    c.spawn_member(0);
+    timeout(ANSWER_WAIT, stand_in.accept())
+        .await
+        .expect("member 0 calls member 1")
+        .unwrap();
+    drop(stand_in);
+    let endpoint = c.endpoint(0);
+    let early = timeout(SILENCE, async {
+        let mut client = etcd_client::Client::connect([endpoint.clone()], None).await?;
+        // Serializable: served from the member's own store, no leader needed, once ready.
+        let local = etcd_client::GetOptions::new().with_serializable();
+        client.get("k", Some(local)).await
+    })
+    .await;
+    assert!(
+        early.is_err(),
+        "a member without quorum answered before it was ready: {early:?}"
+    );
+
+    c.restart(1);
+    let got = timeout(ANSWER_WAIT, async {
+        let mut client = c.member_client(0).await;
+        client.get("k", None).await
+    })
+    .await
+    .expect("answered once a quorum is back")
+    .expect("the get succeeds");
+    assert_eq!(got.kvs().len(), 1);
+    assert_eq!(got.kvs()[0].mod_revision(), rev(put.header()));
+}
+
 /// Right after the leader dies, a follower still takes it for the leader until the others
 /// elect the next one. A write and a linearizable read sent to the follower then wait out
 /// the election and succeed: the write never reached the dead leader (no connection could
