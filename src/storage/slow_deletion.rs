@@ -10,8 +10,12 @@
 //! `DELETE_BYTES_PER_SEC`, each file at most `bytes_max_delete_chunk` (64 MiB) at a time,
 //! which is why the state machine's files are kept small (`TARGET_FILE_BYTES`).
 //!
-//! Trash still takes disk space until deleted: it is kept to at most the live files' size
-//! (the room etcd's defragment needs for its copy of the database), and while the disk has
+//! Trash still takes disk space until deleted. A file becomes trash only while the trash is
+//! no larger than the other files RocksDB counts then (live ones, and those a compaction has
+//! just made obsolete and not yet handed over); the rest are deleted at once. So the trash is
+//! at most about half of what a compaction left on disk, plus one file: after a defragment,
+//! about half of the old and new copies together (etcd's defragment needs room for a whole
+//! copy of the database). And while the disk has
 //! less than `SLOW_DELETION_MIN_FREE_BYTES` free, files are deleted at once, as without the
 //! manager. The free space is looked at on open, before a defragment and at most every
 //! `FREE_SPACE_CHECK_EVERY` as the database is written. A stop leaves trash behind; the
@@ -35,7 +39,7 @@ const RESUME_MARGIN_BYTES: u64 = 512 << 20;
 /// How often writes look at the free space.
 const FREE_SPACE_CHECK_EVERY: Duration = Duration::from_millis(100);
 /// A file is deleted at once when the trash is over this share of all tracked files, trash
-/// included (RocksDB's measure): 0.5 keeps the trash to at most the live files' size.
+/// included (RocksDB's measure): 0.5 keeps the trash to at most the other files' size.
 const MAX_TRASH_SHARE: f64 = 0.5;
 /// Target size of the state machine's SST files: each deleted in one step of at most this.
 pub const TARGET_FILE_BYTES: u64 = 16 << 20;

@@ -387,6 +387,21 @@ fn obsolete_files_are_deleted_at_a_bounded_rate_unless_the_disk_is_short() {
 }
 
 #[test]
+fn trash_is_capped_at_about_half_of_what_a_compaction_left_plus_one_file() {
+    let (_dir, storage) = open();
+    // 48 MiB become obsolete at once and nothing stays live. A file becomes trash while the
+    // trash is no larger than the other files counted (here the obsolete ones not yet handed
+    // over): about half of them plus one file wait, the rest are deleted at once. Without the
+    // cap all 48 MiB would wait.
+    let obsolete: u64 = 48 << 20;
+    let most_trash = obsolete_files_and_watch_trash(&storage);
+    assert!(
+        most_trash <= obsolete / 2 + slow_deletion::TARGET_FILE_BYTES,
+        "{most_trash} bytes of trash of {obsolete} made obsolete"
+    );
+}
+
+#[test]
 fn a_file_written_with_writeback_holds_what_was_written_and_sends_it_as_it_goes() {
     use std::io::{Read, Seek, Write};
     let mut file = snapshot::WritebackFile::new(tempfile::tempfile().unwrap());
