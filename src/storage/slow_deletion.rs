@@ -15,9 +15,8 @@
 //! just made obsolete and not yet handed over); the rest are deleted at once. So the trash is
 //! at most about half of what a compaction left on disk, plus one file: after a defragment,
 //! about half of the old and new copies together (etcd's defragment needs room for a whole
-//! copy of the database). And while the disk has
-//! less than `SLOW_DELETION_MIN_FREE_BYTES` free, files are deleted at once, as without the
-//! manager. The free space is looked at on open, before a defragment and at most every
+//! copy of the database). While the disk has less than `SLOW_DELETION_MIN_FREE_BYTES` free,
+//! files are deleted at once, as without the manager. The free space is looked at on open, before a defragment and at most every
 //! `FREE_SPACE_CHECK_EVERY` as the database is written. A stop leaves trash behind; the
 //! next start deletes it (at the rate).
 
