@@ -126,6 +126,65 @@ fn many_small_keys_in_several_buckets_read_back_in_order() {
     assert_eq!(n as u64, per_bucket);
 }
 
+/// The leaf pages of a file the writer made, in file order (the root bucket's last): how
+/// many pages each spans.
+fn leaf_spans(path: &Path, page_size: usize) -> Vec<u64> {
+    let file = std::fs::read(path).unwrap();
+    let pages = (file.len() / page_size) as u64;
+    let (mut pgid, mut leaves) = (2, Vec::new());
+    while pgid < pages {
+        let at = pgid as usize * page_size;
+        let flags = u16::from_le_bytes(file[at + 8..at + 10].try_into().unwrap());
+        let overflow = u32::from_le_bytes(file[at + 12..at + 16].try_into().unwrap()) as u64;
+        if flags == 0x02 {
+            leaves.push(1 + overflow);
+        }
+        pgid += 1 + overflow;
+    }
+    leaves
+}
+
+/// Values just over a page (etcd's revisions of 4 KiB values) share their leaves' overflow
+/// pages: 16 pages for 15 of them, where each took two pages alone. Small values keep
+/// leaves of one page, as bbolt's.
+#[test]
+fn values_just_over_a_page_share_pages_and_small_ones_keep_one_page_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 2_000u64;
+    let key = |i: u64| format!("{i:017}").into_bytes();
+
+    let path = dir.path().join("large");
+    let large = vec![(
+        b"key".to_vec(),
+        (0..n).map(|i| (key(i), bytes(4_096, i))).collect(),
+    )];
+    let s = write(&path, 4096, &large);
+    assert_eq!(read_all(&path), large);
+    let mut leaves = leaf_spans(&path, 4096);
+    assert_eq!(leaves.pop(), Some(1), "the root bucket's leaf");
+    // 16 + 17 + 4,096 bytes an element: 15 fit in 16 pages, with the page header.
+    assert_eq!(leaves.len() as u64, n.div_ceil(15), "{leaves:?}");
+    assert!(leaves.iter().all(|&pages| pages <= 16), "{leaves:?}");
+    let leaf_pages: u64 = leaves.iter().sum();
+    assert!(
+        leaf_pages <= n * 108 / 100,
+        "{leaf_pages} pages for {n} values"
+    );
+    assert!(s.pages < leaf_pages + 8, "{} pages in all", s.pages);
+
+    let path = dir.path().join("small");
+    let small = vec![(
+        b"key".to_vec(),
+        (0..n).map(|i| (key(i), bytes(200, i))).collect(),
+    )];
+    write(&path, 4096, &small);
+    assert_eq!(read_all(&path), small);
+    let leaves = leaf_spans(&path, 4096);
+    assert!(leaves.iter().all(|&pages| pages == 1), "{leaves:?}");
+    // 16 + 17 + 200 bytes an element: 17 to a page; and the root bucket's leaf.
+    assert_eq!(leaves.len() as u64, n.div_ceil(17) + 1);
+}
+
 #[test]
 fn values_from_empty_to_multi_page_and_long_keys_read_back() {
     for page_size in [4096u32, 512, 16384] {

@@ -7,13 +7,17 @@ use super::format::*;
 
 /// The smallest file bbolt opens.
 const MIN_FILE_SIZE: u64 = 4096;
+/// The most pages a leaf of large elements spans (`PendingPage::full_for`): values of about
+/// a page then waste at most a sixteenth of their pages, where bbolt's own splits (two
+/// elements at least per page) spend half a page on each.
+const LARGE_LEAF_PAGES: usize = 16;
 
 /// Streams buckets and their keys, in key order, into a new bbolt file.
 ///
-/// Leaf pages are written as they fill (to the page size; a value larger than a page gets
-/// a page of its own with overflow pages); each level of branch pages keeps one pending
-/// page and is written bottom-up as it fills. Memory is about one page per tree level plus
-/// the largest element, however many keys go in (and, until `finish`, the value of each
+/// Leaf pages are written as they fill (to the page size; leaves of values a quarter page
+/// or larger to up to 16 pages, with overflow pages); each level of branch pages keeps one
+/// pending page and is written bottom-up as it fills. Memory is about one page per tree
+/// level plus the largest leaf (16 pages, or one larger element), however many keys go in (and, until `finish`, the value of each
 /// small bucket kept inline, at most a quarter page each). Pages 0 and 1 (the metas) are
 /// written last, by seeking back, so an unfinished file is not a valid bbolt file. After
 /// an I/O error the output is of no use; a refused key or bucket changes nothing.
@@ -294,10 +298,24 @@ impl PendingPage {
     /// Whether an element of `kv` key and value bytes must go on the next page. A branch
     /// page takes at least two elements (overflowing if its keys are large), so each level
     /// has fewer pages than the one below and the tree ends in one root.
+    ///
+    /// A leaf of large elements (a quarter page or more) grows past one page, up to
+    /// `LARGE_LEAF_PAGES`: a value just over a page would otherwise take two pages alone,
+    /// half of them empty. Leaves of small elements stay within one page, as bbolt's.
     fn full_for(&self, kv: usize, page_size: usize) -> bool {
         let least = if self.leaf { 1 } else { 2 };
-        self.count >= least
-            && (self.count >= MAX_PAGE_ELEMENTS || self.size() + ELEMENT_SIZE + kv > page_size)
+        if self.count < least {
+            return false;
+        }
+        if self.count >= MAX_PAGE_ELEMENTS {
+            return true;
+        }
+        let size = self.size() + ELEMENT_SIZE + kv;
+        if size <= page_size {
+            return false;
+        }
+        let large = ELEMENT_SIZE + kv >= page_size / 4 || self.size() > page_size;
+        !(self.leaf && large && size <= LARGE_LEAF_PAGES * page_size)
     }
 
     fn push(&mut self, flags: u32, key: &[u8], value: &[u8], pgid: u64) {

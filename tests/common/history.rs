@@ -1,5 +1,6 @@
 //! One history for the backup and migration tests: a key with 20 versions, a deleted key,
-//! a 10 KB value, a lease with a key, a physical compaction, a user with a role, then 200
+//! a 10 KB value, 20 values of about a page (which share overflow pages in a snapshot Cairn
+//! writes), a lease with a key, a physical compaction, a user with a role, then 200
 //! small writes (with a kill, some of them only in the log). A restored or taken-over
 //! server must serve all of it.
 
@@ -21,6 +22,11 @@ pub async fn write(c: &mut Client) -> Written {
     c.put("gone", "soon", None).await.unwrap();
     c.delete("gone", None).await.unwrap();
     let at = c.put("big", vec![b'x'; 10_000], None).await.unwrap();
+    for i in 0..20 {
+        c.put(format!("page/{i:02}"), page_value(i), None)
+            .await
+            .unwrap();
+    }
     let compact_at = at.header().unwrap().revision();
     let lease = c.lease_grant(3600, None).await.unwrap().id();
     c.put(
@@ -51,6 +57,11 @@ pub async fn write(c: &mut Client) -> Written {
         member_id: header.member_id(),
         cluster_id: header.cluster_id(),
     }
+}
+
+/// The value of `page/{i}`: 3,900 to 4,850 bytes.
+fn page_value(i: usize) -> Vec<u8> {
+    (0..3_900 + 50 * i).map(|j| (i * 7 + j) as u8).collect()
 }
 
 /// Checks what `write` left, as `c`'s server serves it.
@@ -90,6 +101,12 @@ pub async fn check(c: &mut Client, written: &Written) {
         .get("counter", Some(GetOptions::new().with_revision(3)))
         .await;
     assert!(old.is_err(), "revision 3 stays compacted");
+    let pages = c
+        .get("page/", Some(GetOptions::new().with_prefix()))
+        .await
+        .unwrap();
+    let values: Vec<_> = pages.kvs().iter().map(|kv| kv.value().to_vec()).collect();
+    assert_eq!(values, (0..20).map(page_value).collect::<Vec<_>>());
     let leased = c.get("leased", None).await.unwrap();
     assert_eq!(leased.kvs()[0].lease(), written.lease);
     let ttl = c
