@@ -18,7 +18,7 @@ use std::io::{self, Cursor, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use cairn::bbolt::{Reader, Summary, Writer};
+use cairn::bbolt::{FirstPass, Reader, SecondPass, Summary, Writer};
 use cairn::proto::mvccpb::KeyValue;
 use prost::Message;
 
@@ -183,6 +183,65 @@ fn values_just_over_a_page_share_pages_and_small_ones_keep_one_page_leaves() {
     assert!(leaves.iter().all(|&pages| pages == 1), "{leaves:?}");
     // 16 + 17 + 200 bytes an element: 17 to a page; and the root bucket's leaf.
     assert_eq!(leaves.len() as u64, n.div_ceil(17) + 1);
+}
+
+/// Writes `buckets` twice, to outputs that cannot seek: the second pass's bytes, or its
+/// error. `second` may differ from `buckets` (a second pass that goes wrong).
+fn write_unseekable(page_size: u32, buckets: &[Bucket], second: &[Bucket]) -> io::Result<Vec<u8>> {
+    fn fill<W: Write + Seek>(w: &mut Writer<W>, buckets: &[Bucket]) -> io::Result<()> {
+        for (name, kvs) in buckets {
+            w.begin_bucket(name)?;
+            for (k, v) in kvs {
+                w.put(k, v)?;
+            }
+        }
+        Ok(())
+    }
+    let mut w = Writer::create(FirstPass::new(page_size), page_size)?;
+    fill(&mut w, buckets)?;
+    let (summary, first) = w.finish_into_inner()?;
+    let measured = first.measured();
+    assert_eq!(measured.len(), summary.file_size);
+    let mut w = Writer::create(SecondPass::new(measured, Vec::new()), page_size)?;
+    fill(&mut w, second)?;
+    w.finish_into_inner()?.1.into_inner()
+}
+
+/// Written twice to an output that cannot seek, a file is byte for byte the one written
+/// once to a file; a second pass laid out on other pages is an error, not a broken file.
+#[test]
+fn a_file_written_twice_without_seeking_is_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let kvs = |n: u64, size: usize| -> Vec<(Vec<u8>, Vec<u8>)> {
+        (0..n).map(|i| (format!("{i:08}").into_bytes(), bytes(size, i))).collect()
+    };
+    let cases: Vec<Vec<Bucket>> = vec![
+        vec![],
+        vec![(b"small".to_vec(), kvs(3, 10))],
+        vec![
+            (b"key".to_vec(), kvs(5_000, 300)),
+            (b"large".to_vec(), kvs(40, 9_000)),
+            (b"meta".to_vec(), kvs(2, 8)),
+        ],
+    ];
+    for buckets in &cases {
+        write(&path, 4096, buckets);
+        let once = std::fs::read(&path).unwrap();
+        let twice = write_unseekable(4096, buckets, buckets).unwrap();
+        assert!(once == twice, "{} bytes against {}", once.len(), twice.len());
+    }
+
+    // Second passes laid out on other pages.
+    let buckets = &cases[2];
+    let mut longer = buckets.clone();
+    longer[0].1.extend(kvs(100, 300).into_iter().map(|(k, v)| ([b"z", &k[..]].concat(), v)));
+    let mut larger_value = buckets.clone();
+    larger_value[1].1[0].1.extend_from_slice(&[7; 20_000]);
+    let fewer_buckets = vec![buckets[0].clone()];
+    for second in [longer, larger_value, fewer_buckets] {
+        assert!(write_unseekable(4096, buckets, &second).is_err());
+    }
 }
 
 #[test]

@@ -76,6 +76,41 @@ fn assert_disk_full_error(e: etcd_client::Error) {
     );
 }
 
+/// A member whose disk is full still sends a snapshot (a backup is what an operator takes
+/// first): the file goes straight to the client, nothing of it to the member's disk. Its
+/// bytes hash to the sha256 sent after them and hold every acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_on_a_full_disk_still_sends_a_snapshot() {
+    let Some(mut s) = TestServer::start_on_tmpfs(DISK_BYTES, &[]) else {
+        return;
+    };
+    let mut c = s.client().await;
+    // About 19 MiB of values, more than the filesystem will have free.
+    let (acked, refused) = put_until_refused(&mut c, 0, 300).await;
+    assert!(refused.is_none(), "{refused:?}");
+    s.disk().fill_leaving(1 << 20);
+    eprintln!("{} bytes free", s.disk().free_bytes());
+
+    let mut stream = c.snapshot().await.expect("a snapshot starts");
+    let mut messages = Vec::new();
+    while let Some(message) = stream.message().await.expect("the snapshot is sent whole") {
+        messages.push(message.blob().to_vec());
+    }
+    let sha = messages.pop().expect("a hash after the file");
+    let file: Vec<u8> = messages.concat();
+    let digest = ring::digest::digest(&ring::digest::SHA256, &file);
+    assert_eq!(sha, digest.as_ref(), "the sha256 of the bytes sent");
+    assert!(file.len() > 19 << 20, "{} bytes", file.len());
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("backup.db");
+    std::fs::write(&path, &file).unwrap();
+    let db = cairn::bbolt::Reader::open(&path).unwrap();
+    let revisions = db.entries(b"key").unwrap().map(|e| e.unwrap()).count();
+    assert_eq!(revisions, acked.len(), "one revision per acknowledged put");
+    assert!(!s.has_exited(), "the member exited:\n{}", s.logs());
+}
+
 /// A single member fills its own disk: it refuses writes with a clear error, keeps every
 /// acknowledged write and its reads, takes writes again when the space returns, and a
 /// restart on a full disk fails once, clearly, without damage.

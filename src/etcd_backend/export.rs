@@ -10,7 +10,7 @@ use std::io::{self, Seek, Write};
 use prost::Message;
 
 use super::*;
-use crate::bbolt::{Summary, Writer};
+use crate::bbolt::{FirstPass, SecondPass, Summary, Writer};
 use crate::etcd_data::EtcdMember;
 use crate::lease::LeaseRecord;
 use crate::mvcc::Revision;
@@ -39,6 +39,27 @@ pub struct SnapshotInfo {
 
 fn io_err(e: crate::storage::StorageError) -> io::Error {
     io::Error::other(e.to_string())
+}
+
+/// As [`export`], to an output that cannot seek (a client's stream): the view is written
+/// twice (`bbolt::FirstPass`, then `SecondPass` to `out`), and `measured` is told the file's
+/// summary before its first byte goes out.
+pub fn export_unseekable<W: Write>(
+    view: &View<'_>,
+    info: &SnapshotInfo,
+    measured: impl FnOnce(&Summary),
+    out: W,
+) -> io::Result<(Summary, W)> {
+    let (summary, first) = export(view, info, FirstPass::new(PAGE_SIZE))?;
+    measured(&summary);
+    let (again, second) = export(view, info, SecondPass::new(first.measured(), out))?;
+    let out = second.into_inner()?;
+    if again != summary {
+        return Err(io::Error::other(format!(
+            "the second pass wrote {again:?}, the first {summary:?}"
+        )));
+    }
+    Ok((summary, out))
 }
 
 /// Writes `view` as etcd's bbolt file to `out` (which must start empty at its position).

@@ -18,7 +18,7 @@ mod import;
 mod snapshot_file;
 mod status;
 
-pub use export::{export, SnapshotInfo};
+pub use export::{export, export_unseekable, SnapshotInfo};
 pub use import::{import, ImportOptions, Imported};
 pub use snapshot_file::{check_snapshot_file, SnapshotFileError, SHA256_LEN};
 pub use status::{status, SnapshotStatus};

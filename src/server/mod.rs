@@ -132,8 +132,6 @@ pub struct Server {
     /// Connections to the other members.
     peers: Arc<Peers>,
     storage: Arc<Storage>,
-    /// `member/` under the data directory: Maintenance.Snapshot writes its file here.
-    member_dir: std::path::PathBuf,
     limits: Limits,
     proposer: Proposer,
     read_barrier: ReadBarrier,
@@ -270,7 +268,6 @@ impl Server {
             disk_space: disk_space::DiskSpace::default(),
             peers,
             storage,
-            member_dir,
             limits: Limits {
                 max_request_bytes: config.max_request_bytes as usize,
                 max_txn_ops: config.max_txn_ops as usize,

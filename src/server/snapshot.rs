@@ -1,15 +1,17 @@
 //! Maintenance.Snapshot: the state machine at one point, as an etcd snapshot (etcd's bbolt
 //! file, `etcd_backend::export`), then its sha256, as etcd sends them.
 //!
-//! The file is written first, from a RocksDB snapshot (writes go on meanwhile), into an
-//! unlinked temporary file under `member/` (nothing is left behind if the member stops), then
-//! read out in 32 KiB messages as the client takes them. Memory stays bounded: the writer
-//! holds a page per tree level, the sender one message.
+//! The file is written from one RocksDB snapshot (writes go on meanwhile) straight into the
+//! client's stream, never to disk: a member whose disk is full still sends a backup, and
+//! one with room does not need the store's size again. bbolt's meta pages come first in
+//! the file but are known last, so the view is written twice (`export_unseekable`): once
+//! to measure, once to send. Memory stays bounded: the writer holds a page per tree level,
+//! the channel to the client `CHUNKS_IN_FLIGHT` messages.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io::{self, Write};
 use std::time::Instant;
 
-use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{RequestContext, Server};
 use crate::error::EtcdError;
@@ -19,21 +21,64 @@ use crate::proto::etcdserverpb::SnapshotResponse;
 
 /// etcd's message size for a snapshot's bytes.
 const CHUNK_BYTES: usize = 32 * 1024;
+/// Messages written ahead of the client: the writer waits when it is this far ahead.
+const CHUNKS_IN_FLIGHT: usize = 16;
 /// How often the progress of a long snapshot is logged.
 const PROGRESS_EVERY_BYTES: u64 = 256 << 20;
 
-/// Names of the temporary files, unique within the process.
-static NEXT_EXPORT: AtomicU64 = AtomicU64::new(0);
-
-/// A snapshot being sent: the file, read from the start, then its hash.
+/// A snapshot being sent: the file's messages as the writer makes them, then its hash.
 pub struct SnapshotSender {
-    file: Option<tokio::fs::File>,
+    chunks: mpsc::Receiver<Vec<u8>>,
+    /// The writer's thread, until it is done.
+    writer: Option<tokio::task::JoinHandle<io::Result<()>>>,
     total_bytes: u64,
     sent_bytes: u64,
     sha256: ring::digest::Context,
     storage_version: String,
     started: Instant,
     next_progress_bytes: u64,
+}
+
+/// The writer's output: the file in `CHUNK_BYTES` messages, to the client's channel.
+struct ChunkOut {
+    chunks: mpsc::Sender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl ChunkOut {
+    fn send(&mut self) -> io::Result<()> {
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES));
+        self.chunks
+            .blocking_send(chunk)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
+    }
+
+    /// Sends what is left.
+    fn finish(mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.send()
+    }
+}
+
+impl Write for ChunkOut {
+    fn write(&mut self, mut data: &[u8]) -> io::Result<usize> {
+        let n = data.len();
+        while !data.is_empty() {
+            let take = (CHUNK_BYTES - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.buf.len() == CHUNK_BYTES {
+                self.send()?;
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl Server {
@@ -63,33 +108,31 @@ impl Server {
             physically_compacted_rev: self.mvcc.physically_compacted_rev(),
         };
         let storage = self.storage.clone();
-        let path = self.member_dir.join(format!(
-            "snapshot-export-{}.tmp",
-            NEXT_EXPORT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let written = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&path)?;
-            // Unlinked at once: the open file is all that remains, gone when it closes.
-            std::fs::remove_file(&path)?;
+        let (measured_tx, measured) = oneshot::channel();
+        let (chunks_tx, chunks) = mpsc::channel(CHUNKS_IN_FLIGHT);
+        let writer = tokio::task::spawn_blocking(move || -> io::Result<()> {
             let view = storage.view();
             let (index, term) =
-                crate::raft::applied_index_and_term(view.meta()).map_err(std::io::Error::other)?;
+                crate::raft::applied_index_and_term(view.meta()).map_err(io::Error::other)?;
             (info.consistent_index, info.term) = (index, term);
-            let (summary, mut file) = crate::etcd_backend::export(&view, &info, file)?;
-            use std::io::Seek;
-            file.rewind()?;
-            Ok((summary, file, index))
-        })
-        .await
-        .map_err(|_| EtcdError::Stopped)?;
-        let (summary, file, index) = written.map_err(|e| {
-            tracing::error!(error = %e, "cannot write a snapshot");
-            EtcdError::SnapshotFailed
-        })?;
+            let out = ChunkOut {
+                chunks: chunks_tx,
+                buf: Vec::with_capacity(CHUNK_BYTES),
+            };
+            let tell = |summary: &crate::bbolt::Summary| {
+                let _ = measured_tx.send((summary.clone(), index));
+            };
+            let (_, out) = crate::etcd_backend::export_unseekable(&view, &info, tell, out)?;
+            out.finish()
+        });
+        let Ok((summary, index)) = measured.await else {
+            let error = match writer.await {
+                Ok(Err(e)) => e.to_string(),
+                _ => "the writer stopped".to_string(),
+            };
+            tracing::error!(error, "cannot write a snapshot");
+            return Err(EtcdError::SnapshotFailed);
+        };
         tracing::info!(
             total_bytes = summary.file_size,
             keys = summary.keys,
@@ -99,7 +142,8 @@ impl Server {
             "sending database snapshot to client"
         );
         Ok(SnapshotSender {
-            file: Some(tokio::fs::File::from_std(file)),
+            chunks,
+            writer: Some(writer),
             total_bytes: summary.file_size,
             sent_bytes: 0,
             sha256: ring::digest::Context::new(&ring::digest::SHA256),
@@ -110,60 +154,13 @@ impl Server {
     }
 }
 
-/// Closes the snapshot file on a blocking thread: closing the last handle of an unlinked
-/// file frees all its blocks, which for gigabytes takes the filesystem hundreds of
-/// milliseconds, and would stall a runtime worker (and the requests it serves) meanwhile.
-fn close_off_the_runtime(file: Option<tokio::fs::File>) {
-    let Some(file) = file else { return };
-    match (file.try_into_std(), tokio::runtime::Handle::try_current()) {
-        (Ok(file), Ok(runtime)) => {
-            runtime.spawn_blocking(move || drop(file));
-        }
-        (Ok(file), Err(_)) => drop(file),
-        (Err(file), _) => drop(file),
-    }
-}
-
-/// A client that goes away mid-stream drops the sender: its file is closed off the runtime
-/// too.
-impl Drop for SnapshotSender {
-    fn drop(&mut self) {
-        close_off_the_runtime(self.file.take());
-    }
-}
-
 impl SnapshotSender {
     /// The next message: the file's next bytes, then the sha256 of them all; None after.
+    /// A client that goes away drops the sender, and the writer stops at its next message.
     pub async fn next_message(&mut self) -> Option<Result<SnapshotResponse, EtcdError>> {
-        let file = self.file.as_mut()?;
-        let remaining = self.total_bytes - self.sent_bytes;
-        if remaining == 0 {
-            close_off_the_runtime(self.file.take());
-            let sha = std::mem::replace(
-                &mut self.sha256,
-                ring::digest::Context::new(&ring::digest::SHA256),
-            )
-            .finish();
-            let took = self.started.elapsed();
-            tracing::info!(
-                total_bytes = self.total_bytes,
-                took_ms = took.as_millis() as u64,
-                mb_per_sec = self.total_bytes as f64 / 1e6 / took.as_secs_f64().max(1e-6),
-                "sent database snapshot to client"
-            );
-            return Some(Ok(SnapshotResponse {
-                header: None,
-                remaining_bytes: 0,
-                blob: sha.as_ref().to_vec(),
-                version: self.storage_version.clone(),
-            }));
-        }
-        let mut blob = vec![0u8; CHUNK_BYTES.min(remaining as usize)];
-        if let Err(e) = file.read_exact(&mut blob).await {
-            close_off_the_runtime(self.file.take());
-            tracing::error!(error = %e, "cannot read the snapshot file");
-            return Some(Err(EtcdError::SnapshotFailed));
-        }
+        let Some(blob) = self.chunks.recv().await else {
+            return self.last_message().await;
+        };
         self.sha256.update(&blob);
         self.sent_bytes += blob.len() as u64;
         if self.sent_bytes >= self.next_progress_bytes {
@@ -176,8 +173,44 @@ impl SnapshotSender {
         }
         Some(Ok(SnapshotResponse {
             header: None,
-            remaining_bytes: self.total_bytes - self.sent_bytes,
+            remaining_bytes: self.total_bytes.saturating_sub(self.sent_bytes),
             blob,
+            version: self.storage_version.clone(),
+        }))
+    }
+
+    /// Once the writer is done: the hash, or the error that stopped it.
+    async fn last_message(&mut self) -> Option<Result<SnapshotResponse, EtcdError>> {
+        let writer = self.writer.take()?;
+        let result = match writer.await {
+            Ok(Ok(())) if self.sent_bytes == self.total_bytes => Ok(()),
+            Ok(Ok(())) => Err(format!(
+                "{} bytes written of {}",
+                self.sent_bytes, self.total_bytes
+            )),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(error) = result {
+            tracing::error!(error, "cannot write a snapshot");
+            return Some(Err(EtcdError::SnapshotFailed));
+        }
+        let sha = std::mem::replace(
+            &mut self.sha256,
+            ring::digest::Context::new(&ring::digest::SHA256),
+        )
+        .finish();
+        let took = self.started.elapsed();
+        tracing::info!(
+            total_bytes = self.total_bytes,
+            took_ms = took.as_millis() as u64,
+            mb_per_sec = self.total_bytes as f64 / 1e6 / took.as_secs_f64().max(1e-6),
+            "sent database snapshot to client"
+        );
+        Some(Ok(SnapshotResponse {
+            header: None,
+            remaining_bytes: 0,
+            blob: sha.as_ref().to_vec(),
             version: self.storage_version.clone(),
         }))
     }
