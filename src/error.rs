@@ -142,8 +142,8 @@ pub enum EtcdError {
     /// `Corrupt`, but about the cluster's alarm, not this member's data.
     #[error("etcdserver: corrupt cluster")]
     CorruptAlarm = 59,
-    /// Maintenance.Snapshot could not write or read its file (the member's log says why);
-    /// etcd answers its I/O error's text, code Unknown.
+    /// Maintenance.Snapshot could not write its file (the member's log says why); etcd
+    /// answers its I/O error's text, code Unknown.
     #[error("cairn: the snapshot could not be written; see the member's log")]
     SnapshotFailed = 60,
     /// A write refused because the disk of this member's data directory is (nearly) full:

@@ -188,6 +188,59 @@ async fn a_snapshot_taken_under_writes_is_one_point_in_time() {
     assert_eq!(revisions, (2..=last).collect::<Vec<_>>());
 }
 
+/// At most four snapshots are written at once (each holds a view of the store and a thread
+/// for as long as its client reads): a fifth is refused with etcd's `too many requests`,
+/// and one more is taken once a client gives up. Cairn only: etcd has no such limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_most_four_snapshots_are_written_at_once() {
+    if common::server_bin() != cairn_bin() {
+        eprintln!("runs against Cairn only");
+        return;
+    }
+    let server = TestServer::start(&[]);
+    let mut c = server.client().await;
+    // 16 MiB: more than a stream's messages in flight and its transport's buffers, so a
+    // client that reads nothing holds its snapshot open.
+    for i in 0..256 {
+        c.put(format!("k{i:03}"), vec![b'v'; 64 << 10], None)
+            .await
+            .unwrap();
+    }
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        let mut client = server.client().await;
+        let stream = client.snapshot().await.expect("one of the first four");
+        open.push((client, stream));
+    }
+    let refused = server.client().await.snapshot().await.map(|_| ());
+    let (code, message) = common::grpc_error(refused);
+    assert_eq!(
+        (code, message.as_str()),
+        (
+            common::Code::ResourceExhausted,
+            "etcdserver: too many requests"
+        )
+    );
+
+    // A client that goes away frees its room: a new snapshot is taken then, and whole.
+    drop(open.pop());
+    let mut stream = loop {
+        match server.client().await.snapshot().await {
+            Ok(stream) => break stream,
+            Err(e) => {
+                let (code, _) = common::grpc_error::<()>(Err(e));
+                assert_eq!(code, common::Code::ResourceExhausted);
+                tokio::task::yield_now().await;
+            }
+        }
+    };
+    let mut bytes = 0;
+    while let Some(message) = stream.message().await.unwrap() {
+        bytes += message.blob().len();
+    }
+    assert!(bytes > 16 << 20, "{bytes} bytes");
+}
+
 fn ring_sha256(bytes: &[u8]) -> Vec<u8> {
     ring::digest::digest(&ring::digest::SHA256, bytes)
         .as_ref()

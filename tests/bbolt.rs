@@ -214,7 +214,9 @@ fn a_file_written_twice_without_seeking_is_the_same_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     let kvs = |n: u64, size: usize| -> Vec<(Vec<u8>, Vec<u8>)> {
-        (0..n).map(|i| (format!("{i:08}").into_bytes(), bytes(size, i))).collect()
+        (0..n)
+            .map(|i| (format!("{i:08}").into_bytes(), bytes(size, i)))
+            .collect()
     };
     let cases: Vec<Vec<Bucket>> = vec![
         vec![],
@@ -225,23 +227,48 @@ fn a_file_written_twice_without_seeking_is_the_same_file() {
             (b"meta".to_vec(), kvs(2, 8)),
         ],
     ];
-    for buckets in &cases {
-        write(&path, 4096, buckets);
-        let once = std::fs::read(&path).unwrap();
-        let twice = write_unseekable(4096, buckets, buckets).unwrap();
-        assert!(once == twice, "{} bytes against {}", once.len(), twice.len());
+    // 512-byte pages: the small files are padded to the 4 KiB bbolt reads.
+    for page_size in [4096, 512] {
+        for buckets in &cases {
+            write(&path, page_size, buckets);
+            let once = std::fs::read(&path).unwrap();
+            let twice = write_unseekable(page_size, buckets, buckets).unwrap();
+            assert!(
+                once == twice,
+                "{} bytes against {}",
+                once.len(),
+                twice.len()
+            );
+        }
     }
 
     // Second passes laid out on other pages.
     let buckets = &cases[2];
     let mut longer = buckets.clone();
-    longer[0].1.extend(kvs(100, 300).into_iter().map(|(k, v)| ([b"z", &k[..]].concat(), v)));
+    longer[0].1.extend(
+        kvs(100, 300)
+            .into_iter()
+            .map(|(k, v)| ([b"z", &k[..]].concat(), v)),
+    );
     let mut larger_value = buckets.clone();
     larger_value[1].1[0].1.extend_from_slice(&[7; 20_000]);
     let fewer_buckets = vec![buckets[0].clone()];
     for second in [longer, larger_value, fewer_buckets] {
         assert!(write_unseekable(4096, buckets, &second).is_err());
     }
+
+    // A first pass no longer wanted gives up within a MiB.
+    let mut w = Writer::create(FirstPass::new(4096).while_wanted(|| false), 4096).unwrap();
+    w.begin_bucket(b"key").unwrap();
+    let mut written = 0u64;
+    let given_up = loop {
+        if let Err(e) = w.put(&written.to_be_bytes(), &[0; 1000]) {
+            break e;
+        }
+        written += 1;
+    };
+    assert_eq!(given_up.to_string(), "the file is no longer wanted");
+    assert!((1_000..1_100).contains(&written), "{written} keys written");
 }
 
 #[test]

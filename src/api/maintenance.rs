@@ -64,7 +64,7 @@ impl Maintenance for MaintenanceService {
 
     type SnapshotStream = BoxStream<SnapshotResponse>;
 
-    /// Each message is read from the snapshot file when the transport asks for it.
+    /// Each message is taken from the snapshot's writer when the transport asks for it.
     async fn snapshot(
         &self,
         request: Request<SnapshotRequest>,

@@ -14,7 +14,12 @@ pub struct FirstPass {
     head: Vec<u8>,
     pos: u64,
     len: u64,
+    wanted: Box<dyn Fn() -> bool + Send>,
+    ask_at: u64,
 }
+
+/// How often a first pass asks whether its file is still wanted.
+const ASK_EVERY_BYTES: u64 = 1 << 20;
 
 /// What a [`FirstPass`] found: the file's two meta pages and its size.
 pub struct Measured {
@@ -39,7 +44,16 @@ impl FirstPass {
             head: vec![0; 2 * page_size as usize],
             pos: 0,
             len: 0,
+            wanted: Box::new(|| true),
+            ask_at: ASK_EVERY_BYTES,
         }
+    }
+
+    /// Gives up (its writes fail) once `wanted` says the file is no longer wanted, say
+    /// because the client that asked for it went away; asked after each MiB.
+    pub fn while_wanted(mut self, wanted: impl Fn() -> bool + Send + 'static) -> FirstPass {
+        self.wanted = Box::new(wanted);
+        self
     }
 
     pub fn measured(self) -> Measured {
@@ -60,6 +74,13 @@ impl Write for FirstPass {
         }
         self.pos += buf.len() as u64;
         self.len = self.len.max(self.pos);
+        if self.len >= self.ask_at {
+            self.ask_at = self.len + ASK_EVERY_BYTES;
+            if !(self.wanted)() {
+                // Not ErrorKind::Interrupted: write_all would try again.
+                return Err(io::Error::other("the file is no longer wanted"));
+            }
+        }
         Ok(buf.len())
     }
 

@@ -17,8 +17,9 @@ const LARGE_LEAF_PAGES: usize = 16;
 /// Leaf pages are written as they fill (to the page size; leaves of values a quarter page
 /// or larger to up to 16 pages, with overflow pages); each level of branch pages keeps one
 /// pending page and is written bottom-up as it fills. Memory is about one page per tree
-/// level plus the largest leaf (16 pages, or one larger element), however many keys go in (and, until `finish`, the value of each
-/// small bucket kept inline, at most a quarter page each). Pages 0 and 1 (the metas) are
+/// level plus the largest leaf (16 pages, or one larger element), however many keys go in
+/// (and, until `finish`, the value of each small bucket kept inline, at most a quarter page
+/// each). Pages 0 and 1 (the metas) are
 /// written last, by seeking back, so an unfinished file is not a valid bbolt file. After
 /// an I/O error the output is of no use; a refused key or bucket changes nothing.
 pub struct Writer<W: Write + Seek> {
@@ -261,8 +262,8 @@ impl<W: Write> PageOut<'_, W> {
         buf.resize(npages * self.page_size, 0);
         buf[12..16].copy_from_slice(&((npages - 1) as u32).to_le_bytes());
         self.out.write_all(buf)?;
-        if buf.capacity() > 4 * self.page_size {
-            // Let go of the room a large value took.
+        if buf.capacity() > 2 * LARGE_LEAF_PAGES * self.page_size {
+            // Let go of the room a value larger than a leaf of large values took.
             *buf = Vec::new();
         }
         *self.next_pgid += npages as u64;
@@ -299,9 +300,10 @@ impl PendingPage {
     /// page takes at least two elements (overflowing if its keys are large), so each level
     /// has fewer pages than the one below and the tree ends in one root.
     ///
-    /// A leaf of large elements (a quarter page or more) grows past one page, up to
-    /// `LARGE_LEAF_PAGES`: a value just over a page would otherwise take two pages alone,
-    /// half of them empty. Leaves of small elements stay within one page, as bbolt's.
+    /// A leaf grows past one page, up to `LARGE_LEAF_PAGES`, when an element a quarter page
+    /// or larger comes (a value just over a page would otherwise take two pages alone, half
+    /// of them empty); small elements after it join it until it is full. Leaves of small
+    /// elements only stay within one page, as bbolt's.
     fn full_for(&self, kv: usize, page_size: usize) -> bool {
         let least = if self.leaf { 1 } else { 2 };
         if self.count < least {
@@ -366,8 +368,8 @@ impl PendingPage {
         self.count = 0;
         self.elements.clear();
         self.data.clear();
-        if self.data.capacity() > 4 * io.page_size {
-            // Let go of the room a large value took.
+        if self.data.capacity() > 2 * LARGE_LEAF_PAGES * io.page_size {
+            // Let go of the room a value larger than a leaf of large values took.
             self.data = Vec::new();
         }
         Ok((std::mem::take(&mut self.first_key), pgid))

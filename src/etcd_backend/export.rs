@@ -1,8 +1,10 @@
 //! Cairn's state machine, as of one storage view, written as etcd's bbolt file.
 //!
 //! Streams: each family is read in key order and written as it is read (the bbolt writer
-//! keeps one page per tree level), so memory stays bounded however large the store is.
-//! Cairn's and etcd's revision keys sort alike, so the `key` bucket needs no sorting.
+//! keeps a page per tree level and one leaf of up to 16 pages), so memory stays bounded
+//! however large the store is. Cairn's and etcd's revision keys sort alike, so the `key`
+//! bucket needs no sorting. To an output that cannot seek (a client's stream), the view is
+//! written twice (`export_unseekable`).
 
 use std::collections::BTreeMap;
 use std::io::{self, Seek, Write};
@@ -43,15 +45,18 @@ fn io_err(e: crate::storage::StorageError) -> io::Error {
 
 /// As [`export`], to an output that cannot seek (a client's stream): the view is written
 /// twice (`bbolt::FirstPass`, then `SecondPass` to `out`), and `measured` is told the file's
-/// summary before its first byte goes out.
+/// summary before its first byte goes out. The first pass gives up once `wanted` says no,
+/// and so does the whole when `measured` fails.
 pub fn export_unseekable<W: Write>(
     view: &View<'_>,
     info: &SnapshotInfo,
-    measured: impl FnOnce(&Summary),
     out: W,
+    wanted: impl Fn() -> bool + Send + 'static,
+    measured: impl FnOnce(&Summary) -> io::Result<()>,
 ) -> io::Result<(Summary, W)> {
-    let (summary, first) = export(view, info, FirstPass::new(PAGE_SIZE))?;
-    measured(&summary);
+    let first = FirstPass::new(PAGE_SIZE).while_wanted(wanted);
+    let (summary, first) = export(view, info, first)?;
+    measured(&summary)?;
     let (again, second) = export(view, info, SecondPass::new(first.measured(), out))?;
     let out = second.into_inner()?;
     if again != summary {

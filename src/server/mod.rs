@@ -127,6 +127,8 @@ pub struct Server {
     /// `--quota-backend-bytes` (etcd's default when 0): the space quota (`quota`).
     quota_backend_bytes: u64,
     store_size_cache: quota::SizeCache,
+    /// Maintenance.Snapshot streams being written (`snapshot`).
+    snapshots: snapshot::SnapshotSlots,
     /// Free space on the data directory's disk (`disk_space`).
     disk_space: disk_space::DiskSpace,
     /// Connections to the other members.
@@ -265,6 +267,7 @@ impl Server {
             client_cert_auth: config.client_tls.client_cert_auth,
             quota_backend_bytes: config.quota_backend_bytes,
             store_size_cache: quota::SizeCache::default(),
+            snapshots: snapshot::SnapshotSlots::default(),
             disk_space: disk_space::DiskSpace::default(),
             peers,
             storage,

@@ -5,13 +5,18 @@
 //! client's stream, never to disk: a member whose disk is full still sends a backup, and
 //! one with room does not need the store's size again. bbolt's meta pages come first in
 //! the file but are known last, so the view is written twice (`export_unseekable`): once
-//! to measure, once to send. Memory stays bounded: the writer holds a page per tree level,
-//! the channel to the client `CHUNKS_IN_FLIGHT` messages.
+//! to measure, once to send. Memory stays bounded: the writer holds a page per tree level
+//! and a leaf, the channel to the client `CHUNKS_IN_FLIGHT` messages. A snapshot holds its
+//! view and a thread for as long as its client takes to read it (etcd holds a read
+//! transaction as long), so at most `MAX_SNAPSHOTS_IN_FLIGHT` are written at once; past
+//! that, `etcdserver: too many requests`.
 
 use std::io::{self, Write};
 use std::time::Instant;
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::{RequestContext, Server};
 use crate::error::EtcdError;
@@ -25,6 +30,17 @@ const CHUNK_BYTES: usize = 32 * 1024;
 const CHUNKS_IN_FLIGHT: usize = 16;
 /// How often the progress of a long snapshot is logged.
 const PROGRESS_EVERY_BYTES: u64 = 256 << 20;
+/// Snapshots written at once (see the top).
+const MAX_SNAPSHOTS_IN_FLIGHT: usize = 4;
+
+/// The member's room for snapshots being written.
+pub(super) struct SnapshotSlots(Arc<Semaphore>);
+
+impl Default for SnapshotSlots {
+    fn default() -> SnapshotSlots {
+        SnapshotSlots(Arc::new(Semaphore::new(MAX_SNAPSHOTS_IN_FLIGHT)))
+    }
+}
 
 /// A snapshot being sent: the file's messages as the writer makes them, then its hash.
 pub struct SnapshotSender {
@@ -82,9 +98,12 @@ impl Write for ChunkOut {
 }
 
 impl Server {
-    /// Root only, as etcd. Writes the snapshot file, then answers a sender of it.
+    /// Root only, as etcd. Lays the snapshot file out (the first pass), then answers a
+    /// sender of it, which the writer fills (the second).
     pub async fn snapshot(&self, ctx: &RequestContext) -> Result<SnapshotSender, EtcdError> {
         self.check_admin(ctx).await?;
+        let slot = (self.snapshots.0.clone().try_acquire_owned())
+            .map_err(|_| EtcdError::TooManyRequests)?;
         let started = Instant::now();
         let members = self
             .members()
@@ -111,6 +130,7 @@ impl Server {
         let (measured_tx, measured) = oneshot::channel();
         let (chunks_tx, chunks) = mpsc::channel(CHUNKS_IN_FLIGHT);
         let writer = tokio::task::spawn_blocking(move || -> io::Result<()> {
+            let _slot = slot;
             let view = storage.view();
             let (index, term) =
                 crate::raft::applied_index_and_term(view.meta()).map_err(io::Error::other)?;
@@ -119,16 +139,20 @@ impl Server {
                 chunks: chunks_tx,
                 buf: Vec::with_capacity(CHUNK_BYTES),
             };
+            let client = out.chunks.clone();
+            let wanted = move || !client.is_closed();
             let tell = |summary: &crate::bbolt::Summary| {
-                let _ = measured_tx.send((summary.clone(), index));
+                (measured_tx.send((summary.clone(), index)))
+                    .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
             };
-            let (_, out) = crate::etcd_backend::export_unseekable(&view, &info, tell, out)?;
+            let (_, out) = crate::etcd_backend::export_unseekable(&view, &info, out, wanted, tell)?;
             out.finish()
         });
         let Ok((summary, index)) = measured.await else {
             let error = match writer.await {
                 Ok(Err(e)) => e.to_string(),
-                _ => "the writer stopped".to_string(),
+                Ok(Ok(())) => "the writer ended before the file was laid out".to_string(),
+                Err(e) => e.to_string(),
             };
             tracing::error!(error, "cannot write a snapshot");
             return Err(EtcdError::SnapshotFailed);
