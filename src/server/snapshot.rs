@@ -141,11 +141,12 @@ impl Server {
             };
             let client = out.chunks.clone();
             let wanted = move || !client.is_closed();
-            let tell = |summary: &crate::bbolt::Summary| {
-                (measured_tx.send((summary.clone(), index)))
-                    .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
-            };
-            let (_, out) = crate::etcd_backend::export_unseekable(&view, &info, out, wanted, tell)?;
+            let (_, out) =
+                crate::etcd_backend::export_unseekable(&view, &info, out, wanted, |summary| {
+                    (measured_tx.send((summary.clone(), index))).map_err(|_| {
+                        io::Error::new(io::ErrorKind::BrokenPipe, "the client went away")
+                    })
+                })?;
             out.finish()
         });
         let Ok((summary, index)) = measured.await else {
