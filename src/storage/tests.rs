@@ -386,6 +386,38 @@ fn obsolete_files_are_deleted_at_a_bounded_rate_unless_the_disk_is_short() {
     assert_eq!(obsolete_files_and_watch_trash(&short), 0);
 }
 
+/// Bytes of write-ahead log files in the database's directory.
+fn wal_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
+#[test]
+fn the_write_ahead_log_is_kept_to_its_cap_while_small_families_take_a_write_each_batch() {
+    let (dir, storage) = open();
+    // As the apply does: each batch carries the store's writes and the applied index.
+    let value = vec![0x5a; 64 << 10];
+    let mut most = 0;
+    for i in 0u64..(2 * MAX_TOTAL_WAL_BYTES / (256 << 10)) {
+        write(&storage, |b| {
+            for j in 0..4 {
+                storage.kv().put(b, &(i * 4 + j).to_be_bytes(), &value);
+            }
+            storage.meta().put(b, MetaKey::CurrentRev, &i.to_be_bytes());
+        });
+        most = most.max(wal_bytes(&dir.path().join("db")));
+    }
+    // Past the cap, RocksDB flushes at the next write: a kv memtable's worth more at most.
+    assert!(
+        most <= MAX_TOTAL_WAL_BYTES + 2 * WRITE_BUFFER_BYTES as u64,
+        "{most} bytes of write-ahead log"
+    );
+}
+
 #[test]
 fn trash_is_capped_at_about_half_of_what_a_compaction_left_plus_one_file() {
     let (_dir, storage) = open();
