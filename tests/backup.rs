@@ -193,8 +193,7 @@ async fn a_snapshot_taken_under_writes_is_one_point_in_time() {
 /// and one more is taken once a client gives up. Cairn only: etcd has no such limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_most_four_snapshots_are_written_at_once() {
-    if common::server_bin() != cairn_bin() {
-        eprintln!("runs against Cairn only");
+    if !against_cairn() {
         return;
     }
     let server = TestServer::start(&[]);
@@ -248,6 +247,15 @@ fn ring_sha256(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// The server binary's `snapshot` command (Cairn's, whatever server is under test).
+/// Whether the server under test is Cairn; says so when a Cairn-only test is skipped.
+fn against_cairn() -> bool {
+    let cairn = common::server_bin() == cairn_bin();
+    if !cairn {
+        eprintln!("runs against Cairn only");
+    }
+    cairn
+}
+
 fn cairn_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_cairn"))
 }
@@ -326,9 +334,8 @@ async fn cairn_restores_a_snapshot_from_itself_or_etcd_and_serves_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_restored_from_one_snapshot_form_a_cluster_with_its_data() {
-    if common::server_bin() != cairn_bin() {
-        // The cluster harness runs the server under test; Cairn's restore is for Cairn.
-        eprintln!("runs against Cairn only");
+    // The cluster harness runs the server under test; Cairn's restore is for Cairn.
+    if !against_cairn() {
         return;
     }
     let source = TestServer::start(&[]);
